@@ -1,0 +1,73 @@
+"""Quill's IR: straight-line SSA over named ciphertext and plaintext values.
+
+Plain frozen dataclasses, so programs compare, hash and print structurally. Source
+locations are not part of the IR (``parse(print(p)) == p`` must hold); the parser reports
+them while it builds the IR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quill.ops import OPS, Kind, Opcode
+
+
+@dataclass(frozen=True)
+class Param:
+    """A kernel input: a ciphertext, or a plaintext the evaluator knows."""
+
+    name: str
+    kind: Kind
+
+
+@dataclass(frozen=True)
+class Const:
+    """A plaintext constant. ``values`` repeat periodically to fill the slots, so ``(2,)`` is
+    2 in every slot and ``(1, 0)`` alternates; the length must divide the slot count."""
+
+    name: str
+    values: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Instr:
+    """``dest = opcode(args..., amount)``; ``amount`` only for rotations."""
+
+    dest: str
+    opcode: Opcode
+    args: tuple[str, ...]
+    amount: int | None = None
+
+
+@dataclass(frozen=True)
+class Program:
+    """A kernel: inputs, constants, instructions in order, and the returned value."""
+
+    name: str
+    params: tuple[Param, ...]
+    consts: tuple[Const, ...]
+    body: tuple[Instr, ...]
+    result: str
+
+    def kinds(self) -> dict[str, Kind]:
+        """The kind of every value the program names."""
+        kinds = {p.name: p.kind for p in self.params}
+        kinds.update((c.name, Kind.PT) for c in self.consts)
+        for ins in self.body:
+            kinds[ins.dest] = Kind.CT  # every instruction yields a ciphertext
+        return kinds
+
+    def rotation_amounts(self) -> tuple[int, ...]:
+        """The distinct rotation amounts used, sorted: the rotation keys the kernel needs."""
+        return tuple(sorted({i.amount for i in self.body if i.amount is not None}))
+
+    def count(self, *opcodes: Opcode) -> int:
+        return sum(1 for i in self.body if i.opcode in opcodes)
+
+    @property
+    def ct_ct_mults(self) -> int:
+        return sum(1 for i in self.body if OPS[i.opcode].ct_ct_mult)
+
+    @property
+    def rotations(self) -> int:
+        return self.count(Opcode.ROT)
