@@ -29,9 +29,11 @@ class QuillError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        where = f"{self.location.file}:{self.location.line}:{self.location.column}: " if (
-            self.location
-        ) else ""
+        where = (
+            f"{self.location.file}:{self.location.line}:{self.location.column}: "
+            if (self.location)
+            else ""
+        )
         text = f"{where}{self.kind}: {self.message}"
         if self.location and self.location.source_line:
             loc = self.location

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Generic, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 V = TypeVar("V")
 
@@ -61,7 +61,7 @@ class Opcode(Enum):
 
 
 @dataclass(frozen=True)
-class OpInfo(Generic[V]):
+class OpInfo:
     """Everything the compiler knows about one instruction."""
 
     opcode: Opcode
@@ -86,7 +86,7 @@ def _op(
     commutative: bool = False,
     ct_ct_mult: bool = False,
     has_amount: bool = False,
-) -> tuple[Opcode, OpInfo[object]]:
+) -> tuple[Opcode, OpInfo]:
     return opcode, OpInfo(
         opcode, mnemonic, operands, has_amount, commutative, ct_ct_mult, noise, cost, semantics
     )
@@ -95,8 +95,8 @@ def _op(
 CC = (Kind.CT, Kind.CT)
 CP = (Kind.CT, Kind.PT)
 
-# The table. Cost keys name rows of quill.cost.LATENCY; noise keys rows of quill.noise.GROWTH.
-OPS: dict[Opcode, OpInfo[object]] = dict(
+# The table. Cost keys name rows of quill.cost tables; noise keys rows of quill.noise.GROWTH.
+OPS: dict[Opcode, OpInfo] = dict(
     [
         _op(Opcode.ADD_CC, "add", CC, lambda A, a, b: A.add(a, b),
             cost="add", noise="add", commutative=True),
@@ -140,7 +140,9 @@ MNEMONICS: frozenset[str] = frozenset(info.mnemonic for info in OPS.values())
 def apply(algebra: SlotAlgebra[V], opcode: Opcode, args: list[V], amount: int | None) -> V:
     """Apply ``opcode`` to slot vectors ``args`` in ``algebra``: the one evaluation rule."""
     info = OPS[opcode]
-    result = info.semantics(algebra, *args, amount) if info.has_amount else info.semantics(
-        algebra, *args
+    result = (
+        info.semantics(algebra, *args, amount)
+        if info.has_amount
+        else info.semantics(algebra, *args)
     )
     return result  # type: ignore[return-value]
