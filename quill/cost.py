@@ -6,6 +6,9 @@ it on every instruction. Rotations of one ciphertext by several amounts may shar
 hoisting precompute (OpenFHE's ``EvalFastRotationPrecompute`` + ``EvalFastRotation``); a
 group is priced at whichever is cheaper, as the backend will emit it.
 
+Rotation keys are a cost too: :func:`objective` adds each key's generation time, divided by
+the number of runs that share the keys.
+
 The default table holds the medians in ``shared/reference/openfhe-bfv.md`` (one thread,
 20 repetitions); ``porcupine calibrate`` measures this machine and writes a JSON table that
 :func:`load_table` reads.
@@ -21,8 +24,23 @@ from pathlib import Path
 from quill.ir import Program
 from quill.ops import OPS, Opcode
 
-KEYS = ("add", "add_pt", "mul_pt", "mul_cc", "rotate", "rotate_precompute", "rotate_hoisted")
+KEYS = (
+    "add",
+    "add_pt",
+    "mul_pt",
+    "mul_cc",
+    "rotate",
+    "rotate_precompute",
+    "rotate_hoisted",
+    "rotation_keygen",
+)
 """Rows of a latency table; ``quill.ops`` names the first five as op cost keys."""
+
+DEFAULT_RUNS_PER_KEYSET = 1
+"""How many kernel runs share one set of rotation keys, by default: one (a client that
+generates keys for a job and sends them with its ciphertexts). Each rotation key costs the
+client a key generation (and the upload of a key-switching key of megabytes); amortized over
+many runs the kernel's latency dominates, and hoisted rotations by more amounts can win."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,7 @@ DEFAULT_TABLE = CostTable(
             "rotate": 1.70,
             "rotate_precompute": 1.32,
             "rotate_hoisted": 0.42,
+            "rotation_keygen": 4.5,
         },
         # openfhe-bfv.md measured add, rotate and ct*ct at N = 16384 (depth 4); the other
         # rows take the median ratio of those three (3.6x).
@@ -67,6 +86,7 @@ DEFAULT_TABLE = CostTable(
             "rotate": 6.1,
             "rotate_precompute": 1.32 * 3.6,
             "rotate_hoisted": 0.42 * 3.6,
+            "rotation_keygen": 4.5 * 3.6,
         },
     },
     source="shared/reference/openfhe-bfv.md (N = 8192 depth 2; N = 16384 depth 4)",
@@ -120,3 +140,20 @@ def program_cost(program: Program, ring_dim: int, table: CostTable = DEFAULT_TAB
     repeats = Counter((i.args[0], i.amount) for i in program.body if i.opcode is Opcode.ROT)
     total += sum(row["rotate"] * (c - 1) for c in repeats.values())
     return total + sum(rotation_group_cost(len(g), row) for g in groups.values())
+
+
+def keygen_cost(program: Program, ring_dim: int, table: CostTable = DEFAULT_TABLE) -> float:
+    """Milliseconds to generate the rotation keys ``program`` needs."""
+    return len(program.rotation_amounts()) * table.at(ring_dim)["rotation_keygen"]
+
+
+def objective(
+    program: Program,
+    ring_dim: int,
+    table: CostTable = DEFAULT_TABLE,
+    runs_per_keyset: int = DEFAULT_RUNS_PER_KEYSET,
+) -> float:
+    """What the synthesizer minimizes: latency per run plus its share of key generation."""
+    return program_cost(program, ring_dim, table) + keygen_cost(program, ring_dim, table) / (
+        runs_per_keyset
+    )

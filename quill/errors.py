@@ -54,6 +54,7 @@ class QuillSemanticError(QuillError):
 
 def locate(file: str, text: str, line: int, column: int, width: int = 1) -> Location:
     """A :class:`Location` in ``text`` (1-based line and column), carrying its source line."""
-    lines = text.splitlines()
-    src = lines[line - 1] if 0 < line <= len(lines) else ""
+    # Split on "\n" only, as parsers count lines; splitlines() also breaks at \f, \u2028 etc.
+    lines = text.split("\n")
+    src = lines[line - 1].removesuffix("\r") if 0 < line <= len(lines) else ""
     return Location(file, line, column, src.expandtabs(1), width)

@@ -1,0 +1,304 @@
+"""Counterexample-guided search for the cheapest verified kernel in the local-rotate sketch.
+
+For L = 1, 2, ... components: solve the sketch on a few narrow (``width``-bit) examples,
+verify each candidate exactly against the spec, and on failure add an input that tells them
+apart; once a candidate verifies, demand a strictly cheaper one, until the solver answers
+UNSAT. The search ends ``extra_components`` sizes after the first size that had a kernel,
+or when the time is up, returning the best verified kernel so far.
+
+When is UNSAT a proof? The examples are a relaxation twice over: they are finitely many
+inputs, and arithmetic mod 2^width stands in for arithmetic mod T. Every program correct over
+Z_T satisfies the example constraints as long as its integer coefficients cannot reach T
+(then "equal mod T" means "equal over the integers", which survives reduction mod 2^width).
+:func:`coefficient_bound` bounds the coefficients any program of the sketch can build; when
+that bound is below T the UNSAT answers prove that no cheaper kernel exists in the sketch,
+and the result says ``optimal: true``. Otherwise it says ``optimal: false``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import z3
+
+from porcupine.encode import COST_SCALE, SketchEncoding
+from porcupine.restrictions import Restrictions, derive
+from porcupine.sketch import Filled, Space, space_for, to_quill
+from porcupine.verify import spec_polynomials, symbolic_inputs, verify
+from quill.cost import DEFAULT_RUNS_PER_KEYSET, DEFAULT_TABLE, CostTable, objective
+from quill.interp import Slots, evaluate
+from quill.ir import Program
+from quill.noise import RING_DIM, parameters
+from quill.ops import OPS, Opcode
+from quill.slots import T
+from quill.spec import Domain, IntRing, Spec
+
+Progress = Callable[[str], None]
+
+
+class SynthesisError(Exception):
+    """The search ended without a verified kernel; the message says why and what to try."""
+
+
+@dataclass
+class SearchLog:
+    """What the search established, for the result's summary."""
+
+    sizes_exhausted: list[int] = field(default_factory=list)  # sizes proven to have no cheaper
+    sizes_timed_out: list[int] = field(default_factory=list)
+    candidates: int = 0
+    counterexamples: int = 0
+    first_size: int | None = None
+    best: Found | None = None
+
+
+@dataclass(frozen=True)
+class Options:
+    """Knobs of the search."""
+
+    table: CostTable = DEFAULT_TABLE
+    max_components: int = 8  # sketch sizes tried, unless the spec hints otherwise
+    extra_components: int = 1  # sizes searched past the first size with a kernel
+    width: int = 8  # bits of the narrow example arithmetic
+    seed: int = 0
+    runs_per_keyset: int = DEFAULT_RUNS_PER_KEYSET
+
+
+@dataclass(frozen=True)
+class Found:
+    program: Program
+    units: int  # cost in the encoding's units
+    components: int
+
+
+class NarrowExamples:
+    """Example inputs in the search's narrow arithmetic, and the spec's values on them."""
+
+    def __init__(self, spec: Spec, width: int, seed: int) -> None:
+        self.spec = spec
+        self.width = width
+        self.mask = (1 << width) - 1
+        self.rng = np.random.default_rng(seed)
+        self.examples: list[tuple[dict[str, list[int]], dict[int, int]]] = []
+
+    def random_inputs(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for d in self.spec.inputs:
+            vec = [0] * self.spec.n
+            high = 2 if d.domain is Domain.BITS else 1 << self.width
+            for s in d.layout.slots():
+                vec[s] = int(self.rng.integers(0, high))
+            out[d.name] = vec
+        return out
+
+    def reference(self, inputs: dict[str, list[int]]) -> dict[int, int]:
+        exact = self.spec.evaluate(IntRing(), inputs)
+        return {s: v & self.mask for s, v in exact.items()}
+
+    def run(self, program: Program, inputs: dict[str, list[int]]) -> list[int]:
+        mask, n = self.mask, self.spec.n
+        vectors = {k: np.array(v, dtype=np.int64) for k, v in inputs.items()}
+        result = evaluate(
+            program,
+            _MaskedAlgebra(mask),
+            {p.name: vectors[p.name] for p in program.params},
+            lambda vs: np.array([vs[i % len(vs)] & mask for i in range(n)], dtype=np.int64),
+        )
+        return [int(x) for x in result]
+
+    def add_random(self) -> tuple[dict[str, list[int]], dict[int, int]]:
+        inputs = self.random_inputs()
+        ex = (inputs, self.reference(inputs))
+        self.examples.append(ex)
+        return ex
+
+    def distinguishing(
+        self, program: Program, tries: int = 64
+    ) -> tuple[dict[str, list[int]], dict[int, int]] | None:
+        """A narrow example on which ``program`` and the spec differ, if one turns up."""
+        for _ in range(tries):
+            inputs = self.random_inputs()
+            want = self.reference(inputs)
+            got = self.run(program, inputs)
+            if any(got[s] != v for s, v in want.items()):
+                ex = (inputs, want)
+                self.examples.append(ex)
+                return ex
+        return None
+
+
+class _MaskedAlgebra:
+    """Slot vectors mod 2^width (width <= 31 keeps products inside int64)."""
+
+    def __init__(self, mask: int) -> None:
+        self.mask = mask
+
+    def add(self, a: Slots, b: Slots) -> Slots:
+        return (a + b) & self.mask
+
+    def sub(self, a: Slots, b: Slots) -> Slots:
+        return (a - b) & self.mask
+
+    def mul(self, a: Slots, b: Slots) -> Slots:
+        return (a * b) & self.mask
+
+    def neg(self, a: Slots) -> Slots:
+        return (-a) & self.mask
+
+    def rot(self, a: Slots, k: int) -> Slots:
+        return np.roll(a, -k)
+
+
+def coefficient_bound(restrictions: Restrictions, components: int, constants: int) -> int:
+    """An upper bound on the L1 norm of the integer polynomial any program of the sketch
+    computes: inputs have norm 1; add/sub add norms, multiplies multiply them; ct*ct depth is
+    bounded, so the bound is tracked per depth."""
+    depth = restrictions.max_depth
+    c = max(1, constants)
+    best = [max(1, c)] * (depth + 1)  # best[d]: max norm of a value of depth <= d
+    for _ in range(components):
+        new = list(best)
+        for d in range(depth + 1):
+            cands = [best[d]]
+            for op in restrictions.ops:
+                arith = OPS[op]
+                if op in (Opcode.ADD_CC, Opcode.SUB_CC):
+                    cands.append(2 * best[d])
+                elif op is Opcode.MUL_CC and d >= 1:
+                    cands.append(best[d - 1] ** 2)
+                elif op is Opcode.MUL_CP:
+                    cands.append(best[d] * c)
+                elif op in (Opcode.ADD_CP, Opcode.SUB_CP):
+                    cands.append(best[d] + c)
+                elif not arith.ct_ct_mult:
+                    cands.append(best[d])
+            new[d] = max(cands)
+        best = [max(new[: d + 1]) for d in range(depth + 1)]
+    return best[depth]
+
+
+def spec_norm(spec: Spec) -> int:
+    """The largest L1 norm (centred integer coefficients) of the spec's slot polynomials."""
+    sym = symbolic_inputs(spec)
+    polys = spec_polynomials(spec, sym)
+    return max(
+        (sum(min(c, T - c) for c in p.values()) for p in polys.values()),
+        default=0,
+    )
+
+
+def synthesize_flat(
+    spec: Spec,
+    *,
+    deadline: float | None,
+    options: Options,
+    initial: Program | None = None,
+    progress: Progress | None = None,
+) -> tuple[Found | None, bool, str, SearchLog, Restrictions]:
+    """The search for a single-stage spec. Returns the best kernel found (or ``None``),
+    whether it is proven optimal, what that proof covers, the log, and the restrictions."""
+    say = progress or (lambda _msg: None)
+    restrictions = derive(spec)
+    space = space_for(spec, restrictions)
+    ring_dim = max(RING_DIM[max(1, restrictions.max_depth)], 2 * spec.n)
+    examples = NarrowExamples(spec, options.width, options.seed)
+    examples.add_random()
+    log = SearchLog()
+    if initial is not None:
+        cost = objective(initial, ring_dim, options.table, options.runs_per_keyset)
+        units = round(cost * COST_SCALE)
+        log.best = Found(initial, units, len(initial.body))
+        say(f"initial bound from {initial.name}: cost {units / COST_SCALE:.3f} ms")
+    say(f"sketch: {restrictions.describe()}; {options.width}-bit examples")
+    norm = spec_norm(spec)
+    constant = max((abs(c) for c in restrictions.constants), default=1)
+    sound = True
+    stopped = False
+    limit = spec.hints.components or options.max_components
+    for size in range(1, limit + 1):
+        if log.first_size is not None and size > log.first_size + options.extra_components:
+            break
+        sound &= coefficient_bound(restrictions, size, constant) + norm < T
+        bound = f" below cost {log.best.units / COST_SCALE:.3f} ms" if log.best else ""
+        say(f"L={size}: searching{bound}")
+        try:
+            exhausted = _cegis(spec, space, size, ring_dim, options, examples, deadline, log, say)
+        except KeyboardInterrupt:  # Ctrl-C: stop, keep the best verified kernel so far
+            say("interrupted: returning the best verified kernel so far")
+            exhausted = False
+        if not exhausted:
+            stopped = True
+            log.sizes_timed_out.append(size)
+            break
+        log.sizes_exhausted.append(size)
+    best = log.best
+    optimal = best is not None and not stopped and sound
+    last = log.sizes_exhausted[-1] if log.sizes_exhausted else 0
+    if optimal:
+        scope = (
+            f"no cheaper kernel with at most {last} components in the sketch "
+            f"({restrictions.describe()})"
+        )
+    elif stopped:
+        scope = "search stopped by the timeout before a proof"
+    else:
+        scope = "the coefficient bound is too large for the narrow search to be a proof"
+    return best, optimal, scope, log, restrictions
+
+
+def _cegis(
+    spec: Spec,
+    space: Space,
+    size: int,
+    ring_dim: int,
+    options: Options,
+    examples: NarrowExamples,
+    deadline: float | None,
+    log: SearchLog,
+    say: Progress,
+) -> bool:
+    """Exhaust sketch size ``size`` below the cost of ``log.best``, recording every better
+    verified kernel in ``log``. True once the solver says UNSAT, False on timeout."""
+    enc = SketchEncoding(
+        space, size, options.width, options.table, ring_dim, options.seed, options.runs_per_keyset
+    )
+    for inputs, want in examples.examples:
+        enc.add_example(inputs, want)
+    if log.best is not None:
+        enc.bound_cost(log.best.units)
+    while True:
+        remaining = None if deadline is None else int((deadline - time.monotonic()) * 1000)
+        if remaining is not None and remaining <= 0:
+            return False
+        result = enc.check(remaining)
+        if result == z3.unknown:
+            return False
+        if result == z3.unsat:
+            return True
+        filled: Filled = enc.filled()
+        program = to_quill(filled, space, spec.name)
+        log.candidates += 1
+        if verify(program, spec).ok:
+            units = enc.solver.model().eval(enc.cost).as_long()
+            log.best = Found(program, units, size)
+            if log.first_size is None:
+                log.first_size = size
+            say(
+                f"L={size}: verified kernel, cost {units / COST_SCALE:.3f} ms "
+                f"({len(program.body)} instructions); looking for a cheaper one"
+            )
+            enc.bound_cost(units)
+            continue
+        log.counterexamples += 1
+        ex = examples.distinguishing(program)
+        if ex is None:
+            enc.block(filled)
+        else:
+            enc.add_example(*ex)
+
+
+def ring_for(program: Program, spec: Spec) -> int:
+    return parameters(program, spec.n).ring_dim

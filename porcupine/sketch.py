@@ -1,0 +1,125 @@
+"""Porcupine's local-rotate sketch, and the programs that fill it.
+
+A sketch of L components over the spec's inputs: component k is ``op(rot(a, ra), rot(b, rb))``
+where ``op`` comes from the allowed set, ``a`` and ``b`` are inputs, constants or earlier
+components, and each rotation amount is 0 or an allowed amount. Holes are the op, the
+operands and the rotations; the last component is the result.
+
+This module holds the sketch's value space and its filled-in programs, with no solver: the
+Z3 encoding (:mod:`porcupine.encode`) fills holes, :func:`to_quill` lowers the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from porcupine.restrictions import Restrictions
+from quill.ir import Const, Instr, Param, Program
+from quill.ops import OPS, Kind, Opcode
+from quill.spec import Spec
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A value the sketch starts from: a ciphertext input, a plaintext input or a constant."""
+
+    name: str
+    kind: Kind
+    constant: int | None = None
+
+
+@dataclass(frozen=True)
+class Space:
+    """The leaves (ciphertexts first, then plaintexts) and the restrictions of a sketch."""
+
+    leaves: tuple[Leaf, ...]
+    restrictions: Restrictions
+    n: int
+
+    @property
+    def n_ct(self) -> int:
+        return sum(1 for leaf in self.leaves if leaf.kind is Kind.CT)
+
+    def is_ct(self, value: int) -> bool:
+        """Whether value index ``value`` (leaves, then components) is a ciphertext."""
+        return value >= len(self.leaves) or self.leaves[value].kind is Kind.CT
+
+
+def space_for(spec: Spec, restrictions: Restrictions) -> Space:
+    """The sketch's value space for ``spec``."""
+    ct = [Leaf(d.name, d.kind) for d in spec.inputs if d.kind is Kind.CT]
+    pt = [Leaf(d.name, d.kind) for d in spec.inputs if d.kind is Kind.PT]
+    consts = [Leaf(_const_name(c), Kind.PT, c) for c in restrictions.constants]
+    return Space(tuple(ct + pt + consts), restrictions, spec.n)
+
+
+def _const_name(c: int) -> str:
+    return f"k{c}" if c >= 0 else f"k_neg{-c}"
+
+
+@dataclass(frozen=True)
+class Operand:
+    value: int  # index: leaves first, then components
+    rotation: int  # 0, or an allowed amount
+
+
+@dataclass(frozen=True)
+class Component:
+    op: Opcode
+    a: Operand
+    b: Operand | None  # None for unary ops
+
+
+@dataclass(frozen=True)
+class Filled:
+    """A sketch with every hole filled."""
+
+    components: tuple[Component, ...]
+
+
+def to_quill(filled: Filled, space: Space, name: str) -> Program:
+    """Lower a filled sketch to a Quill program: each non-zero operand rotation becomes one
+    ``rot`` instruction (shared when two operands rotate the same value by the same amount)."""
+    names = [leaf.name for leaf in space.leaves]
+    names += [f"t{k}" for k in range(len(filled.components))]
+    body: list[Instr] = []
+    rotated: dict[tuple[int, int], str] = {}
+
+    def operand(o: Operand) -> str:
+        if o.rotation == 0:
+            return names[o.value]
+        key = (o.value, o.rotation)
+        if key not in rotated:
+            suffix = f"{o.rotation}" if o.rotation > 0 else f"neg{-o.rotation}"
+            rotated[key] = f"{names[o.value]}_r{suffix}"
+            body.append(Instr(rotated[key], Opcode.ROT, (names[o.value],), o.rotation))
+        return rotated[key]
+
+    for k, comp in enumerate(filled.components):
+        args = [operand(comp.a)] + ([operand(comp.b)] if comp.b is not None else [])
+        body.append(Instr(names[len(space.leaves) + k], comp.op, tuple(args)))
+    params = tuple(Param(leaf.name, leaf.kind) for leaf in space.leaves if leaf.constant is None)
+    consts = tuple(
+        Const(leaf.name, (leaf.constant,)) for leaf in space.leaves if leaf.constant is not None
+    )
+    used = _used_names(body, names[-1])
+    return Program(
+        name,
+        params,
+        tuple(c for c in consts if c.name in used),
+        tuple(i for i in body if i.dest in used),
+        names[-1],
+    )
+
+
+def _used_names(body: list[Instr], result: str) -> set[str]:
+    """Names the result depends on (dead components are dropped)."""
+    live = {result}
+    for ins in reversed(body):
+        if ins.dest in live:
+            live.update(ins.args)
+    return live
+
+
+def arity(op: Opcode) -> int:
+    return len(OPS[op].operands)

@@ -1,0 +1,173 @@
+"""The synthesizer: kernels found from scratch, proven, and as good as the published ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from porcupine.cli import main
+from porcupine.synthesize import SynthesisError, SynthesisResult, synthesize
+from porcupine.verify import verify
+from quill.interp import interpret
+from quill.ops import Opcode
+from quill.parser import load_program, parse_program
+from quill.spec import Spec, load_spec, parse_spec
+
+KERNELS = Path(__file__).parent.parent / "kernels"
+
+
+@pytest.fixture(scope="module")
+def box_blur() -> tuple[Spec, SynthesisResult]:
+    spec = load_spec(KERNELS / "box_blur.spec")
+    return spec, synthesize(spec, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def dot_product() -> tuple[Spec, SynthesisResult]:
+    spec = load_spec(KERNELS / "dot_product.spec")
+    return spec, synthesize(spec, timeout=120)
+
+
+def test_box_blur_matches_published_and_is_optimal(box_blur: tuple[Spec, SynthesisResult]) -> None:
+    _, r = box_blur
+    assert r.verified and r.optimal
+    assert r.program.rotations == 2
+    assert r.program.count(Opcode.ADD_CC) == 2
+    assert len(r.program.body) == 4
+    assert r.params.ct_ct_depth == 0
+
+
+def test_dot_product_matches_published(dot_product: tuple[Spec, SynthesisResult]) -> None:
+    _, r = dot_product
+    assert r.verified
+    assert r.program.rotations == 3
+    assert r.program.count(Opcode.ADD_CC) == 3
+    assert r.program.count(Opcode.MUL_CP) == 1
+    assert r.program.ct_ct_mults == 0
+
+
+@pytest.mark.parametrize("fixture", ["box_blur", "dot_product"])
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_synthesized_kernel_equals_spec_on_random_inputs(
+    fixture: str, seed: int, request: pytest.FixtureRequest
+) -> None:
+    spec, result = request.getfixturevalue(fixture)
+    inputs = spec.random_inputs(np.random.default_rng(seed))
+    got = interpret(result.program, {p.name: inputs[p.name] for p in result.program.params})
+    want = spec.reference(inputs)
+    assert {s: int(got[s]) for s in spec.output_slots()} == want
+
+
+def test_same_spec_gives_same_kernel(box_blur: tuple[Spec, SynthesisResult]) -> None:
+    spec, first = box_blur
+    assert synthesize(spec, timeout=120).program == first.program
+
+
+def test_initial_kernel_seeds_the_bound(box_blur: tuple[Spec, SynthesisResult]) -> None:
+    spec, best = box_blur
+    baseline = load_program(KERNELS / "baselines" / "box_blur.quill")
+    seeded = synthesize(spec, timeout=120, initial=baseline)
+    assert seeded.source == "synthesized"
+    assert seeded.cost == pytest.approx(best.cost)
+
+
+def _mutants(program_text: str) -> list[str]:
+    """Kernels one rotation amount away from the original."""
+    lines = program_text.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if "rot(" in line:
+            head, amount = line.rsplit(",", 1)
+            k = int(amount.strip(" )"))
+            out.append("\n".join([*lines[:i], f"{head}, {k + 1})", *lines[i + 1 :]]))
+    return out
+
+
+def test_check_refutes_mutated_kernel_with_a_real_counterexample() -> None:
+    spec = load_spec(KERNELS / "box_blur.spec")
+    text = (KERNELS / "published" / "box_blur.quill").read_text()
+    assert verify(parse_program(text), spec).ok
+    mutants = _mutants(text)
+    assert mutants
+    for mutant in mutants:
+        program = parse_program(mutant)
+        verdict = verify(program, spec)
+        assert not verdict.ok and verdict.counterexample is not None
+        cex = verdict.counterexample
+        got = interpret(program, {p.name: cex.inputs[p.name] for p in program.params})
+        assert int(got[cex.slot]) == cex.got
+        assert spec.reference(cex.inputs)[cex.slot] == cex.expected != cex.got
+
+
+def test_bits_domain_admits_the_xor_square_trick() -> None:
+    spec = load_spec(KERNELS / "hamming_distance.spec")
+    squared = parse_program(
+        """
+        kernel hd(a: ct, b: ct) {
+            d = sub(a, b)
+            s = mul(d, d)
+            r2 = rot(s, 2)
+            t = add(s, r2)
+            r1 = rot(t, 1)
+            u = add(t, r1)
+            return u
+        }
+        """
+    )
+    assert verify(squared, spec).ok
+    # Over all of Z_t the same kernel is wrong: the proof really uses x^2 = x.
+    zt = parse_spec((KERNELS / "hamming_distance.spec").read_text().replace(" bits", ""))
+    assert not verify(squared, zt).ok
+
+
+def test_impossible_sketch_ends_with_a_clear_message() -> None:
+    spec = parse_spec(
+        """
+        spec needs_three
+        param n = 8
+        slots n
+        input x: ct vector(n)
+        output y[k]: vector(n) = x[k] + x[k + 1] + x[k + 2] + x[k + 3] where k < 4
+        hint components 1
+        """
+    )
+    with pytest.raises(SynthesisError, match="no kernel with at most 1 components"):
+        synthesize(spec, timeout=60)
+
+
+def test_cli_synth_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["synth", str(KERNELS / "box_blur.spec"), "--json", "--timeout", "120"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in (
+        "kernel",
+        "program",
+        "instructions",
+        "rotations",
+        "rotation_keys",
+        "ct_ct_mults",
+        "mult_depth",
+        "cost",
+        "optimal",
+        "verified",
+        "seconds",
+    ):
+        assert key in out
+    assert out["verified"] is True and out["optimal"] is True
+    assert out["rotations"] == 2 and out["instructions"] == 4
+    assert parse_program(out["program"]).rotations == 2
+
+
+def test_cli_check_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = str(KERNELS / "box_blur.spec")
+    good = str(KERNELS / "published" / "box_blur.quill")
+    assert main(["check", good, "--spec", spec]) == 0
+    bad = tmp_path / "bad.quill"
+    bad.write_text(_mutants(Path(good).read_text())[0])
+    assert main(["check", str(bad), "--spec", spec]) == 1
+    assert "differs from box_blur at slot" in capsys.readouterr().err
