@@ -18,7 +18,7 @@ from pathlib import Path
 
 from porcupine.synthesize import Options, SynthesisError, SynthesisResult, synthesize
 from porcupine.verify import verify
-from quill.cost import DEFAULT_RUNS_PER_KEYSET, DEFAULT_TABLE, CostTable, load_table, program_cost
+from quill.cost import DEFAULT_TABLE, CostTable, Objective, load_table, program_cost
 from quill.errors import QuillError
 from quill.ir import Program
 from quill.noise import parameters
@@ -127,7 +127,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         table=table,
         max_components=args.max_components,
         width=args.width,
-        runs_per_keyset=args.runs_per_keyset,
+        goal=Objective(args.objective),
     )
     result = synthesize(
         spec,
@@ -271,11 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-components", type=int, default=8)
     p.add_argument("--width", type=int, default=8, help="bit-width of search examples")
     p.add_argument(
-        "--runs-per-keyset",
-        type=int,
-        default=DEFAULT_RUNS_PER_KEYSET,
-        help="kernel runs that share one set of rotation keys: the search charges each "
-        "key's generation divided by this (default 1; raise it for a long-lived key set)",
+        "--objective",
+        choices=[o.value for o in Objective],
+        default=Objective.KEY_SWITCHES.value,
+        help="key-switches: fewest rotations and relinearizations, then latency (default); "
+        "latency: lowest estimated latency with hoisted rotations priced",
     )
     p.add_argument("--initial", metavar="PROGRAM", help="a verified kernel to start from")
     p.add_argument(

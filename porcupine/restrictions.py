@@ -97,3 +97,22 @@ def _derive_rotations(spec: Spec, sym: SymbolicInputs, polys: dict[int, Poly]) -
         powers = {1 << i for i in range(n.bit_length() - 1)}
         rotations = _normalized(powers | {-p for p in powers}, n)
     return rotations
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """Which input variables each output slot's spec polynomial reads, as bit masks."""
+
+    needed: dict[int, int]  # output slot -> mask of variables
+    leaf_vars: dict[str, dict[int, int]]  # input name -> slot -> its variable's bit
+
+
+def dependencies(spec: Spec) -> Dependencies:
+    """The spec's input dependencies per output slot that matters."""
+    sym = symbolic_inputs(spec)
+    polys = spec_polynomials(spec, sym)
+    needed = {slot: sum({1 << v for m in p for v in m}) for slot, p in polys.items()}
+    leaf_vars: dict[str, dict[int, int]] = {}
+    for v, (name, slot) in sym.var_slot.items():
+        leaf_vars.setdefault(name, {})[slot] = 1 << v
+    return Dependencies(needed, leaf_vars)

@@ -25,10 +25,10 @@ import numpy as np
 import z3
 
 from porcupine.encode import COST_SCALE, SketchEncoding
-from porcupine.restrictions import Restrictions, derive
+from porcupine.restrictions import Dependencies, Restrictions, dependencies, derive
 from porcupine.sketch import Filled, Space, space_for, to_quill
 from porcupine.verify import spec_polynomials, symbolic_inputs, verify
-from quill.cost import DEFAULT_RUNS_PER_KEYSET, DEFAULT_TABLE, CostTable, objective
+from quill.cost import DEFAULT_TABLE, CostTable, Objective, objective
 from quill.interp import Slots, evaluate
 from quill.ir import Program
 from quill.noise import RING_DIM, parameters
@@ -64,7 +64,7 @@ class Options:
     extra_components: int = 1  # sizes searched past the first size with a kernel
     width: int = 8  # bits of the narrow example arithmetic
     seed: int = 0
-    runs_per_keyset: int = DEFAULT_RUNS_PER_KEYSET
+    goal: Objective = Objective.KEY_SWITCHES
 
 
 @dataclass(frozen=True)
@@ -206,9 +206,10 @@ def synthesize_flat(
     ring_dim = max(RING_DIM[max(1, restrictions.max_depth)], 2 * spec.n)
     examples = NarrowExamples(spec, options.width, options.seed)
     examples.add_random()
+    deps = dependencies(spec)
     log = SearchLog()
     if initial is not None:
-        cost = objective(initial, ring_dim, options.table, options.runs_per_keyset)
+        cost = objective(initial, ring_dim, options.table, options.goal)
         units = round(cost * COST_SCALE)
         log.best = Found(initial, units, len(initial.body))
         say(f"initial bound from {initial.name}: cost {units / COST_SCALE:.3f} ms")
@@ -225,7 +226,9 @@ def synthesize_flat(
         bound = f" below cost {log.best.units / COST_SCALE:.3f} ms" if log.best else ""
         say(f"L={size}: searching{bound}")
         try:
-            exhausted = _cegis(spec, space, size, ring_dim, options, examples, deadline, log, say)
+            exhausted = _cegis(
+                spec, space, size, ring_dim, options, examples, deps, deadline, log, say
+            )
         except KeyboardInterrupt:  # Ctrl-C: stop, keep the best verified kernel so far
             say("interrupted: returning the best verified kernel so far")
             exhausted = False
@@ -256,6 +259,7 @@ def _cegis(
     ring_dim: int,
     options: Options,
     examples: NarrowExamples,
+    deps: Dependencies,
     deadline: float | None,
     log: SearchLog,
     say: Progress,
@@ -263,26 +267,39 @@ def _cegis(
     """Exhaust sketch size ``size`` below the cost of ``log.best``, recording every better
     verified kernel in ``log``. True once the solver says UNSAT, False on timeout."""
     enc = SketchEncoding(
-        space, size, options.width, options.table, ring_dim, options.seed, options.runs_per_keyset
+        space, size, options.width, options.table, ring_dim, options.seed, options.goal
     )
     for inputs, want in examples.examples:
         enc.add_example(inputs, want)
+    enc.require_dependencies(deps.needed, deps.leaf_vars)
+    enc.require_degree(space.restrictions.ct_degree)
     if log.best is not None:
         enc.bound_cost(log.best.units)
+    fresh_bound = True
     while True:
         remaining = None if deadline is None else int((deadline - time.monotonic()) * 1000)
         if remaining is not None and remaining <= 0:
             return False
+        if fresh_bound:
+            # Cheap first: without arithmetic, most too-small or too-cheap sizes are UNSAT.
+            abstract = enc.check(remaining, examples=False)
+            if abstract == z3.unsat:
+                say(f"L={size}: exhausted (structure alone rules it out)")
+                return True
+            if abstract == z3.unknown:
+                return False
+            fresh_bound = False
         result = enc.check(remaining)
         if result == z3.unknown:
             return False
         if result == z3.unsat:
+            say(f"L={size}: exhausted")
             return True
         filled: Filled = enc.filled()
         program = to_quill(filled, space, spec.name)
         log.candidates += 1
         if verify(program, spec).ok:
-            units = enc.solver.model().eval(enc.cost).as_long()
+            units = enc.model_cost()
             log.best = Found(program, units, size)
             if log.first_size is None:
                 log.first_size = size
@@ -291,8 +308,10 @@ def _cegis(
                 f"({len(program.body)} instructions); looking for a cheaper one"
             )
             enc.bound_cost(units)
+            fresh_bound = True
             continue
         log.counterexamples += 1
+        say(f"L={size}: candidate {log.candidates} refuted; adding a counterexample")
         ex = examples.distinguishing(program)
         if ex is None:
             enc.block(filled)

@@ -43,7 +43,7 @@ class SynthesisResult:
     optimal_scope: str  # what the optimality proof covers, or why there is none
     cost: float  # estimated latency (ms) at the ring dimension the kernel needs
     keygen_ms: float  # estimated time to generate its rotation keys
-    objective: float  # what the search minimized: cost + keygen_ms / runs per key set
+    objective: float  # what the search minimized (quill.cost.objective)
     params: Parameters
     seconds: float
     source: str  # "synthesized", or "initial" when nothing beat the initial kernel in time
@@ -178,7 +178,7 @@ def _result(
         optimal_scope=scope,
         cost=program_cost(program, params.ring_dim, options.table),
         keygen_ms=keygen_cost(program, params.ring_dim, options.table),
-        objective=objective(program, params.ring_dim, options.table, options.runs_per_keyset),
+        objective=objective(program, params.ring_dim, options.table, options.goal),
         params=params,
         seconds=time.monotonic() - start,
         source=source,

@@ -6,8 +6,8 @@ it on every instruction. Rotations of one ciphertext by several amounts may shar
 hoisting precompute (OpenFHE's ``EvalFastRotationPrecompute`` + ``EvalFastRotation``); a
 group is priced at whichever is cheaper, as the backend will emit it.
 
-Rotation keys are a cost too: :func:`objective` adds each key's generation time, divided by
-the number of runs that share the keys.
+What the synthesizer minimizes (:func:`objective`) builds on this latency; see
+:class:`Objective`.
 
 The default table holds the medians in ``shared/reference/openfhe-bfv.md`` (one thread,
 20 repetitions); ``porcupine calibrate`` measures this machine and writes a JSON table that
@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from quill.ir import Program
@@ -36,11 +37,31 @@ KEYS = (
 )
 """Rows of a latency table; ``quill.ops`` names the first five as op cost keys."""
 
-DEFAULT_RUNS_PER_KEYSET = 1
-"""How many kernel runs share one set of rotation keys, by default: one (a client that
-generates keys for a job and sends them with its ciphertexts). Each rotation key costs the
-client a key generation (and the upload of a key-switching key of megabytes); amortized over
-many runs the kernel's latency dominates, and hoisted rotations by more amounts can win."""
+
+class Objective(str, Enum):
+    """What "cheapest" means to the synthesizer.
+
+    ``KEY_SWITCHES`` (the default): fewest key switches (rotations and ct*ct
+    relinearizations: the instructions that dominate latency, each adding key-switching
+    noise), then the lowest estimated latency, hoisting priced, then the fewest rotation
+    keys. ``LATENCY``: the lowest estimated latency, then the fewest rotation keys.
+
+    They differ when hoisting pays: rotating one ciphertext by 1, w and w + 1 (three
+    rotations, hoisted) is faster than the published box blur's two dependent rotations,
+    but takes one more key switch and one more rotation key (which the client must generate
+    and upload).
+    """
+
+    KEY_SWITCHES = "key-switches"
+    LATENCY = "latency"
+
+
+KEY_SWITCH_WEIGHT_MS = 10_000.0
+"""Under ``KEY_SWITCHES`` each key switch weighs more than any kernel's latency, so the
+weighted sum orders programs lexicographically."""
+
+KEY_TIE_BREAK_MS = 0.001
+"""Each rotation key adds this much: it only breaks ties between equally fast programs."""
 
 
 @dataclass(frozen=True)
@@ -147,13 +168,21 @@ def keygen_cost(program: Program, ring_dim: int, table: CostTable = DEFAULT_TABL
     return len(program.rotation_amounts()) * table.at(ring_dim)["rotation_keygen"]
 
 
+def key_switches(program: Program) -> int:
+    """Rotations (each distinct one) and ct*ct multiplies (each relinearizes)."""
+    rotations = {(i.args[0], i.amount) for i in program.body if i.opcode is Opcode.ROT}
+    return len(rotations) + program.ct_ct_mults
+
+
 def objective(
     program: Program,
     ring_dim: int,
     table: CostTable = DEFAULT_TABLE,
-    runs_per_keyset: int = DEFAULT_RUNS_PER_KEYSET,
+    goal: Objective = Objective.KEY_SWITCHES,
 ) -> float:
-    """What the synthesizer minimizes: latency per run plus its share of key generation."""
-    return program_cost(program, ring_dim, table) + keygen_cost(program, ring_dim, table) / (
-        runs_per_keyset
-    )
+    """The value the synthesizer minimizes for ``program`` (see :class:`Objective`)."""
+    value = program_cost(program, ring_dim, table)
+    value += KEY_TIE_BREAK_MS * len(program.rotation_amounts())
+    if goal is Objective.KEY_SWITCHES:
+        value += KEY_SWITCH_WEIGHT_MS * key_switches(program)
+    return value

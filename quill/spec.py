@@ -301,7 +301,9 @@ class Spec:
         """The sub-kernel computing stage ``name`` from the inputs: its output is the stage,
         restricted to the slots later definitions read for the output slots that matter; its
         stages are the ones it depends on. Ops, rotation and constant hints carry over (they
-        describe the whole kernel), the component count does not."""
+        describe the whole kernel), the component count does not. For a stage that reads
+        other stages, ``.with_stages_as_inputs()`` on the result is the one step computing it
+        from those stages (how a multi-level kernel such as harris decomposes)."""
         stage = self.stage(name)
         u = self._unrolled
         wanted = set(u.demand[name])

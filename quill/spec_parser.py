@@ -90,7 +90,7 @@ def describe_expected(expected: Iterable[str]) -> str:
     if left >= _EXPRESSION_START:
         phrases.append("an expression")
         left -= _EXPRESSION_START
-    if _OPERATORS & left and len(_OPERATORS & left) >= 3:
+    if len(left & _OPERATORS) >= 3:  # "+", "-" alone read better spelled out
         phrases.append("an operator")
         left -= _OPERATORS
     declaration = left >= _DECLARATION_START

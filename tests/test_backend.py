@@ -1,0 +1,344 @@
+"""The OpenFHE backend: emitted modules are ruff-clean and state the right keys and
+parameters, and emitted kernels compute their spec under real OpenFHE encryption.
+
+openfhe is a real dependency: these tests import it and never skip. Contexts are built once
+per module (key generation dominates otherwise), so the file runs in well under a minute.
+"""
+
+from __future__ import annotations
+
+import keyword
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import openfhe
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from strategies import programs
+
+from porcupine.backend import (
+    ProgramSpec,
+    Session,
+    compare_latency,
+    emit_python,
+    emitted_module,
+    plan,
+    run_encrypted,
+    write_atomically,
+)
+from quill.ir import Program
+from quill.noise import NoiseBudgetExceeded, ct_ct_depth, parameters
+from quill.parser import load_program, parse_program
+from quill.slots import T
+from quill.spec import Spec, load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+KERNELS = ROOT / "kernels"
+FEW = settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+seeds = st.integers(0, 2**32 - 1)
+
+SQUARE_SHIFT_SPEC = """
+spec square_shift
+slots 8
+input x: ct vector(8)
+output y[i]: vector(8) = x[i]^2 + x[i+1] where i < 7
+"""
+
+SQUARE_SHIFT = """
+kernel square_shift(x: ct) {
+    s = mul(x, x)
+    r = rot(x, 1)
+    y = add(s, r)
+    return y
+}
+"""
+
+# The published Hamming distance (openfhe-bfv.md's kernel table): s = a + b; s * (2 - s).
+HAMMING = """
+kernel hamming_distance(a: ct, b: ct) {
+    two = const(2)
+    s = add(a, b)
+    m = neg(s)
+    t = add(m, two)
+    p = mul(s, t)
+    r2 = rot(p, 2)
+    q = add(p, r2)
+    r1 = rot(q, 1)
+    d = add(q, r1)
+    return d
+}
+"""
+
+
+@dataclass
+class Kernel:
+    """A spec, a program for it, its emitted module, and a context for running it."""
+
+    spec: Spec
+    program: Program
+    module: ModuleType
+    session: Session
+
+
+def _kernel(spec: Spec, program: Program) -> Kernel:
+    module = emitted_module(program, spec)
+    return Kernel(spec, program, module, Session([module]))
+
+
+@pytest.fixture(scope="module")
+def kernels() -> dict[str, Kernel]:
+    """The published box blur and dot product, Hamming distance (constants, bit inputs,
+    ct*ct) and a hand-made ct*ct kernel with its hand-written spec."""
+    out = {
+        name: _kernel(load_spec(KERNELS / f"{name}.spec"), load_program(path))
+        for name in ("box_blur", "dot_product")
+        for path in [KERNELS / "published" / f"{name}.quill"]
+    }
+    hamming_spec = load_spec(KERNELS / "hamming_distance.spec")
+    out["hamming_distance"] = _kernel(hamming_spec, parse_program(HAMMING))
+    out["square_shift"] = _kernel(parse_spec(SQUARE_SHIFT_SPEC), parse_program(SQUARE_SHIFT))
+    return out
+
+
+NAMES = ["box_blur", "dot_product", "hamming_distance", "square_shift"]
+
+
+def _ruff(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    config = ROOT / "pyproject.toml"
+    cmd = [sys.executable, "-m", "ruff", *map(str, args), "--config", str(config)]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+
+# --- emission ------------------------------------------------------------------------------
+
+
+def test_emitted_modules_are_ruff_clean(kernels: dict[str, Kernel], tmp_path: Path) -> None:
+    odd = parse_program(
+        "kernel odd(order: ct, cc_: pt) {\n  cc = mul(order, cc_)\n  np = rot(cc, 3)\n"
+        "  lambda_ = rot(cc, -2)\n  if_ = add(np, lambda_)\n  return if_\n}\n"
+    )
+    emitted = {f"{name}.py": emit_python(k.program, k.spec) for name, k in kernels.items()}
+    for name in ("box_blur", "dot_product"):
+        spec, base = kernels[name].spec, load_program(KERNELS / "baselines" / f"{name}.quill")
+        emitted[f"{name}_baseline.py"] = emit_python(base, spec)
+        emitted[f"{name}_hoisted.py"] = emit_python(base, spec, hoist=True)
+    emitted["odd.py"] = emit_python(odd, ProgramSpec(odd, 64))
+    for file, text in emitted.items():
+        (tmp_path / file).write_text(text)
+    check = _ruff("check", tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    fmt = _ruff("format", "--check", "--diff", tmp_path)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(programs(slots=64, max_instrs=8), min_size=15, max_size=15))
+def test_random_programs_emit_ruff_clean_code(batch: list[Program]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, program in enumerate(p for p in batch if _emittable(p)):
+            (Path(tmp) / f"k{i}.py").write_text(emit_python(program, ProgramSpec(program, 64)))
+        check, fmt = _ruff("check", tmp), _ruff("format", "--check", "--diff", tmp)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_keyword_inputs_are_refused() -> None:
+    program = parse_program("kernel k(lambda: ct) {\n  return lambda\n}\n")
+    with pytest.raises(ValueError, match="input 'lambda' cannot be a keyword argument"):
+        emit_python(program, ProgramSpec(program, 8))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_module_states_keys_and_parameters(kernels: dict[str, Kernel], name: str) -> None:
+    k = kernels[name]
+    m, params = k.module, parameters(k.program, k.spec.n)
+    assert k.program.rotation_amounts() == m.ROTATION_INDICES
+    assert (params.mult_depth, params.ring_dim) == (m.MULT_DEPTH, m.RING_DIM)
+    assert (T, k.spec.n) == (m.PLAINTEXT_MODULUS, m.SLOTS)
+    assert k.spec.output_slots() == m.OUTPUT_SLOTS
+    assert {p.name: str(p.kind) for p in k.program.params} == m.INPUTS
+    assert (k.program.ct_ct_mults > 0) == m.CT_CT_MULT
+    doc = m.__doc__ or ""
+    assert f"kernel {k.program.name}(" in doc and f"multiplicative depth {params.mult_depth}" in doc
+
+
+def test_large_rotation_amounts_are_reduced_mod_n() -> None:
+    # OpenFHE rotates correctly only by |k| < N/2; rot(x, 16 + 3) on 16 slots is rot(x, 3).
+    program = parse_program("kernel big(x: ct) {\n  y = rot(x, 19)\n  return y\n}\n")
+    spec = ProgramSpec(program, 16)
+    assert plan(program, 16).rotation_indices(program) == (3,)
+    assert run_encrypted(spec, program=program, reps=0).ok
+
+
+def test_emission_rejects_a_program_for_another_spec(kernels: dict[str, Kernel]) -> None:
+    with pytest.raises(ValueError, match="spec's inputs"):
+        emit_python(kernels["box_blur"].program, kernels["dot_product"].spec)
+
+
+def test_write_atomically_leaves_nothing_on_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "out" / "kernel.py"
+    assert write_atomically(target, "x = 1\n").read_text() == "x = 1\n"
+
+    def fail(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(target, "x = 2\n")
+    assert target.read_text() == "x = 1\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["kernel.py"]
+
+
+# --- encrypted runs -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+@FEW
+@given(seed=seeds)
+def test_encrypted_kernel_matches_spec(kernels: dict[str, Kernel], name: str, seed: int) -> None:
+    k = kernels[name]
+    inputs = k.spec.random_inputs(np.random.default_rng(seed))
+    out, mismatches = k.session.check(k.module, k.spec, inputs)
+    assert not mismatches
+    assert out.GetNoiseScaleDeg() - 1 <= ct_ct_depth(k.program)
+
+
+def _emittable(program: Program) -> bool:
+    """Inputs become keyword arguments, so Python keywords and the module's own names are
+    refused (test_keyword_inputs_are_refused); and the noise model must accept it."""
+    if any(keyword.iskeyword(p.name) or p.name in {"np", "openfhe"} for p in program.params):
+        return False
+    try:
+        parameters(program, 16)
+    except NoiseBudgetExceeded:
+        return False
+    return True
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(program=programs(slots=16, max_instrs=6), seed=seeds)
+def test_random_programs_match_the_interpreter(program: Program, seed: int) -> None:
+    """Any valid Quill program, emitted and run encrypted, equals quill.interp."""
+    assume(_emittable(program))
+    spec = ProgramSpec(program, 16)
+    result = run_encrypted(spec, program=program, reps=0, seed=seed)
+    assert result.ok, result.summary()
+
+
+def test_run_encrypted_from_an_emitted_file(kernels: dict[str, Kernel], tmp_path: Path) -> None:
+    k = kernels["box_blur"]
+    path = write_atomically(tmp_path / "box_blur.py", emit_python(k.program, k.spec))
+    result = run_encrypted(k.spec, module_path=path, reps=3, seed=1)
+    assert result.ok and not result.mismatches, result.summary()
+    assert (result.mult_depth, result.ring_dim, result.ct_ct_depth_used) == (1, 8192, 0)
+    assert result.kernel_ms > 0 and result.setup_s >= result.keygen_s > 0
+    assert "correct on all 9 output slots" in result.summary()
+
+
+def test_ct_ct_kernel_runs_at_the_depth_the_noise_model_picks(kernels: dict[str, Kernel]) -> None:
+    k = kernels["square_shift"]
+    result = run_encrypted(k.spec, program=k.program, reps=1)
+    assert result.ok, result.summary()
+    assert result.mult_depth == parameters(k.program, k.spec.n).mult_depth
+    assert result.ct_ct_depth_used == 1
+    assert "EvalSquare(x)" in emit_python(k.program, k.spec)
+
+
+def test_hoisted_and_plain_rotations_decrypt_identically(kernels: dict[str, Kernel]) -> None:
+    spec = kernels["box_blur"].spec
+    baseline = load_program(KERNELS / "baselines" / "box_blur.quill")  # x rotated by 1, 4, 5
+    texts = {hoist: emit_python(baseline, spec, hoist=hoist) for hoist in (True, False)}
+    assert "EvalFastRotation(x, 5" in texts[True] and "EvalFastRotation" not in texts[False]
+    modules = [emitted_module(baseline, spec, hoist=hoist) for hoist in (True, False)]
+    session = Session(modules)
+    inputs = spec.random_inputs(np.random.default_rng(7))
+    args = session.arguments(modules[0], inputs)
+    hoisted, plain = (session.decrypt(m, session.run(m, args)[0]) for m in modules)
+    assert np.array_equal(hoisted, plain)  # every slot, not only the ones that matter
+
+
+def test_compare_latency_times_each_program(kernels: dict[str, Kernel]) -> None:
+    spec = kernels["box_blur"].spec
+    pair = [kernels["box_blur"].program, load_program(KERNELS / "baselines" / "box_blur.quill")]
+    medians = compare_latency(pair, spec, reps=3)
+    assert len(medians) == 2 and all(m > 0 for m in medians)
+
+
+# --- the emitted module's API ---------------------------------------------------------------
+
+
+def test_decode_gives_natural_shapes(kernels: dict[str, Kernel]) -> None:
+    blur = kernels["box_blur"]
+    m, cc, keys = blur.module, blur.session.cc, blur.session.keys
+    image = np.arange(16).reshape(4, 4) * 1000
+    out = m.decode(cc, keys, m.kernel(cc, x=m.encrypt(cc, keys, "x", image)))
+    want = image[:-1, :-1] + image[:-1, 1:] + image[1:, :-1] + image[1:, 1:]
+    assert out.shape == (4, 4) and out.mask[3].all() and out.mask[:, 3].all()
+    assert np.array_equal(out[:3, :3].filled(-1), want % T)
+
+    dot = kernels["dot_product"]
+    m, cc, keys = dot.module, dot.session.cc, dot.session.keys
+    a, b = np.arange(8) - 4, np.arange(8) * 9000
+    s = m.decode(cc, keys, m.kernel(cc, a=m.encrypt(cc, keys, "a", a), b=m.encode(cc, "b", b)))
+    assert s == int(np.dot(a, b)) % T
+
+
+def test_encode_checks_its_input(kernels: dict[str, Kernel]) -> None:
+    blur, ham = kernels["box_blur"], kernels["hamming_distance"]
+    with pytest.raises(ValueError, match=r"shape \(3, 3\), expected \(4, 4\)"):
+        blur.module.encode(blur.session.cc, "x", np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="must hold bits"):
+        ham.module.encode(ham.session.cc, "a", [0, 1, 2, 0])
+    dot = kernels["dot_product"]
+    with pytest.raises(ValueError, match="is a plaintext"):
+        dot.module.encrypt(dot.session.cc, dot.session.keys, "b", np.zeros(8))
+
+
+def _raises(call: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError, match=message) as info:
+        call()
+    assert type(info.value).__name__ == "KernelContextError"
+
+
+def test_missing_keys_are_named(kernels: dict[str, Kernel]) -> None:
+    blur = kernels["box_blur"]
+    m = blur.module
+    cc = m.new_context()
+    keys = m.generate_keys(cc, rotation_indices=(1,))  # the kernel also rotates by 4
+    x = m.encrypt(cc, keys, "x", np.ones((4, 4)))
+    _raises(lambda: m.kernel(cc, x=x), r"no rotation key for index 4 .*EvalRotateKeyGen")
+
+    sq = kernels["square_shift"].module
+    cc = sq.new_context()
+    keys = sq.generate_keys(cc, ct_ct_mult=False)
+    x = sq.encrypt(cc, keys, "x", np.ones(8))
+    _raises(lambda: sq.kernel(cc, x=x), "no relinearization key.*EvalMultKeyGen")
+
+
+def _context(t: int, depth: int, ring_dim: int | None = None) -> object:
+    params = openfhe.CCParamsBFVRNS()
+    params.SetPlaintextModulus(t)
+    params.SetMultiplicativeDepth(depth)
+    if ring_dim is not None:
+        params.SetSecurityLevel(openfhe.HEStd_NotSet)
+        params.SetRingDim(ring_dim)
+    return openfhe.GenCryptoContext(params)
+
+
+def test_unfit_contexts_are_named(kernels: dict[str, Kernel]) -> None:
+    m = kernels["box_blur"].module
+    _raises(lambda: m.check_context(_context(786433, 1)), "plaintext modulus is 786433")
+    _raises(lambda: m.check_context(_context(T, 1, ring_dim=16)), "ring dimension 16")
+    sq = kernels["square_shift"].module
+    assert sq.MULT_DEPTH >= 1
+    _raises(lambda: sq.check_context(_context(T, 0)), "multiplicative depth 0 is too small")
