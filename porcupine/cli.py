@@ -273,9 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--objective",
         choices=[o.value for o in Objective],
-        default=Objective.KEY_SWITCHES.value,
-        help="key-switches: fewest rotations and relinearizations, then latency (default); "
-        "latency: lowest estimated latency with hoisted rotations priced",
+        default=Objective.INSTRUCTIONS.value,
+        help="instructions: fewest key switches, then instructions, then latency (default); "
+        "latency: lowest estimated latency, hoisted rotations priced",
     )
     p.add_argument("--initial", metavar="PROGRAM", help="a verified kernel to start from")
     p.add_argument(

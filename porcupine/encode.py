@@ -21,6 +21,7 @@ import z3
 
 from porcupine.sketch import Component, Filled, Operand, Space
 from quill.cost import (
+    INSTRUCTION_WEIGHT_MS,
     KEY_SWITCH_WEIGHT_MS,
     KEY_TIE_BREAK_MS,
     CostTable,
@@ -32,7 +33,7 @@ from quill.ops import OPS, Kind, Opcode
 COST_SCALE = 1000
 """Costs are milliseconds; the encoding counts integer microseconds."""
 
-COST_BITS = 32
+COST_BITS = 48  # room for the lexicographic weights of quill.cost
 
 # Which arithmetic an op performs; ct*ct and ct*pt forms differ only in operand kinds.
 _ARITH = {
@@ -78,7 +79,7 @@ class SketchEncoding:
         table: CostTable,
         ring_dim: int,
         seed: int = 0,
-        goal: Objective = Objective.KEY_SWITCHES,
+        goal: Objective = Objective.INSTRUCTIONS,
     ) -> None:
         self.space = space
         self.L = components
@@ -245,11 +246,15 @@ class SketchEncoding:
         for r in range(1, len(self.rots)):
             used = z3.Or([self._rot[w][k] == r for k in range(self.L) for w in "ab"])
             total += z3.If(used, z3.BitVecVal(key, COST_BITS), z3.BitVecVal(0, COST_BITS))
-        if goal is Objective.KEY_SWITCHES:
+        if goal is Objective.INSTRUCTIONS:
+            # Instructions: the L components and the distinct rotations; key switches: the
+            # rotations and the ct*ct multiplies.
             switch = z3.BitVecVal(units(KEY_SWITCH_WEIGHT_MS), COST_BITS)
+            instr = z3.BitVecVal(units(INSTRUCTION_WEIGHT_MS), COST_BITS)
             zero = z3.BitVecVal(0, COST_BITS)
+            total += z3.BitVecVal(units(INSTRUCTION_WEIGHT_MS) * self.L, COST_BITS)
             for rotation in rotations:
-                total += z3.If(rotation, switch, zero)
+                total += z3.If(rotation, switch + instr, zero)
             mul_cc = self._kind_ops(lambda i: i.ct_ct_mult)
             for k in range(self.L):
                 total += z3.If(self._is(k, mul_cc), switch, zero)
@@ -261,17 +266,19 @@ class SketchEncoding:
 
     # -- examples -------------------------------------------------------------------------
 
-    def add_example(self, leaves: Mapping[str, Sequence[int]], expected: Mapping[int, int]) -> int:
-        """Constrain the result to equal ``expected`` (slot -> value, mod 2^width) on an
-        example whose leaf values (ciphertexts and plaintexts, by name) are ``leaves``.
-        Returns the example's index."""
-        e = len(self._leaf_values)
+    def add_example(self, leaves: Mapping[str, Sequence[int]]) -> int:
+        """Register an example input (leaf values by name); returns its index. Nothing is
+        constrained until :meth:`constrain` names its slots."""
         self._leaf_values.append(leaves)
-        self.constrain(e, expected)
-        return e
+        return len(self._leaf_values) - 1
+
+    @property
+    def examples_known(self) -> int:
+        return len(self._leaf_values)
 
     def constrain(self, e: int, expected: Mapping[int, int]) -> None:
-        """Constrain more output slots of example ``e``."""
+        """Constrain the result on example ``e`` to ``expected`` (slot -> value, mod
+        2^width)."""
         result = self.n_leaves + self.L - 1
         for slot, want in expected.items():
             if (e, slot) not in self._constrained:

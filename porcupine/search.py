@@ -27,7 +27,7 @@ import z3
 from porcupine.encode import COST_SCALE, SketchEncoding
 from porcupine.restrictions import Dependencies, Restrictions, dependencies, derive
 from porcupine.sketch import Filled, Space, space_for, to_quill
-from porcupine.verify import spec_polynomials, symbolic_inputs, verify
+from porcupine.verify import input_slots, spec_polynomials, symbolic_inputs, verify
 from quill.cost import DEFAULT_TABLE, CostTable, Objective, objective
 from quill.interp import Slots, evaluate
 from quill.ir import Program
@@ -64,7 +64,7 @@ class Options:
     extra_components: int = 1  # sizes searched past the first size with a kernel
     width: int = 8  # bits of the narrow example arithmetic
     seed: int = 0
-    goal: Objective = Objective.KEY_SWITCHES
+    goal: Objective = Objective.INSTRUCTIONS
 
 
 @dataclass(frozen=True)
@@ -75,21 +75,31 @@ class Found:
 
 
 class NarrowExamples:
-    """Example inputs in the search's narrow arithmetic, and the spec's values on them."""
+    """Example inputs in the search's narrow arithmetic, the spec's values on them, and
+    which (example, slot) pairs the search constrains.
+
+    Constraining every output slot of an example at once is what makes multiply-heavy
+    sketches slow (Roberts cross: over 300 s for one check with all 9 slots, 0.3 s with
+    one), so slots are added lazily, like counterexamples: a candidate that is wrong at a
+    slot gets that (example, slot) pair constrained, and the arithmetic-free dependency
+    abstraction covers every slot from the start.
+    """
 
     def __init__(self, spec: Spec, width: int, seed: int) -> None:
         self.spec = spec
         self.width = width
         self.mask = (1 << width) - 1
         self.rng = np.random.default_rng(seed)
-        self.examples: list[tuple[dict[str, list[int]], dict[int, int]]] = []
+        self.inputs: list[dict[str, list[int]]] = []
+        self.wants: list[dict[int, int]] = []
+        self.constrained: list[tuple[int, int]] = []  # (example, slot), in order of adding
 
     def random_inputs(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
         for d in self.spec.inputs:
             vec = [0] * self.spec.n
             high = 2 if d.domain is Domain.BITS else 1 << self.width
-            for s in d.layout.slots():
+            for s in input_slots(d, self.spec.n):
                 vec[s] = int(self.rng.integers(0, high))
             out[d.name] = vec
         return out
@@ -109,25 +119,38 @@ class NarrowExamples:
         )
         return [int(x) for x in result]
 
-    def add_random(self) -> tuple[dict[str, list[int]], dict[int, int]]:
-        inputs = self.random_inputs()
-        ex = (inputs, self.reference(inputs))
-        self.examples.append(ex)
-        return ex
+    def _add(self, inputs: dict[str, list[int]]) -> int:
+        self.inputs.append(inputs)
+        self.wants.append(self.reference(inputs))
+        return len(self.inputs) - 1
 
-    def distinguishing(
-        self, program: Program, tries: int = 64
-    ) -> tuple[dict[str, list[int]], dict[int, int]] | None:
-        """A narrow example on which ``program`` and the spec differ, if one turns up."""
-        for _ in range(tries):
-            inputs = self.random_inputs()
-            want = self.reference(inputs)
-            got = self.run(program, inputs)
-            if any(got[s] != v for s, v in want.items()):
-                ex = (inputs, want)
-                self.examples.append(ex)
-                return ex
+    def start(self) -> None:
+        """One random example, constrained at one output slot (a middle one: its
+        neighbourhood is least likely to be special)."""
+        e = self._add(self.random_inputs())
+        slots = sorted(self.wants[e])
+        self.constrained.append((e, slots[len(slots) // 2]))
+
+    def refute(self, program: Program, tries: int = 64) -> tuple[int, int] | None:
+        """An (example, slot) pair on which ``program`` and the spec differ in the narrow
+        arithmetic: on a known example first, else on a new random one. It is recorded as
+        constrained; ``None`` if no such pair turned up."""
+        for e in range(len(self.inputs) + tries):
+            if e == len(self.inputs):
+                self._add(self.random_inputs())
+            got = self.run(program, self.inputs[e])
+            for slot, want in self.wants[e].items():
+                if got[slot] != want and (e, slot) not in self.constrained:
+                    self.constrained.append((e, slot))
+                    return e, slot
         return None
+
+    def apply(self, enc: SketchEncoding, start: int = 0) -> None:
+        """Constrain ``enc`` on the recorded pairs from index ``start`` on."""
+        for e, slot in self.constrained[start:]:
+            while enc.examples_known <= e:
+                enc.add_example(self.inputs[enc.examples_known])
+            enc.constrain(e, {slot: self.wants[e][slot]})
 
 
 class _MaskedAlgebra:
@@ -205,7 +228,7 @@ def synthesize_flat(
     space = space_for(spec, restrictions)
     ring_dim = max(RING_DIM[max(1, restrictions.max_depth)], 2 * spec.n)
     examples = NarrowExamples(spec, options.width, options.seed)
-    examples.add_random()
+    examples.start()
     deps = dependencies(spec)
     log = SearchLog()
     if initial is not None:
@@ -269,8 +292,7 @@ def _cegis(
     enc = SketchEncoding(
         space, size, options.width, options.table, ring_dim, options.seed, options.goal
     )
-    for inputs, want in examples.examples:
-        enc.add_example(inputs, want)
+    examples.apply(enc)
     enc.require_dependencies(deps.needed, deps.leaf_vars)
     enc.require_degree(space.restrictions.ct_degree)
     if log.best is not None:
@@ -312,11 +334,11 @@ def _cegis(
             continue
         log.counterexamples += 1
         say(f"L={size}: candidate {log.candidates} refuted; adding a counterexample")
-        ex = examples.distinguishing(program)
-        if ex is None:
+        known = len(examples.constrained)
+        if examples.refute(program) is None:
             enc.block(filled)
         else:
-            enc.add_example(*ex)
+            examples.apply(enc, known)
 
 
 def ring_for(program: Program, spec: Spec) -> int:

@@ -193,33 +193,31 @@ def _result(
 def _multi_step(
     spec: Spec, start: float, deadline: float | None, options: Options, progress: Progress | None
 ) -> SynthesisResult:
+    """Synthesize each stage over the stages it reads, in dependency order, then the output
+    over the stages; inline and simplify, and verify the whole against ``spec``."""
     say: Progress = progress or (lambda _m: None)
+    params = tuple(Param(d.name, d.kind) for d in spec.inputs)
+    steps = {s.name: spec.stage_spec(s.name).with_stages_as_inputs() for s in spec.stages}
+    steps[spec.output.name] = spec.with_stages_as_inputs()
+    composed: dict[str, Program] = {}  # step -> its program over the spec's own inputs
     stages: list[StageResult] = []
-    programs: dict[str, Program] = {}
     candidates = counterexamples = components = 0
-    for stage in spec.stages:
-        sub = spec.stage_spec(stage.name)
-        say(f"stage {stage.name}: {len(sub.output_slots())} slots matter")
+    restrictions = ""
+    for name in _dependency_order(steps):
+        step = steps[name]
+        say(f"step {name}: {len(step.output_slots())} slots matter")
         found, optimal, _scope, log, restr = synthesize_flat(
-            sub, deadline=deadline, options=options, progress=progress
+            step, deadline=deadline, options=options, progress=progress
         )
         if found is None:
-            raise _nothing_found(sub, log.sizes_exhausted, deadline, restr.describe())
-        stages.append(StageResult(stage.name, found.program, optimal))
-        programs[stage.name] = found.program
+            raise _nothing_found(step, log.sizes_exhausted, deadline, restr.describe())
+        stages.append(StageResult(name, found.program, optimal))
+        reads = {d.name: composed[d.name] for d in step.inputs if d.name in composed}
+        composed[name] = inline(found.program, reads, params, spec.name)
         candidates += log.candidates
         counterexamples += log.counterexamples
         components += found.components
-    last = spec.with_stages_as_inputs()
-    say(f"final step over stages {', '.join(programs)}")
-    found, optimal, _scope, log, restr = synthesize_flat(
-        last, deadline=deadline, options=options, progress=progress
-    )
-    if found is None:
-        raise _nothing_found(last, log.sizes_exhausted, deadline, restr.describe())
-    stages.append(StageResult("output", found.program, optimal))
-    params = tuple(Param(d.name, d.kind) for d in spec.inputs)
-    composed = simplify(inline(found.program, programs, params, spec.name))
+        restrictions = restr.describe()
     scope = (
         "each step proven optimal on its own; the composition is not"
         if all(s.optimal for s in stages)
@@ -228,14 +226,31 @@ def _multi_step(
     return _result(
         spec,
         options,
-        composed,
+        simplify(composed[spec.output.name]),
         False,
         scope,
         start,
         "synthesized",
-        components + found.components,
-        restr.describe(),
-        candidates + log.candidates,
-        counterexamples + log.counterexamples,
+        components,
+        restrictions,
+        candidates,
+        counterexamples,
         tuple(stages),
     )
+
+
+def _dependency_order(steps: dict[str, Spec]) -> list[str]:
+    """Step names such that every step comes after the stages it reads."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        for d in steps[name].inputs:
+            if d.name in steps:
+                visit(d.name)
+        order.append(name)
+
+    for name in steps:
+        visit(name)
+    return order

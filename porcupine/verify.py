@@ -9,6 +9,7 @@ reference evaluator, so a reported counterexample really distinguishes the two.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ from quill.interp import Slots, evaluate, interpret
 from quill.ir import Program
 from quill.poly import Poly, PolyRing, PolyVectors, evaluate_at, variables
 from quill.slots import T
-from quill.spec import Domain, Spec
+from quill.spec import Domain, InputDecl, Spec
 
 Inputs = dict[str, Slots]
 
@@ -50,6 +51,12 @@ class SymbolicInputs:
     ring: PolyRing
 
 
+def input_slots(decl: InputDecl, n: int) -> Sequence[int]:
+    """The slots of an input that carry values: its layout's, or all of them when the slots
+    outside the layout are not known to be 0 (a stage computed by an earlier step)."""
+    return decl.layout.slots() if decl.zero_outside else range(n)
+
+
 def symbolic_inputs(spec: Spec) -> SymbolicInputs:
     """Symbolic slot vectors for every input of ``spec``."""
     vectors: dict[str, list[Poly]] = {}
@@ -57,7 +64,7 @@ def symbolic_inputs(spec: Spec) -> SymbolicInputs:
     bits: list[int] = []
     for decl in spec.inputs:
         vec: list[Poly] = [{} for _ in range(spec.n)]
-        for s in decl.layout.slots():
+        for s in input_slots(decl, spec.n):
             v = len(var_slot)
             var_slot[v] = (decl.name, s)
             vec[s] = {(v,): 1}

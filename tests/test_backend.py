@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+# One OpenMP thread, as porcupine.backend sets it, but before this module imports openfhe
+# (which fixes its thread count when it loads): on a loaded two-core machine two threads
+# make OpenFHE calls many times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import numpy as np
 import openfhe
 import pytest
@@ -30,6 +35,7 @@ from porcupine.backend import (
     compare_latency,
     emit_python,
     emitted_module,
+    load_module,
     plan,
     run_encrypted,
     write_atomically,
@@ -131,6 +137,14 @@ def test_emitted_modules_are_ruff_clean(kernels: dict[str, Kernel], tmp_path: Pa
         emitted[f"{name}_baseline.py"] = emit_python(base, spec)
         emitted[f"{name}_hoisted.py"] = emit_python(base, spec, hoist=True)
     emitted["odd.py"] = emit_python(odd, ProgramSpec(odd, 64))
+    emitted["dead.py"] = emit_python(DEAD, ProgramSpec(DEAD, 8), hoist=True)
+    v = "a_long_input_name_for_an_image_that_keeps_going"  # 48 characters
+    long = parse_program(
+        f"kernel long(l: ct, {v}: ct, {v}_pt: pt) {{\n  {v}_prod = mul({v}, {v}_pt)\n"
+        f"  {v}_r = rot({v}_prod, 3)\n  {v}_s = rot({v}_prod, 5)\n"
+        f"  {v}_sum = add({v}_r, {v}_s)\n  l_ = add({v}_sum, l)\n  return l_\n}}\n"
+    )
+    emitted["long.py"] = emit_python(long, ProgramSpec(long, 64), hoist=True)
     for file, text in emitted.items():
         (tmp_path / file).write_text(text)
     check = _ruff("check", tmp_path)
@@ -176,6 +190,19 @@ def test_large_rotation_amounts_are_reduced_mod_n() -> None:
     spec = ProgramSpec(program, 16)
     assert plan(program, 16).rotation_indices(program) == (3,)
     assert run_encrypted(spec, program=program, reps=0).ok
+
+
+DEAD = parse_program(
+    "kernel dead(x: ct) {\n  two = const(2)\n  a = rot(x, 1)\n  b = rot(x, 2)\n"
+    "  c = mul(a, two)\n  y = add(x, x)\n  return y\n}\n"
+)
+
+
+def test_dead_code_is_not_emitted() -> None:
+    text = emit_python(DEAD, ProgramSpec(DEAD, 8), hoist=True)
+    assert "ROTATION_INDICES: tuple[int, ...] = ()" in text
+    assert "# a is never used: not emitted" in text
+    assert "_constants" not in text and "GetCyclotomicOrder" not in text
 
 
 def test_emission_rejects_a_program_for_another_spec(kernels: dict[str, Kernel]) -> None:
@@ -342,3 +369,11 @@ def test_unfit_contexts_are_named(kernels: dict[str, Kernel]) -> None:
     sq = kernels["square_shift"].module
     assert sq.MULT_DEPTH >= 1
     _raises(lambda: sq.check_context(_context(T, 0)), "multiplicative depth 0 is too small")
+
+
+def test_blur_image_example(kernels: dict[str, Kernel], tmp_path: Path) -> None:
+    k = kernels["box_blur"]
+    kernel_path = write_atomically(tmp_path / "box_blur.py", emit_python(k.program, k.spec))
+    example = load_module(ROOT / "examples" / "blur_image.py")
+    assert example.main([str(kernel_path)]) == 0
+    assert example.main([str(tmp_path / "missing.py")]) == 2
