@@ -28,7 +28,7 @@ from porcupine.encode import COST_SCALE, SketchEncoding
 from porcupine.restrictions import Dependencies, Restrictions, dependencies, derive
 from porcupine.sketch import Filled, Space, space_for, to_quill
 from porcupine.verify import input_slots, spec_polynomials, symbolic_inputs, verify
-from quill.cost import DEFAULT_TABLE, CostTable, Objective, objective
+from quill.cost import DEFAULT_TABLE, CostTable, Objective, key_switches, objective, program_cost
 from quill.interp import Slots, evaluate
 from quill.ir import Program
 from quill.noise import RING_DIM, parameters
@@ -245,7 +245,7 @@ def synthesize_flat(
         cost = objective(initial, ring_dim, options.table, options.goal)
         units = round(cost * COST_SCALE)
         log.best = Found(initial, units, len(initial.body))
-        say(f"initial bound from {initial.name}: cost {units / COST_SCALE:.3f} ms")
+        say(f"initial bound from {initial.name}: {_measures(initial, ring_dim, options)}")
     say(f"sketch: {restrictions.describe()}; {options.width}-bit examples")
     norm = spec_norm(spec)
     constant = max((abs(c) for c in restrictions.constants), default=1)
@@ -256,7 +256,9 @@ def synthesize_flat(
         if log.first_size is not None and size > log.first_size + options.extra_components:
             break
         sound &= coefficient_bound(restrictions, size, constant) + norm < T
-        bound = f" below cost {log.best.units / COST_SCALE:.3f} ms" if log.best else ""
+        bound = ""
+        if log.best:
+            bound = f" below {_measures(log.best.program, ring_dim, options)}"
         say(f"L={size}: searching{bound}")
         try:
             exhausted = _cegis(
@@ -336,8 +338,8 @@ def _cegis(
             if log.first_size is None:
                 log.first_size = size
             say(
-                f"L={size}: verified kernel, cost {units / COST_SCALE:.3f} ms "
-                f"({len(program.body)} instructions); looking for a cheaper one"
+                f"L={size}: verified kernel: {_measures(program, ring_dim, options)}; "
+                "looking for a cheaper one"
             )
             enc.bound_cost(units)
             fresh_bound = True
@@ -353,3 +355,11 @@ def _cegis(
 
 def ring_for(program: Program, spec: Spec) -> int:
     return parameters(program, spec.n).ring_dim
+
+
+def _measures(program: Program, ring_dim: int, options: Options) -> str:
+    """The measures the objective compares, for progress messages."""
+    latency = f"{program_cost(program, ring_dim, options.table):.3f} ms"
+    if options.goal is Objective.LATENCY:
+        return latency
+    return f"{key_switches(program)} key switches, {len(program.body)} instructions, {latency}"
