@@ -74,10 +74,10 @@ class Found:
     components: int
 
 
-SMALL_VALUES = 2
-"""Example entries are drawn below this. Small entries keep the solver's multipliers
-nearly constant: one Roberts cross check took 0.5 s with entries below 4 and timed out
-after 300 s with 8-bit entries."""
+VALUE_RANGES = (2, 4, 16)
+"""Example entries are drawn below the first of these that yields a counterexample (then
+the full width). Small entries keep the solver's multipliers nearly constant: one Roberts
+cross check took 0.5 s with entries below 4 and timed out after 300 s with 8-bit ones."""
 
 
 class NarrowExamples:
@@ -100,7 +100,7 @@ class NarrowExamples:
         self.wants: list[dict[int, int]] = []
         self.constrained: list[tuple[int, int]] = []  # (example, slot), in order of adding
 
-    def random_inputs(self, high: int = SMALL_VALUES) -> dict[str, list[int]]:
+    def random_inputs(self, high: int = VALUE_RANGES[0]) -> dict[str, list[int]]:
         """Random inputs in the domain, entries below ``high`` (bits: 0 or 1)."""
         out: dict[str, list[int]] = {}
         for d in self.spec.inputs:
@@ -138,16 +138,16 @@ class NarrowExamples:
         slots = sorted(self.wants[e])
         self.constrained.append((e, slots[len(slots) // 2]))
 
-    def refute(self, program: Program, tries: int = 64) -> tuple[int, int] | None:
+    def refute(self, program: Program, tries: int = 32) -> tuple[int, int] | None:
         """An (example, slot) pair on which ``program`` and the spec differ in the narrow
-        arithmetic: on a known example first, else on a new random one (small entries
-        first, then full-width ones). It is recorded as constrained; ``None`` if no such
-        pair turned up."""
+        arithmetic: on a known example first, else on new random ones with entries drawn
+        from growing ranges (:data:`VALUE_RANGES`). It is recorded as constrained; ``None``
+        if no such pair turned up."""
         known = len(self.inputs)
-        for e in range(known + 2 * tries):
+        ranges = [h for h in VALUE_RANGES if h < 1 << self.width] + [1 << self.width]
+        for e in range(known + tries * len(ranges)):
             if e >= known:
-                high = SMALL_VALUES if e < known + tries else 1 << self.width
-                self._add(self.random_inputs(high))
+                self._add(self.random_inputs(ranges[(e - known) // tries]))
             got = self.run(program, self.inputs[e])
             for slot, want in self.wants[e].items():
                 if got[slot] != want and (e, slot) not in self.constrained:

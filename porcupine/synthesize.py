@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from porcupine.scale import LiftError, lift
 from porcupine.search import Options, Progress, SynthesisError, synthesize_flat
 from porcupine.verify import verify
 from quill.cost import keygen_cost, objective, program_cost
@@ -91,6 +92,9 @@ class SynthesisResult:
         }
 
 
+DIRECT_SLOTS = 64
+"""Specs with more slots are synthesized at their default size and lifted (porcupine.scale)."""
+
 _ADDITIVE = {"add_cc", "sub_cc", "add_cp", "sub_cp", "neg"}
 
 
@@ -114,6 +118,8 @@ def synthesize(
     deadline = None if timeout is None else start + timeout
     if initial is not None and not verify(initial, spec).ok:
         raise SynthesisError(f"the initial kernel {initial.name} is not equal to {spec.name}")
+    if spec.n > DIRECT_SLOTS and spec.at().n < spec.n:
+        return _scaled(spec, start, timeout, options, progress)
     if spec.stages:
         return _multi_step(spec, start, deadline, options, progress)
     found, optimal, scope, log, restrictions = synthesize_flat(
@@ -254,3 +260,39 @@ def _dependency_order(steps: dict[str, Spec]) -> list[str]:
     for name in steps:
         visit(name)
     return order
+
+
+def _scaled(
+    spec: Spec, start: float, timeout: float | None, options: Options, progress: Progress | None
+) -> SynthesisResult:
+    """Synthesize at the spec's default size, lift to ``spec``'s size, verify there."""
+    say: Progress = progress or (lambda _m: None)
+    small = spec.at()
+    sizes = ", ".join(f"{k}={v}" for k, v in small.params)
+    say(f"{spec.n} slots: synthesizing at the default size ({sizes}) and lifting")
+    found = synthesize(small, timeout=timeout, options=options, progress=progress)
+    try:
+        lifted = lift(found.program, small, spec)
+    except LiftError as e:
+        raise SynthesisError(f"{spec.name}: the kernel found at {sizes} does not lift: {e}") from e
+    say(f"lifted to {spec.n} slots; verifying exactly")
+    if not verify(lifted, spec).ok:
+        raise SynthesisError(
+            f"{spec.name}: the kernel found at {sizes} is not correct at {spec.n} slots; "
+            "synthesize at a size closer to the target (--param)"
+        )
+    scope = f"lifted from the {sizes} instance ({found.optimal_scope})"
+    return _result(
+        spec,
+        options,
+        lifted,
+        False,
+        scope,
+        start,
+        "lifted",
+        found.components,
+        found.restrictions,
+        found.candidates,
+        found.counterexamples,
+        found.stages,
+    )

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from quill.errors import QuillSemanticError
-from quill.interp import Slots, evaluate, interpret
+from quill.interp import Slots, evaluate_at_slots, interpret
 from quill.ir import Program
-from quill.poly import Poly, PolyRing, PolyVectors, evaluate_at, variables
+from quill.poly import Poly, PolyRing, evaluate_at, variables
 from quill.slots import T
 from quill.spec import Domain, InputDecl, Spec
 
@@ -93,15 +93,11 @@ def spec_polynomials(spec: Spec, sym: SymbolicInputs) -> dict[int, Poly]:
     return spec.evaluate(sym.ring, sym.vectors)
 
 
-def program_polynomials(program: Program, spec: Spec, sym: SymbolicInputs) -> list[Poly]:
-    """The program's result, as a polynomial per slot."""
-    n = spec.n
-    return evaluate(
-        program,
-        PolyVectors(sym.ring),
-        sym.vectors,
-        lambda vs: [sym.ring.const(vs[i % len(vs)]) for i in range(n)],
-    )
+def program_polynomials(
+    program: Program, spec: Spec, sym: SymbolicInputs, slots: Sequence[int]
+) -> dict[int, Poly]:
+    """The program's result at ``slots``, as polynomials."""
+    return evaluate_at_slots(program, sym.ring, sym.vectors, sym.ring.const, slots, spec.n)
 
 
 def verify(program: Program, spec: Spec, seed: int = 0) -> Verdict:
@@ -110,7 +106,7 @@ def verify(program: Program, spec: Spec, seed: int = 0) -> Verdict:
     check_signature(program, spec)
     sym = symbolic_inputs(spec)
     want = spec_polynomials(spec, sym)
-    got = program_polynomials(program, spec, sym)
+    got = program_polynomials(program, spec, sym, spec.output_slots())
     for slot in spec.output_slots():
         diff = sym.ring.sub(got[slot], want[slot])
         if diff:

@@ -96,26 +96,3 @@ def evaluate_at(p: Poly, point: Mapping[int, int]) -> int:
 
 def variables(p: Poly) -> set[int]:
     return {v for m in p for v in m}
-
-
-class PolyVectors:
-    """Slot vectors of polynomials: the :class:`~quill.ops.SlotAlgebra` for verification."""
-
-    def __init__(self, ring: PolyRing) -> None:
-        self.ring = ring
-
-    def add(self, a: list[Poly], b: list[Poly]) -> list[Poly]:
-        return [self.ring.add(x, y) for x, y in zip(a, b, strict=True)]
-
-    def sub(self, a: list[Poly], b: list[Poly]) -> list[Poly]:
-        return [self.ring.sub(x, y) for x, y in zip(a, b, strict=True)]
-
-    def mul(self, a: list[Poly], b: list[Poly]) -> list[Poly]:
-        return [self.ring.mul(x, y) for x, y in zip(a, b, strict=True)]
-
-    def neg(self, a: list[Poly]) -> list[Poly]:
-        return [self.ring.neg(x) for x in a]
-
-    def rot(self, a: list[Poly], k: int) -> list[Poly]:
-        k %= len(a)
-        return a[k:] + a[:k]  # out[i] = a[(i + k) mod n], as quill.slots states

@@ -244,6 +244,10 @@ class Spec:
     hints: Hints
     _unrolled: _Unrolled = field(compare=False, repr=False)
 
+    def at(self, params: Mapping[str, int] | None = None) -> Spec:
+        """The same spec instantiated with other parameters (``None``: its defaults)."""
+        return parse_spec(self._unrolled.text, self.file, params)
+
     def input(self, name: str) -> InputDecl:
         """The input called ``name`` (``KeyError`` if there is none)."""
         for i in self.inputs:
