@@ -264,6 +264,10 @@ class SketchEncoding:
         """Only programs cheaper than ``below`` cost units from now on."""
         self.solver.add(z3.ULT(self.cost, below))
 
+    def cap(self, below: int) -> Any:
+        """A constraint, for one :meth:`check`, that the cost is under ``below``."""
+        return z3.ULT(self.cost, below)
+
     # -- examples -------------------------------------------------------------------------
 
     def add_example(self, leaves: Mapping[str, Sequence[int]]) -> int:
@@ -366,14 +370,16 @@ class SketchEncoding:
 
     # -- solving ----------------------------------------------------------------------------
 
-    def check(self, timeout_ms: int | None, examples: bool = True) -> z3.CheckSatResult:
+    def check(
+        self, timeout_ms: int | None, examples: bool = True, extra: tuple[Any, ...] = ()
+    ) -> z3.CheckSatResult:
         """Solve with the example constraints, or (``examples=False``) only the abstraction:
         UNSAT there already proves the sketch size exhausted."""
         solver = z3.SolverFor("QF_BV")
         solver.set("random_seed", self.seed)
         if timeout_ms is not None:
             solver.set("timeout", max(1, timeout_ms))
-        solver.add(*self.solver.facts)
+        solver.add(*self.solver.facts, *extra)
         if examples:
             solver.add(*self._examples)
         result = solver.check()

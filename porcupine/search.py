@@ -28,7 +28,15 @@ from porcupine.encode import COST_SCALE, SketchEncoding
 from porcupine.restrictions import Dependencies, Restrictions, dependencies, derive
 from porcupine.sketch import Filled, Space, space_for, to_quill
 from porcupine.verify import input_slots, spec_polynomials, symbolic_inputs, verify
-from quill.cost import DEFAULT_TABLE, CostTable, Objective, key_switches, objective, program_cost
+from quill.cost import (
+    DEFAULT_TABLE,
+    KEY_SWITCH_WEIGHT_MS,
+    CostTable,
+    Objective,
+    key_switches,
+    objective,
+    program_cost,
+)
 from quill.interp import Slots, evaluate
 from quill.ir import Program
 from quill.noise import RING_DIM, parameters
@@ -75,9 +83,10 @@ class Found:
 
 
 VALUE_RANGES = (2, 4, 16)
-"""Example entries are drawn below the first of these that yields a counterexample (then
-the full width). Small entries keep the solver's multipliers nearly constant: one Roberts
-cross check took 0.5 s with entries below 4 and timed out after 300 s with 8-bit ones."""
+"""Example entries are drawn below the first of these that yields a counterexample (after
+sparse examples with three non-zero entries below 4; finally the full width). Small
+entries keep the solver's multipliers nearly constant: one Roberts cross check took 0.5 s
+with entries below 4 and timed out after 300 s with 8-bit ones."""
 
 
 class NarrowExamples:
@@ -100,14 +109,20 @@ class NarrowExamples:
         self.wants: list[dict[int, int]] = []
         self.constrained: list[tuple[int, int]] = []  # (example, slot), in order of adding
 
-    def random_inputs(self, high: int = VALUE_RANGES[0]) -> dict[str, list[int]]:
-        """Random inputs in the domain, entries below ``high`` (bits: 0 or 1)."""
+    def random_inputs(self, high: int = 2, nonzero: int | None = None) -> dict[str, list[int]]:
+        """Random inputs in the domain, entries below ``high`` (bits: 0 or 1); with
+        ``nonzero``, only that many entries per input are non-zero (sparse examples keep
+        the solver's products mostly zero)."""
         out: dict[str, list[int]] = {}
         for d in self.spec.inputs:
             vec = [0] * self.spec.n
             bound = 2 if d.domain is Domain.BITS else min(high, 1 << self.width)
-            for s in input_slots(d, self.spec.n):
-                vec[s] = int(self.rng.integers(0, bound))
+            slots = list(input_slots(d, self.spec.n))
+            if nonzero is not None:
+                picked = self.rng.choice(len(slots), size=min(nonzero, len(slots)), replace=False)
+                slots = [slots[i] for i in sorted(picked)]
+            for s in slots:
+                vec[s] = int(self.rng.integers(1 if nonzero else 0, max(2, bound)))
             out[d.name] = vec
         return out
 
@@ -134,7 +149,7 @@ class NarrowExamples:
     def start(self) -> None:
         """One random example, constrained at one output slot (a middle one: its
         neighbourhood is least likely to be special)."""
-        e = self._add(self.random_inputs())
+        e = self._add(self.random_inputs(4, 3))
         slots = sorted(self.wants[e])
         self.constrained.append((e, slots[len(slots) // 2]))
 
@@ -144,10 +159,11 @@ class NarrowExamples:
         from growing ranges (:data:`VALUE_RANGES`). It is recorded as constrained; ``None``
         if no such pair turned up."""
         known = len(self.inputs)
-        ranges = [h for h in VALUE_RANGES if h < 1 << self.width] + [1 << self.width]
-        for e in range(known + tries * len(ranges)):
+        kinds = [(4, 3), (4, None)] + [(h, None) for h in VALUE_RANGES[1:]]
+        kinds += [(1 << self.width, None)]
+        for e in range(known + tries * len(kinds)):
             if e >= known:
-                self._add(self.random_inputs(ranges[(e - known) // tries]))
+                self._add(self.random_inputs(*kinds[(e - known) // tries]))
             got = self.run(program, self.inputs[e])
             for slot, want in self.wants[e].items():
                 if got[slot] != want and (e, slot) not in self.constrained:
@@ -309,24 +325,31 @@ def _cegis(
     enc.require_degree(space.restrictions.ct_degree)
     if log.best is not None:
         enc.bound_cost(log.best.units)
+    # With no kernel yet, look for one under rising cost caps: at a low cap the abstraction
+    # refutes quickly, and the first kernel found is already cheap, instead of descending
+    # from whatever expensive kernel the solver happens to find first.
+    caps = iter(cost_levels(options, size) if log.best is None else [])
+    cap = next(caps, None)
     fresh_bound = True
     while True:
         remaining = None if deadline is None else int((deadline - time.monotonic()) * 1000)
         if remaining is not None and remaining <= 0:
             return False
+        extra = () if cap is None else (enc.cap(cap),)
+        result = z3.sat
         if fresh_bound:
             # Cheap first: without arithmetic, most too-small or too-cheap sizes are UNSAT.
-            abstract = enc.check(remaining, examples=False)
-            if abstract == z3.unsat:
-                say(f"L={size}: exhausted (structure alone rules it out)")
-                return True
-            if abstract == z3.unknown:
-                return False
-            fresh_bound = False
-        result = enc.check(remaining)
+            result = enc.check(remaining, examples=False, extra=extra)
+            fresh_bound = result != z3.sat
+        if result == z3.sat:
+            result = enc.check(remaining, extra=extra)
         if result == z3.unknown:
             return False
         if result == z3.unsat:
+            if cap is not None:
+                cap = next(caps, None)
+                fresh_bound = True
+                continue
             say(f"L={size}: exhausted")
             return True
         filled: Filled = enc.filled()
@@ -342,6 +365,7 @@ def _cegis(
                 "looking for a cheaper one"
             )
             enc.bound_cost(units)
+            cap = None
             fresh_bound = True
             continue
         log.counterexamples += 1
@@ -351,6 +375,16 @@ def _cegis(
             enc.block(filled)
         else:
             examples.apply(enc, known)
+
+
+def cost_levels(options: Options, size: int) -> list[int]:
+    """Rising cost caps (in encoding units) for a first kernel of ``size`` components: one
+    per key-switch count under the default objective, doubling latencies otherwise."""
+    if options.goal is Objective.INSTRUCTIONS:
+        step = round(KEY_SWITCH_WEIGHT_MS * COST_SCALE)
+        return [step * k for k in range(1, 2 * size + 2)]
+    cheapest = min(options.table.at(RING_DIM[1]).values())
+    return [round(cheapest * COST_SCALE * 2**k) for k in range(1, 16)]
 
 
 def ring_for(program: Program, spec: Spec) -> int:
