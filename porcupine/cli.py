@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from porcupine.files import write_atomically
 from porcupine.synthesize import Options, SynthesisError, SynthesisResult, synthesize
 from porcupine.verify import verify
 from quill.cost import DEFAULT_TABLE, CostTable, Objective, load_table, program_cost
@@ -32,21 +31,6 @@ EXIT_FAILED = 1  # the input was fine, but the kernel is wrong or none was found
 
 class CliError(Exception):
     """A problem with the command line itself (a file that does not exist, say)."""
-
-
-def write_atomically(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename, so a
-    failure never leaves a half-written file behind."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _params(pairs: Sequence[str]) -> dict[str, int]:

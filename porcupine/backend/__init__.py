@@ -24,7 +24,6 @@ from porcupine.backend.openfhe_emit import (
     emit_python,
     emit_to_path,
     plan,
-    write_atomically,
 )
 from porcupine.backend.openfhe_run import (
     Mismatch,
@@ -37,6 +36,7 @@ from porcupine.backend.openfhe_run import (
     load_module,
     run_encrypted,
 )
+from porcupine.files import write_atomically
 
 __all__ = [
     "EmitPlan",

@@ -12,8 +12,6 @@ trailing commas where a construct is split), so emitted files pass ``ruff format
 from __future__ import annotations
 
 import keyword
-import os
-import tempfile
 import textwrap
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -24,6 +22,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from porcupine.files import write_atomically
 from quill.cost import DEFAULT_TABLE, CostTable, program_cost, should_hoist
 from quill.ir import Const, Instr, Program
 from quill.noise import LOG2_Q, RING_DIM, Parameters, ct_ct_depth, noise_bits, parameters
@@ -212,22 +211,6 @@ def emit_python(
     defs = [_RUNTIME, _constants_section(program), _kernel(program, names, decided)]
     # One blank line after the docstring and the imports, two around definitions.
     return "\n\n".join(head) + "\n\n\n" + "\n\n\n".join(d for d in defs if d) + "\n"
-
-
-def write_atomically(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file and a rename, so that a failure
-    never leaves a half-written module behind."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
 
 
 def emit_to_path(

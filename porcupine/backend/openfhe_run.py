@@ -24,7 +24,8 @@ import numpy as np
 import numpy.typing as npt
 import openfhe
 
-from porcupine.backend.openfhe_emit import SpecLike, emit_python, write_atomically
+from porcupine.backend.openfhe_emit import SpecLike, emit_python
+from porcupine.files import write_atomically
 from quill.cost import DEFAULT_TABLE, CostTable
 from quill.interp import interpret
 from quill.ir import Program

@@ -1,0 +1,86 @@
+"""Noise, depth, cost and program transformations: the models the search relies on."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import programs
+
+from quill.cost import DEFAULT_TABLE, Objective, objective, program_cost, rotation_group_cost
+from quill.interp import interpret
+from quill.ir import Program
+from quill.noise import ct_ct_depth, parameters
+from quill.parser import parse_program
+from quill.transform import eliminate_common_subexpressions, simplify
+
+
+def _chain(squarings: int) -> Program:
+    lines = ["kernel k(x: ct) {", " v0 = mul(x, x)"]
+    lines += [f" v{i} = mul(v{i - 1}, v{i - 1})" for i in range(1, squarings)]
+    lines += [f" return v{squarings - 1}", "}"]
+    return parse_program("\n".join(lines) + "\n")
+
+
+def test_depth_counts_ct_ct_multiplies_on_the_longest_path() -> None:
+    assert ct_ct_depth(_chain(3)) == 3
+    p = parse_program("kernel k(x: ct, b: pt) {\n m = mul(x, b)\n s = add(m, x)\n return s\n}\n")
+    assert ct_ct_depth(p) == 0
+
+
+def test_parameters_follow_the_measured_squaring_chains() -> None:
+    # openfhe-bfv.md: depth 1 holds one squaring; depths 2-3 share log2 Q = 180 (N = 8192);
+    # depth 4 moves to N = 16384. The configured depth never falls below the ct*ct depth.
+    assert parameters(_chain(1)).mult_depth == 1
+    assert parameters(_chain(2)).mult_depth == 2
+    assert (parameters(_chain(3)).mult_depth, parameters(_chain(3)).ring_dim) == (3, 8192)
+    assert (parameters(_chain(4)).mult_depth, parameters(_chain(4)).ring_dim) == (4, 16384)
+
+
+def test_a_bigger_ring_costs_more_for_the_same_program() -> None:
+    p = _chain(1)
+    assert program_cost(p, 16384) > 2 * program_cost(p, 8192)
+
+
+def test_hoisting_prices_rotations_of_one_ciphertext_together() -> None:
+    row = DEFAULT_TABLE.at(8192)
+    three = parse_program(
+        "kernel k(x: ct) {\n a = rot(x, 1)\n b = rot(x, 4)\n c = rot(x, 5)\n"
+        " s = add(a, b)\n t = add(s, c)\n u = add(t, x)\n return u\n}\n"
+    )
+    expected = rotation_group_cost(3, row) + 3 * row["add"]
+    assert program_cost(three, 8192) == expected
+    assert expected < 3 * row["rotate"] + 3 * row["add"]
+
+
+def test_objectives_order_the_two_box_blurs_differently() -> None:
+    published = parse_program(
+        "kernel k(x: ct) {\n a = rot(x, 4)\n s = add(x, a)\n b = rot(s, 1)\n t = add(s, b)\n"
+        " return t\n}\n"
+    )
+    hoisted = parse_program(
+        "kernel k(x: ct) {\n a = rot(x, 1)\n b = rot(x, 4)\n c = rot(x, 5)\n"
+        " s = add(x, a)\n t = add(b, c)\n u = add(s, t)\n return u\n}\n"
+    )
+    assert objective(published, 8192) < objective(hoisted, 8192)
+    latency = Objective.LATENCY
+    assert objective(hoisted, 8192, goal=latency) < objective(published, 8192, goal=latency)
+
+
+@settings(max_examples=100, deadline=None)
+@given(program=programs(slots=8), seed=st.integers(0, 2**32 - 1))
+def test_simplification_preserves_semantics(program: Program, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    inputs = {p.name: rng.integers(0, 65537, 8) for p in program.params}
+    simple = simplify(program)
+    assert len(simple.body) <= len(program.body)
+    assert (interpret(simple, inputs) == interpret(program, inputs)).all()
+
+
+def test_cse_merges_commuted_duplicates() -> None:
+    p = parse_program(
+        "kernel k(x: ct, y: ct) {\n a = add(x, y)\n b = add(y, x)\n c = mul(a, b)\n return c\n}\n"
+    )
+    merged = eliminate_common_subexpressions(p)
+    assert len(merged.body) == 2
+    assert merged.body[1].args == ("a", "a")
