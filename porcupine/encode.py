@@ -58,6 +58,14 @@ def _bits_for(count: int) -> int:
     return max(1, count.bit_length())
 
 
+def _lex_le(xs: Sequence[Any], ys: Sequence[Any]) -> Any:
+    """``xs <= ys`` lexicographically, on unsigned bit-vectors."""
+    le: Any = z3.BoolVal(True)
+    for x, y in reversed(list(zip(xs, ys, strict=True))):
+        le = z3.Or(z3.ULT(x, y), z3.And(x == y, le))
+    return le
+
+
 class _Assertions:
     """The constraints of an encoding (a list, so every check can start a fresh solver)."""
 
@@ -178,6 +186,21 @@ class SketchEncoding:
                         )
                     )
                 )
+            # Two adjacent components that do not depend on each other can be swapped (later
+            # references renumbered); keep only the order with the smaller holes first.
+            if k + 1 < self.L:
+                follower = (self._val["a"][k + 1], self._val["b"][k + 1])
+                independent = z3.And([v != me for v in follower])
+                s.add(z3.Implies(independent, _lex_le(self._holes(k), self._holes(k + 1))))
+
+    def _holes(self, k: int) -> list[Any]:
+        return [
+            self._op[k],
+            self._val["a"][k],
+            self._rot["a"][k],
+            self._val["b"][k],
+            self._rot["b"][k],
+        ]
 
     def _select(self, k: int, w: str, table: Sequence[Any]) -> Any:
         """The entry of ``table`` (indexed by value) that operand ``w`` of component ``k``
