@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from porcupine.cli import write_atomically
+from porcupine.files import write_atomically
 from porcupine.synthesize import SynthesisError, synthesize
 from porcupine.verify import verify
 from quill.cost import program_cost

@@ -6,8 +6,9 @@ on a 4x4 image or an 8-element vector are layout-generic:
 
 * **images**: a rotation amount is a 2-D offset ``a*w + b`` (``a`` rows, ``b`` columns);
   decomposed on the small image and recomposed with the target width;
-* **reductions**: a kernel ending in rotate-and-add rounds by ``n/2, ..., 1`` (in any order
-  and sign) sums all n slots; at the target size it gets log2(n) rounds.
+* **reductions**: a kernel ending in log2(n) rotate-and-add rounds that together add up all
+  n slots (by n/2, ..., 1 in any order and sign, or any other complete set, e.g. 4, 2, 3 on
+  8 slots) is a full reduction; at the target size it gets the rounds n/2, ..., 1.
 
 The lifted kernel is then verified exactly at the target size, like any other, so a
 layout the rules do not fit is reported, never emitted.
@@ -96,7 +97,7 @@ def _lift_reduction(program: Program, small: Spec, target: Spec) -> Program:
         rounds.append(abs(normalize_amount(amount, small.n)))
     if not rounds:
         return program  # elementwise: nothing depends on the size
-    if sorted(rounds) != [1 << i for i in range(small.n.bit_length() - 1)]:
+    if not _sums_every_slot(rounds, small.n):
         raise LiftError(f"rotations {rounds} are not a full rotate-and-add tree over {small.n}")
     chain.discard(value)
     body = [i for i in program.body if i.dest not in chain]
@@ -111,6 +112,16 @@ def _lift_reduction(program: Program, small: Spec, target: Spec) -> Program:
     return eliminate_dead_code(
         Program(program.name, program.params, program.consts, tuple(body), base)
     )
+
+
+def _sums_every_slot(rounds: list[int], n: int) -> bool:
+    """Whether rotate-and-add rounds by ``rounds`` add up each of the n slots exactly once
+    (their subset sums are all residues mod n): then the kernel is a full reduction, and
+    its canonical form at any size is the tree of rounds by n/2, ..., 1."""
+    offsets = {0}
+    for r in rounds:
+        offsets |= {(o + r) % n for o in offsets}
+    return len(rounds) == n.bit_length() - 1 and len(offsets) == n
 
 
 def _fresh(name: str, taken: set[str]) -> str:

@@ -22,9 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # ``eval`` is a package at the repository root
     sys.path.insert(0, str(ROOT))
 
+from eval.measure import canonical  # noqa: E402
 from eval.published import PAPER_COUNTS, paper_counts  # noqa: E402
 from eval.report import csv_columns, geomean  # noqa: E402
 from eval.run import QUICK_KERNELS, main, suite  # noqa: E402
+from quill.parser import parse_program  # noqa: E402
 
 LATENCY_VARIANTS = ("baseline", "published", "synth", "synth_latency")
 
@@ -117,3 +119,10 @@ def test_paper_counts_fall_back_to_the_table(tmp_path: Path) -> None:
     assert paper_counts("box_blur", tmp_path) == PAPER_COUNTS["box_blur"]
     assert PAPER_COUNTS["box_blur"]["instructions"] == 4
     assert paper_counts("sobel", tmp_path) == {}
+
+
+def test_canonical_form_ignores_value_names() -> None:
+    a = parse_program("kernel k(x: ct) {\n  r = rot(x, 4)\n  s = add(x, r)\n  return s\n}\n")
+    b = parse_program("kernel k(x: ct) {\n  u = rot(x, 4)\n  v = add(x, u)\n  return v\n}\n")
+    c = parse_program("kernel k(x: ct) {\n  u = rot(x, 1)\n  v = add(x, u)\n  return v\n}\n")
+    assert canonical(a) == canonical(b) != canonical(c)

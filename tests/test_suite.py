@@ -8,12 +8,10 @@ kernels) are found again from scratch here. openfhe is a real dependency: never 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 # One OpenMP thread before openfhe loads (see tests/test_backend.py).
@@ -31,21 +29,12 @@ from quill.parser import load_program, parse_program
 from quill.spec import Spec, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # ``eval`` is a package at the repository root
+    sys.path.insert(0, str(ROOT))
+
+from eval import synthesize_suite as suite  # noqa: E402
+
 KERNELS = ROOT / "kernels"
-
-
-def _load_suite() -> ModuleType:
-    """``eval/synthesize_suite.py``, imported by path (``eval`` need not be on sys.path)."""
-    path = ROOT / "eval" / "synthesize_suite.py"
-    spec = importlib.util.spec_from_file_location("synthesize_suite", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-suite = _load_suite()
 SUITE: tuple[str, ...] = suite.SUITE
 AT_MOST_PUBLISHED = ("instructions", "rotations", "ct_ct_mults", "mult_depth")
 FROM_SCRATCH = ("box_blur", "gx", "linear_regression")  # each well under 10 s

@@ -1,0 +1,169 @@
+"""The evaluation: one command, three result files.
+
+For every kernel ``kernels/NAME.spec`` that has a hand-written baseline
+(``kernels/baselines/NAME.quill``): synthesize it from scratch (median of ``--runs`` timed
+runs, default objective) and once more with ``Objective.LATENCY``; count the baseline, the
+paper's published kernel, and both of ours; run all four encrypted on OpenFHE, interleaved in
+one context, and report the speedups over the baseline and their geometric mean. Writes
+``results.md``, ``results.csv`` and ``speedup.png`` into ``--out`` (default ``eval/``).
+
+Run: ``./dev eval`` or ``.venv/bin/python -m eval.run [--quick] [--out DIR] [--timeout S]
+[--kernel-timeout NAME=S ...] [NAME ...]``. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from eval.machine import machine_info
+from eval.measure import KernelEval, Setup, evaluate_kernel
+from eval.published import paper_counts
+from eval.report import Summary, write_all
+from eval.synthesize_suite import SUITE
+
+ROOT = Path(__file__).resolve().parent.parent
+KERNELS = ROOT / "kernels"
+RESULTS = KERNELS / "results"
+DEFAULT_OUT = Path(__file__).resolve().parent
+
+QUICK_KERNELS = ("box_blur", "dot_product")
+
+
+def suite(kernels_dir: Path) -> list[str]:
+    """Every kernel with both a spec and a baseline, in the paper's order (``SUITE``)."""
+    names = [
+        p.stem
+        for p in kernels_dir.glob("*.spec")
+        if (kernels_dir / "baselines" / f"{p.stem}.quill").is_file()
+    ]
+    rank = {name: i for i, name in enumerate(SUITE)}
+    return sorted(names, key=lambda n: (rank.get(n, len(SUITE)), n))
+
+
+class Progress:
+    """Progress lines on stderr: elapsed time, kernel, step."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def say(self, kernel: str, message: str) -> None:
+        print(f"[{self.elapsed():7.1f} s] {kernel}: {message}", file=sys.stderr, flush=True)
+
+
+def _kernel_timeout(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not sep or not name or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expected NAME=SECONDS, got {text!r}")
+    return name, seconds
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line (``--help`` lists it)."""
+    p = argparse.ArgumentParser(prog="python -m eval.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("kernels", nargs="*", help="kernels to evaluate (default: all with a baseline)")
+    p.add_argument(
+        "--quick", action="store_true", help="box_blur and dot_product, 1 run, 5 reps, 20 s timeout"
+    )
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write (default eval/)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per synthesis (120)")
+    p.add_argument(
+        "--kernel-timeout",
+        type=_kernel_timeout,
+        action="append",
+        default=[],
+        metavar="NAME=S",
+        help="a kernel's own timeout per synthesis (repeatable)",
+    )
+    p.add_argument("--runs", type=int, default=None, help="timed syntheses per kernel (3)")
+    p.add_argument("--reps", type=int, default=None, help="encrypted runs per variant (30)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the encrypted inputs")
+    p.add_argument("--verbose", action="store_true", help="also show the search's progress")
+    args = p.parse_args(argv)
+    quick = args.quick
+    args.runs = args.runs or (1 if quick else 3)
+    args.reps = args.reps or (5 if quick else 30)
+    args.timeout = args.timeout or (20.0 if quick else 120.0)
+    args.kernels = args.kernels or (list(QUICK_KERNELS) if quick else suite(KERNELS))
+    return args
+
+
+def settings(args: argparse.Namespace) -> dict[str, str]:
+    """The run's settings, for the report."""
+    overrides = ", ".join(f"{n} {s:.0f} s" for n, s in args.kernel_timeout) or "none"
+    return {
+        "mode": "quick" if args.quick else "full",
+        "kernels": ", ".join(args.kernels),
+        "synthesis runs per kernel (default objective)": str(args.runs),
+        "synthesis runs per kernel (latency objective)": "1",
+        "timeout per synthesis": f"{args.timeout:.0f} s (per-kernel overrides: {overrides})",
+        "latency runs": str(args.reps),
+        "input seed": str(args.seed),
+    }
+
+
+def evaluate_all(
+    args: argparse.Namespace, progress: Progress
+) -> tuple[list[KernelEval], dict[str, str]]:
+    """Evaluate every kernel; a kernel whose evaluation raises is recorded, not fatal."""
+    setup = Setup(
+        kernels_dir=KERNELS,
+        runs=args.runs,
+        reps=args.reps,
+        timeout=args.timeout,
+        timeouts=dict(args.kernel_timeout),
+        seed=args.seed,
+        verbose=args.verbose,
+    )
+    evals: list[KernelEval] = []
+    failed: dict[str, str] = {}
+    for name in args.kernels:
+        try:
+            evals.append(evaluate_kernel(name, setup, functools.partial(progress.say, name)))
+        except Exception as e:  # one broken kernel must not cost the whole evaluation
+            traceback.print_exc(file=sys.stderr)
+            failed[name] = f"{type(e).__name__}: {e}"
+    return evals, failed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the evaluation and write the result files; 0 on success, 1 if a kernel failed."""
+    args = parse_args(argv)
+    progress = Progress()
+    machine = machine_info()
+    evals, failed = evaluate_all(args, progress)
+    summary = Summary(
+        evals=evals,
+        machine=machine,
+        command="python -m eval.run " + " ".join(sys.argv[1:] if argv is None else argv),
+        settings=settings(args),
+        paper={name: paper_counts(name, RESULTS) for name in args.kernels},
+        failed=failed,
+    )
+    summary.wall_s = progress.elapsed()
+    paths = write_all(summary, args.out)
+    progress.say("done", "wrote " + ", ".join(str(p) for p in paths))
+    mean = summary.geomean("synth")
+    shown = "n/a" if mean is None else f"{mean:.3f}x"
+    print(
+        f"geomean speedup over baselines: {shown}; suite synthesis "
+        f"{summary.synthesis_s():.1f} s; total wall time {progress.elapsed():.1f} s",
+        file=sys.stderr,
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
