@@ -264,7 +264,7 @@ def test_stage_spec_narrows_to_what_is_read() -> None:
 
 def test_harris_stage_order_and_regions() -> None:
     s = spec("harris")
-    assert [d.name for d in s.stages] == ["gx", "gy", "sxx", "syy", "sxy"]
+    assert [d.name for d in s.stages] == ["gx", "gy", "sxx", "syy", "sxy", "det", "tr"]
     sxx = s.stage_spec("sxx")
     assert [d.name for d in sxx.stages] == ["gx"]
     assert len(sxx.output_slots()) == 25
