@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from eval.published import COUNT_KEYS, PAPER_COUNTS
 from porcupine.files import write_atomically
 from porcupine.synthesize import SynthesisError, synthesize
 from porcupine.verify import verify
@@ -59,36 +60,21 @@ SUITE = (
 )
 """The kernels of porcupine-kernels.md, in its order; each has ``kernels/NAME.spec``."""
 
-COUNTS = ("instructions", "rotations", "additions", "ct_pt_mults", "ct_ct_mults", "mult_depth")
+COUNTS = COUNT_KEYS
 """The counts compared, under the key names of ``SynthesisResult.to_json()``."""
 
-PAPER_COLUMNS = ("rotations", "additions", "ct_pt_mults", "ct_ct_mults", "mult_depth")
-PAPER: dict[str, tuple[int | None, ...]] = {
-    # rot, add/sub/neg, ct*pt, ct*ct, depth, as in porcupine-kernels.md (None: not given)
-    "box_blur": (2, 2, 0, 0, 0),
-    "dot_product": (3, 3, 1, 0, 0),
-    "hamming_distance": (2, 5, 0, 1, 1),
-    "l2_distance": (2, 3, 0, 1, 1),
-    "linear_regression": (0, 2, 0, 1, 1),
-    "polynomial_regression": (0, 3, 0, 2, 2),
-    "gx": (4, 3, 0, 0, 0),
-    "gy": (4, 3, 0, 0, 0),
-    "roberts_cross": (3, 3, 0, 2, 1),
-    "sobel": (None, None, None, None, 1),  # multi-step: only the depth is given
-    "harris": (None, None, None, None, None),  # multi-step: nothing is given
-}
-"""What the paper's table states about each kernel, in :data:`PAPER_COLUMNS` order."""
+PAPER_SOBEL_DEPTH = 1
+"""porcupine-kernels.md gives sobel's depth only, harris nothing (both multi-step); the
+other kernels' counts are :data:`eval.published.PAPER_COUNTS`."""
 
 _ADDITIVE = (Opcode.ADD_CC, Opcode.SUB_CC, Opcode.ADD_CP, Opcode.SUB_CP, Opcode.NEG)
 
 
 def paper_counts(name: str) -> dict[str, int]:
-    """The paper's counts for ``name``, with ``instructions`` added when all are known."""
-    stated = {k: v for k, v in zip(PAPER_COLUMNS, PAPER[name], strict=True) if v is not None}
-    parts = PAPER_COLUMNS[:4]  # the table lists every instruction: these sum to the count
-    if all(k in stated for k in parts):
-        stated["instructions"] = sum(stated[k] for k in parts)
-    return stated
+    """The counts the paper's table states for ``name`` (a subset of :data:`COUNTS`)."""
+    if name == "sobel":
+        return {"mult_depth": PAPER_SOBEL_DEPTH}
+    return dict(PAPER_COUNTS.get(name, {}))
 
 
 def counts(program: Program, spec: Spec) -> dict[str, Any]:
