@@ -2,9 +2,10 @@
 
 For every kernel ``kernels/NAME.spec`` that has a hand-written baseline
 (``kernels/baselines/NAME.quill``): synthesize it from scratch (median of ``--runs`` timed
-runs, default objective) and once more with ``Objective.LATENCY``; count the baseline, the
-paper's published kernel, and both of ours; run all four encrypted on OpenFHE, interleaved in
-one context, and report the speedups over the baseline and their geometric mean. Writes
+runs, default objective) and once more with ``Objective.LATENCY`` (seeded with that kernel);
+count the baseline, the paper's published kernel, and both of ours; run all four encrypted on
+OpenFHE, interleaved in one context (with and without hoisted rotations), and report the
+speedups over the baseline and their geometric mean. Writes
 ``results.md``, ``results.csv`` and ``speedup.png`` into ``--out`` (default ``eval/``).
 
 Run: ``./dev eval`` or ``.venv/bin/python -m eval.run [--quick] [--out DIR] [--timeout S]
