@@ -13,6 +13,7 @@ hoisted. Key generation is timed per variant in a context of its own.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import statistics
@@ -300,17 +301,28 @@ def check_known(ev: KernelEval, spec: Spec) -> None:
             del ev.programs[variant]
 
 
+def latency_objective(
+    spec: Spec, seed: SynthRuns, timeout: float, say: Say, search: Say
+) -> SynthRuns:
+    """One ``Objective.LATENCY`` search seeded with ``seed``'s kernel. If it ends with
+    nothing (a multi-step spec's search does not take the seed), the seed kernel stands,
+    as the synthesizer itself returns it for single-stage specs."""
+    if seed.program is None:
+        return SynthRuns(None, (), False, "", "none", "not tried: the default objective found none")
+    runs = synthesize_runs(spec, 1, timeout, Objective.LATENCY, say, search, seed.program)
+    if runs.program is not None:
+        return runs
+    scope = f"nothing faster found, the seed kernel stands ({runs.error})"
+    return dataclasses.replace(runs, program=seed.program, source="initial", scope=scope)
+
+
 def evaluate_kernel(name: str, setup: Setup, say: Say) -> KernelEval:
     """Synthesize, count and time kernel ``name`` (``kernels_dir/NAME.spec``)."""
     spec = load_spec(setup.kernels_dir / f"{name}.spec")
     timeout = setup.timeout_for(name)
     search: Say = (lambda m: say(f"  search: {m}")) if setup.verbose else (lambda _m: None)
     synth = synthesize_runs(spec, setup.runs, timeout, Objective.INSTRUCTIONS, say, search)
-    synth_latency = (
-        synthesize_runs(spec, 1, timeout, Objective.LATENCY, say, search, synth.program)
-        if synth.program is not None
-        else SynthRuns(None, (), False, "", "none", "not tried: the default objective found none")
-    )
+    synth_latency = latency_objective(spec, synth, timeout, say, search)
     ev = KernelEval(
         name, spec.n, timeout, known_programs(name, setup.kernels_dir), synth, synth_latency
     )

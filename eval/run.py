@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from eval.machine import machine_info
+from eval.machine import load_average, machine_info
 from eval.measure import KernelEval, Setup, evaluate_kernel
 from eval.published import paper_counts
 from eval.report import Summary, write_all
@@ -145,10 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = Progress()
     machine = machine_info()
     evals, failed = evaluate_all(args, progress)
+    machine["load average at end (1/5/15 min)"] = load_average()
     summary = Summary(
         evals=evals,
         machine=machine,
-        command="python -m eval.run " + " ".join(sys.argv[1:] if argv is None else argv),
+        command=" ".join(["python -m eval.run", *(sys.argv[1:] if argv is None else argv)]),
         settings=settings(args),
         paper={name: paper_counts(name, RESULTS) for name in args.kernels},
         failed=failed,

@@ -22,11 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # ``eval`` is a package at the repository root
     sys.path.insert(0, str(ROOT))
 
-from eval.measure import canonical  # noqa: E402
+from eval.measure import SynthRuns, canonical, latency_objective  # noqa: E402
 from eval.published import PAPER_COUNTS, paper_counts  # noqa: E402
 from eval.report import csv_columns, geomean  # noqa: E402
 from eval.run import QUICK_KERNELS, main, parse_args, suite  # noqa: E402
-from quill.parser import parse_program  # noqa: E402
+from quill.parser import load_program, parse_program  # noqa: E402
+from quill.spec import load_spec  # noqa: E402
 
 LATENCY_VARIANTS = ("baseline", "published", "synth", "synth_latency")
 
@@ -141,3 +142,12 @@ def test_command_line_defaults_and_per_kernel_timeouts() -> None:
     assert (full.runs, full.reps, full.timeout, full.kernels) == (3, 30, 30.0, ["gx"])
     with pytest.raises(SystemExit):
         parse_args(["--kernel-timeout", "gx"])
+
+
+def test_latency_objective_falls_back_to_its_seed() -> None:
+    # Harris is multi-step: its search cannot finish in 1 s, and does not take the seed.
+    spec = load_spec(ROOT / "kernels" / "harris.spec")
+    seed = SynthRuns(load_program(ROOT / "kernels/published/harris.quill"), (1.0,), False, "", "")
+    runs = latency_objective(spec, seed, 1.0, lambda _m: None, lambda _m: None)
+    assert runs.program is seed.program and runs.source == "initial"
+    assert runs.outcome() == "not proven optimal, the seed kernel"
