@@ -14,6 +14,7 @@ component but the last used later; no two components equal; unary ops' unused ho
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -400,12 +401,21 @@ class SketchEncoding:
         UNSAT there already proves the sketch size exhausted."""
         solver = z3.SolverFor("QF_BV")
         solver.set("random_seed", self.seed)
-        if timeout_ms is not None:
-            solver.set("timeout", max(1, timeout_ms))
         solver.add(*self.solver.facts, *extra)
         if examples:
             solver.add(*self._examples)
-        result = solver.check()
+        # The deadline interrupts the solver from a timer instead of a solver timeout: Z3
+        # picks its strategy by the timeout value, so a timeout that shrinks as the search
+        # goes on made the same spec give different kernels on different runs.
+        timer = None
+        if timeout_ms is not None:
+            timer = threading.Timer(max(1, timeout_ms) / 1000, solver.ctx.interrupt)
+            timer.start()
+        try:
+            result = solver.check()
+        finally:
+            if timer is not None:
+                timer.cancel()
         self._model = solver.model() if result == z3.sat else None
         return result
 
