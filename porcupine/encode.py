@@ -101,7 +101,7 @@ class SketchEncoding:
         # Constraints are kept here and handed to a fresh solver on every check: Z3's
         # incremental bit-vector solving was measured 10x slower than solving from scratch
         # (16 s against 1 s for one UNSAT proof on dot_product), and rebuilding is cheap.
-        self.solver = _Assertions()
+        self.constraints = _Assertions()
         self._examples: list[Any] = []
         self._model: Any = None
         nv = self.n_leaves + components
@@ -130,7 +130,7 @@ class SketchEncoding:
         return [op for op in self.ops if pred(OPS[op])]
 
     def _domains(self) -> None:
-        s, sp = self.solver, self.space
+        s, sp = self.constraints, self.space
         cp_ops = self._kind_ops(lambda i: i.operands == (Kind.CT, Kind.PT))
         unary = self._kind_ops(lambda i: len(i.operands) == 1)
         ct_vals = [v for v in range(self.n_leaves) if sp.is_ct(v)]
@@ -157,7 +157,7 @@ class SketchEncoding:
             )
 
     def _symmetry(self) -> None:
-        s = self.solver
+        s = self.constraints
         comm = self._kind_ops(lambda i: i.commutative and i.operands == (Kind.CT, Kind.CT))
         for k in range(self.L):
             a, b = self._val["a"][k], self._val["b"][k]
@@ -220,7 +220,7 @@ class SketchEncoding:
             da, db = self._select(k, "a", depth), self._select(k, "b", depth)
             deeper = z3.If(z3.UGT(da, db), da, db)
             depth.append(deeper + z3.If(self._is(k, mul_cc), z3.BitVecVal(1, dbits), 0))
-        self.solver.add(z3.ULE(depth[-1], self.space.restrictions.max_depth))
+        self.constraints.add(z3.ULE(depth[-1], self.space.restrictions.max_depth))
 
     # -- cost -----------------------------------------------------------------------------
 
@@ -286,7 +286,7 @@ class SketchEncoding:
 
     def bound_cost(self, below: int) -> None:
         """Only programs cheaper than ``below`` cost units from now on."""
-        self.solver.add(z3.ULT(self.cost, below))
+        self.constraints.add(z3.ULT(self.cost, below))
 
     def cap(self, below: int) -> Any:
         """A constraint, for one :meth:`check`, that the cost is under ``below``."""
@@ -377,7 +377,7 @@ class SketchEncoding:
         result = self.n_leaves + self.L - 1
         for slot, mask in needed.items():
             dep = self._lazy(result, slot, _DEPENDENCIES, leaf, combine)
-            self.solver.add(dep & mask == mask)
+            self.constraints.add(dep & mask == mask)
 
     def require_degree(self, degree: int) -> None:
         """The result's syntactic degree in ciphertext variables reaches the spec's."""
@@ -390,7 +390,7 @@ class SketchEncoding:
             da, db = self._select(k, "a", deg), self._select(k, "b", deg)
             deeper = z3.If(z3.UGT(da, db), da, db)
             deg.append(z3.If(self._is(k, mul_cc), da + db, deeper))
-        self.solver.add(z3.UGE(deg[-1], degree))
+        self.constraints.add(z3.UGE(deg[-1], degree))
 
     # -- solving ----------------------------------------------------------------------------
 
@@ -401,7 +401,7 @@ class SketchEncoding:
         UNSAT there already proves the sketch size exhausted."""
         solver = z3.SolverFor("QF_BV")
         solver.set("random_seed", self.seed)
-        solver.add(*self.solver.facts, *extra)
+        solver.add(*self.constraints.facts, *extra)
         if examples:
             solver.add(*self._examples)
         # The deadline interrupts the solver from a timer instead of a solver timeout: Z3
@@ -451,4 +451,4 @@ class SketchEncoding:
                         self._val[w][k] == o.value,
                         self._rot[w][k] == self.rots.index(o.rotation),
                     ]
-        self.solver.add(z3.Not(z3.And(same)))
+        self.constraints.add(z3.Not(z3.And(same)))

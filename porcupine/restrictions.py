@@ -37,42 +37,56 @@ class Restrictions:
         return f"ops {{{ops}}}; rotations {{{rots}}}; depth <= {self.max_depth}{consts}"
 
 
-def derive(spec: Spec) -> Restrictions:
-    """The restrictions for ``spec``: derived from its reference, overridden by its hints."""
+@dataclass(frozen=True)
+class Reference:
+    """The spec's exact reference: symbolic inputs and a polynomial per output slot that
+    matters. Computed once per search; restrictions, dependencies and the soundness bound
+    all read it."""
+
+    spec: Spec
+    sym: SymbolicInputs
+    polys: dict[int, Poly]
+
+    @property
+    def ct_vars(self) -> set[int]:
+        """Variables of ciphertext inputs."""
+        kinds = {d.name: d.kind for d in self.spec.inputs}
+        return {v for v, (name, _) in self.sym.var_slot.items() if kinds[name] is Kind.CT}
+
+
+def reference(spec: Spec) -> Reference:
+    """Evaluate ``spec`` on symbolic inputs."""
     sym = symbolic_inputs(spec)
-    polys = spec_polynomials(spec, sym)
-    degree = _ct_degree(spec, sym, polys)
-    ops = spec.hints.ops if spec.hints.ops is not None else _derive_ops(spec, sym, polys, degree)
+    return Reference(spec, sym, spec_polynomials(spec, sym))
+
+
+def derive(ref: Reference) -> Restrictions:
+    """The restrictions for a spec: derived from its reference, overridden by its hints."""
+    spec, ct = ref.spec, ref.ct_vars
+    monomials = [m for p in ref.polys.values() for m in p]
+    degree = max((sum(1 for v in m if v in ct) for m in monomials), default=0)
+    ops = spec.hints.ops if spec.hints.ops is not None else _derive_ops(ref, ct, degree)
     if spec.hints.rotations is not None:
         rotations = _normalized(spec.hints.rotations, spec.n)
     else:
-        rotations = _derive_rotations(spec, sym, polys)
+        rotations = _derive_rotations(ref)
     constants = spec.hints.constants or ()
     depth = max(0, (degree - 1).bit_length())  # ceil(log2(degree))
     return Restrictions(tuple(ops), rotations, tuple(constants), depth, degree)
 
 
-def _ct_degree(spec: Spec, sym: SymbolicInputs, polys: dict[int, Poly]) -> int:
-    ct = {v for v, (name, _) in sym.var_slot.items() if spec.input(name).kind is Kind.CT}
-    return max((sum(1 for v in m if v in ct) for p in polys.values() for m in p), default=0)
-
-
-def _derive_ops(
-    spec: Spec, sym: SymbolicInputs, polys: dict[int, Poly], degree: int
-) -> list[Opcode]:
-    ct = {v for v, (name, _) in sym.var_slot.items() if spec.input(name).kind is Kind.CT}
-    monomials = [m for p in polys.values() for m in p]
+def _derive_ops(ref: Reference, ct: set[int], degree: int) -> list[Opcode]:
+    monomials = [m for p in ref.polys.values() for m in p]
+    constants = bool(ref.spec.hints.constants)
     ops = [Opcode.ADD_CC, Opcode.SUB_CC]
     if degree >= 2:
         ops.append(Opcode.MUL_CC)
-    # A plaintext variable multiplying ciphertext ones needs ct*pt; a term with no
-    # ciphertext variable at all (a plaintext or constant term) needs ct+pt.
-    if any(any(v in ct for v in m) and any(v not in ct for v in m) for m in monomials):
+    # A plaintext variable multiplying ciphertext ones needs ct*pt (so does scaling by a
+    # hinted constant); a term with no ciphertext variable at all needs ct+pt.
+    if constants or any(any(v in ct for v in m) and any(v not in ct for v in m) for m in monomials):
         ops.append(Opcode.MUL_CP)
-    if any(not any(v in ct for v in m) for m in monomials) or spec.hints.constants:
+    if constants or any(not any(v in ct for v in m) for m in monomials):
         ops += [Opcode.ADD_CP, Opcode.SUB_CP]
-    if spec.hints.constants:
-        ops.append(Opcode.MUL_CP) if Opcode.MUL_CP not in ops else None
     return ops
 
 
@@ -81,13 +95,13 @@ def _normalized(amounts: tuple[int, ...] | list[int] | set[int], n: int) -> tupl
     return tuple(sorted(out, key=lambda k: (abs(k), k)))
 
 
-def _derive_rotations(spec: Spec, sym: SymbolicInputs, polys: dict[int, Poly]) -> tuple[int, ...]:
+def _derive_rotations(ref: Reference) -> tuple[int, ...]:
     """Offsets between the slots a result reads and the slot it lands in, their differences
     and, when that is too many (a reduction), the offsets' powers of two."""
-    n = spec.n
+    n = ref.spec.n
     offsets = {
-        normalize_amount(sym.var_slot[v][1] - slot, n)
-        for slot, p in polys.items()
+        normalize_amount(ref.sym.var_slot[v][1] - slot, n)
+        for slot, p in ref.polys.items()
         for m in p
         for v in m
     }
@@ -107,12 +121,10 @@ class Dependencies:
     leaf_vars: dict[str, dict[int, int]]  # input name -> slot -> its variable's bit
 
 
-def dependencies(spec: Spec) -> Dependencies:
+def dependencies(ref: Reference) -> Dependencies:
     """The spec's input dependencies per output slot that matters."""
-    sym = symbolic_inputs(spec)
-    polys = spec_polynomials(spec, sym)
-    needed = {slot: sum({1 << v for m in p for v in m}) for slot, p in polys.items()}
+    needed = {slot: sum({1 << v for m in p for v in m}) for slot, p in ref.polys.items()}
     leaf_vars: dict[str, dict[int, int]] = {}
-    for v, (name, slot) in sym.var_slot.items():
+    for v, (name, slot) in ref.sym.var_slot.items():
         leaf_vars.setdefault(name, {})[slot] = 1 << v
     return Dependencies(needed, leaf_vars)

@@ -25,9 +25,16 @@ import numpy as np
 import z3
 
 from porcupine.encode import COST_SCALE, SketchEncoding
-from porcupine.restrictions import Dependencies, Restrictions, dependencies, derive
+from porcupine.restrictions import (
+    Dependencies,
+    Reference,
+    Restrictions,
+    dependencies,
+    derive,
+    reference,
+)
 from porcupine.sketch import Filled, Space, space_for, to_quill
-from porcupine.verify import input_slots, spec_polynomials, symbolic_inputs, verify
+from porcupine.verify import input_slots, verify
 from quill.cost import (
     DEFAULT_TABLE,
     KEY_SWITCH_WEIGHT_MS,
@@ -39,7 +46,7 @@ from quill.cost import (
 )
 from quill.interp import Slots, evaluate
 from quill.ir import Program
-from quill.noise import RING_DIM, parameters
+from quill.noise import RING_DIM
 from quill.ops import OPS, Opcode
 from quill.slots import T
 from quill.spec import Domain, IntRing, Spec
@@ -56,7 +63,6 @@ class SearchLog:
     """What the search established, for the result's summary."""
 
     sizes_exhausted: list[int] = field(default_factory=list)  # sizes proven to have no cheaper
-    sizes_timed_out: list[int] = field(default_factory=list)
     candidates: int = 0
     counterexamples: int = 0
     first_size: int | None = None
@@ -229,12 +235,10 @@ def coefficient_bound(restrictions: Restrictions, components: int, constants: in
     return best[depth]
 
 
-def spec_norm(spec: Spec) -> int:
+def spec_norm(ref: Reference) -> int:
     """The largest L1 norm (centred integer coefficients) of the spec's slot polynomials."""
-    sym = symbolic_inputs(spec)
-    polys = spec_polynomials(spec, sym)
     return max(
-        (sum(min(c, T - c) for c in p.values()) for p in polys.values()),
+        (sum(min(c, T - c) for c in p.values()) for p in ref.polys.values()),
         default=0,
     )
 
@@ -250,12 +254,13 @@ def synthesize_flat(
     """The search for a single-stage spec. Returns the best kernel found (or ``None``),
     whether it is proven optimal, what that proof covers, the log, and the restrictions."""
     say = progress or (lambda _msg: None)
-    restrictions = derive(spec)
+    ref = reference(spec)
+    restrictions = derive(ref)
     space = space_for(spec, restrictions)
     ring_dim = max(RING_DIM[max(1, restrictions.max_depth)], 2 * spec.n)
     examples = NarrowExamples(spec, options.width, options.seed)
     examples.start()
-    deps = dependencies(spec)
+    deps = dependencies(ref)
     log = SearchLog()
     if initial is not None:
         cost = objective(initial, ring_dim, options.table, options.goal)
@@ -263,7 +268,7 @@ def synthesize_flat(
         log.best = Found(initial, units, len(initial.body))
         say(f"initial bound from {initial.name}: {_measures(initial, ring_dim, options)}")
     say(f"sketch: {restrictions.describe()}; {options.width}-bit examples")
-    norm = spec_norm(spec)
+    norm = spec_norm(ref)
     constant = max((abs(c) for c in restrictions.constants), default=1)
     sound = True
     stopped = False
@@ -285,7 +290,6 @@ def synthesize_flat(
             exhausted = False
         if not exhausted:
             stopped = True
-            log.sizes_timed_out.append(size)
             break
         log.sizes_exhausted.append(size)
     best = log.best
@@ -385,10 +389,6 @@ def cost_levels(options: Options, size: int) -> list[int]:
         return [step * k for k in range(1, 2 * size + 2)]
     cheapest = min(options.table.at(RING_DIM[1]).values())
     return [round(cheapest * COST_SCALE * 2**k) for k in range(1, 16)]
-
-
-def ring_for(program: Program, spec: Spec) -> int:
-    return parameters(program, spec.n).ring_dim
 
 
 def _measures(program: Program, ring_dim: int, options: Options) -> str:
