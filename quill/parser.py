@@ -5,7 +5,7 @@ transformer turns the parse tree into a :class:`~quill.ir.Program` and makes eve
 that needs names or kinds, in source order, so the error reported is the first one in the
 file. Every failure is a :class:`~quill.errors.QuillSyntaxError` or
 :class:`~quill.errors.QuillSemanticError` with a location and a hint; Lark's own exceptions
-never escape.
+never escape (:mod:`quill.syntax_errors` words syntax errors, as for specs).
 """
 
 from __future__ import annotations
@@ -15,152 +15,45 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import (
-    LarkError,
-    UnexpectedCharacters,
-    UnexpectedEOF,
-    UnexpectedInput,
-    UnexpectedToken,
-    VisitError,
-)
+from lark import Token, Transformer, v_args
 from lark.tree import Meta
 
-from quill.errors import Location, QuillError, QuillSemanticError, QuillSyntaxError, locate
+from quill.errors import Location, QuillError, QuillSemanticError, locate
 from quill.ir import Const, Instr, Param, Program
 from quill.ops import MNEMONICS, OPS, Kind, needs_swap, resolve
 from quill.slots import T
-
-RESERVED: frozenset[str] = frozenset({"kernel", "return", "const", "ct", "pt"})
-"""Words that cannot name a kernel or a value."""
+from quill.syntax_errors import Grammar, Hint, Noun, shorten, transform
 
 MAX_AMOUNT = 2**31
 """Rotation amounts must lie strictly inside ``±MAX_AMOUNT``: OpenFHE rotation indices are
 32-bit, and ``rot(x, k)`` equals ``rot(x, k mod n)`` anyway."""
 
-
-def _reserve(token: Token) -> Token:
-    """Lexer callback: retype a reserved word lexed as NAME into its keyword terminal.
-
-    Lark's contextual lexer only knows the terminals the parser can accept next, so where
-    only a name fits it would happily lex ``ct`` as a NAME. Retyping makes the parser reject
-    it, and the error mapper then explains that the word is reserved.
-    """
-    return token.update(type=token.value.upper()) if token.value in RESERVED else token
-
-
-_PARSER = Lark.open(
-    "quill.lark",
-    rel_to=__file__,
-    parser="lalr",
-    propagate_positions=True,
-    lexer_callbacks={"NAME": _reserve},
+_GRAMMAR = Grammar(
+    Path(__file__).with_name("quill.lark"),
+    nouns={"NUMBER": Noun("a number", "number {}"), "_NL": Noun("a line break", "end of line")},
+    newline="_NL",
+    hints=[
+        Hint(
+            "a Quill file holds exactly one kernel; put the others in files of their own",
+            token="KERNEL",
+            accepts=frozenset({"$END"}),
+        ),
+        Hint(
+            "every instruction names its result: write `name = op(operands)`",
+            token="LPAR",
+            accepts=frozenset({"EQUAL"}),
+            exactly=True,
+        ),
+        Hint(
+            "the kernel body is not closed: end it with '}'",
+            token="$END",
+            accepts=frozenset({"RBRACE"}),
+        ),
+    ],
 )
 
-# ---------------------------------------------------------------------------------------
-# Syntax errors: Lark's exceptions, in human words.
-
-# Terminals the user cannot recognise by their text get a description instead.
-_TERMINAL_WORDS = {
-    "NAME": "a name",
-    "NUMBER": "a number",
-    "_NL": "a line break",
-    "$END": "the end of the file",
-}
-_PATTERNS = {t.name: t.pattern.value for t in _PARSER.terminals if t.pattern.type == "str"}
-_PUNCTUATION_ORDER = ")]},=:([{"
-
-
-def _order(name: str) -> tuple[int, int, str]:
-    """Sort key for expected terminals: names and numbers, keywords, punctuation, the rest."""
-    text = _PATTERNS.get(name, "")
-    if name in ("NAME", "NUMBER"):
-        return (0, 0, name)
-    if text.isalpha():
-        return (1, 0, text)
-    if text in _PUNCTUATION_ORDER:
-        return (2, _PUNCTUATION_ORDER.index(text), text)
-    return (3, 0, name)
-
-
-def _expected_words(names: Iterable[str]) -> str:
-    """``{'RPAR', 'COMMA'}`` -> ``"')' or ','"``; internal terminals are left out."""
-    words = [
-        _TERMINAL_WORDS.get(n) or f"'{_PATTERNS[n]}'"
-        for n in sorted(set(names), key=_order)
-        if n in _TERMINAL_WORDS or n in _PATTERNS
-    ]
-    if len(words) <= 1:
-        return "".join(words)
-    return ", ".join(words[:-1]) + " or " + words[-1]
-
-
-def _shorten(text: str, limit: int = 24) -> str:
-    """``text`` cut to ``limit`` characters, so a runaway token cannot flood a message."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _describe_token(token: Token) -> str:
-    if token.type == "NAME":
-        return f"name '{_shorten(token)}'"
-    if token.type == "NUMBER":
-        return f"number {_shorten(token)}"
-    if token.type == "_NL":
-        return "end of line"
-    return f"'{token}'"
-
-
-def _end_of_code(text: str) -> tuple[int, int]:
-    """Line and column just past the last code character (comments and blanks ignored)."""
-    lines = text.split("\n")
-    for index in range(len(lines) - 1, -1, -1):
-        code = lines[index].split("#", 1)[0].rstrip()
-        if code:
-            return index + 1, len(code) + 1
-    return 1, 1
-
-
-def _syntax_error(error: UnexpectedInput, text: str, file: str) -> QuillSyntaxError:
-    """Translate one of Lark's parse failures into a located, readable syntax error."""
-    hint = ""
-    if isinstance(error, UnexpectedCharacters):
-        pos = error.pos_in_stream
-        char = text[pos] if pos is not None and pos < len(text) else ""
-        expected = _expected_words(error.allowed or ())
-        message = f"unexpected character {char!r}" + (f"; expected {expected}" if expected else "")
-        line, column, width = error.line, error.column, 1
-    elif isinstance(error, UnexpectedToken) and error.token.type != "$END":
-        token: Token = error.token
-        accepted = error.accepts or error.expected
-        message = f"unexpected {_describe_token(token)}; expected {_expected_words(accepted)}"
-        line, column = token.line or 1, token.column or 1
-        width = 1 if token.type == "_NL" else len(token)
-        if token.type == "_NL":
-            # The line break token starts after any trailing blanks or comment: put the
-            # caret just after the last code character, where the user stopped typing.
-            source = text.split("\n")[line - 1]
-            column = len(source[: column - 1].split("#", 1)[0].rstrip()) + 1
-        elif token in RESERVED and "NAME" in accepted:  # retyped by _reserve
-            message = f"'{token}' is a reserved word, not a name"
-            hint = "rename it; the reserved words are " + ", ".join(sorted(RESERVED))
-        elif "$END" in accepted and token.type == "KERNEL":
-            hint = "a Quill file holds exactly one kernel; put the others in files of their own"
-        elif accepted == {"EQUAL"} and token.type == "LPAR":
-            hint = "every instruction names its result: write `name = op(operands)`"
-    else:
-        # End of input: LALR reports it as an UnexpectedToken of type $END (UnexpectedEOF
-        # is what Lark's other parsers raise); either way point just past the last code.
-        if isinstance(error, UnexpectedToken):
-            accepted = error.accepts or error.expected
-        else:
-            accepted = set(error.expected) if isinstance(error, UnexpectedEOF) else set()
-        message = "unexpected end of file" + (
-            f"; expected {_expected_words(accepted)}" if accepted else ""
-        )
-        line, column, width = *_end_of_code(text), 1
-        if "RBRACE" in accepted:
-            hint = "the kernel body is not closed: end it with '}'"
-    return QuillSyntaxError(message, locate(file, text, line, column, width), hint)
+RESERVED: frozenset[str] = _GRAMMAR.keywords
+"""Words that cannot name a kernel or a value (the grammar's keywords)."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -377,13 +270,13 @@ class _ToIR(Transformer[Token, Program]):
     def _integer(self, token: Token, what: str, bound: int, hint: str) -> int:
         """The integer a NUMBER token spells, which must lie strictly inside ``±bound``."""
         if token.type != "NUMBER" or "." in token:
-            shown = f"'{_shorten(token)}'" if token.type == "NAME" else _shorten(token)
+            shown = f"'{shorten(token)}'" if token.type == "NAME" else shorten(token)
             raise self._error(f"{what} must be an integer, got {shown}", token, hint)
         digits = token.lstrip("-")
         # Length first: Python refuses to convert strings of thousands of digits.
         value = int(token) if len(digits) <= 30 else bound
         if not -bound < value < bound:
-            raise self._error(f"{what} {_shorten(token)} is out of range", token, hint)
+            raise self._error(f"{what} {shorten(token)} is out of range", token, hint)
         return value
 
     def _const(self, s: _ConstStx) -> Const:
@@ -522,18 +415,8 @@ def parse_program(text: str, file: str = "<quill>") -> Program:
     :class:`QuillSemanticError` when it does but is not a valid kernel (undefined or
     redefined names, wrong operands, misplaced or missing return, ...).
     """
-    try:
-        tree = _PARSER.parse(text)
-    except UnexpectedInput as e:
-        raise _syntax_error(e, text, file) from None
-    except LarkError as e:  # anything else Lark may raise is still the input's fault
-        raise QuillSyntaxError(f"cannot parse this text: {e}", locate(file, text, 1, 1)) from None
-    try:
-        return _ToIR(file, text).transform(tree)
-    except VisitError as e:  # Lark wraps exceptions raised inside transformer callbacks
-        if isinstance(e.orig_exc, QuillError):
-            raise e.orig_exc from None
-        raise
+    program: Program = transform(_ToIR(file, text), _GRAMMAR.parse(text, file))
+    return program
 
 
 def load_program(path: str | Path) -> Program:

@@ -64,7 +64,7 @@ CASES = [
          "unexpected name 'int'; expected 'ct' or 'pt'", 1, 13, "^^^"),
     Case("two-kernels", ("kernel k(x: ct) {", "    return x", "}", "kernel j(x: ct) {",
                          "    return x", "}"), SYN,
-         "unexpected 'kernel'; expected the end of the file", 4, 1, "^^^^^^",
+         "unexpected keyword 'kernel'; expected the end of the file", 4, 1, "^^^^^^",
          "exactly one kernel"),
     # -- semantic errors: what is wrong and how to fix it, at the offending name --
     Case("undefined-value", body("c = add(x, y)", "return c"), SEM,
@@ -80,7 +80,7 @@ CASES = [
     Case("no-ciphertext-param", ("kernel k(p: pt) {", "    return p", "}"), SEM,
          "kernel 'k' has no ciphertext parameter", 1, 8, "^", "`name: ct`"),
     Case("unknown-op", body("c = mult(x, p)", "return c"), SEM,
-         "unknown operation 'mult'", 2, 9, "^^^^", "add, mul, neg, rot, sub"),
+         "unknown operation 'mult'", 2, 9, "^^^^", "did you mean 'mul'?"),
     Case("too-few-operands", body("c = add(x)", "return c"), SEM,
          "'add' takes 2 operands, got 1", 2, 9, "^^^", "add(a, b)"),
     Case("too-many-operands", body("c = neg(x, p)", "return c"), SEM,
