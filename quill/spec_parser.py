@@ -1,25 +1,22 @@
 """Parse ``.spec`` text into a :class:`~quill.spec_ast.SpecFile` (grammar: ``spec.lark``).
 
 Every failure becomes a :class:`~quill.errors.QuillSyntaxError` with ``file:line:col``, the
-offending source line, a caret, and an "expected ..." message in words; no Lark exception
-escapes, whatever the input.
+offending source line, a caret, and an "expected ..." message in words, by the rules of
+:mod:`quill.syntax_errors` (shared with Quill's own parser); no Lark exception escapes,
+whatever the input.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from lark import Lark, Token, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
-from lark.lexer import PatternStr
+from lark import Token, v_args
 from lark.tree import Meta
 from lark.visitors import Transformer_NonRecursive
 
-from quill.errors import QuillError, QuillSyntaxError, locate
+from quill.errors import QuillSyntaxError, locate
 from quill.spec_ast import (
     BinOp,
     BinOpSymbol,
@@ -43,122 +40,34 @@ from quill.spec_ast import (
     SpecNameDecl,
     Sum,
 )
+from quill.syntax_errors import Grammar, Group, Noun, transform
 
-GRAMMAR = Path(__file__).with_name("spec.lark")
 MAX_DIGITS = 30  # longer literals are typos; also keeps int() away from huge strings
 
-# Words for terminals in "expected ..." messages. Keywords and punctuation are quoted as
-# written; these are the pattern terminals and groups that read better as a phrase.
-_EXPRESSION_START = {"NAME", "INT", "LPAR", "MINUS", "SUM"}
-_OPERATORS = {"PLUS", "MINUS", "STAR", "CIRCUMFLEX"}
-_DECLARATION_START = {"SPEC", "PARAM", "SLOTS", "INPUT", "STAGE", "OUTPUT", "HINT"}
-_PHRASES = {
-    "NAME": "a name",
-    "INT": "an integer",
-    "CMP": "a comparison (<, <=, >, >=, ==, !=)",
-    "$END": "the end of the file",
-}
+_DECLARATIONS = ("spec", "param", "slots", "input", "stage", "output", "hint")
+GRAMMAR = Grammar(
+    Path(__file__).with_name("spec.lark"),
+    nouns={
+        "INT": Noun("an integer", "integer {}"),
+        "CMP": Noun("a comparison (<, <=, >, >=, ==, !=)", "'{}'"),
+    },
+    groups=[
+        Group(frozenset({"NAME", "INT", "LPAR", "MINUS", "SUM"}), "an expression"),
+        # "+" or "-" alone read better spelled out, hence at least three.
+        Group(frozenset({"PLUS", "MINUS", "STAR", "CIRCUMFLEX"}), "an operator", 3),
+        Group(
+            frozenset(d.upper() for d in _DECLARATIONS),
+            f"a new declaration ({', '.join(_DECLARATIONS)})",
+            last=True,
+        ),
+    ],
+)
+"""The spec grammar (``spec.lark``) and the words of its syntax errors."""
 
 
-@functools.cache
-def _parser() -> Lark:
-    return Lark(GRAMMAR.read_text(), parser="lalr", propagate_positions=True)
-
-
-@functools.cache
 def keywords() -> frozenset[str]:
     """The reserved words of the spec language (they cannot name anything)."""
-    name = re.compile(r"[A-Za-z_]\w*\Z")
-    return frozenset(
-        t.pattern.value
-        for t in _parser().terminals
-        if isinstance(t.pattern, PatternStr) and name.match(t.pattern.value)
-    )
-
-
-def _literal(terminal: str) -> str | None:
-    for t in _parser().terminals:
-        if t.name == terminal and isinstance(t.pattern, PatternStr):
-            return t.pattern.value
-    return None
-
-
-def describe_expected(expected: Iterable[str]) -> str:
-    """An English list of what the parser would have accepted."""
-    left = set(expected)
-    phrases: list[str] = []
-    if left >= _EXPRESSION_START:
-        phrases.append("an expression")
-        left -= _EXPRESSION_START
-    if len(left & _OPERATORS) >= 3:  # "+", "-" alone read better spelled out
-        phrases.append("an operator")
-        left -= _OPERATORS
-    declaration = left >= _DECLARATION_START
-    left -= _DECLARATION_START if declaration else set()
-    end = "$END" in left
-    left.discard("$END")
-    words = [_PHRASES.get(t) or f"'{_literal(t) or t}'" for t in sorted(left)]
-    phrases += sorted(words, key=lambda w: (not w[0].isalpha(), w))
-    if declaration:
-        phrases.append("a new declaration (spec, param, slots, input, stage, output, hint)")
-    if end:
-        phrases.append(_PHRASES["$END"])
-    if not phrases:
-        return "something else"
-    if len(phrases) == 1:
-        return phrases[0]
-    return ", ".join(phrases[:-1]) + " or " + phrases[-1]
-
-
-def _describe_token(token: Token) -> str:
-    if token.type == "$END":
-        return "end of file"
-    if token.type == "NAME":
-        return f"name '{token.value}'"
-    if token.type == "INT":
-        return f"integer {token.value}"
-    if token.value in keywords():
-        return f"keyword '{token.value}'"
-    return f"'{token.value}'"
-
-
-def _acceptable(e: UnexpectedInput, fallback: Iterable[str]) -> set[str]:
-    """The terminals the parser would really take next. Lark's own ``expected`` set comes
-    from merged LALR states and lists tokens that would fail a step later; asking the
-    interactive parser gives the exact set."""
-    parser = getattr(e, "interactive_parser", None)
-    if parser is not None:
-        try:
-            accepted = set(parser.accepts())
-        except Exception:  # a best-effort refinement: fall back to Lark's own set
-            accepted = set()
-        if accepted:
-            return accepted
-    return set(fallback)
-
-
-def _syntax_error(e: UnexpectedInput, file: str, text: str) -> QuillSyntaxError:
-    line, column = max(e.line, 1), max(e.column, 1)
-    if isinstance(e, UnexpectedToken):
-        token = e.token
-        if token.type == "$END":
-            # Point just past the last character, where the missing text would go.
-            lines = text.splitlines() or [""]
-            line, column = len(lines), len(lines[-1]) + 1
-        expected = _acceptable(e, e.expected)
-        message = f"unexpected {_describe_token(token)}; expected {describe_expected(expected)}"
-        width = len(token.value) if token.type != "$END" else 1
-        hint = ""
-        if "NAME" in expected and token.value in keywords():
-            hint = f"'{token.value}' is a keyword; pick another name"
-        return QuillSyntaxError(message, locate(file, text, line, column, width), hint)
-    if isinstance(e, UnexpectedCharacters):
-        pos = e.pos_in_stream if e.pos_in_stream is not None else -1
-        char = text[pos] if 0 <= pos < len(text) else "?"
-        allowed = describe_expected(_acceptable(e, e.allowed or ()))
-        message = f"unexpected character {char!r}; expected {allowed}"
-        return QuillSyntaxError(message, locate(file, text, line, column))
-    return QuillSyntaxError("malformed spec", locate(file, text, line, column))
+    return GRAMMAR.keywords
 
 
 def _span(meta: Meta) -> Span | None:
@@ -172,22 +81,22 @@ def _token_span(token: Token) -> Span:
     return Span(line, column, token.end_line or line, token.end_column or column + 1)
 
 
+@dataclass(frozen=True)
+class _Attr:
+    """One attribute of an input declaration, as written."""
+
+    what: str  # how a message names it
+    span: Span | None
+
+
 class _Builder(Transformer_NonRecursive[Token, Any]):
-    """Parse tree -> AST. Names are checked against the keywords here because Lark's
-    contextual lexer lets a keyword through as a NAME where no keyword is expected."""
+    """Parse tree -> AST. No name is a keyword: the grammar's lexer retypes those."""
 
     def __init__(self, file: str, text: str) -> None:
         super().__init__()
         self.file, self.text = file, text
 
     def _name(self, token: Token) -> str:
-        if token.value in keywords():
-            s = _token_span(token)
-            raise QuillSyntaxError(
-                f"'{token.value}' is a keyword and cannot be used as a name",
-                locate(self.file, self.text, s.line, s.column, len(token.value)),
-                "pick another name",
-            )
         return str(token.value)
 
     def _int(self, token: Token) -> int:
@@ -225,17 +134,24 @@ class _Builder(Transformer_NonRecursive[Token, Any]):
     @v_args(meta=True)
     def input_decl(self, meta: Meta, ch: list[Any]) -> InputAst:
         name, kind, layout, *attrs = ch
-        seen: set[str] = set()
-        for attr, span in attrs:
-            if attr in seen:
+        given: dict[str, _Attr] = {}
+        for attr in attrs:
+            if attr.what in given:
+                s = attr.span or _token_span(name)
+                width = s.end_column - s.column if s.end_line == s.line else 1
                 raise QuillSyntaxError(
-                    f"'{attr}' is given twice for input {name}",
-                    locate(self.file, self.text, span.line, span.column, len(attr)),
+                    f"{attr.what} is given twice for input {name}",
+                    locate(self.file, self.text, s.line, s.column, width),
                     "say it once",
                 )
-            seen.add(attr)
+            given[attr.what] = attr
         return InputAst(
-            self._name(name), kind, layout, "bits" in seen, "pad zero" in seen, span=_span(meta)
+            self._name(name),
+            kind,
+            layout,
+            "'bits'" in given,
+            "'pad zero'" in given,
+            span=_span(meta),
         )
 
     def ct(self, _: list[Token]) -> str:
@@ -245,12 +161,12 @@ class _Builder(Transformer_NonRecursive[Token, Any]):
         return "pt"
 
     @v_args(meta=True)
-    def bits(self, meta: Meta, _: list[Token]) -> tuple[str, Span | None]:
-        return "bits", _span(meta)
+    def bits(self, meta: Meta, _: list[Token]) -> _Attr:
+        return _Attr("'bits'", _span(meta))
 
     @v_args(meta=True)
-    def pad(self, meta: Meta, _: list[Token]) -> tuple[str, Span | None]:
-        return "pad zero", _span(meta)
+    def pad(self, meta: Meta, _: list[Token]) -> _Attr:
+        return _Attr("'pad zero'", _span(meta))
 
     def _definition(
         self, role: Literal["stage", "output"], meta: Meta, ch: list[Any]
@@ -367,15 +283,7 @@ class _Builder(Transformer_NonRecursive[Token, Any]):
 
 def parse_spec_file(text: str, file: str = "<spec>") -> SpecFile:
     """Parse ``text`` (the contents of ``file``) into its declarations; syntax only."""
-    try:
-        tree = _parser().parse(text)
-    except UnexpectedInput as e:
-        raise _syntax_error(e, file, text) from None
-    try:
-        # Non-recursive, so deeply nested input cannot overflow the Python stack here.
-        decls: tuple[Decl, ...] = _Builder(file, text).transform(tree)
-    except VisitError as e:
-        if isinstance(e.orig_exc, QuillError):
-            raise e.orig_exc from None
-        raise
+    tree = GRAMMAR.parse(text, file)
+    # Non-recursive, so deeply nested input cannot overflow the Python stack here.
+    decls: tuple[Decl, ...] = transform(_Builder(file, text), tree)
     return SpecFile(file, text, decls)

@@ -43,7 +43,7 @@ CASES: list[tuple[str, str, type[QuillError], str, tuple[int, int] | None, int]]
     ("two values in a row", HEAD + "output y[i][j]: image(h, w) = x[i][j] x[i][j]\n",
      QuillSyntaxError, "unexpected name 'x'", (6, 39), 1),
     ("keyword as name", HEAD + "input zero: ct vector(4)\n" + OUT, QuillSyntaxError,
-     "'zero' is a keyword", (6, 7), 4),
+     "'zero' is a reserved word, not a name", (6, 7), 4),
     ("unclosed paren", HEAD + "output y[i][j]: image(h, w) = (x[i][j]\n", QuillSyntaxError,
      "expected", (6, 39), 1),
     ("unknown layout", HEAD + "output y[i]: matrix(h) = x[i][0]\n", QuillSyntaxError,
