@@ -18,13 +18,33 @@ Layouts: ``vector(m)`` (element k in slot k), ``image(h, w)`` (row-major), ``sca
 is an error). Values are computed mod T = 65537; ``sum(k in lo..hi) e`` is half-open and its
 body is a product (parenthesise a sum of terms); ``e ^ k`` takes a literal exponent.
 
+Cyclic reads and value ranges::
+
+    input x: ct image(h, w) in 0..255  # every element lies in 0..255 (both included)
+    output y[i][j]: image(h, w) = x[i][j] + x[(i + 1) mod h][(j + w - 1) mod w]
+
+* ``a mod m`` is the remainder in ``0 .. m-1`` (Python's ``%``), for a modulus ``m >= 1``;
+  ``mod 0`` or a negative modulus is an error, located, naming the index it happened at. It
+  binds like ``*``, so ``i + 1 mod h`` is ``i + (1 mod h)``. It is integer arithmetic: in
+  index expressions, sizes, ``where``, hints, and in value expressions over params and
+  indices only (``(i mod 2) * x[i]``); the remainder of a value that reads an input is an
+  error (values are already mod T).
+* ``in lo..hi`` declares the values an input's elements may take: integers, inclusive,
+  possibly negative, ``lo <= hi``, both within ``-(T-1)/2 .. (T-1)/2`` (one value per residue
+  mod T); params may appear in the bounds. :attr:`InputDecl.value_range` holds it (``None``:
+  all of Z_T); :meth:`InputDecl.value_bounds` gives the range every element lies in, ``bits``
+  included. ``bits`` means ``in 0..1``: a range within 0..1 makes an input ``bits`` too
+  (:attr:`Domain.BITS`, so x^2 = x is used), and ``bits`` with a range is allowed only when
+  the range lies within 0..1. :meth:`Spec.random_inputs` draws from the declared range and
+  returns negative values as they are (every consumer reduces mod T).
+
 Beyond the brief, documented here:
 
 * In a value expression a bare param or index/sum variable stands for its integer value
   (``sum(k in 0..n) k * a[k]``); ``!=`` is allowed in ``where``; ``^`` also works in index
   expressions.
 * Keywords (``spec param slots input stage output hint ops rotations components constants ct
-  pt vector image scalar bits pad zero where sum in``) cannot be used as names.
+  pt vector image scalar bits pad zero where sum in mod``) cannot be used as names.
 * Stages may be declared in any order; reading each other in a cycle is an error, and so is
   a stage no slot that matters depends on.
 * ``hint rotations`` amounts are normalised into ``(-n/2, n/2]`` (the same rotation), deduped.

@@ -62,11 +62,14 @@ class Neg(Expr):
     operand: Expr
 
 
-BinOpSymbol = Literal["+", "-", "*"]
+BinOpSymbol = Literal["+", "-", "*", "mod"]
 
 
 @dataclass(frozen=True)
 class BinOp(Expr):
+    """``left op right``; ``mod`` is the integer remainder (of index arithmetic), in
+    ``0 .. m-1`` for a modulus ``m > 0``."""
+
     op: BinOpSymbol
     left: Expr
     right: Expr
@@ -135,12 +138,17 @@ class SlotsDecl:
 
 @dataclass(frozen=True)
 class InputAst:
+    """``input NAME: KIND LAYOUT [bits] [pad zero] [in LO..HI]``; ``value_range`` holds the
+    unevaluated bounds of ``in LO..HI`` (inclusive) and ``range_span`` where it is written."""
+
     name: str
     kind: Literal["ct", "pt"]
     layout: LayoutAst
     bits: bool
     pad: bool
+    value_range: tuple[Expr, Expr] | None = None
     span: Span | None = field(default=None, compare=False, repr=False, kw_only=True)
+    range_span: Span | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -192,7 +200,7 @@ _ADD, _MUL, _UNARY, _POW, _ATOM = range(5)
 
 def _prec(e: Expr) -> int:
     if isinstance(e, BinOp):
-        return _MUL if e.op == "*" else _ADD
+        return _MUL if e.op in ("*", "mod") else _ADD
     if isinstance(e, (Neg, Sum)):
         return _UNARY
     if isinstance(e, Pow):
@@ -217,8 +225,10 @@ def format_expr(e: Expr) -> str:
         return head + _wrap(e.body, _MUL)
     if isinstance(e, BinOp):
         level = _prec(e)
-        # Left-associative: the right operand needs parentheses at the same level too.
-        return f"{_wrap(e.left, level)} {e.op} {_wrap(e.right, level + 1)}"
+        # Left-associative: the right operand needs parentheses at the same level too; so
+        # does a left operand mixing * and mod, for the reader (`(i * w) mod n`).
+        mixed = isinstance(e.left, BinOp) and level == _MUL and e.left.op != e.op
+        return f"{_wrap(e.left, level + 1 if mixed else level)} {e.op} {_wrap(e.right, level + 1)}"
     raise TypeError(f"not an expression: {e!r}")
 
 

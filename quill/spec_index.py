@@ -1,7 +1,7 @@
 """Integer (index) expressions of specs, and the located errors of the semantic checks.
 
-Shared by resolution (:mod:`quill.spec_resolve`: sizes, layouts, ``where``, hints) and
-unrolling (:mod:`quill.spec_unroll`: the indices of reads, sum bounds). An index
+Shared by resolution (:mod:`quill.spec_resolve`: sizes, layouts, ``where``, hints, value
+ranges) and unrolling (:mod:`quill.spec_unroll`: the indices of reads, sum bounds). An index
 expression is compiled once into a function of its variables' values, then called for every
 index of a definition's region.
 """
@@ -13,11 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from quill.errors import QuillSemanticError, locate
-from quill.spec_ast import BinOp, Expr, Name, Neg, Num, Pow, Read, Span, Sum
+from quill.spec_ast import BinOp, Expr, Name, Neg, Num, Pow, Read, Span, Sum, format_expr
 
 MAX_EXPONENT = 64
 
 IntFn = Callable[[dict[str, int]], int]
+# Variable values -> where an evaluation happened, as a suffix: " at output y[0][1]".
+Describe = Callable[[Mapping[str, int]], str]
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,10 @@ def suggest(name: str, candidates: Sequence[str], what: str) -> str:
     return f"{what}: {', '.join(candidates)}" if candidates else f"there are no {what}"
 
 
+def _with(env: Mapping[str, int]) -> str:
+    return f" (with {', '.join(f'{k} = {v}' for k, v in env.items())})" if env else ""
+
+
 def int_fn(
     ctx: Context,
     e: Expr,
@@ -53,10 +59,13 @@ def int_fn(
     variables: frozenset[str],
     unknown: Callable[[Name], QuillSemanticError],
     where: str,
+    at: Describe = _with,
 ) -> IntFn:
     """Compile an integer expression over ``params`` and ``variables`` to a function of the
     variables' values. ``unknown`` builds the error for an unknown name; ``where`` names the
-    context for the nodes integer expressions cannot contain."""
+    context for the nodes integer expressions cannot contain; ``at`` says where an
+    evaluation failed (a modulus that is not positive), given the variables' values (by
+    default by listing them)."""
 
     def go(e: Expr) -> IntFn:
         if isinstance(e, Num):
@@ -82,7 +91,9 @@ def int_fn(
                 return lambda env: lf(env) + rf(env)
             if e.op == "-":
                 return lambda env: lf(env) - rf(env)
-            return lambda env: lf(env) * rf(env)
+            if e.op == "*":
+                return lambda env: lf(env) * rf(env)
+            return _mod(ctx, e, lf, rf, at)
         if isinstance(e, Read):
             raise ctx.error(
                 f"{where} cannot read {e.name}: it is an integer expression over params"
@@ -93,6 +104,20 @@ def int_fn(
         raise ctx.error(f"sum(...) cannot appear in {where}", e.span)
 
     return go(e)
+
+
+def _mod(ctx: Context, e: BinOp, lf: IntFn, rf: IntFn, at: Describe) -> IntFn:
+    def mod(env: dict[str, int]) -> int:
+        m = rf(env)
+        if m <= 0:
+            raise ctx.error(
+                f"the modulus of `{format_expr(e)}` is {m}{at(env)}; it must be positive",
+                e.right.span,
+                "`a mod m` is the remainder in 0..m-1, defined for m >= 1",
+            )
+        return lf(env) % m  # Python's remainder: in 0..m-1 for m > 0, as on a torus
+
+    return mod
 
 
 def exponent(ctx: Context, e: Pow) -> int:
@@ -107,7 +132,7 @@ def exponent(ctx: Context, e: Pow) -> int:
 
 
 def param_value(ctx: Context, e: Expr, params: Mapping[str, int], where: str) -> int:
-    """Evaluate ``e``, an expression over params only (slots, sizes, hints)."""
+    """Evaluate ``e``, an expression over params only (slots, sizes, hints, ranges)."""
 
     def unknown(n: Name) -> QuillSemanticError:
         return ctx.error(

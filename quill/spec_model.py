@@ -83,7 +83,9 @@ class Layout:
 @dataclass(frozen=True)
 class InputDecl:
     """A kernel input. ``zero_outside``: slots outside the layout hold 0 (the backend encodes
-    them so); ``False`` for a stage turned into an input, whose other slots are arbitrary."""
+    them so); ``False`` for a stage turned into an input, whose other slots are arbitrary.
+    ``value_range``: the declared ``in lo..hi`` (inclusive), ``None`` if none was (all of
+    Z_T, or 0..1 for ``bits``); :meth:`value_bounds` gives the effective range."""
 
     name: str
     kind: Kind
@@ -91,6 +93,14 @@ class InputDecl:
     domain: Domain
     pad: bool
     zero_outside: bool = True
+    value_range: tuple[int, int] | None = None
+
+    def value_bounds(self) -> tuple[int, int] | None:
+        """The inclusive range ``(lo, hi)`` every element lies in (the declared range, else
+        ``(0, 1)`` for bits), or ``None`` for any value of Z_T."""
+        if self.value_range is not None:
+            return self.value_range
+        return (0, 1) if self.domain is Domain.BITS else None
 
 
 @dataclass(frozen=True)
@@ -244,14 +254,20 @@ class Spec:
         return self.evaluate(ModTRing(), vectors)
 
     def random_inputs(self, rng: np.random.Generator) -> dict[str, npt.NDArray[np.int64]]:
-        """Random int64 slot vectors: layout slots drawn from the input's domain, 0 outside
-        the layout (arbitrary there too for inputs with ``zero_outside=False``)."""
+        """Random int64 slot vectors: layout slots drawn uniformly from the input's
+        :meth:`~InputDecl.value_bounds` (else from ``0 .. T-1``), 0 outside the layout
+        (drawn there too for inputs with ``zero_outside=False``).
+
+        Values of a range with negative bounds are negative integers, not reduced mod T:
+        what an application passes. Every consumer (:meth:`reference`, the interpreter, the
+        backend's encoder) reduces mod T itself.
+        """
         out: dict[str, npt.NDArray[np.int64]] = {}
         for decl in self.inputs:
             vec = np.zeros(self.n, dtype=np.int64)
             count = decl.layout.size if decl.zero_outside else self.n
-            high = 2 if decl.domain is Domain.BITS else T
-            vec[:count] = rng.integers(0, high, size=count, dtype=np.int64)
+            low, high = decl.value_bounds() or (0, T - 1)
+            vec[:count] = rng.integers(low, high + 1, size=count, dtype=np.int64)
             out[decl.name] = vec
         return out
 

@@ -40,7 +40,7 @@ from quill.spec_ast import (
     SpecNameDecl,
     Sum,
 )
-from quill.syntax_errors import Grammar, Group, Noun, transform
+from quill.syntax_errors import Grammar, Group, Hint, Noun, transform
 
 MAX_DIGITS = 30  # longer literals are typos; also keeps int() away from huge strings
 
@@ -54,13 +54,14 @@ GRAMMAR = Grammar(
     groups=[
         Group(frozenset({"NAME", "INT", "LPAR", "MINUS", "SUM"}), "an expression"),
         # "+" or "-" alone read better spelled out, hence at least three.
-        Group(frozenset({"PLUS", "MINUS", "STAR", "CIRCUMFLEX"}), "an operator", 3),
+        Group(frozenset({"PLUS", "MINUS", "STAR", "MOD", "CIRCUMFLEX"}), "an operator", 3),
         Group(
             frozenset(d.upper() for d in _DECLARATIONS),
             f"a new declaration ({', '.join(_DECLARATIONS)})",
             last=True,
         ),
     ],
+    hints=[Hint("the remainder is written `a mod m`", char="%")],
 )
 """The spec grammar (``spec.lark``) and the words of its syntax errors."""
 
@@ -68,6 +69,9 @@ GRAMMAR = Grammar(
 def keywords() -> frozenset[str]:
     """The reserved words of the spec language (they cannot name anything)."""
     return GRAMMAR.keywords
+
+
+_RANGE = "the value range"
 
 
 def _span(meta: Meta) -> Span | None:
@@ -87,6 +91,7 @@ class _Attr:
 
     what: str  # how a message names it
     span: Span | None
+    bounds: tuple[Expr, Expr] | None = None  # of a value range
 
 
 class _Builder(Transformer_NonRecursive[Token, Any]):
@@ -145,13 +150,16 @@ class _Builder(Transformer_NonRecursive[Token, Any]):
                     "say it once",
                 )
             given[attr.what] = attr
+        value_range = given.get(_RANGE)
         return InputAst(
             self._name(name),
             kind,
             layout,
             "'bits'" in given,
             "'pad zero'" in given,
+            value_range.bounds if value_range else None,
             span=_span(meta),
+            range_span=value_range.span if value_range else None,
         )
 
     def ct(self, _: list[Token]) -> str:
@@ -167,6 +175,10 @@ class _Builder(Transformer_NonRecursive[Token, Any]):
     @v_args(meta=True)
     def pad(self, meta: Meta, _: list[Token]) -> _Attr:
         return _Attr("'pad zero'", _span(meta))
+
+    @v_args(meta=True)
+    def value_range(self, meta: Meta, ch: list[Expr]) -> _Attr:
+        return _Attr(_RANGE, _span(meta), (ch[0], ch[1]))
 
     def _definition(
         self, role: Literal["stage", "output"], meta: Meta, ch: list[Any]
@@ -266,6 +278,10 @@ class _Builder(Transformer_NonRecursive[Token, Any]):
     @v_args(meta=True)
     def mul(self, meta: Meta, ch: list[Expr]) -> BinOp:
         return self._binop("*", meta, ch)
+
+    @v_args(meta=True)
+    def mod(self, meta: Meta, ch: list[Expr]) -> BinOp:
+        return self._binop("mod", meta, ch)
 
     @v_args(meta=True)
     def neg(self, meta: Meta, ch: list[Expr]) -> Neg:

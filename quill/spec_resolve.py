@@ -1,6 +1,6 @@
 """Resolving a parsed spec (:class:`~quill.spec_ast.SpecFile`): the declarations gathered and
-checked, params overridden, the slot count, layouts, definition heads, ``where`` regions and
-hints evaluated; then :func:`quill.spec_unroll.assemble` checks and unrolls the
+checked, params overridden, the slot count, layouts, value ranges, definition heads, ``where``
+regions and hints evaluated; then :func:`quill.spec_unroll.assemble` checks and unrolls the
 definitions into a :class:`~quill.spec_model.Spec`.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 
 from quill.errors import Location, QuillSemanticError
 from quill.ops import Kind, Opcode
-from quill.slots import is_power_of_two, normalize_amount
+from quill.slots import T, is_power_of_two, normalize_amount
 from quill.spec_ast import (
     Comparison,
     DefinitionAst,
@@ -31,6 +31,7 @@ from quill.spec_model import Definition, Domain, Hints, InputDecl, Layout, Origi
 from quill.spec_unroll import assemble
 
 MAX_SLOTS = 1 << 16  # the most slots a BFV row offers at the largest usual ring dimension
+MAX_VALUE = (T - 1) // 2  # input ranges lie in -MAX_VALUE..MAX_VALUE: one value per residue
 
 
 def instantiate(source: SpecFile, params: Mapping[str, int] | None = None) -> Spec:
@@ -187,10 +188,42 @@ def _instantiate(f: SpecFile, overrides: dict[str, int]) -> Spec:
 
 
 def _input(ctx: Context, d: InputAst, params: Mapping[str, int], n: int) -> InputDecl:
-    """Resolve an input declaration: its layout."""
+    """Resolve an input declaration: its layout and value range."""
     layout = _layout(ctx, d.layout, params, n, f"input {d.name}")
-    domain = Domain.BITS if d.bits else Domain.ZT
-    return InputDecl(d.name, Kind(d.kind), layout, domain, d.pad)
+    value_range = _value_range(ctx, d, params)
+    within_bits = value_range is not None and 0 <= value_range[0] <= value_range[1] <= 1
+    if d.bits and value_range is not None and not within_bits:
+        lo, hi = value_range
+        raise ctx.error(
+            f"input {d.name} is `bits` (0 or 1), but its value range is {lo}..{hi}",
+            d.range_span,
+            "drop one of them: `bits` alone means 0..1",
+        )
+    domain = Domain.BITS if d.bits or within_bits else Domain.ZT
+    return InputDecl(d.name, Kind(d.kind), layout, domain, d.pad, value_range=value_range)
+
+
+def _value_range(ctx: Context, d: InputAst, params: Mapping[str, int]) -> tuple[int, int] | None:
+    if d.value_range is None:
+        return None
+    where = f"the value range of input {d.name}"
+    lo, hi = (param_value(ctx, e, params, where) for e in d.value_range)
+    for e, v in zip(d.value_range, (lo, hi), strict=True):
+        if not -MAX_VALUE <= v <= MAX_VALUE:
+            raise ctx.error(
+                f"the value range of input {d.name} has bound {v}, outside"
+                f" {-MAX_VALUE}..{MAX_VALUE}",
+                e.span,
+                f"values are computed mod {T}, so a range holds at most {T} distinct values,"
+                " centred on 0",
+            )
+    if lo > hi:
+        raise ctx.error(
+            f"the value range {lo}..{hi} of input {d.name} is empty",
+            d.range_span,
+            "write `in lo..hi` with lo <= hi (both bounds included)",
+        )
+    return lo, hi
 
 
 def _definition(

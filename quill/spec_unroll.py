@@ -3,8 +3,8 @@ expanded, at each index of its region, into a term (:mod:`quill.spec_eval`); the
 ordered; the stage slots the output depends on worked out; the :class:`~quill.spec_model.Spec`
 built.
 
-Reads are checked here, where their index values are known: an out-of-range read or an
-empty sum is reported with the definition and index it happened at.
+Reads are checked here, where their index values are known: an out-of-range read, an
+empty sum or a bad modulus is reported with the definition and index it happened at.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from quill.errors import QuillError, QuillSemanticError
 from quill.ops import Kind
+from quill.slots import T
 from quill.spec_ast import (
     BinOp,
     Expr,
@@ -229,7 +230,26 @@ class _Unroller:
                 hint,
             )
 
-        return int_fn(self.ctx, e, self.params, variables, unknown, "an index expression")
+        def at(env: Mapping[str, int]) -> str:
+            return f" at {self.at(env)}"
+
+        return int_fn(self.ctx, e, self.params, variables, unknown, "an index expression", at)
+
+    def integer(self, e: BinOp, variables: frozenset[str]) -> TermFn:
+        """A ``mod`` in a value expression: integer arithmetic on params and indices, whose
+        result is a constant of the term."""
+        sources = {*self.inputs, *self.stages}
+        for x in _walk(e):
+            if isinstance(x, (Read, Name)) and (isinstance(x, Read) or x.name in sources):
+                raise self.ctx.error(
+                    f"`{format_expr(e)}` takes the remainder of a value that reads {x.name};"
+                    " `mod` works on params, indices and sum variables",
+                    e.span,
+                    f"values are already computed mod {T}; `mod` is for index arithmetic,"
+                    " as in x[(i + 1) mod h]",
+                )
+        f = self.index(e, variables)
+        return lambda env: Const(f(env))
 
     def value(self, e: Expr, variables: frozenset[str]) -> TermFn:
         """Compile a value expression to a function from variable values to its term."""
@@ -256,6 +276,8 @@ class _Unroller:
             if k == 0:
                 return lambda env: Const(1)
             return b if k == 1 else (lambda env: Power(b(env), k))
+        if isinstance(e, BinOp) and e.op == "mod":
+            return self.integer(e, variables)
         if isinstance(e, BinOp):
             lf, rf = self.value(e.left, variables), self.value(e.right, variables)
             if e.op == "+":

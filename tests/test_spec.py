@@ -370,7 +370,7 @@ def exprs() -> st.SearchStrategy[Expr]:
         return st.one_of(
             st.builds(Read, st.just("x"), st.lists(inner, min_size=1, max_size=2).map(tuple)),
             st.builds(Neg, inner),
-            st.builds(BinOp, st.sampled_from(["+", "-", "*"]), inner, inner),
+            st.builds(BinOp, st.sampled_from(["+", "-", "*", "mod"]), inner, inner),
             st.builds(Pow, inner, st.integers(0, 5)),
             st.builds(Sum, st.sampled_from(["k", "m"]), inner, inner, inner),
         )

@@ -114,6 +114,34 @@ CASES: list[tuple[str, str, type[QuillError], str, tuple[int, int] | None, int]]
      QuillSemanticError, "y is the output; no definition can read it", (6, 31), 7),
     ("exponent too large", HEAD + "output y[i][j]: image(h, w) = x[i][j] ^ 1000\n",
      QuillSemanticError, "exponent 1000 is too large", (6, 31), 14),
+    # cyclic reads (mod) and value ranges
+    ("modulus zero", HEAD + "output y[i][j]: image(h, w) = x[i][j mod 0]\n", QuillSemanticError,
+     "the modulus of `j mod 0` is 0 at output y[0][0]; it must be positive", (6, 42), 1),
+    ("negative modulus", HEAD + "output y[i][j]: image(h, w) = x[i][(j + 1) mod (1 - w)]\n",
+     QuillSemanticError, "the modulus of `(j + 1) mod (1 - w)` is -3", (6, 49), 5),
+    ("modulus zero in a sum",
+     HEAD + "output y[i][j]: image(h, w) = sum(k in 0..2) x[i][(j + k) mod (k * 3)]\n",
+     QuillSemanticError, "is 0 at output y[0][0] (with k = 0)", (6, 64), 5),
+    ("modulus zero in a where", HEAD + "output y[i][j]: image(h, w) = x[i][j] where i mod j < 1\n",
+     QuillSemanticError, "the modulus of `i mod j` is 0 (with i = 0, j = 0)", (6, 51), 1),
+    ("mod of a value", HEAD + "output y[i][j]: image(h, w) = (x[i][j] + 1) mod 2\n",
+     QuillSemanticError, "`(x[i][j] + 1) mod 2` takes the remainder of a value that reads x",
+     (6, 31), 19),
+    ("percent for mod", HEAD + "output y[i][j]: image(h, w) = x[i][j % w]\n", QuillSyntaxError,
+     "unexpected character '%'", (6, 38), 1),
+    ("empty value range", HEAD.replace("image(h, w)\n", "image(h, w) in w..0\n") + OUT,
+     QuillSemanticError, "the value range 4..0 of input x is empty", (5, 25), 7),
+    ("value range too wide", HEAD.replace("image(h, w)\n", "image(h, w) in -1..40000\n") + OUT,
+     QuillSemanticError, "the value range of input x has bound 40000, outside -32768..32768",
+     (5, 32), 5),
+    ("bits and a wider range", HEAD.replace("image(h, w)\n", "image(h, w) bits in 0..2\n") + OUT,
+     QuillSemanticError, "input x is `bits` (0 or 1), but its value range is 0..2", (5, 30), 7),
+    ("two value ranges", HEAD.replace("image(h, w)\n", "image(h, w) in 0..1 in 0..2\n") + OUT,
+     QuillSyntaxError, "the value range is given twice for input x", (5, 33), 7),
+    ("unknown param in a range", HEAD.replace("image(h, w)\n", "image(h, w) in 0..m\n") + OUT,
+     QuillSemanticError, "unknown param m in the value range of input x", (5, 31), 1),
+    ("value range without bounds", HEAD.replace("image(h, w)\n", "image(h, w) in\n") + OUT,
+     QuillSyntaxError, "unexpected keyword 'output'; expected an expression", (6, 1), 6),
     # hints
     ("unknown hint op", HEAD + OUT + "hint ops add, rot\n", QuillSemanticError,
      "unknown op add in `hint ops`", (7, 10), 3),
@@ -168,6 +196,8 @@ def test_hints_say_how_to_fix() -> None:
         "spec k slots 4 input a: ct vector(4) output s: scalar = sum(k in 0..4) a[k] - a[k]"
     )
     assert "a sum's body is one product" in outside.hint
+    assert "written `a mod m`" in fail(HEAD + "output y[i][j]: image(h, w) = x[i][j % 2]\n").hint
+    assert "`bits` alone means 0..1" in fail(HEAD.replace("w)\n", "w) bits in 0..9\n") + OUT).hint
 
 
 def test_deep_nesting_is_an_error_not_a_crash() -> None:
@@ -192,6 +222,7 @@ VOCAB = [
     "components", "constants", "ct", "pt", "vector", "image", "scalar", "bits", "pad", "zero",
     "where", "sum", "in", "x", "y", "i", "j", "k", "w", "h", "n", "0", "1", "4", "16", "(", ")",
     "[", "]", ":", "=", ",", "..", "+", "-", "*", "^", "<", "<=", "==", "!=", "#", "\n", "add_cc",
+    "mod", "%", "-3", "255",
 ]  # fmt: skip
 
 

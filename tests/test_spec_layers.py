@@ -178,7 +178,7 @@ def test_keywords_are_reserved_whole_words(
 
 def test_reserved_words_are_the_grammar_keywords() -> None:
     assert {"kernel", "return", "const", "ct", "pt"} == RESERVED
-    assert {"in", "sum", "where", "zero"} <= spec_parser.keywords()
+    assert {"mod", "in", "sum", "where", "zero"} <= spec_parser.keywords()
 
 
 QUILL_VOCAB = ["kernel", "k", "(", ")", "{", "}", "x", ":", "ct", "pt", ",", "=", "add", "rot",
