@@ -19,9 +19,10 @@ from pathlib import Path
 from porcupine.backend import compare_latency, run_encrypted
 from porcupine.scale import lift
 from porcupine.synthesize import synthesize
-from porcupine.verify import verify
 from quill.parser import load_program
 from quill.spec import load_spec
+from quill.stats import counts
+from quill.verify import verify
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels"
@@ -58,10 +59,10 @@ def measure(name: str, params: dict[str, int], reps: int) -> dict[str, object]:
         "size": " ".join(f"{k}={v}" for k, v in params.items()),
         "slots": spec.n,
         "synthesis_s": round(seconds, 2),
-        "instructions": len(result.program.body),
-        "rotations": result.program.rotations,
-        "small_rotations": small_result.program.rotations,
-        "rotation_keys": " ".join(str(k) for k in result.program.rotation_amounts()),
+        "instructions": counts(result.program).instructions,
+        "rotations": counts(result.program).rotations,
+        "small_rotations": counts(small_result.program).rotations,
+        "rotation_keys": " ".join(str(k) for k in counts(result.program).rotation_keys),
         "verified": result.verified,
         "baseline_ms": round(base_ms, 3),
         "ours_ms": round(ours_ms, 3),

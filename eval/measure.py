@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 import statistics
 import time
@@ -25,13 +24,13 @@ from pathlib import Path
 from porcupine.backend import WrongDecryption, compare_latency, run_encrypted
 from porcupine.search import Options
 from porcupine.synthesize import SynthesisError, synthesize
-from porcupine.verify import verify
 from quill.cost import DEFAULT_TABLE, CostTable, Objective, program_cost
 from quill.ir import Program
 from quill.noise import parameters
-from quill.ops import Opcode
 from quill.parser import load_program
 from quill.spec import Spec, load_spec
+from quill.stats import counts
+from quill.verify import verify
 
 VARIANTS = ("baseline", "published", "synth", "synth_latency")
 """Every kernel variant, in the order of the tables."""
@@ -43,7 +42,6 @@ LABELS = {
     "synth_latency": "ours (latency objective)",
 }
 
-ADDITIVE = (Opcode.ADD_CC, Opcode.SUB_CC, Opcode.ADD_CP, Opcode.SUB_CP, Opcode.NEG)
 
 Say = Callable[[str], None]
 
@@ -66,13 +64,14 @@ class Counts:
     def of(cls, program: Program, slots: int) -> Counts:
         """Count ``program``, a kernel on ``slots`` slots."""
         params = parameters(program, slots)
+        c = counts(program)
         return cls(
-            instructions=len(program.body),
-            rotations=program.rotations,
-            rotation_keys=len(program.rotation_amounts()),
-            additions=program.count(*ADDITIVE),
-            ct_pt_mults=program.count(Opcode.MUL_CP),
-            ct_ct_mults=program.ct_ct_mults,
+            instructions=c.instructions,
+            rotations=c.rotations,
+            rotation_keys=len(c.rotation_keys),
+            additions=c.additions,
+            ct_pt_mults=c.ct_pt_mults,
+            ct_ct_mults=c.ct_ct_mults,
             depth=params.ct_ct_depth,
             ring_dim=params.ring_dim,
             cost_ms=program_cost(program, params.ring_dim),
@@ -173,9 +172,7 @@ def synthesize_runs(
         start = time.monotonic()
         try:
             options = Options(goal=goal)
-            result = synthesize(
-                spec, timeout=timeout, options=options, initial=initial, progress=search
-            )
+            result = synthesize(spec, timeout=timeout, options=options, initial=initial)
         except SynthesisError as e:
             seconds.append(time.monotonic() - start)
             error = str(e)
@@ -229,7 +226,7 @@ def raised_priority(increment: int = LATENCY_NICE) -> Iterator[int]:
 
 
 NO_HOISTING = CostTable(
-    {n: {**row, "rotate_precompute": math.inf} for n, row in DEFAULT_TABLE.latency_ms.items()},
+    {n: {**row, "rotate_precompute": 1e6} for n, row in DEFAULT_TABLE.latency_ms.items()},
     source="the default table with hoisting priced out",
 )
 """A cost table under which the emitter hoists no rotation (as the paper's kernels ran)."""

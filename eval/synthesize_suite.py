@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,13 +31,13 @@ from typing import Any
 from eval.published import COUNT_KEYS, PAPER_COUNTS
 from porcupine.files import write_atomically
 from porcupine.synthesize import SynthesisError, synthesize
-from porcupine.verify import verify
+from quill import stats
 from quill.cost import program_cost
 from quill.ir import Program
 from quill.noise import parameters
-from quill.ops import Opcode
 from quill.parser import load_program
 from quill.spec import Spec, load_spec
+from quill.verify import verify
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels"
@@ -67,8 +66,6 @@ PAPER_SOBEL_DEPTH = 1
 """porcupine-kernels.md gives sobel's depth only, harris nothing (both multi-step); the
 other kernels' counts are :data:`eval.published.PAPER_COUNTS`."""
 
-_ADDITIVE = (Opcode.ADD_CC, Opcode.SUB_CC, Opcode.ADD_CP, Opcode.SUB_CP, Opcode.NEG)
-
 
 def paper_counts(name: str) -> dict[str, int]:
     """The counts the paper's table states for ``name`` (a subset of :data:`COUNTS`)."""
@@ -81,14 +78,15 @@ def counts(program: Program, spec: Spec) -> dict[str, Any]:
     """The compared counts of ``program``, its rotation keys, and its estimated latency
     (ms) at the ring dimension its noise needs (as ``SynthesisResult.cost``)."""
     params = parameters(program, spec.n)
+    c = stats.counts(program)
     return {
-        "instructions": len(program.body),
-        "rotations": program.rotations,
-        "additions": program.count(*_ADDITIVE),
-        "ct_pt_mults": program.count(Opcode.MUL_CP),
-        "ct_ct_mults": program.ct_ct_mults,
+        "instructions": c.instructions,
+        "rotations": c.rotations,
+        "additions": c.additions,
+        "ct_pt_mults": c.ct_pt_mults,
+        "ct_ct_mults": c.ct_ct_mults,
         "mult_depth": params.ct_ct_depth,
-        "rotation_keys": list(program.rotation_amounts()),
+        "rotation_keys": list(c.rotation_keys),
         "cost": round(program_cost(program, params.ring_dim), 4),
     }
 
@@ -143,13 +141,8 @@ def run_one(name: str, timeout: float) -> dict[str, Any] | None:
     spec = load_spec(KERNELS / f"{name}.spec")
     published = published_block(name, spec)
     baseline = reference_kernel("baselines", name, spec)
-    start = time.monotonic()
-
-    def progress(message: str) -> None:
-        print(f"  [{name} {time.monotonic() - start:7.1f}s] {message}", file=sys.stderr)
-
     try:
-        result = synthesize(spec, timeout=timeout, progress=progress)
+        result = synthesize(spec, timeout=timeout)
     except SynthesisError as e:
         print(f"{name}: nothing found: {e}", file=sys.stderr)
         return None

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from porcupine.files import write_atomically
-from porcupine.synthesize import Options, SynthesisError, SynthesisResult, synthesize
-from porcupine.verify import verify
+from porcupine.synthesize import Engine, Options, SynthesisError, SynthesisResult, synthesize
 from quill.cost import DEFAULT_TABLE, CostTable, Objective, load_table, program_cost
 from quill.errors import QuillError
 from quill.ir import Program
@@ -24,6 +24,7 @@ from quill.noise import parameters
 from quill.parser import load_program
 from quill.printer import format_program
 from quill.spec import Spec, load_spec
+from quill.verify import verify
 
 EXIT_USAGE = 2  # bad input of any kind
 EXIT_FAILED = 1  # the input was fine, but the kernel is wrong or none was found
@@ -65,14 +66,29 @@ def _table(args: argparse.Namespace) -> CostTable:
     return load_table(args.costs)
 
 
-def _progress(quiet: bool) -> Callable[[str], None]:
-    start = time.monotonic()
+class _Elapsed(logging.Formatter):
+    """``[  12.3s] message``: seconds since the command started."""
 
-    def say(msg: str) -> None:
-        if not quiet:
-            print(f"[{time.monotonic() - start:6.1f}s] {msg}", file=sys.stderr, flush=True)
+    def __init__(self) -> None:
+        super().__init__()
+        self.start = time.monotonic()
 
-    return say
+    def format(self, record: logging.LogRecord) -> str:
+        return f"[{time.monotonic() - self.start:6.1f}s] {record.getMessage()}"
+
+
+def _progress(quiet: bool) -> None:
+    """Progress (the ``porcupine`` logger) on stderr, unless ``quiet``."""
+    logger = logging.getLogger("porcupine")
+    logger.handlers.clear()
+    logger.propagate = False
+    if quiet:
+        logger.setLevel(logging.WARNING)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Elapsed())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _initial(args: argparse.Namespace, spec: Spec) -> Program | None:
@@ -95,7 +111,8 @@ def summary(result: SynthesisResult) -> str:
         "",
         f"# kernel {j['kernel']}: {j['instructions']} instructions "
         f"({j['rotations']} rotations, {j['additions']} add/sub, {j['ct_pt_mults']} ct*pt, "
-        f"{j['ct_ct_mults']} ct*ct), ct*ct depth {j['mult_depth']}",
+        f"{j['ct_ct_mults']} ct*ct, {j['relinearizations']} relinearizations), "
+        f"ct*ct depth {j['mult_depth']}",
         f"# rotation keys {j['rotation_keys']}; BFV depth {j['bfv_mult_depth']}, "
         f"N = {j['ring_dim']}; estimated cost {j['cost']:.3f} ms",
         f"# verified: {str(j['verified']).lower()}; optimal: {str(j['optimal']).lower()} "
@@ -112,14 +129,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
         max_components=args.max_components,
         width=args.width,
         goal=Objective(args.objective),
+        engine=Engine(args.engine),
     )
-    result = synthesize(
-        spec,
-        timeout=args.timeout,
-        options=options,
-        initial=_initial(args, spec),
-        progress=_progress(args.quiet or args.json),
-    )
+    _progress(args.quiet or args.json)
+    result = synthesize(spec, timeout=args.timeout, options=options, initial=_initial(args, spec))
     if args.emit == "python":
         from porcupine.backend import emit_python
 
@@ -198,7 +211,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from porcupine.backend import calibrate_and_save
 
-    table = calibrate_and_save(args.output, reps=args.reps, progress=_progress(False))
+    _progress(False)
+    table = calibrate_and_save(args.output, reps=args.reps)
     for n, row in sorted(table.latency_ms.items()):
         cells = ", ".join(f"{k} {v:.3f}" for k, v in row.items())
         print(f"N = {n}: {cells} (ms)")
@@ -260,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=Objective.INSTRUCTIONS.value,
         help="instructions: fewest key switches, then instructions, then latency (default); "
         "latency: lowest estimated latency, hoisted rotations priced",
+    )
+    p.add_argument(
+        "--engine",
+        choices=[e.value for e in Engine],
+        default=Engine.EXACT.value,
+        help="exact: constrain the kernel's polynomial slot by slot (default); "
+        "examples: constrain it on narrow example inputs",
     )
     p.add_argument("--initial", metavar="PROGRAM", help="a verified kernel to start from")
     p.add_argument(

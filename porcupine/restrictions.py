@@ -1,23 +1,21 @@
 """Instruction restrictions: which ops, rotation amounts and constants a sketch may use.
 
-Derived from the spec's exact reference polynomials, so they need no knowledge of the spec's
-syntax: a slot's polynomial names the input slots it reads (hence the rotation offsets) and
-its degree in ciphertext variables (hence whether ct*ct multiplies are needed, and how deep).
-Spec hints override each derived choice.
+Derived from the spec's exact reference polynomials alone, so a spec needs no hints: a
+slot's polynomial names the input slots it reads (hence the rotation offsets), its degree
+in ciphertext variables (hence whether ct*ct multiplies are needed, and how deep) and its
+coefficients (hence the plaintext constants). Spec hints, where given, override a choice.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from porcupine.verify import SymbolicInputs, spec_polynomials, symbolic_inputs
-from quill.ops import Kind, Opcode
-from quill.poly import Poly
-from quill.slots import normalize_amount
-from quill.spec import Spec
+from quill.ops import Opcode
+from quill.slots import T, normalize_amount
+from quill.verify import Reference
 
 MAX_DERIVED_ROTATIONS = 12
-"""Past this many candidate amounts, keep offsets and powers of two only (reductions)."""
+"""Past this many candidate amounts (a reduction over many slots), keep powers of two."""
 
 
 @dataclass(frozen=True)
@@ -37,55 +35,55 @@ class Restrictions:
         return f"ops {{{ops}}}; rotations {{{rots}}}; depth <= {self.max_depth}{consts}"
 
 
-@dataclass(frozen=True)
-class Reference:
-    """The spec's exact reference: symbolic inputs and a polynomial per output slot that
-    matters. Computed once per search; restrictions, dependencies and the soundness bound
-    all read it."""
-
-    spec: Spec
-    sym: SymbolicInputs
-    polys: dict[int, Poly]
-
-    @property
-    def ct_vars(self) -> set[int]:
-        """Variables of ciphertext inputs."""
-        kinds = {d.name: d.kind for d in self.spec.inputs}
-        return {v for v, (name, _) in self.sym.var_slot.items() if kinds[name] is Kind.CT}
-
-
-def reference(spec: Spec) -> Reference:
-    """Evaluate ``spec`` on symbolic inputs."""
-    sym = symbolic_inputs(spec)
-    return Reference(spec, sym, spec_polynomials(spec, sym))
+def centred(c: int) -> int:
+    """A coefficient mod T as the integer of least magnitude."""
+    return c - T if c > T // 2 else c
 
 
 def derive(ref: Reference) -> Restrictions:
     """The restrictions for a spec: derived from its reference, overridden by its hints."""
-    spec, ct = ref.spec, ref.ct_vars
-    monomials = [m for p in ref.polys.values() for m in p]
-    degree = max((sum(1 for v in m if v in ct) for m in monomials), default=0)
-    ops = spec.hints.ops if spec.hints.ops is not None else _derive_ops(ref, ct, degree)
-    if spec.hints.rotations is not None:
-        rotations = _normalized(spec.hints.rotations, spec.n)
+    spec, hints = ref.spec, ref.spec.hints
+    degree = ref.ct_degree
+    constants = hints.constants if hints.constants is not None else derive_constants(ref)
+    ops = hints.ops if hints.ops is not None else derive_ops(ref, degree, constants)
+    if hints.rotations is not None:
+        rotations = _normalized(hints.rotations, spec.n)
     else:
-        rotations = _derive_rotations(ref)
-    constants = spec.hints.constants or ()
+        rotations = derive_rotations(ref)
     depth = max(0, (degree - 1).bit_length())  # ceil(log2(degree))
     return Restrictions(tuple(ops), rotations, tuple(constants), depth, degree)
 
 
-def _derive_ops(ref: Reference, ct: set[int], degree: int) -> list[Opcode]:
+MAX_DERIVED_CONSTANTS = 4
+"""More literals than this (a formula weighting by its index, say) are not all offered."""
+
+
+def derive_constants(ref: Reference) -> tuple[int, ...]:
+    """The magnitudes of the constants the spec's formula is written with, other than 0 and
+    1 (a kernel scales by them or adds them), smallest first. Coefficients that only arise
+    from expanding the formula, like the 2 of (a - b)^2, are not offered: the formula's own
+    shape is the better guide."""
+    found = sorted({abs(centred(c % T)) for c in ref.spec.literals()} - {0, 1})
+    return tuple(found[:MAX_DERIVED_CONSTANTS])
+
+
+def derive_ops(ref: Reference, degree: int, constants: tuple[int, ...]) -> list[Opcode]:
+    """Add and subtract always; ct*ct multiplies for degree 2 and up; ct*pt multiplies
+    when a plaintext input multiplies a ciphertext one or a constant scales; ct+pt when
+    the spec has terms without ciphertext variables, or constants meet products (as in
+    s * (2 - s))."""
+    ct = ref.ct_vars
     monomials = [m for p in ref.polys.values() for m in p]
-    constants = bool(ref.spec.hints.constants)
     ops = [Opcode.ADD_CC, Opcode.SUB_CC]
     if degree >= 2:
         ops.append(Opcode.MUL_CC)
-    # A plaintext variable multiplying ciphertext ones needs ct*pt (so does scaling by a
-    # hinted constant); a term with no ciphertext variable at all needs ct+pt.
-    if constants or any(any(v in ct for v in m) and any(v not in ct for v in m) for m in monomials):
+    mixed = any(any(v in ct for v in m) and any(v not in ct for v in m) for m in monomials)
+    if constants or mixed:
         ops.append(Opcode.MUL_CP)
-    if constants or any(not any(v in ct for v in m) for m in monomials):
+    # In a linear kernel without constant terms, a ct+pt add only adds a constant that must
+    # cancel again: dropping it gives a cheaper kernel, so it is never needed.
+    plain_terms = any(not any(v in ct for v in m) for m in monomials)
+    if plain_terms or (constants and degree >= 2):
         ops += [Opcode.ADD_CP, Opcode.SUB_CP]
     return ops
 
@@ -95,36 +93,25 @@ def _normalized(amounts: tuple[int, ...] | list[int] | set[int], n: int) -> tupl
     return tuple(sorted(out, key=lambda k: (abs(k), k)))
 
 
-def _derive_rotations(ref: Reference) -> tuple[int, ...]:
-    """Offsets between the slots a result reads and the slot it lands in, their differences
-    and, when that is too many (a reduction), the offsets' powers of two."""
+def derive_rotations(ref: Reference) -> tuple[int, ...]:
+    """The offsets between the slots a result reads and the slot it lands in; on images
+    also their row and column parts (a separable stencil rotates by whole rows and whole
+    columns); for a reduction (a slot reading half the slots of an input or more), the
+    powers of two."""
     n = ref.spec.n
-    offsets = {
-        normalize_amount(ref.sym.var_slot[v][1] - slot, n)
-        for slot, p in ref.polys.items()
-        for m in p
-        for v in m
-    }
-    candidates = set(offsets) | {a - b for a in offsets for b in offsets}
-    rotations = _normalized(candidates, n)
-    if len(rotations) > MAX_DERIVED_ROTATIONS:
+    offsets: set[int] = set()
+    reduction = False
+    for slot in ref.polys:
+        for found in ref.offsets(slot).values():
+            offsets |= found
+            reduction |= len(found) >= max(4, n // 2)
+    widths = {d.layout.shape[1] for d in ref.spec.inputs if d.layout.kind == "image"}
+    for w in widths:
+        for o in list(offsets):
+            rows = round(o / w)
+            offsets |= {rows * w, o - rows * w}
+    rotations = _normalized(offsets, n)
+    if reduction or len(rotations) > MAX_DERIVED_ROTATIONS:
         powers = {1 << i for i in range(n.bit_length() - 1)}
         rotations = _normalized(powers | {-p for p in powers}, n)
     return rotations
-
-
-@dataclass(frozen=True)
-class Dependencies:
-    """Which input variables each output slot's spec polynomial reads, as bit masks."""
-
-    needed: dict[int, int]  # output slot -> mask of variables
-    leaf_vars: dict[str, dict[int, int]]  # input name -> slot -> its variable's bit
-
-
-def dependencies(ref: Reference) -> Dependencies:
-    """The spec's input dependencies per output slot that matters."""
-    needed = {slot: sum({1 << v for m in p for v in m}) for slot, p in ref.polys.items()}
-    leaf_vars: dict[str, dict[int, int]] = {}
-    for v, (name, slot) in ref.sym.var_slot.items():
-        leaf_vars.setdefault(name, {})[slot] = 1 << v
-    return Dependencies(needed, leaf_vars)

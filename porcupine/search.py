@@ -1,72 +1,55 @@
 """Counterexample-guided search for the cheapest verified kernel in the local-rotate sketch.
 
-For L = 1, 2, ... components: solve the sketch on a few narrow (``width``-bit) examples,
-verify each candidate exactly against the spec, and on failure add an input that tells them
-apart; once a candidate verifies, demand a strictly cheaper one, until the solver answers
-UNSAT. The search ends ``extra_components`` sizes after the first size that had a kernel,
-or when the time is up, returning the best verified kernel so far.
+For L = 1, 2, ... components: solve the sketch under what the engine has learned
+(:mod:`porcupine.refine`), verify each candidate exactly against the spec, learn from a
+wrong one, and once a candidate verifies demand a strictly cheaper one, until the solver
+answers UNSAT. Before the arithmetic, each bound is tried on the arithmetic-free
+abstractions alone, which refute most hopeless sizes quickly. With no kernel yet, the
+search climbs rising caps on the objective's first term, so the first kernel it finds is
+already cheap.
 
-When is UNSAT a proof? The examples are a relaxation twice over: they are finitely many
-inputs, and arithmetic mod 2^width stands in for arithmetic mod T. Every program correct over
-Z_T satisfies the example constraints as long as its integer coefficients cannot reach T
-(then "equal mod T" means "equal over the integers", which survives reduction mod 2^width).
-:func:`coefficient_bound` bounds the coefficients any program of the sketch can build; when
-that bound is below T the UNSAT answers prove that no cheaper kernel exists in the sketch,
-and the result says ``optimal: true``. Otherwise it says ``optimal: false``.
+It stops ``extra_components`` sizes after the first size that had a kernel, when a size's
+:func:`~porcupine.bounds.lower_bound` cannot beat the best kernel (then no larger size can
+either), when the best kernel meets that bound, or when the budget runs out; it always
+returns the best verified kernel so far.
+
+When is UNSAT a proof? The constraints are a relaxation: arithmetic mod 2^width stands for
+arithmetic mod T. A program correct over Z_T satisfies them as long as its integer
+coefficients and the spec's cannot reach T (then "equal mod T" means "equal over the
+integers"): :func:`~porcupine.bounds.coefficient_bound` checks that, and only then does the
+result say ``optimal``.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import logging
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
 
-import numpy as np
 import z3
 
-from porcupine.encode import COST_SCALE, SketchEncoding
-from porcupine.restrictions import (
-    Dependencies,
-    Reference,
-    Restrictions,
-    dependencies,
-    derive,
-    reference,
-)
-from porcupine.sketch import Filled, Space, space_for, to_quill
-from porcupine.verify import input_slots, verify
-from quill.cost import (
-    DEFAULT_TABLE,
-    KEY_SWITCH_WEIGHT_MS,
-    CostTable,
-    Objective,
-    key_switches,
-    objective,
-    program_cost,
-)
-from quill.interp import Slots, evaluate
+from porcupine.bounds import coefficient_bound, lower_bound, spec_norm
+from porcupine.budget import Budget
+from porcupine.encode import SketchEncoding
+from porcupine.refine import ExactSlots, NarrowExamples, Refiner
+from porcupine.restrictions import Restrictions, derive
+from porcupine.sketch import Space, space_for, to_quill
+from quill.cost import DEFAULT_TABLE, CostTable, Objective, measures, objective, row_us
 from quill.ir import Program
 from quill.noise import RING_DIM
-from quill.ops import OPS, Opcode
 from quill.slots import T
-from quill.spec import Domain, IntRing, Spec
+from quill.spec import Spec
+from quill.verify import Reference, reference, verify
 
-Progress = Callable[[str], None]
-
-
-class SynthesisError(Exception):
-    """The search ended without a verified kernel; the message says why and what to try."""
+log = logging.getLogger("porcupine.search")
 
 
-@dataclass
-class SearchLog:
-    """What the search established, for the result's summary."""
+class Engine(str, Enum):
+    """How the search learns from wrong candidates (see :mod:`porcupine.refine`)."""
 
-    sizes_exhausted: list[int] = field(default_factory=list)  # sizes proven to have no cheaper
-    candidates: int = 0
-    counterexamples: int = 0
-    first_size: int | None = None
-    best: Found | None = None
+    EXACT = "exact"
+    EXAMPLES = "examples"
 
 
 @dataclass(frozen=True)
@@ -74,326 +57,207 @@ class Options:
     """Knobs of the search."""
 
     table: CostTable = DEFAULT_TABLE
+    goal: Objective = Objective.INSTRUCTIONS
     max_components: int = 8  # sketch sizes tried, unless the spec hints otherwise
     extra_components: int = 1  # sizes searched past the first size with a kernel
-    width: int = 8  # bits of the narrow example arithmetic
+    width: int = 8  # bits of the narrow arithmetic
     seed: int = 0
-    goal: Objective = Objective.INSTRUCTIONS
+    engine: Engine = Engine.EXACT
+    max_keys: int | None = None  # at most this many rotation keys
 
 
 @dataclass(frozen=True)
 class Found:
+    """A verified kernel and its objective (a :func:`quill.cost.rank` tuple)."""
+
     program: Program
-    units: int  # cost in the encoding's units
+    rank: tuple[int, ...]
     components: int
 
 
-VALUE_RANGES = (2, 4, 16)
-"""Example entries are drawn below the first of these that yields a counterexample (after
-sparse examples with three non-zero entries below 4; finally the full width). Small
-entries keep the solver's multipliers nearly constant: one Roberts cross check took 0.5 s
-with entries below 4 and timed out after 300 s with 8-bit ones."""
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search established."""
+
+    best: Found | None
+    optimal: bool
+    scope: str  # what the optimality proof covers, or why there is none
+    restrictions: Restrictions
+    sizes_exhausted: tuple[int, ...]
+    candidates: int
+    counterexamples: int
+    stopped: str | None  # "timeout" or "interrupted" when the budget ended the search
 
 
-class NarrowExamples:
-    """Example inputs in the search's narrow arithmetic, the spec's values on them, and
-    which (example, slot) pairs the search constrains.
-
-    Constraining every output slot of an example at once is what makes multiply-heavy
-    sketches slow (Roberts cross: over 300 s for one check with all 9 slots, 0.3 s with
-    one), so slots are added lazily, like counterexamples: a candidate that is wrong at a
-    slot gets that (example, slot) pair constrained, and the arithmetic-free dependency
-    abstraction covers every slot from the start.
-    """
-
-    def __init__(self, spec: Spec, width: int, seed: int) -> None:
-        self.spec = spec
-        self.width = width
-        self.mask = (1 << width) - 1
-        self.rng = np.random.default_rng(seed)
-        self.inputs: list[dict[str, list[int]]] = []
-        self.wants: list[dict[int, int]] = []
-        self.constrained: list[tuple[int, int]] = []  # (example, slot), in order of adding
-
-    def random_inputs(self, high: int = 2, nonzero: int | None = None) -> dict[str, list[int]]:
-        """Random inputs in the domain, entries below ``high`` (bits: 0 or 1); with
-        ``nonzero``, only that many entries per input are non-zero (sparse examples keep
-        the solver's products mostly zero)."""
-        out: dict[str, list[int]] = {}
-        for d in self.spec.inputs:
-            vec = [0] * self.spec.n
-            bound = 2 if d.domain is Domain.BITS else min(high, 1 << self.width)
-            slots = list(input_slots(d, self.spec.n))
-            if nonzero is not None:
-                picked = self.rng.choice(len(slots), size=min(nonzero, len(slots)), replace=False)
-                slots = [slots[i] for i in sorted(picked)]
-            for s in slots:
-                vec[s] = int(self.rng.integers(1 if nonzero else 0, max(2, bound)))
-            out[d.name] = vec
-        return out
-
-    def reference(self, inputs: dict[str, list[int]]) -> dict[int, int]:
-        exact = self.spec.evaluate(IntRing(), inputs)
-        return {s: v & self.mask for s, v in exact.items()}
-
-    def run(self, program: Program, inputs: dict[str, list[int]]) -> list[int]:
-        mask, n = self.mask, self.spec.n
-        vectors = {k: np.array(v, dtype=np.int64) for k, v in inputs.items()}
-        result = evaluate(
-            program,
-            _MaskedAlgebra(mask),
-            {p.name: vectors[p.name] for p in program.params},
-            lambda vs: np.array([vs[i % len(vs)] & mask for i in range(n)], dtype=np.int64),
-        )
-        return [int(x) for x in result]
-
-    def _add(self, inputs: dict[str, list[int]]) -> int:
-        self.inputs.append(inputs)
-        self.wants.append(self.reference(inputs))
-        return len(self.inputs) - 1
-
-    def start(self) -> None:
-        """One random example, constrained at one output slot (a middle one: its
-        neighbourhood is least likely to be special)."""
-        e = self._add(self.random_inputs(4, 3))
-        slots = sorted(self.wants[e])
-        self.constrained.append((e, slots[len(slots) // 2]))
-
-    def refute(self, program: Program, tries: int = 32) -> tuple[int, int] | None:
-        """An (example, slot) pair on which ``program`` and the spec differ in the narrow
-        arithmetic: on a known example first, else on new random ones with entries drawn
-        from growing ranges (:data:`VALUE_RANGES`). It is recorded as constrained; ``None``
-        if no such pair turned up."""
-        known = len(self.inputs)
-        kinds = [(4, 3), (4, None)] + [(h, None) for h in VALUE_RANGES[1:]]
-        kinds += [(1 << self.width, None)]
-        for e in range(known + tries * len(kinds)):
-            if e >= known:
-                self._add(self.random_inputs(*kinds[(e - known) // tries]))
-            got = self.run(program, self.inputs[e])
-            for slot, want in self.wants[e].items():
-                if got[slot] != want and (e, slot) not in self.constrained:
-                    self.constrained.append((e, slot))
-                    return e, slot
-        return None
-
-    def apply(self, enc: SketchEncoding, start: int = 0) -> None:
-        """Constrain ``enc`` on the recorded pairs from index ``start`` on."""
-        for e, slot in self.constrained[start:]:
-            while enc.examples_known <= e:
-                enc.add_example(self.inputs[enc.examples_known])
-            enc.constrain(e, {slot: self.wants[e][slot]})
+@dataclass
+class _State:
+    ref: Reference
+    space: Space
+    ring_dim: int
+    row: dict[str, int]
+    options: Options
+    budget: Budget
+    refiner: Refiner
+    best: Found | None = None
+    first_size: int | None = None
+    candidates: int = 0
+    counterexamples: int = 0
+    exhausted: list[int] = field(default_factory=list)
 
 
-class _MaskedAlgebra:
-    """Slot vectors mod 2^width (width <= 31 keeps products inside int64)."""
-
-    def __init__(self, mask: int) -> None:
-        self.mask = mask
-
-    def add(self, a: Slots, b: Slots) -> Slots:
-        return (a + b) & self.mask
-
-    def sub(self, a: Slots, b: Slots) -> Slots:
-        return (a - b) & self.mask
-
-    def mul(self, a: Slots, b: Slots) -> Slots:
-        return (a * b) & self.mask
-
-    def neg(self, a: Slots) -> Slots:
-        return (-a) & self.mask
-
-    def rot(self, a: Slots, k: int) -> Slots:
-        return np.roll(a, -k)
+def ring_for(restrictions: Restrictions, n: int) -> int:
+    """The ring dimension the search prices kernels at: the one their depth needs."""
+    return max(RING_DIM[max(1, restrictions.max_depth)], 2 * n)
 
 
-def coefficient_bound(restrictions: Restrictions, components: int, constants: int) -> int:
-    """An upper bound on the L1 norm of the integer polynomial any program of the sketch
-    computes: inputs have norm 1; add/sub add norms, multiplies multiply them; ct*ct depth is
-    bounded, so the bound is tracked per depth."""
-    depth = restrictions.max_depth
-    c = max(1, constants)
-    best = [max(1, c)] * (depth + 1)  # best[d]: max norm of a value of depth <= d
-    for _ in range(components):
-        new = list(best)
-        for d in range(depth + 1):
-            cands = [best[d]]
-            for op in restrictions.ops:
-                arith = OPS[op]
-                if op in (Opcode.ADD_CC, Opcode.SUB_CC):
-                    cands.append(2 * best[d])
-                elif op is Opcode.MUL_CC and d >= 1:
-                    cands.append(best[d - 1] ** 2)
-                elif op is Opcode.MUL_CP:
-                    cands.append(best[d] * c)
-                elif op in (Opcode.ADD_CP, Opcode.SUB_CP):
-                    cands.append(best[d] + c)
-                elif not arith.ct_ct_mult:
-                    cands.append(best[d])
-            new[d] = max(cands)
-        best = [max(new[: d + 1]) for d in range(depth + 1)]
-    return best[depth]
-
-
-def spec_norm(ref: Reference) -> int:
-    """The largest L1 norm (centred integer coefficients) of the spec's slot polynomials."""
-    return max(
-        (sum(min(c, T - c) for c in p.values()) for p in ref.polys.values()),
-        default=0,
-    )
-
-
-def synthesize_flat(
+def search(
     spec: Spec,
-    *,
-    deadline: float | None,
+    budget: Budget,
     options: Options,
     initial: Program | None = None,
-    progress: Progress | None = None,
-) -> tuple[Found | None, bool, str, SearchLog, Restrictions]:
-    """The search for a single-stage spec. Returns the best kernel found (or ``None``),
-    whether it is proven optimal, what that proof covers, the log, and the restrictions."""
-    say = progress or (lambda _msg: None)
+) -> SearchResult:
+    """The search for a single-stage spec (see the module docstring)."""
     ref = reference(spec)
     restrictions = derive(ref)
     space = space_for(spec, restrictions)
-    ring_dim = max(RING_DIM[max(1, restrictions.max_depth)], 2 * spec.n)
-    examples = NarrowExamples(spec, options.width, options.seed)
-    examples.start()
-    deps = dependencies(ref)
-    log = SearchLog()
+    ring_dim = ring_for(restrictions, spec.n)
+    row = row_us(options.table, ring_dim)
+    refiner: Refiner = (
+        ExactSlots(ref, options.width)
+        if options.engine is Engine.EXACT
+        else NarrowExamples(ref, options.width, options.seed)
+    )
+    st = _State(ref, space, ring_dim, row, options, budget, refiner)
     if initial is not None:
-        cost = objective(initial, ring_dim, options.table, options.goal)
-        units = round(cost * COST_SCALE)
-        log.best = Found(initial, units, len(initial.body))
-        say(f"initial bound from {initial.name}: {_measures(initial, ring_dim, options)}")
-    say(f"sketch: {restrictions.describe()}; {options.width}-bit examples")
-    norm = spec_norm(ref)
-    constant = max((abs(c) for c in restrictions.constants), default=1)
+        st.best = Found(initial, objective(initial, ring_dim, options.table, options.goal), 0)
+        log.info("initial bound from %s: %s", initial.name, _describe(initial, st))
+    log.info(
+        "sketch: %s; %s engine, %d-bit",
+        restrictions.describe(),
+        options.engine.value,
+        options.width,
+    )
     sound = True
-    stopped = False
+    beyond = False  # a lower bound showed that no larger size can do better
     limit = spec.hints.components or options.max_components
     for size in range(1, limit + 1):
-        if log.first_size is not None and size > log.first_size + options.extra_components:
+        if st.first_size is not None and size > st.first_size + options.extra_components:
             break
-        sound &= coefficient_bound(restrictions, size, constant) + norm < T
-        bound = ""
-        if log.best:
-            bound = f" below {_measures(log.best.program, ring_dim, options)}"
-        say(f"L={size}: searching{bound}")
-        try:
-            exhausted = _cegis(
-                spec, space, size, ring_dim, options, examples, deps, deadline, log, say
-            )
-        except KeyboardInterrupt:  # Ctrl-C: stop, keep the best verified kernel so far
-            say("interrupted: returning the best verified kernel so far")
-            exhausted = False
-        if not exhausted:
-            stopped = True
+        if (
+            st.best is not None
+            and lower_bound(ref, restrictions, size, row, options.goal) >= st.best.rank
+        ):
+            log.info("L=%d: cannot beat the best kernel (lower bound); done", size)
+            beyond = True
             break
-        log.sizes_exhausted.append(size)
-    best = log.best
-    optimal = best is not None and not stopped and sound
-    last = log.sizes_exhausted[-1] if log.sizes_exhausted else 0
-    if optimal:
-        scope = (
-            f"no cheaper kernel with at most {last} components in the sketch "
-            f"({restrictions.describe()})"
-        )
-    elif stopped:
+        sound &= coefficient_bound(restrictions, size) + spec_norm(ref) < T
+        log.info("L=%d: searching%s", size, _below(st))
+        if not _exhaust(st, size):
+            break
+        st.exhausted.append(size)
+        if st.best is not None and st.best.rank == lower_bound(
+            ref, restrictions, st.best.components, row, options.goal
+        ):
+            log.info("the best kernel meets the lower bound: optimal")
+            beyond = True
+            break
+    stopped = budget.stop_reason()
+    last = max(st.exhausted, default=0)
+    optimal = st.best is not None and stopped is None and sound
+    sketch = f"in the sketch ({restrictions.describe()})"
+    if optimal and beyond:
+        scope = f"no cheaper kernel of any size {sketch}"
+    elif optimal:
+        scope = f"no cheaper kernel with at most {last} components {sketch}"
+    elif stopped == "interrupted":
+        scope = "search interrupted before a proof"
+    elif stopped is not None:
         scope = "search stopped by the timeout before a proof"
     else:
         scope = "the coefficient bound is too large for the narrow search to be a proof"
-    return best, optimal, scope, log, restrictions
-
-
-def _cegis(
-    spec: Spec,
-    space: Space,
-    size: int,
-    ring_dim: int,
-    options: Options,
-    examples: NarrowExamples,
-    deps: Dependencies,
-    deadline: float | None,
-    log: SearchLog,
-    say: Progress,
-) -> bool:
-    """Exhaust sketch size ``size`` below the cost of ``log.best``, recording every better
-    verified kernel in ``log``. True once the solver says UNSAT, False on timeout."""
-    enc = SketchEncoding(
-        space, size, options.width, options.table, ring_dim, options.seed, options.goal
+    return SearchResult(
+        st.best,
+        optimal,
+        scope,
+        restrictions,
+        tuple(st.exhausted),
+        st.candidates,
+        st.counterexamples,
+        stopped,
     )
-    examples.apply(enc)
-    enc.require_dependencies(deps.needed, deps.leaf_vars)
-    enc.require_degree(space.restrictions.ct_degree)
-    if log.best is not None:
-        enc.bound_cost(log.best.units)
-    # With no kernel yet, look for one under rising cost caps: at a low cap the abstraction
-    # refutes quickly, and the first kernel found is already cheap, instead of descending
-    # from whatever expensive kernel the solver happens to find first.
-    caps = iter(cost_levels(options, size) if log.best is None else [])
+
+
+def _exhaust(st: _State, size: int) -> bool:
+    """Exhaust sketch size ``size`` below the best kernel's cost, recording every better
+    verified kernel. True once the solver says UNSAT, False when the budget ended it."""
+    enc = SketchEncoding(st.space, size, st.row, st.options.goal, st.options.seed)
+    base: list[Any] = []
+    if st.options.max_keys is not None:
+        base.append(enc.max_keys(st.options.max_keys))
+    caps = iter(_caps(st, size) if st.best is None else [])
     cap = next(caps, None)
-    fresh_bound = True
+    cheap_first = True
     while True:
-        remaining = None if deadline is None else int((deadline - time.monotonic()) * 1000)
-        if remaining is not None and remaining <= 0:
+        if st.budget.over:
             return False
-        extra = () if cap is None else (enc.cap(cap),)
+        bound = list(base)
+        if st.best is not None:
+            bound.append(enc.cheaper(st.best.rank))
+        if cap is not None:
+            bound.append(enc.at_most(0, cap))
+        abstract = st.refiner.abstractions(enc)
         result = z3.sat
-        if fresh_bound:
-            # Cheap first: without arithmetic, most too-small or too-cheap sizes are UNSAT.
-            result = enc.check(remaining, examples=False, extra=extra)
-            fresh_bound = result != z3.sat
+        if cheap_first:  # without arithmetic, most hopeless bounds are UNSAT at once
+            result = enc.check([*bound, *abstract], st.budget.remaining_ms())
+            cheap_first = result != z3.sat
         if result == z3.sat:
-            result = enc.check(remaining, extra=extra)
+            result = enc.check(
+                [*bound, *abstract, *st.refiner.constraints(enc)], st.budget.remaining_ms()
+            )
         if result == z3.unknown:
             return False
         if result == z3.unsat:
             if cap is not None:
                 cap = next(caps, None)
-                fresh_bound = True
+                cheap_first = True
                 continue
-            say(f"L={size}: exhausted")
+            log.info("L=%d: exhausted", size)
             return True
-        filled: Filled = enc.filled()
-        program = to_quill(filled, space, spec.name)
-        log.candidates += 1
-        if verify(program, spec).ok:
-            units = enc.model_cost()
-            log.best = Found(program, units, size)
-            if log.first_size is None:
-                log.first_size = size
-            say(
-                f"L={size}: verified kernel: {_measures(program, ring_dim, options)}; "
-                "looking for a cheaper one"
-            )
-            enc.bound_cost(units)
-            cap = None
-            fresh_bound = True
+        filled = enc.filled()
+        program = to_quill(filled, st.space, st.ref.spec.name)
+        st.candidates += 1
+        verdict = verify(program, st.ref)
+        if verdict.ok:
+            rank = enc.model_rank()
+            st.best = Found(program, rank, size)
+            if st.first_size is None:
+                st.first_size = size
+            log.info("L=%d: verified kernel: %s", size, _describe(program, st))
+            cap, cheap_first = None, True
             continue
-        log.counterexamples += 1
-        say(f"L={size}: candidate {log.candidates} refuted; adding a counterexample")
-        known = len(examples.constrained)
-        if examples.refute(program) is None:
-            enc.block(filled)
-        else:
-            examples.apply(enc, known)
+        st.counterexamples += 1
+        log.debug("L=%d: candidate %d refuted", size, st.candidates)
+        if not st.refiner.learn(program, verdict):
+            base.append(enc.block(filled))
 
 
-def cost_levels(options: Options, size: int) -> list[int]:
-    """Rising cost caps (in encoding units) for a first kernel of ``size`` components: one
-    per key-switch count under the default objective, doubling latencies otherwise."""
-    if options.goal is Objective.INSTRUCTIONS:
-        step = round(KEY_SWITCH_WEIGHT_MS * COST_SCALE)
-        return [step * k for k in range(1, 2 * size + 2)]
-    cheapest = min(options.table.at(RING_DIM[1]).values())
-    return [round(cheapest * COST_SCALE * 2**k) for k in range(1, 16)]
+def _caps(st: _State, size: int) -> list[int]:
+    """Rising caps on the objective's first term for a first kernel of ``size`` components:
+    one per key-switch count under ``INSTRUCTIONS``, growing latencies under ``LATENCY``."""
+    lb = lower_bound(st.ref, st.space.restrictions, size, st.row, st.options.goal)[0]
+    if st.options.goal is Objective.INSTRUCTIONS:
+        return list(range(lb, 2 * size + 2))
+    return [round(lb * 1.5**k) for k in range(12)]
 
 
-def _measures(program: Program, ring_dim: int, options: Options) -> str:
+def _below(st: _State) -> str:
+    return "" if st.best is None else f" below {_describe(st.best.program, st)}"
+
+
+def _describe(program: Program, st: _State) -> str:
     """The measures the objective compares, for progress messages."""
-    latency = f"{program_cost(program, ring_dim, options.table):.3f} ms"
-    if options.goal is Objective.LATENCY:
-        return latency
-    return f"{key_switches(program)} key switches, {len(program.body)} instructions, {latency}"
+    m = measures(program, st.ring_dim, st.options.table)
+    latency = f"{m.latency_ms:.3f} ms"
+    if st.options.goal is Objective.LATENCY:
+        return f"{latency}, {m.keys} rotation keys"
+    return f"{m.key_switches} key switches, {m.instructions} instructions, {latency}"

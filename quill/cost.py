@@ -9,33 +9,38 @@ group is priced at whichever is cheaper, as the backend will emit it.
 What the synthesizer minimizes (:func:`objective`) builds on this latency; see
 :class:`Objective`.
 
-The default table holds the medians in ``shared/reference/openfhe-bfv.md`` (one thread,
-20 repetitions); ``porcupine calibrate`` measures this machine and writes a JSON table that
-:func:`load_table` reads.
+The default table is the package's own data, ``quill/data/costs.json``, with its provenance
+(machine, library versions, date); ``porcupine calibrate`` measures this machine and writes
+a table in the same format that :func:`load_table` reads. Programs are priced as the
+backend emits them: relinearizations placed lazily (:mod:`quill.relin`), dead code
+dropped, rotations of one ciphertext hoisted where that is cheaper.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 from quill.ir import Program
 from quill.ops import OPS, Opcode
+from quill.relin import place_relinearizations
+from quill.transform import live_instructions
 
 KEYS = (
     "add",
     "add_pt",
     "mul_pt",
     "mul_cc",
+    "relin",
     "rotate",
     "rotate_precompute",
     "rotate_hoisted",
     "rotation_keygen",
 )
-"""Rows of a latency table; ``quill.ops`` names the first five as op cost keys."""
+"""Rows of a latency table; the op table (``quill.ops``) names the first six as cost keys."""
 
 
 class Objective(str, Enum):
@@ -57,13 +62,8 @@ class Objective(str, Enum):
     LATENCY = "latency"
 
 
-KEY_SWITCH_WEIGHT_MS = 1_000_000.0
-INSTRUCTION_WEIGHT_MS = 10_000.0
-"""Under ``INSTRUCTIONS`` these weights exceed any kernel's latency (and a key switch any
-instruction count), so the weighted sum orders programs lexicographically."""
-
-KEY_TIE_BREAK_MS = 0.001
-"""Each rotation key adds this much: it only breaks ties between equally fast programs."""
+KEY_TIE_BREAK_US = 1
+"""Under ``LATENCY``, programs of equal latency are ordered by their rotation keys."""
 
 
 @dataclass(frozen=True)
@@ -87,40 +87,16 @@ class CostTable:
         return {k: v * factor for k, v in self.latency_ms[near].items()}
 
 
-DEFAULT_TABLE = CostTable(
-    latency_ms={
-        8192: {
-            "add": 0.053,
-            "add_pt": 0.61,
-            "mul_pt": 0.10,
-            "mul_cc": 8.1,
-            "rotate": 1.70,
-            "rotate_precompute": 1.32,
-            "rotate_hoisted": 0.42,
-            "rotation_keygen": 4.5,
-        },
-        # openfhe-bfv.md measured add, rotate and ct*ct at N = 16384 (depth 4); the other
-        # rows take the median ratio of those three (3.6x).
-        16384: {
-            "add": 0.19,
-            "add_pt": 0.61 * 3.6,
-            "mul_pt": 0.10 * 3.6,
-            "mul_cc": 25.3,
-            "rotate": 6.1,
-            "rotate_precompute": 1.32 * 3.6,
-            "rotate_hoisted": 0.42 * 3.6,
-            "rotation_keygen": 4.5 * 3.6,
-        },
-    },
-    source="shared/reference/openfhe-bfv.md (N = 8192 depth 2; N = 16384 depth 4)",
-)
-
-
 def load_table(path: str | Path) -> CostTable:
-    """Read a table written by ``porcupine calibrate``."""
+    """Read a table written by ``porcupine calibrate`` (or the package's own)."""
     data = json.loads(Path(path).read_text())
     table = {int(n): {k: float(row[k]) for k in KEYS} for n, row in data["latency_ms"].items()}
     return CostTable(table, source=str(data.get("source", path)))
+
+
+DEFAULT_TABLE_PATH = Path(__file__).with_name("data") / "costs.json"
+DEFAULT_TABLE = load_table(DEFAULT_TABLE_PATH)
+"""The measured table shipped with the package (see the file for its provenance)."""
 
 
 def save_table(table: CostTable, path: str | Path, **metadata: object) -> None:
@@ -134,46 +110,61 @@ def save_table(table: CostTable, path: str | Path, **metadata: object) -> None:
     Path(path).write_text(json.dumps(out, indent=2) + "\n")
 
 
-def rotation_group_cost(count: int, row: dict[str, float]) -> float:
+def row_us(table: CostTable, ring_dim: int) -> dict[str, int]:
+    """The latency row for ``ring_dim`` in whole microseconds: every cost is summed in
+    these units, here and in the synthesizer's solver encoding, so both agree exactly."""
+    return {k: round(v * 1000) for k, v in table.at(ring_dim).items()}
+
+
+def rotation_group_us(count: int, row: dict[str, int]) -> int:
     """The cost of ``count`` distinct rotations of one ciphertext: plain or hoisted."""
     if count == 0:
-        return 0.0
-    plain = count * row["rotate"]
-    hoisted = row["rotate_precompute"] + count * row["rotate_hoisted"]
-    return min(plain, hoisted)
+        return 0
+    return min(count * row["rotate"], row["rotate_precompute"] + count * row["rotate_hoisted"])
 
 
-def should_hoist(count: int, row: dict[str, float]) -> bool:
+def should_hoist(count: int, row: dict[str, int]) -> bool:
     """Whether the backend should hoist ``count`` rotations of one ciphertext."""
-    return count > 1 and rotation_group_cost(count, row) < count * row["rotate"]
+    return count > 1 and rotation_group_us(count, row) < count * row["rotate"]
 
 
-def program_cost(program: Program, ring_dim: int, table: CostTable = DEFAULT_TABLE) -> float:
-    """Estimated latency of ``program`` in milliseconds at ``ring_dim``."""
-    row = table.at(ring_dim)
-    total = 0.0
-    groups: defaultdict[str, set[int]] = defaultdict(set)
-    for ins in program.body:
-        if ins.opcode is Opcode.ROT:
-            assert ins.amount is not None
-            groups[ins.args[0]].add(ins.amount)
-        else:
-            total += row[OPS[ins.opcode].cost]
-    # Repeated identical rotations would be common subexpressions; count each once.
-    repeats = Counter((i.args[0], i.amount) for i in program.body if i.opcode is Opcode.ROT)
-    total += sum(row["rotate"] * (c - 1) for c in repeats.values())
-    return total + sum(rotation_group_cost(len(g), row) for g in groups.values())
+@dataclass(frozen=True)
+class Measures:
+    """What the objectives compare, for a program as the backend emits it."""
+
+    key_switches: int  # distinct rotations and relinearizations
+    instructions: int  # everything but relinearizations (the paper's count)
+    latency_us: int  # estimated, hoisting priced
+    keys: int  # rotation keys the client generates
+
+    @property
+    def latency_ms(self) -> float:
+        return self.latency_us / 1000
 
 
-def keygen_cost(program: Program, ring_dim: int, table: CostTable = DEFAULT_TABLE) -> float:
-    """Milliseconds to generate the rotation keys ``program`` needs."""
-    return len(program.rotation_amounts()) * table.at(ring_dim)["rotation_keygen"]
+def measures(program: Program, ring_dim: int, table: CostTable = DEFAULT_TABLE) -> Measures:
+    """The :class:`Measures` of ``program`` at ``ring_dim``."""
+    row = row_us(table, ring_dim)
+    live = live_instructions(place_relinearizations(program))
+    rotations = {(i.args[0], i.amount) for i in live if i.opcode is Opcode.ROT}
+    groups = Counter(src for src, _ in rotations)
+    latency = sum(row[OPS[i.opcode].cost] for i in live if i.opcode is not Opcode.ROT)
+    latency += sum(rotation_group_us(c, row) for c in groups.values())
+    relins = sum(1 for i in live if OPS[i.opcode].relinearizes)
+    others = sum(1 for i in live if i.opcode is not Opcode.ROT) - relins
+    return Measures(
+        key_switches=len(rotations) + relins,
+        instructions=others + len(rotations),
+        latency_us=latency,
+        keys=len({amount for _, amount in rotations}),
+    )
 
 
-def key_switches(program: Program) -> int:
-    """Rotations (each distinct one) and ct*ct multiplies (each relinearizes)."""
-    rotations = {(i.args[0], i.amount) for i in program.body if i.opcode is Opcode.ROT}
-    return len(rotations) + program.ct_ct_mults
+def rank(m: Measures, goal: Objective) -> tuple[int, ...]:
+    """The tuple the synthesizer minimizes, lexicographically (see :class:`Objective`)."""
+    if goal is Objective.INSTRUCTIONS:
+        return (m.key_switches, m.instructions, m.latency_us, m.keys)
+    return (m.latency_us, m.keys)
 
 
 def objective(
@@ -181,11 +172,16 @@ def objective(
     ring_dim: int,
     table: CostTable = DEFAULT_TABLE,
     goal: Objective = Objective.INSTRUCTIONS,
-) -> float:
-    """The value the synthesizer minimizes for ``program`` (see :class:`Objective`)."""
-    value = program_cost(program, ring_dim, table)
-    value += KEY_TIE_BREAK_MS * len(program.rotation_amounts())
-    if goal is Objective.INSTRUCTIONS:
-        value += KEY_SWITCH_WEIGHT_MS * key_switches(program)
-        value += INSTRUCTION_WEIGHT_MS * len(program.body)
-    return value
+) -> tuple[int, ...]:
+    """What the synthesizer minimizes for ``program``: :func:`rank` of its measures."""
+    return rank(measures(program, ring_dim, table), goal)
+
+
+def program_cost(program: Program, ring_dim: int, table: CostTable = DEFAULT_TABLE) -> float:
+    """Estimated latency of ``program`` in milliseconds at ``ring_dim``, as emitted."""
+    return measures(program, ring_dim, table).latency_ms
+
+
+def keygen_cost(program: Program, ring_dim: int, table: CostTable = DEFAULT_TABLE) -> float:
+    """Milliseconds to generate the rotation keys ``program`` needs."""
+    return measures(program, ring_dim, table).keys * table.at(ring_dim)["rotation_keygen"]

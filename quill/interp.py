@@ -1,21 +1,24 @@
-"""Run Quill programs: one generic evaluator over any :class:`~quill.ops.SlotAlgebra`, and
-the exact numpy interpreter mod T built on it."""
+"""Run Quill programs: one generic evaluator over any :class:`~quill.algebra.SlotAlgebra`,
+a demand-driven one over any :class:`~quill.algebra.ScalarRing`, and the exact numpy
+interpreter mod T built on them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from quill.algebra import ModT, ScalarRing, SlotAlgebra, Slots
 from quill.ir import Program
-from quill.ops import SlotAlgebra, apply
+from quill.ops import apply, apply_scalar
 from quill.slots import T, rotated_index
+
+__all__ = ["Slots", "demanded_slots", "evaluate", "evaluate_at_slots", "interpret", "periodic"]
 
 V = TypeVar("V")
 S = TypeVar("S")
-Slots = npt.NDArray[np.int64]
 
 
 def evaluate(
@@ -40,25 +43,6 @@ def evaluate(
     return env[program.result]
 
 
-class ModT:
-    """Slot vectors as int64 numpy arrays with entries in [0, T)."""
-
-    def add(self, a: Slots, b: Slots) -> Slots:
-        return (a + b) % T
-
-    def sub(self, a: Slots, b: Slots) -> Slots:
-        return (a - b) % T
-
-    def mul(self, a: Slots, b: Slots) -> Slots:
-        return (a * b) % T  # < 2^34: no int64 overflow
-
-    def neg(self, a: Slots) -> Slots:
-        return (-a) % T
-
-    def rot(self, a: Slots, k: int) -> Slots:
-        return np.roll(a, -k)  # out[i] = a[(i + k) mod n], see quill.slots
-
-
 def periodic(values: tuple[int, ...], n: int) -> Slots:
     """A constant's values repeated over ``n`` slots, reduced mod T."""
     if n % len(values):
@@ -74,15 +58,6 @@ def interpret(program: Program, inputs: Mapping[str, npt.ArrayLike]) -> Slots:
         raise ValueError(f"inputs must be 1-d slot vectors of one length, got {lengths}")
     (n,) = next(iter(lengths))
     return evaluate(program, ModT(), arrays, lambda vs: periodic(vs, n))
-
-
-class ScalarRing(Protocol[S]):
-    """Arithmetic on single slot values (exact integers, mod T, polynomials, ...)."""
-
-    def add(self, a: S, b: S) -> S: ...
-    def sub(self, a: S, b: S) -> S: ...
-    def mul(self, a: S, b: S) -> S: ...
-    def neg(self, a: S) -> S: ...
 
 
 def demanded_slots(program: Program, slots: Iterable[int], n: int) -> dict[str, set[int]]:
@@ -104,7 +79,6 @@ def evaluate_at_slots(
     program: Program,
     ring: ScalarRing[S],
     inputs: Mapping[str, Sequence[S]],
-    const: Callable[[int], S],
     slots: Iterable[int],
     n: int,
 ) -> dict[int, S]:
@@ -120,8 +94,7 @@ def evaluate_at_slots(
     for p in program.params:
         env[p.name] = {s: inputs[p.name][s] for s in demand.get(p.name, ())}
     for c in program.consts:
-        env[c.name] = {s: const(c.values[s % len(c.values)]) for s in demand.get(c.name, ())}
-    scalar = _ScalarAlgebra(ring)
+        env[c.name] = {s: ring.const(c.values[s % len(c.values)]) for s in demand.get(c.name, ())}
     for ins in program.body:
         here = demand.get(ins.dest, set())
         if ins.amount is not None:
@@ -129,28 +102,5 @@ def evaluate_at_slots(
             env[ins.dest] = {s: src[rotated_index(s, ins.amount, n)] for s in here}
         else:
             args = [env[a] for a in ins.args]
-            env[ins.dest] = {s: apply(scalar, ins.opcode, [v[s] for v in args], None) for s in here}
+            env[ins.dest] = {s: apply_scalar(ring, ins.opcode, [v[s] for v in args]) for s in here}
     return {s: env[program.result][s] for s in wanted}
-
-
-class _ScalarAlgebra(Generic[S]):
-    """A :class:`ScalarRing` seen as a slot algebra on one slot (rotation is handled by
-    :func:`evaluate_at_slots` itself)."""
-
-    def __init__(self, ring: ScalarRing[S]) -> None:
-        self.ring = ring
-
-    def add(self, a: S, b: S) -> S:
-        return self.ring.add(a, b)
-
-    def sub(self, a: S, b: S) -> S:
-        return self.ring.sub(a, b)
-
-    def mul(self, a: S, b: S) -> S:
-        return self.ring.mul(a, b)
-
-    def neg(self, a: S) -> S:
-        return self.ring.neg(a)
-
-    def rot(self, a: S, k: int) -> S:
-        raise AssertionError("rotations are evaluated by evaluate_at_slots")

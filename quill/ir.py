@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quill.ops import OPS, Kind, Opcode
+from quill.ops import Kind, Opcode
 
 
 @dataclass(frozen=True)
@@ -56,18 +56,3 @@ class Program:
         for ins in self.body:
             kinds[ins.dest] = Kind.CT  # every instruction yields a ciphertext
         return kinds
-
-    def rotation_amounts(self) -> tuple[int, ...]:
-        """The distinct rotation amounts used, sorted: the rotation keys the kernel needs."""
-        return tuple(sorted({i.amount for i in self.body if i.amount is not None}))
-
-    def count(self, *opcodes: Opcode) -> int:
-        return sum(1 for i in self.body if i.opcode in opcodes)
-
-    @property
-    def ct_ct_mults(self) -> int:
-        return sum(1 for i in self.body if OPS[i.opcode].ct_ct_mult)
-
-    @property
-    def rotations(self) -> int:
-        return self.count(Opcode.ROT)

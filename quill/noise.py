@@ -34,7 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from quill.ir import Program
-from quill.ops import OPS
+from quill.ops import OPS, Kind
+from quill.relin import place_relinearizations
 from quill.slots import T
 
 FRESH_BITS = 5.0
@@ -45,7 +46,8 @@ MUL_BITS = 30.0
 mask costs as much as a random plaintext (measured), so constants get no discount."""
 
 RELIN_FLOOR_BITS = 50.0
-"""Relinearization adds key-switching noise, so a ct*ct product starts from at least this."""
+"""Relinearization adds key-switching noise: a relinearized product has at least this much
+noise, plus one multiply's growth."""
 
 KEYSWITCH_FLOOR_BITS = 45.0
 """A rotation's key switch leaves at least this much noise (depth 0, log2 Q = 60, cannot
@@ -64,7 +66,8 @@ GROWTH: dict[str, Callable[[list[float]], float]] = {
     "none": lambda a: a[0],
     "add": lambda a: max(a) + 1.0,
     "mul_pt": lambda a: a[0] + MUL_BITS,
-    "mul_cc": lambda a: max(*a, RELIN_FLOOR_BITS) + MUL_BITS,
+    "mul_cc": lambda a: max(a) + MUL_BITS,
+    "relin": lambda a: max(a[0], RELIN_FLOOR_BITS + MUL_BITS),
     "rotate": lambda a: max(a[0], KEYSWITCH_FLOOR_BITS),
 }
 """Noise of an instruction's result from the noise of its ciphertext operands."""
@@ -80,11 +83,13 @@ def ct_ct_depth(program: Program) -> int:
 
 
 def noise_bits(program: Program) -> dict[str, float]:
-    """Estimated noise, in bits, of every ciphertext the program computes."""
+    """Estimated noise, in bits, of every ciphertext the program computes (relinearized
+    as the backend emits it, :func:`quill.relin.place_relinearizations`)."""
+    program = place_relinearizations(program)
     kinds = program.kinds()
     noise = {p.name: FRESH_BITS for p in program.params}
     for ins in program.body:
-        operands = [noise[a] for a in ins.args if kinds[a].value == "ct"]
+        operands = [noise[a] for a in ins.args if kinds[a] is Kind.CT]
         noise[ins.dest] = GROWTH[OPS[ins.opcode].noise](operands)
     return noise
 

@@ -1,13 +1,19 @@
-"""The one table of Quill instructions: operand kinds, slot semantics, depth and cost keys.
+"""The one table of Quill instructions. An op is defined here and nowhere else.
 
-Every other part of the compiler (parser, type checker, interpreters, noise analysis, cost
-model, synthesizer encodings, code emitters) reads this table instead of switching on op
-names, so an instruction's meaning is stated exactly once.
+Each row of :data:`OPS` states everything the compiler knows about one instruction: its
+surface mnemonic, operand kinds, family, slot semantics, what it does to a ciphertext's
+size (relinearization), its depth, noise and cost keys, and the OpenFHE call that
+implements it. Every consumer derives from the row instead of switching on op names:
 
-Semantics are written against a :class:`SlotAlgebra`, the carrier of slot vectors: numpy
-arrays mod t (the interpreter), polynomial vectors (exact verification), Z3 bit-vectors (the
-synthesizer). Rotation is part of the algebra because its meaning is fixed by the slot model
-in :mod:`quill.slots`.
+* the interpreter, exact verification and the synthesizer's solver encodings evaluate the
+  ``semantics`` in their own algebra (numpy mod T, polynomials, Z3 terms, or abstract
+  domains such as "which inputs does this read" and "how large can a coefficient get");
+* the noise and cost models look up ``noise`` and ``cost`` in their tables;
+* the backend emits ``openfhe``; statistics group by ``family``.
+
+Semantics are written against a :class:`~quill.algebra.SlotAlgebra`; ops without a
+rotation amount only use its ring operations, so they also evaluate slot by slot in any
+:class:`~quill.algebra.ScalarRing` (:func:`apply_scalar`).
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, TypeVar
+from typing import Any, TypeVar
+
+from quill.algebra import ScalarRing, SlotAlgebra
 
 V = TypeVar("V")
 
@@ -30,16 +38,15 @@ class Kind(Enum):
         return self.value
 
 
-class SlotAlgebra(Protocol[V]):
-    """Slot-wise arithmetic mod t and cyclic rotation on some carrier of slot vectors."""
+class Family(Enum):
+    """What an op does, independent of its operand kinds."""
 
-    def add(self, a: V, b: V) -> V: ...
-    def sub(self, a: V, b: V) -> V: ...
-    def mul(self, a: V, b: V) -> V: ...
-    def neg(self, a: V) -> V: ...
-    def rot(self, a: V, k: int) -> V:
-        """Left-rotate: ``out[i] = a[(i + k) mod n]`` (see :mod:`quill.slots`)."""
-        ...
+    ADD = "add"
+    SUB = "sub"
+    MUL = "mul"
+    NEG = "neg"
+    ROT = "rot"
+    RELIN = "relin"
 
 
 class Opcode(Enum):
@@ -54,6 +61,7 @@ class Opcode(Enum):
     MUL_CP = "mul_cp"
     NEG = "neg"
     ROT = "rot"
+    RELIN = "relin"
 
     @property
     def info(self) -> OpInfo:
@@ -62,57 +70,70 @@ class Opcode(Enum):
 
 @dataclass(frozen=True)
 class OpInfo:
-    """Everything the compiler knows about one instruction."""
+    """Everything the compiler knows about one instruction (one row of :data:`OPS`)."""
 
     opcode: Opcode
     mnemonic: str  # surface name in Quill text
+    family: Family
     operands: tuple[Kind, ...]  # kinds of the value operands, in order
-    has_amount: bool  # takes a constant rotation amount
-    commutative: bool
-    ct_ct_mult: bool  # adds one to the multiplicative depth
-    noise: str  # key into quill.noise's growth table
-    cost: str  # key into quill.cost's latency table
-    semantics: Callable[..., object]  # (algebra, *operands[, amount]) -> value
+    semantics: Callable[..., Any]  # (algebra, *operands[, amount]) -> value
+    cost: str  # row of a quill.cost latency table
+    noise: str  # rule in quill.noise.GROWTH
+    openfhe: str  # the CryptoContext method the backend calls
+    commutative: bool = False
+    has_amount: bool = False  # takes a constant rotation amount
+    ct_ct_mult: bool = False  # adds one to the multiplicative depth
+    # Ciphertext size (quill.relin places the relinearizations): a ct*ct product has three
+    # elements until it is relinearized. OpenFHE adds and negates three-element ciphertexts
+    # correctly, but a three-element ciphertext meeting a two-element one or a plaintext,
+    # or being rotated or multiplied, decrypts to garbage without an error (measured).
+    grows: bool = False  # the result has three elements
+    needs_linear: bool = False  # every ciphertext operand must have two elements
+    same_size: bool = False  # both operands have the same size, which the result has
+    relinearizes: bool = False  # the result has two elements, whatever the operand had
+    key_switch: bool = False  # needs an evaluation key (rotation or relinearization)
 
+    @property
+    def arity(self) -> int:
+        return len(self.operands)
 
-def _op(
-    opcode: Opcode,
-    mnemonic: str,
-    operands: tuple[Kind, ...],
-    semantics: Callable[..., object],
-    *,
-    cost: str,
-    noise: str,
-    commutative: bool = False,
-    ct_ct_mult: bool = False,
-    has_amount: bool = False,
-) -> tuple[Opcode, OpInfo]:
-    return opcode, OpInfo(
-        opcode, mnemonic, operands, has_amount, commutative, ct_ct_mult, noise, cost, semantics
-    )
+    @property
+    def plaintext_operand(self) -> bool:
+        return Kind.PT in self.operands
 
 
 CC = (Kind.CT, Kind.CT)
 CP = (Kind.CT, Kind.PT)
+C = (Kind.CT,)
 
-# The table. Cost keys name rows of quill.cost tables; noise keys rows of quill.noise.GROWTH.
-OPS: dict[Opcode, OpInfo] = dict(
-    [
-        _op(Opcode.ADD_CC, "add", CC, lambda A, a, b: A.add(a, b),
-            cost="add", noise="add", commutative=True),
-        _op(Opcode.SUB_CC, "sub", CC, lambda A, a, b: A.sub(a, b), cost="add", noise="add"),
-        _op(Opcode.MUL_CC, "mul", CC, lambda A, a, b: A.mul(a, b),
-            cost="mul_cc", noise="mul_cc", commutative=True, ct_ct_mult=True),
-        _op(Opcode.ADD_CP, "add", CP, lambda A, a, b: A.add(a, b),
-            cost="add_pt", noise="add", commutative=True),
-        _op(Opcode.SUB_CP, "sub", CP, lambda A, a, b: A.sub(a, b), cost="add_pt", noise="add"),
-        _op(Opcode.MUL_CP, "mul", CP, lambda A, a, b: A.mul(a, b),
-            cost="mul_pt", noise="mul_pt", commutative=True),
-        _op(Opcode.NEG, "neg", (Kind.CT,), lambda A, a: A.neg(a), cost="add", noise="none"),
-        _op(Opcode.ROT, "rot", (Kind.CT,), lambda A, a, k: A.rot(a, k),
-            cost="rotate", noise="rotate", has_amount=True),
-    ]
+# The table. `cost` names rows of quill.cost tables; `noise` rules of quill.noise.GROWTH.
+_ROWS = (
+    OpInfo(Opcode.ADD_CC, "add", Family.ADD, CC, lambda A, a, b: A.add(a, b),
+           cost="add", noise="add", openfhe="EvalAdd", commutative=True, same_size=True),
+    OpInfo(Opcode.SUB_CC, "sub", Family.SUB, CC, lambda A, a, b: A.sub(a, b),
+           cost="add", noise="add", openfhe="EvalSub", same_size=True),
+    OpInfo(Opcode.MUL_CC, "mul", Family.MUL, CC, lambda A, a, b: A.mul(a, b),
+           cost="mul_cc", noise="mul_cc", openfhe="EvalMultNoRelin", commutative=True,
+           ct_ct_mult=True, grows=True, needs_linear=True),
+    OpInfo(Opcode.ADD_CP, "add", Family.ADD, CP, lambda A, a, b: A.add(a, b),
+           cost="add_pt", noise="add", openfhe="EvalAdd", commutative=True, needs_linear=True),
+    OpInfo(Opcode.SUB_CP, "sub", Family.SUB, CP, lambda A, a, b: A.sub(a, b),
+           cost="add_pt", noise="add", openfhe="EvalSub", needs_linear=True),
+    OpInfo(Opcode.MUL_CP, "mul", Family.MUL, CP, lambda A, a, b: A.mul(a, b),
+           cost="mul_pt", noise="mul_pt", openfhe="EvalMult", commutative=True,
+           needs_linear=True),
+    OpInfo(Opcode.NEG, "neg", Family.NEG, C, lambda A, a: A.neg(a),
+           cost="add", noise="none", openfhe="EvalNegate"),
+    OpInfo(Opcode.ROT, "rot", Family.ROT, C, lambda A, a, k: A.rot(a, k),
+           cost="rotate", noise="rotate", openfhe="EvalRotate", has_amount=True,
+           needs_linear=True, key_switch=True),
+    OpInfo(Opcode.RELIN, "relin", Family.RELIN, C, lambda A, a: a,
+           cost="relin", noise="relin", openfhe="Relinearize", relinearizes=True,
+           key_switch=True),
 )  # fmt: skip
+
+OPS: dict[Opcode, OpInfo] = {row.opcode: row for row in _ROWS}
+assert set(OPS) == set(Opcode), "every opcode has exactly one row"
 
 
 def resolve(mnemonic: str, kinds: tuple[Kind, ...]) -> Opcode | None:
@@ -145,4 +166,19 @@ def apply(algebra: SlotAlgebra[V], opcode: Opcode, args: list[V], amount: int | 
         if info.has_amount
         else info.semantics(algebra, *args)
     )
-    return result  # type: ignore[return-value]
+    return result  # type: ignore[no-any-return]
+
+
+def apply_scalar(ring: ScalarRing[V], opcode: Opcode, args: list[V]) -> V:
+    """Apply an op without a rotation amount to single slot values of ``ring``: the same
+    rule as :func:`apply`, slot by slot (the ring operations of a slot algebra are
+    slot-wise)."""
+    info = OPS[opcode]
+    if info.has_amount:
+        raise ValueError(f"{opcode.value} moves slots; evaluate it on whole vectors")
+    return info.semantics(ring, *args)  # type: ignore[no-any-return]
+
+
+def arithmetic(*families: Family) -> tuple[Opcode, ...]:
+    """The opcodes of the given families, in table order."""
+    return tuple(op for op, info in OPS.items() if info.family in families)

@@ -71,8 +71,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from quill.algebra import IntRing, ModTRing, ScalarRing
 from quill.errors import QuillSemanticError, QuillSyntaxError
-from quill.spec_eval import IntRing, ModTRing, ScalarRing
 from quill.spec_model import Definition, Domain, Hints, InputDecl, Layout, Spec
 from quill.spec_parser import parse_spec_file
 from quill.spec_resolve import instantiate

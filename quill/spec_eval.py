@@ -1,5 +1,5 @@
 """Reference semantics of specs: the rings a spec is evaluated in, and the unrolled terms it
-is evaluated from.
+is evaluated from (the rings themselves live in :mod:`quill.algebra`).
 
 When a spec is instantiated (:mod:`quill.spec`), every definition is unrolled, for each of
 its index tuples that matters, into a :data:`Term`: a small tree whose leaves are constants,
@@ -13,59 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
-from quill.slots import T
+from quill.algebra import ScalarRing
 
 S = TypeVar("S")
-
-
-class ScalarRing(Protocol[S]):
-    """The arithmetic a spec's reference semantics is computed in."""
-
-    def const(self, c: int) -> S: ...
-    def add(self, a: S, b: S) -> S: ...
-    def sub(self, a: S, b: S) -> S: ...
-    def mul(self, a: S, b: S) -> S: ...
-    def neg(self, a: S) -> S: ...
-
-
-class IntRing:
-    """Exact Python integers, never reduced (to see the true magnitude of a result)."""
-
-    def const(self, c: int) -> int:
-        return c
-
-    def add(self, a: int, b: int) -> int:
-        return a + b
-
-    def sub(self, a: int, b: int) -> int:
-        return a - b
-
-    def mul(self, a: int, b: int) -> int:
-        return a * b
-
-    def neg(self, a: int) -> int:
-        return -a
-
-
-class ModTRing:
-    """Integers mod the plaintext modulus T, kept in ``[0, T)``: the HE semantics."""
-
-    def const(self, c: int) -> int:
-        return c % T
-
-    def add(self, a: int, b: int) -> int:
-        return (a + b) % T
-
-    def sub(self, a: int, b: int) -> int:
-        return (a - b) % T
-
-    def mul(self, a: int, b: int) -> int:
-        return (a * b) % T
-
-    def neg(self, a: int) -> int:
-        return -a % T
 
 
 # --- unrolled terms ----------------------------------------------------------------------

@@ -21,10 +21,11 @@ from typing import Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from quill.algebra import ModTRing, ScalarRing
 from quill.ops import Kind, Opcode
 from quill.slots import T
 from quill.spec_ast import Comparison, Expr, Span, SpecFile
-from quill.spec_eval import ModTRing, ScalarRing, Term, evaluator
+from quill.spec_eval import Add, Const, Mul, Negate, Power, Sub, Term, evaluator
 
 S = TypeVar("S")
 Index = tuple[int, ...]
@@ -247,6 +248,31 @@ class Spec:
             terms = u.terms[name]
             stage_values[name] = {slot: ev(terms[slot]) for slot in u.demand[name]}
         return {slot: ev(term) for slot, term in u.terms[self.output.name].items()}
+
+    def literals(self) -> frozenset[int]:
+        """The integer constants the output's formula and the stages it reads are written
+        with (params and indices resolved, exponents excluded): what a kernel may scale
+        by or add."""
+        u = self._unrolled
+        todo: list[Term] = [t for name in u.terms for t in u.terms[name].values()]
+        seen: set[int] = set()
+        found: set[int] = set()
+        while todo:
+            t = todo.pop()
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            if isinstance(t, Const):
+                found.add(t.value)
+            elif isinstance(t, Add):
+                todo.extend(t.parts)
+            elif isinstance(t, (Sub, Mul)):
+                todo += (t.left, t.right)
+            elif isinstance(t, Negate):
+                todo.append(t.operand)
+            elif isinstance(t, Power):
+                todo.append(t.base)
+        return frozenset(found)
 
     def reference(self, inputs: Mapping[str, npt.ArrayLike]) -> dict[int, int]:
         """:meth:`evaluate` mod T on integer slot vectors (reduced mod T first)."""

@@ -11,14 +11,10 @@ from quill.ops import OPS
 
 def eliminate_dead_code(program: Program) -> Program:
     """Drop instructions and constants the result does not depend on."""
-    live = {program.result}
-    body = []
-    for ins in reversed(program.body):
-        if ins.dest in live:
-            live.update(ins.args)
-            body.append(ins)
+    live = live_values(program)
     consts = tuple(c for c in program.consts if c.name in live)
-    return Program(program.name, program.params, consts, tuple(reversed(body)), program.result)
+    body = tuple(i for i in program.body if i.dest in live)
+    return Program(program.name, program.params, consts, body, program.result)
 
 
 def eliminate_common_subexpressions(program: Program) -> Program:
@@ -81,3 +77,18 @@ def inline(
 def simplify(program: Program) -> Program:
     """CSE, then DCE."""
     return eliminate_dead_code(eliminate_common_subexpressions(program))
+
+
+def live_values(program: Program) -> set[str]:
+    """The names the result depends on (the result included): the one liveness analysis."""
+    live = {program.result}
+    for ins in reversed(program.body):
+        if ins.dest in live:
+            live.update(ins.args)
+    return live
+
+
+def live_instructions(program: Program) -> list[Instr]:
+    """The instructions the result depends on, in program order."""
+    live = live_values(program)
+    return [ins for ins in program.body if ins.dest in live]

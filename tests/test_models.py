@@ -7,7 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import programs
 
-from quill.cost import DEFAULT_TABLE, Objective, objective, program_cost, rotation_group_cost
+from quill.cost import (
+    DEFAULT_TABLE,
+    Objective,
+    measures,
+    objective,
+    program_cost,
+    rotation_group_us,
+    row_us,
+)
 from quill.interp import interpret
 from quill.ir import Program
 from quill.noise import ct_ct_depth, parameters
@@ -43,13 +51,13 @@ def test_a_bigger_ring_costs_more_for_the_same_program() -> None:
 
 
 def test_hoisting_prices_rotations_of_one_ciphertext_together() -> None:
-    row = DEFAULT_TABLE.at(8192)
+    row = row_us(DEFAULT_TABLE, 8192)
     three = parse_program(
         "kernel k(x: ct) {\n a = rot(x, 1)\n b = rot(x, 4)\n c = rot(x, 5)\n"
         " s = add(a, b)\n t = add(s, c)\n u = add(t, x)\n return u\n}\n"
     )
-    expected = rotation_group_cost(3, row) + 3 * row["add"]
-    assert program_cost(three, 8192) == expected
+    expected = rotation_group_us(3, row) + 3 * row["add"]
+    assert measures(three, 8192).latency_us == expected
     assert expected < 3 * row["rotate"] + 3 * row["add"]
 
 

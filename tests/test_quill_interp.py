@@ -49,6 +49,8 @@ def reference(program: Program, inputs: dict[str, list[int]], n: int) -> list[in
             out = [(a[i] * b[i]) % T for i in range(n)]
         elif ins.opcode is Opcode.NEG:
             out = [(T - a[i]) % T for i in range(n)]
+        elif ins.opcode is Opcode.RELIN:  # changes the ciphertext's form, not its slots
+            out = list(a)
         elif ins.opcode is Opcode.ROT:
             assert ins.amount is not None
             out = [a[(i + ins.amount) % n] for i in range(n)]

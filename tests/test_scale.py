@@ -10,10 +10,11 @@ import pytest
 from porcupine.backend import run_encrypted
 from porcupine.scale import LiftError, Offset2D, decompose, lift
 from porcupine.synthesize import synthesize
-from porcupine.verify import verify
 from quill.interp import interpret
 from quill.parser import load_program, parse_program
 from quill.spec import load_spec
+from quill.stats import counts
+from quill.verify import verify
 
 KERNELS = Path(__file__).parent.parent / "kernels"
 
@@ -31,7 +32,7 @@ def test_published_box_blur_lifts_to_64x64_and_is_proven_there() -> None:
     small = load_spec(KERNELS / "box_blur.spec")
     big = load_spec(KERNELS / "box_blur.spec", {"w": 64, "h": 64})
     lifted = lift(load_program(KERNELS / "published" / "box_blur.quill"), small, big)
-    assert lifted.rotation_amounts() == (1, 64)
+    assert counts(lifted).rotation_keys == (1, 64)
     assert verify(lifted, big).ok
 
 
@@ -39,8 +40,8 @@ def test_dot_product_tree_grows_to_log2_n_rounds() -> None:
     small = load_spec(KERNELS / "dot_product.spec")
     big = load_spec(KERNELS / "dot_product.spec", {"n": 1024})
     lifted = lift(load_program(KERNELS / "published" / "dot_product.quill"), small, big)
-    assert lifted.rotations == 10
-    assert sorted(lifted.rotation_amounts()) == [1 << k for k in range(10)]
+    assert counts(lifted).rotations == 10
+    assert sorted(counts(lifted).rotation_keys) == [1 << k for k in range(10)]
     assert verify(lifted, big).ok
 
 
@@ -59,8 +60,8 @@ def test_synthesis_at_application_size_lifts_and_verifies() -> None:
     spec = load_spec(KERNELS / "gx.spec", {"w": 16, "h": 16})
     result = synthesize(spec, timeout=120)
     assert result.source == "lifted" and result.verified and not result.optimal
-    assert result.program.rotations == 4
-    assert set(result.program.rotation_amounts()) == {-16, -1, 1, 16}
+    assert counts(result.program).rotations == 4
+    assert set(counts(result.program).rotation_keys) == {-16, -1, 1, 16}
     x = np.random.default_rng(1).integers(0, 65537, spec.n)
     got = interpret(result.program, {"x": x})
     assert {s: int(got[s]) for s in spec.output_slots()} == spec.reference({"x": x})

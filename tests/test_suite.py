@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 
 from porcupine.backend import run_encrypted
 from porcupine.synthesize import synthesize
-from porcupine.verify import verify
 from quill.ir import Program
 from quill.parser import load_program, parse_program
 from quill.spec import Spec, load_spec
+from quill.verify import verify
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # ``eval`` is a package at the repository root

@@ -69,12 +69,14 @@ def _operations(cc: Any, keys: Any, rng: np.random.Generator) -> dict[str, Calla
     pt = plaintext()
     order = cc.GetCyclotomicOrder()
     pre = cc.EvalFastRotationPrecompute(a)
+    product = cc.EvalMultNoRelin(a, b)
     fresh = itertools.count(2)  # a key for a new index each time, as a kernel's keys are
     ops: dict[str, Callable[[], object]] = {
         "add": lambda: cc.EvalAdd(a, b),
         "add_pt": lambda: cc.EvalAdd(a, pt),
         "mul_pt": lambda: cc.EvalMult(a, pt),
-        "mul_cc": lambda: cc.EvalMult(a, b),
+        "mul_cc": lambda: cc.EvalMultNoRelin(a, b),
+        "relin": lambda: cc.Relinearize(product),
         "rotate": lambda: cc.EvalRotate(a, 1),
         "rotate_precompute": lambda: cc.EvalFastRotationPrecompute(a),
         "rotate_hoisted": lambda: cc.EvalFastRotation(a, 1, order, pre),

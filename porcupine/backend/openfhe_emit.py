@@ -23,13 +23,16 @@ import numpy as np
 import numpy.typing as npt
 
 from porcupine.files import write_atomically
-from quill.cost import DEFAULT_TABLE, CostTable, program_cost, should_hoist
+from quill.cost import DEFAULT_TABLE, CostTable, program_cost, row_us, should_hoist
 from quill.ir import Const, Instr, Program
 from quill.noise import LOG2_Q, RING_DIM, Parameters, ct_ct_depth, noise_bits, parameters
-from quill.ops import Kind, Opcode
+from quill.ops import OPS, Kind, Opcode
 from quill.printer import format_program
+from quill.relin import place_relinearizations
 from quill.slots import T, normalize_amount
 from quill.spec import Definition, Domain, InputDecl, Layout
+from quill.stats import counts
+from quill.transform import live_instructions, live_values
 
 LINE = 100
 """The project's ruff line length; emitted lines never exceed it."""
@@ -41,18 +44,6 @@ _MODULE_NAMES = frozenset({"check_context", "_constants", "openfhe", "np"})
 
 # Names pycodestyle calls ambiguous (E741): values get another name, inputs a noqa.
 _AMBIGUOUS = frozenset({"l", "O", "I"})
-
-# OpenFHE method for each instruction, in the op table's operand order.
-_CALL = {
-    Opcode.ADD_CC: "EvalAdd",
-    Opcode.SUB_CC: "EvalSub",
-    Opcode.MUL_CC: "EvalMult",  # relinearizes: the context has the relinearization key
-    Opcode.ADD_CP: "EvalAdd",
-    Opcode.SUB_CP: "EvalSub",
-    Opcode.MUL_CP: "EvalMult",
-    Opcode.NEG: "EvalNegate",
-    Opcode.ROT: "EvalRotate",
-}
 
 
 class SpecLike(Protocol):
@@ -135,7 +126,7 @@ class EmitPlan:
     def rotation_indices(self, program: Program) -> tuple[int, ...]:
         """The distinct rotation amounts the emitted kernel uses: its rotation keys (dead
         instructions are not emitted, so their rotations need no key)."""
-        live = _live(program)
+        live = live_instructions(program)
         amounts = {i.amount for i in live if i.amount is not None}
         return tuple(sorted({self.amount(k) for k in amounts}))
 
@@ -165,13 +156,14 @@ def plan(
     ``True`` hoists every ciphertext rotated by two or more distinct amounts; ``False`` none.
     ``mult_depth`` forces the configured depth instead of :func:`quill.noise.parameters`.
     """
+    program = place_relinearizations(program)
     if mult_depth is None:
         params = parameters(program, slots)
     else:
         params = at_depth(program, slots, mult_depth)
-    row = table.at(params.ring_dim)
+    row = row_us(table, params.ring_dim)
     groups: defaultdict[str, set[int]] = defaultdict(set)
-    for ins in _live(program):
+    for ins in live_instructions(program):
         if ins.opcode is Opcode.ROT:
             assert ins.amount is not None
             groups[ins.args[0]].add(ins.amount % slots)
@@ -201,6 +193,7 @@ def emit_python(
     """
     layouts = io_layouts(spec)
     _check_inputs(program, layouts.inputs)
+    program = place_relinearizations(program)  # what runs: relinearizations explicit
     decided = plan(program, spec.n, table, hoist, mult_depth)
     names = _Names(program)
     head = [
@@ -436,7 +429,7 @@ def _settings(program: Program, spec: SpecLike, layouts: Layouts, decided: EmitP
         f"SLOTS = {spec.n}",
         f"RING_DIM = {p.ring_dim}",
         f"MULT_DEPTH = {p.mult_depth}",
-        f"CT_CT_MULT = {program.ct_ct_mults > 0}",
+        f"CT_CT_MULT = {counts(program).relinearizations > 0}",
         f"ROTATION_INDICES: tuple[int, ...] = {_int_tuple(decided.rotation_indices(program))}",
         *_bracketed("INPUTS: dict[str, str] = {", inputs, "}"),
         *(
@@ -506,7 +499,7 @@ def _grid_expr(io: IOLayout) -> tuple[str, list[str]]:
 
 def _live_consts(program: Program) -> list[Const]:
     """The constants some live instruction reads (the others are not emitted)."""
-    live = _used(program)
+    live = live_values(program)
     return [c for c in program.consts if c.name in live]
 
 
@@ -566,7 +559,7 @@ def _kernel(program: Program, names: _Names, decided: EmitPlan) -> str:
         body.append(f"{names.const} = _constants({cc})")
     if decided.hoisted:
         body.append(f"{names.order} = {cc}.GetCyclotomicOrder()  # hoisted rotations use it")
-    used = _used(program)
+    used = live_values(program)
     precomputed: dict[str, str] = {}
     for ins in program.body:
         if ins.dest not in used:
@@ -590,27 +583,12 @@ def _ptype(kind: Kind) -> str:
     return "Ciphertext" if kind is Kind.CT else "Plaintext"
 
 
-def _used(program: Program) -> set[str]:
-    """The names the kernel's result depends on (instructions outside are dead code)."""
-    live = {program.result}
-    for ins in reversed(program.body):
-        if ins.dest in live:
-            live.update(ins.args)
-    return live
-
-
-def _live(program: Program) -> list[Instr]:
-    """The instructions the kernel emits: those its result depends on."""
-    used = _used(program)
-    return [ins for ins in program.body if ins.dest in used]
-
-
 def _instr_lines(
     ins: Instr, names: _Names, decided: EmitPlan, precomputed: dict[str, str]
 ) -> list[str]:
     """The OpenFHE call for one Quill instruction."""
     args = [names.py[a] for a in ins.args]
-    method = _CALL[ins.opcode]
+    method = OPS[ins.opcode].openfhe
     if ins.opcode is Opcode.ROT:
         assert ins.amount is not None
         amount = decided.amount(ins.amount)
@@ -619,8 +597,6 @@ def _instr_lines(
             args = [args[0], str(amount), names.order, precomputed[ins.args[0]]]
         else:
             args.append(str(amount))
-    elif ins.opcode is Opcode.MUL_CC and ins.args[0] == ins.args[1]:
-        method, args = "EvalSquare", args[:1]  # measured a little faster than EvalMult
     return _call(f"{names.py[ins.dest]} = {names.cc}.{method}(", args)
 
 

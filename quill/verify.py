@@ -17,8 +17,9 @@ import numpy as np
 from quill.errors import QuillSemanticError
 from quill.interp import Slots, evaluate_at_slots, interpret
 from quill.ir import Program
+from quill.ops import Kind
 from quill.poly import Poly, PolyRing, evaluate_at, variables
-from quill.slots import T
+from quill.slots import T, normalize_amount
 from quill.spec import Domain, InputDecl, Spec
 
 Inputs = dict[str, Slots]
@@ -93,22 +94,62 @@ def spec_polynomials(spec: Spec, sym: SymbolicInputs) -> dict[int, Poly]:
     return spec.evaluate(sym.ring, sym.vectors)
 
 
-def program_polynomials(
-    program: Program, spec: Spec, sym: SymbolicInputs, slots: Sequence[int]
-) -> dict[int, Poly]:
-    """The program's result at ``slots``, as polynomials."""
-    return evaluate_at_slots(program, sym.ring, sym.vectors, sym.ring.const, slots, spec.n)
+@dataclass(frozen=True)
+class Reference:
+    """A spec's exact reference, computed once: its symbolic inputs and a polynomial per
+    output slot that matters. Verification and the synthesizer both read it."""
+
+    spec: Spec
+    sym: SymbolicInputs
+    polys: dict[int, Poly]
+
+    @property
+    def ct_vars(self) -> set[int]:
+        """Variables of ciphertext inputs."""
+        kinds = {d.name: d.kind for d in self.spec.inputs}
+        return {v for v, (name, _) in self.sym.var_slot.items() if kinds[name] is Kind.CT}
+
+    @property
+    def degree(self) -> int:
+        """The largest total degree of a monomial at a slot that matters."""
+        return max((len(m) for p in self.polys.values() for m in p), default=0)
+
+    @property
+    def ct_degree(self) -> int:
+        """The largest degree of a monomial in ciphertext variables."""
+        ct = self.ct_vars
+        return max(
+            (sum(1 for v in m if v in ct) for p in self.polys.values() for m in p), default=0
+        )
+
+    def offsets(self, slot: int) -> dict[str, set[int]]:
+        """Per input, the offsets (input slot minus ``slot``, normalized) that the
+        polynomial at output ``slot`` reads."""
+        out: dict[str, set[int]] = {}
+        for m in self.polys[slot]:
+            for v in m:
+                name, s = self.sym.var_slot[v]
+                out.setdefault(name, set()).add(normalize_amount(s - slot, self.spec.n))
+        return out
 
 
-def verify(program: Program, spec: Spec, seed: int = 0) -> Verdict:
-    """Prove ``program`` equal to ``spec`` on the output slots that matter, for all inputs in
-    the spec's domains, or return a checked counterexample."""
-    check_signature(program, spec)
+def reference(spec: Spec) -> Reference:
+    """Evaluate ``spec`` on symbolic inputs."""
     sym = symbolic_inputs(spec)
-    want = spec_polynomials(spec, sym)
-    got = program_polynomials(program, spec, sym, spec.output_slots())
-    for slot in spec.output_slots():
-        diff = sym.ring.sub(got[slot], want[slot])
+    return Reference(spec, sym, spec_polynomials(spec, sym))
+
+
+def verify(program: Program, spec: Spec | Reference, seed: int = 0) -> Verdict:
+    """Prove ``program`` equal to ``spec`` on the output slots that matter, for all inputs in
+    the spec's domains, or return a checked counterexample. Pass a :class:`Reference` to
+    verify many programs against one spec without evaluating the spec again."""
+    ref = spec if isinstance(spec, Reference) else reference(spec)
+    spec, sym = ref.spec, ref.sym
+    check_signature(program, spec)
+    slots = spec.output_slots()
+    got = evaluate_at_slots(program, sym.ring, sym.vectors, slots, spec.n)
+    for slot in slots:
+        diff = sym.ring.sub(got[slot], ref.polys[slot])
         if diff:
             return Verdict(False, _counterexample(program, spec, sym, diff, seed))
     return Verdict(True)

@@ -1,0 +1,58 @@
+"""How long work may go on: a deadline and a cancellation flag, checked between steps.
+
+Z3 catches SIGINT itself and answers "unknown", so Ctrl-C cannot reach the search as a
+``KeyboardInterrupt``. The command line therefore installs a handler that calls
+:meth:`Budget.cancel`, which sets the flag and interrupts the solver; the search sees
+:attr:`Budget.cancelled` and stops with what it has.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import z3
+
+
+@dataclass
+class Budget:
+    """A deadline (``None``: none) on the monotonic clock, and a cancellation flag."""
+
+    deadline: float | None = None
+    _cancelled: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def seconds(cls, timeout: float | None) -> Budget:
+        """A budget of ``timeout`` seconds from now (``None``: unbounded)."""
+        return cls(None if timeout is None else time.monotonic() + timeout)
+
+    def remaining_ms(self) -> int | None:
+        """Milliseconds left (at least 0), or ``None`` without a deadline."""
+        if self.deadline is None:
+            return None
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+    @property
+    def expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    @property
+    def over(self) -> bool:
+        """Out of time or cancelled: stop and keep what has been found."""
+        return self.cancelled or self.expired
+
+    def cancel(self) -> None:
+        """Stop the work: set the flag and interrupt any solver running now."""
+        self._cancelled.set()
+        z3.main_ctx().interrupt()
+
+    def stop_reason(self) -> str | None:
+        """``"interrupted"``, ``"timeout"`` or ``None``."""
+        if self.cancelled:
+            return "interrupted"
+        return "timeout" if self.expired else None

@@ -1,0 +1,357 @@
+"""What a sketch's values mean to the solver: one Z3 model per abstraction.
+
+The encoding (:mod:`porcupine.encode`) builds a sketch's value at a slot generically: a
+leaf, or an op (chosen by a hole) applied to two operands (chosen by holes, rotated by a
+hole). A :class:`ValueModel` supplies what varies: the leaf values, a scalar ring in which
+the op table's semantics are evaluated (:func:`quill.ops.apply_scalar`), and a selection
+(``If``) on its values. So every model derives from the one op table:
+
+* :class:`ExactModel`: the value's polynomial in the input slots, with Z3 bit-vector
+  coefficients. Constraining the result's polynomial at an output slot to the spec's is
+  exactly "equal for all inputs at that slot" (up to the narrow-width relaxation, see
+  :mod:`porcupine.search`): counterexample-guided search over slots, not inputs.
+* :class:`ExampleModel`: the value on concrete narrow example inputs.
+* :class:`SupportModel`: which monomials a value may contain (no arithmetic at all); a
+  cheap necessary condition that refutes small sketches quickly.
+* :class:`DegreeModel`: the value's degree in ciphertext variables (slot-independent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import z3
+
+from quill.algebra import ScalarRing
+from quill.slots import T
+
+Term = Any  # a Z3 expression, or a Python int/bool standing for a constant one
+Monomial = tuple[int, ...]
+
+
+class ValueModel(Protocol):
+    """The solver's view of sketch values in one abstraction."""
+
+    @property
+    def ring(self) -> ScalarRing[Any]:
+        """The arithmetic of the op table's semantics on this model's values."""
+        ...
+
+    @property
+    def slot_invariant(self) -> bool:
+        """The value does not depend on the slot (it is evaluated at slot 0)."""
+        ...
+
+    def leaf(self, name: str, constant: int | None, slot: int) -> Any:
+        """The value of a leaf (an input by name, or a constant) at ``slot``."""
+        ...
+
+    def ite(self, cond: Any, a: Any, b: Any) -> Any:
+        """``a`` if ``cond`` else ``b``."""
+        ...
+
+
+# --- narrow bit-vector terms with constant folding -----------------------------------
+
+
+class BitVecTerms:
+    """Helpers for ``width``-bit terms that stay Python ints while they are constant, so
+    that selections among equal constants and arithmetic on zeros vanish before Z3 sees
+    them."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.mask = (1 << width) - 1
+
+    def lift(self, t: Term) -> Any:
+        return z3.BitVecVal(t & self.mask, self.width) if isinstance(t, int) else t
+
+    def ite(self, cond: Any, a: Term, b: Term) -> Term:
+        if isinstance(a, int) and isinstance(b, int) and (a - b) & self.mask == 0:
+            return a & self.mask
+        if a is b:
+            return a
+        return z3.If(cond, self.lift(a), self.lift(b))
+
+    def add(self, a: Term, b: Term) -> Term:
+        if isinstance(a, int) and isinstance(b, int):
+            return (a + b) & self.mask
+        if isinstance(a, int) and a & self.mask == 0:
+            return b
+        if isinstance(b, int) and b & self.mask == 0:
+            return a
+        return self.lift(a) + self.lift(b)
+
+    def neg(self, a: Term) -> Term:
+        return -a & self.mask if isinstance(a, int) else -a
+
+    def mul(self, a: Term, b: Term) -> Term:
+        if isinstance(a, int) and isinstance(b, int):
+            return (a * b) & self.mask
+        if isinstance(a, int):
+            a, b = b, a
+        if isinstance(b, int):
+            b &= self.mask
+            if b == 0:
+                return 0
+            if b == 1:
+                return a
+            if b == self.mask:
+                return -a
+        return a * self.lift(b)
+
+
+class _BitVecRing:
+    """Scalar ring on single narrow terms (the example model)."""
+
+    def __init__(self, bv: BitVecTerms) -> None:
+        self.bv = bv
+
+    def const(self, c: int) -> Term:
+        return c & self.bv.mask
+
+    def add(self, a: Term, b: Term) -> Term:
+        return self.bv.add(a, b)
+
+    def sub(self, a: Term, b: Term) -> Term:
+        return self.bv.add(a, self.bv.neg(b))
+
+    def mul(self, a: Term, b: Term) -> Term:
+        return self.bv.mul(a, b)
+
+    def neg(self, a: Term) -> Term:
+        return self.bv.neg(a)
+
+
+class ExampleModel:
+    """Values on concrete example inputs, mod 2^width; one model per example."""
+
+    slot_invariant = False
+
+    def __init__(self, width: int, inputs: Mapping[str, Sequence[int]]) -> None:
+        self.bv = BitVecTerms(width)
+        self.ring = _BitVecRing(self.bv)
+        self.inputs = inputs
+
+    def leaf(self, name: str, constant: int | None, slot: int) -> Term:
+        raw = constant if constant is not None else self.inputs[name][slot]
+        return raw & self.bv.mask
+
+    def ite(self, cond: Any, a: Term, b: Term) -> Term:
+        return self.bv.ite(cond, a, b)
+
+
+# --- polynomials with solver coefficients ------------------------------------------------
+
+Poly = dict[Monomial, Term]
+
+
+class _PolyRing:
+    """Polynomials whose coefficients are narrow terms, truncated above ``degree`` (a
+    quotient ring, so truncation commutes with every op) and with x^2 = x for bits."""
+
+    def __init__(self, bv: BitVecTerms, degree: int, bits: frozenset[int]) -> None:
+        self.bv, self.degree, self.bits = bv, degree, bits
+
+    def const(self, c: int) -> Poly:
+        return {(): c & self.bv.mask} if c & self.bv.mask else {}
+
+    def add(self, a: Poly, b: Poly) -> Poly:
+        out = dict(a)
+        for m, c in b.items():
+            out[m] = self.bv.add(out[m], c) if m in out else c
+        return out
+
+    def neg(self, a: Poly) -> Poly:
+        return {m: self.bv.neg(c) for m, c in a.items()}
+
+    def sub(self, a: Poly, b: Poly) -> Poly:
+        return self.add(a, self.neg(b))
+
+    def mul(self, a: Poly, b: Poly) -> Poly:
+        out: Poly = {}
+        for ma, ca in a.items():
+            for mb, cb in b.items():
+                m = self.monomial(ma + mb)
+                if len(m) > self.degree:
+                    continue
+                term = self.bv.mul(ca, cb)
+                out[m] = self.bv.add(out[m], term) if m in out else term
+        return out
+
+    def monomial(self, vs: tuple[int, ...]) -> Monomial:
+        ordered = sorted(vs)
+        if self.bits:  # x^2 = x: one copy of each bit variable
+            ordered = [
+                v for k, v in enumerate(ordered) if v not in self.bits or ordered[k - 1 : k] != [v]
+            ]
+        return tuple(ordered)
+
+
+class ExactModel:
+    """A value's polynomial in the input slot variables, coefficients as narrow terms."""
+
+    slot_invariant = False
+
+    def __init__(
+        self,
+        width: int,
+        variables: Mapping[tuple[str, int], int],
+        degree: int,
+        bits: frozenset[int],
+    ) -> None:
+        self.bv = BitVecTerms(width)
+        self.ring = _PolyRing(self.bv, degree, bits)
+        self.variables = variables  # (input, slot) -> variable id; absent: the slot is 0
+
+    def leaf(self, name: str, constant: int | None, slot: int) -> Poly:
+        if constant is not None:
+            return self.ring.const(constant)
+        v = self.variables.get((name, slot))
+        return {} if v is None else {(v,): 1}
+
+    def ite(self, cond: Any, a: Poly, b: Poly) -> Poly:
+        out: Poly = {}
+        for m in a.keys() | b.keys():
+            t = self.bv.ite(cond, a.get(m, 0), b.get(m, 0))
+            if not (isinstance(t, int) and t == 0):
+                out[m] = t
+        return out
+
+    def equal(self, got: Poly, want: Mapping[Monomial, int]) -> list[Any]:
+        """Constraints that ``got`` has the coefficients of ``want`` (integers mod T, read
+        centred and reduced to the narrow width)."""
+        out = []
+        for m in got.keys() | want.keys():
+            c = want.get(m, 0)
+            c = c - T if c > T // 2 else c
+            g = got.get(m, 0)
+            if isinstance(g, int):
+                if (g - c) & self.bv.mask:
+                    out.append(z3.BoolVal(False))
+            else:
+                out.append(g == self.bv.lift(c))
+        return out
+
+
+# --- boolean support -------------------------------------------------------------------
+
+Support = dict[Monomial, Any]  # monomial -> "may be present" (a Z3 Bool or Python True)
+
+
+def _or(a: Any, b: Any) -> Any:
+    if a is True or b is True:
+        return True
+    return z3.Or(a, b)
+
+
+def _and(a: Any, b: Any) -> Any:
+    if a is True:
+        return b
+    if b is True:
+        return a
+    return z3.And(a, b)
+
+
+class _SupportRing:
+    """Monomials a value may contain: cancellation is ignored, so this over-approximates
+    the true support (add and sub unite, mul multiplies monomials)."""
+
+    def __init__(self, poly: _PolyRing) -> None:
+        self.poly = poly
+
+    def const(self, c: int) -> Support:
+        return {(): True} if c % T else {}
+
+    def add(self, a: Support, b: Support) -> Support:
+        out = dict(a)
+        for m, p in b.items():
+            out[m] = _or(out[m], p) if m in out else p
+        return out
+
+    def sub(self, a: Support, b: Support) -> Support:
+        return self.add(a, b)
+
+    def neg(self, a: Support) -> Support:
+        return a
+
+    def mul(self, a: Support, b: Support) -> Support:
+        out: Support = {}
+        for ma, pa in a.items():
+            for mb, pb in b.items():
+                m = self.poly.monomial(ma + mb)
+                if len(m) > self.poly.degree:
+                    continue
+                p = _and(pa, pb)
+                out[m] = _or(out[m], p) if m in out else p
+        return out
+
+
+class SupportModel:
+    """Which monomials of the input slot variables a value may contain."""
+
+    slot_invariant = False
+
+    def __init__(
+        self, variables: Mapping[tuple[str, int], int], degree: int, bits: frozenset[int]
+    ) -> None:
+        self.ring = _SupportRing(_PolyRing(BitVecTerms(1), degree, bits))
+        self.variables = variables
+
+    def leaf(self, name: str, constant: int | None, slot: int) -> Support:
+        if constant is not None:
+            return self.ring.const(constant)
+        v = self.variables.get((name, slot))
+        return {} if v is None else {(v,): True}
+
+    def ite(self, cond: Any, a: Support, b: Support) -> Support:
+        out: Support = {}
+        for m in a.keys() | b.keys():
+            pa, pb = a.get(m, False), b.get(m, False)
+            out[m] = pa if pa is pb else z3.If(cond, pa, pb)
+        return out
+
+    def contains(self, got: Support, monomials: Sequence[Monomial]) -> list[Any]:
+        """Constraints that ``got`` may contain every monomial of ``monomials``."""
+        return [got.get(m, False) for m in monomials]
+
+
+# --- degree in ciphertext variables ------------------------------------------------------
+
+
+class _DegreeRing:
+    def __init__(self, bits: int) -> None:
+        self.bits = bits
+
+    def const(self, c: int) -> Any:
+        return z3.BitVecVal(0, self.bits)
+
+    def add(self, a: Any, b: Any) -> Any:
+        return z3.If(z3.UGT(a, b), a, b)
+
+    def sub(self, a: Any, b: Any) -> Any:
+        return self.add(a, b)
+
+    def neg(self, a: Any) -> Any:
+        return a
+
+    def mul(self, a: Any, b: Any) -> Any:
+        return a + b
+
+
+class DegreeModel:
+    """The syntactic degree of a value in ciphertext variables (a plaintext has 0)."""
+
+    slot_invariant = True
+    BITS = 8
+
+    def __init__(self, ciphertexts: frozenset[str]) -> None:
+        self.ring = _DegreeRing(self.BITS)
+        self.ciphertexts = ciphertexts
+
+    def leaf(self, name: str, constant: int | None, slot: int) -> Any:
+        return z3.BitVecVal(1 if name in self.ciphertexts else 0, self.BITS)
+
+    def ite(self, cond: Any, a: Any, b: Any) -> Any:
+        return z3.If(cond, a, b)

@@ -1,0 +1,56 @@
+"""Static measures of a kernel: the one place instructions are counted."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from quill.ir import Program
+from quill.noise import ct_ct_depth
+from quill.ops import OPS, Family
+from quill.relin import place_relinearizations
+from quill.transform import live_instructions
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What a kernel executes, as emitted (dead code dropped, relinearizations placed).
+
+    ``instructions`` counts everything but relinearizations, as the Porcupine paper does
+    (it counts a ct*ct multiply as one instruction); ``relinearizations`` says how many of
+    those multiplies' key switches the kernel pays after lazy placement.
+    """
+
+    instructions: int
+    rotations: int
+    additions: int  # add, sub and negate, ciphertext or plaintext operand
+    ct_pt_mults: int
+    ct_ct_mults: int
+    relinearizations: int
+    rotation_keys: tuple[int, ...]
+    mult_depth: int  # ct*ct multiplicative depth
+
+    def as_dict(self) -> dict[str, object]:
+        out = asdict(self)
+        out["rotation_keys"] = list(self.rotation_keys)
+        return out
+
+
+def counts(program: Program) -> Counts:
+    """The :class:`Counts` of ``program``."""
+    lowered = place_relinearizations(program)
+    live = live_instructions(lowered)
+    families = [OPS[i.opcode].family for i in live]
+    return Counts(
+        instructions=sum(1 for f in families if f is not Family.RELIN),
+        rotations=families.count(Family.ROT),
+        additions=sum(1 for f in families if f in (Family.ADD, Family.SUB, Family.NEG)),
+        ct_pt_mults=sum(
+            1
+            for i in live
+            if OPS[i.opcode].family is Family.MUL and OPS[i.opcode].plaintext_operand
+        ),
+        ct_ct_mults=sum(1 for i in live if OPS[i.opcode].ct_ct_mult),
+        relinearizations=families.count(Family.RELIN),
+        rotation_keys=tuple(sorted({i.amount for i in live if i.amount is not None})),
+        mult_depth=ct_ct_depth(lowered),
+    )
