@@ -2,11 +2,14 @@
 parameters, and emitted kernels compute their spec under real OpenFHE encryption.
 
 openfhe is a real dependency: these tests import it and never skip. Contexts are built once
-per module (key generation dominates otherwise), so the file runs in well under a minute.
+per module (key generation dominates otherwise). Most properties are tested faster, and on
+many more programs, on the cleartext backend (``test_backend_cleartext.py``); what is here
+runs encrypted, so that every check also holds for real OpenFHE objects.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import keyword
 import os
 import subprocess
@@ -15,7 +18,6 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 # One OpenMP thread, as porcupine.backend sets it, but before this module imports openfhe
 # (which fixes its thread count when it loads): on a loaded two-core machine two threads
@@ -30,18 +32,20 @@ from hypothesis import strategies as st
 from strategies import programs
 
 from porcupine.backend import (
+    RESERVED_INPUT_NAMES,
+    EmittedKernel,
     ProgramSpec,
     Session,
     compare_latency,
     emit_python,
     emitted_module,
-    load_module,
     plan,
     run_encrypted,
     write_atomically,
 )
-from quill.ir import Program
+from quill.ir import Param, Program
 from quill.noise import NoiseBudgetExceeded, ct_ct_depth, parameters
+from quill.ops import Kind
 from quill.parser import load_program, parse_program
 from quill.slots import T
 from quill.spec import Spec, load_spec, parse_spec
@@ -49,7 +53,7 @@ from quill.stats import counts
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels"
-FEW = settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FEW = settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 seeds = st.integers(0, 2**32 - 1)
 
 SQUARE_SHIFT_SPEC = """
@@ -85,43 +89,75 @@ kernel hamming_distance(a: ct, b: ct) {
 """
 
 
-@dataclass
+@dataclass(frozen=True)
 class Kernel:
     """A spec, a program for it, its emitted module, and a context for running it."""
 
     spec: Spec
     program: Program
-    module: ModuleType
+    module: EmittedKernel
     session: Session
 
 
-def _kernel(spec: Spec, program: Program) -> Kernel:
-    module = emitted_module(program, spec)
-    return Kernel(spec, program, module, Session([module]))
+def make_kernels(*, cleartext_backend: bool = False) -> dict[str, Kernel]:
+    """The published box blur and dot product, Hamming distance (constants, bit inputs,
+    ct*ct) and a hand-made ct*ct kernel with its hand-written spec, each with a session
+    (encrypted, or on the cleartext backend)."""
+    sources = {
+        name: (load_spec(KERNELS / f"{name}.spec"), load_program(path))
+        for name in ("box_blur", "dot_product")
+        for path in [KERNELS / "published" / f"{name}.quill"]
+    }
+    sources["hamming_distance"] = (
+        load_spec(KERNELS / "hamming_distance.spec"),
+        parse_program(HAMMING),
+    )
+    sources["square_shift"] = (parse_spec(SQUARE_SHIFT_SPEC), parse_program(SQUARE_SHIFT))
+    out = {}
+    for name, (spec, program) in sources.items():
+        module = emitted_module(program, spec, cleartext_backend=cleartext_backend)
+        out[name] = Kernel(spec, program, module, Session([module]))
+    return out
 
 
 @pytest.fixture(scope="module")
 def kernels() -> dict[str, Kernel]:
-    """The published box blur and dot product, Hamming distance (constants, bit inputs,
-    ct*ct) and a hand-made ct*ct kernel with its hand-written spec."""
-    out = {
-        name: _kernel(load_spec(KERNELS / f"{name}.spec"), load_program(path))
-        for name in ("box_blur", "dot_product")
-        for path in [KERNELS / "published" / f"{name}.quill"]
-    }
-    hamming_spec = load_spec(KERNELS / "hamming_distance.spec")
-    out["hamming_distance"] = _kernel(hamming_spec, parse_program(HAMMING))
-    out["square_shift"] = _kernel(parse_spec(SQUARE_SHIFT_SPEC), parse_program(SQUARE_SHIFT))
-    return out
+    """The kernels of :func:`make_kernels`, encrypted."""
+    return make_kernels()
 
 
 NAMES = ["box_blur", "dot_product", "hamming_distance", "square_shift"]
 
+# OpenFHE's EvalAdd keeps its first operand's GetNoiseScaleDeg(): s reports degree 1 (b's),
+# so q reports 2 and y 1, where the kernel's ct*ct depth is 2.
+DEEPER = parse_program(
+    "kernel deeper(x: ct, b: ct) {\n  p = mul(x, x)\n  s = add(b, p)\n  q = mul(x, s)\n"
+    "  y = add(b, q)\n  return y\n}\n"
+)
 
-def _ruff(*args: str | Path) -> subprocess.CompletedProcess[str]:
+DEAD = parse_program(
+    "kernel dead(x: ct) {\n  two = const(2)\n  a = rot(x, 1)\n  b = rot(x, 2)\n"
+    "  c = mul(a, two)\n  y = add(x, x)\n  return y\n}\n"
+)
+
+
+def ruff(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run ruff with the project's configuration."""
     config = ROOT / "pyproject.toml"
     cmd = [sys.executable, "-m", "ruff", *map(str, args), "--config", str(config)]
     return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+
+def emittable(program: Program, slots: int = 16) -> bool:
+    """Inputs become keyword arguments, so Python keywords and the module's own names are
+    refused (test_reserved_input_names_are_refused); and the noise model must accept it."""
+    if any(keyword.iskeyword(p.name) or p.name in RESERVED_INPUT_NAMES for p in program.params):
+        return False
+    try:
+        parameters(program, slots)
+    except NoiseBudgetExceeded:
+        return False
+    return True
 
 
 # --- emission ------------------------------------------------------------------------------
@@ -139,6 +175,7 @@ def test_emitted_modules_are_ruff_clean(kernels: dict[str, Kernel], tmp_path: Pa
         emitted[f"{name}_hoisted.py"] = emit_python(base, spec, hoist=True)
     emitted["odd.py"] = emit_python(odd, ProgramSpec(odd, 64))
     emitted["dead.py"] = emit_python(DEAD, ProgramSpec(DEAD, 8), hoist=True)
+    emitted["not_set.py"] = emit_python(DEAD, ProgramSpec(DEAD, 8), security="HEStd_NotSet")
     v = "a_long_input_name_for_an_image_that_keeps_going"  # 48 characters
     long = parse_program(
         f"kernel long(l: ct, {v}: ct, {v}_pt: pt) {{\n  {v}_prod = mul({v}, {v}_pt)\n"
@@ -148,9 +185,9 @@ def test_emitted_modules_are_ruff_clean(kernels: dict[str, Kernel], tmp_path: Pa
     emitted["long.py"] = emit_python(long, ProgramSpec(long, 64), hoist=True)
     for file, text in emitted.items():
         (tmp_path / file).write_text(text)
-    check = _ruff("check", tmp_path)
+    check = ruff("check", tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
-    fmt = _ruff("format", "--check", "--diff", tmp_path)
+    fmt = ruff("format", "--check", "--diff", tmp_path)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
@@ -158,17 +195,23 @@ def test_emitted_modules_are_ruff_clean(kernels: dict[str, Kernel], tmp_path: Pa
 @given(st.lists(programs(slots=64, max_instrs=8), min_size=15, max_size=15))
 def test_random_programs_emit_ruff_clean_code(batch: list[Program]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        for i, program in enumerate(p for p in batch if _emittable(p)):
+        for i, program in enumerate(p for p in batch if emittable(p, 64)):
             (Path(tmp) / f"k{i}.py").write_text(emit_python(program, ProgramSpec(program, 64)))
-        check, fmt = _ruff("check", tmp), _ruff("format", "--check", "--diff", tmp)
+        check, fmt = ruff("check", tmp), ruff("format", "--check", "--diff", tmp)
     assert check.returncode == 0, check.stdout + check.stderr
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
-def test_keyword_inputs_are_refused() -> None:
-    program = parse_program("kernel k(lambda: ct) {\n  return lambda\n}\n")
-    with pytest.raises(ValueError, match="input 'lambda' cannot be a keyword argument"):
+@pytest.mark.parametrize("name", ["lambda", *sorted(RESERVED_INPUT_NAMES)])
+def test_reserved_input_names_are_refused(name: str) -> None:
+    program = Program("k", (Param(name, Kind.CT),), (), (), name)
+    with pytest.raises(ValueError, match=f"input '{name}' cannot be a keyword argument"):
         emit_python(program, ProgramSpec(program, 8))
+
+
+def test_unknown_security_levels_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown security level 'HEStd_64'; OpenFHE has"):
+        emit_python(DEAD, ProgramSpec(DEAD, 8), security="HEStd_64")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -177,7 +220,7 @@ def test_module_states_keys_and_parameters(kernels: dict[str, Kernel], name: str
     m, params = k.module, parameters(k.program, k.spec.n)
     assert counts(k.program).rotation_keys == m.ROTATION_INDICES
     assert (params.mult_depth, params.ring_dim) == (m.MULT_DEPTH, m.RING_DIM)
-    assert (T, k.spec.n) == (m.PLAINTEXT_MODULUS, m.SLOTS)
+    assert (T, k.spec.n, "HEStd_128_classic") == (m.PLAINTEXT_MODULUS, m.SLOTS, m.SECURITY)
     assert k.spec.output_slots() == m.OUTPUT_SLOTS
     assert {p.name: str(p.kind) for p in k.program.params} == m.INPUTS
     assert (counts(k.program).ct_ct_mults > 0) == m.CT_CT_MULT
@@ -189,21 +232,17 @@ def test_large_rotation_amounts_are_reduced_mod_n() -> None:
     # OpenFHE rotates correctly only by |k| < N/2; rot(x, 16 + 3) on 16 slots is rot(x, 3).
     program = parse_program("kernel big(x: ct) {\n  y = rot(x, 19)\n  return y\n}\n")
     spec = ProgramSpec(program, 16)
-    assert plan(program, 16).rotation_indices(program) == (3,)
+    assert plan(program, 16).rotation_indices == (3,)
     assert run_encrypted(spec, program=program, reps=0).ok
-
-
-DEAD = parse_program(
-    "kernel dead(x: ct) {\n  two = const(2)\n  a = rot(x, 1)\n  b = rot(x, 2)\n"
-    "  c = mul(a, two)\n  y = add(x, x)\n  return y\n}\n"
-)
 
 
 def test_dead_code_is_not_emitted() -> None:
     text = emit_python(DEAD, ProgramSpec(DEAD, 8), hoist=True)
     assert "ROTATION_INDICES: tuple[int, ...] = ()" in text
     assert "# a is never used: not emitted" in text
-    assert "_constants" not in text and "GetCyclotomicOrder" not in text
+    assert "_CONSTANT_VALUES: dict[str, tuple[int, ...]] = {}" in text
+    kernel_code = text[text.index("def evaluate(") :]
+    assert "_constants(" not in kernel_code and "GetCyclotomicOrder" not in kernel_code
 
 
 def test_emission_rejects_a_program_for_another_spec(kernels: dict[str, Kernel]) -> None:
@@ -236,31 +275,22 @@ def test_write_atomically_leaves_nothing_on_failure(
 def test_encrypted_kernel_matches_spec(kernels: dict[str, Kernel], name: str, seed: int) -> None:
     k = kernels[name]
     inputs = k.spec.random_inputs(np.random.default_rng(seed))
-    out, mismatches = k.session.check(k.module, k.spec, inputs)
+    _, mismatches = k.session.check(k.module, k.spec, inputs)
     assert not mismatches
-    assert out.GetNoiseScaleDeg() - 1 <= ct_ct_depth(k.program)
+    args = k.session.arguments(k.module, inputs)
+    assert k.session.depth_used(k.module, args) == ct_ct_depth(k.program)
 
 
-def _emittable(program: Program) -> bool:
-    """Inputs become keyword arguments, so Python keywords and the module's own names are
-    refused (test_keyword_inputs_are_refused); and the noise model must accept it."""
-    if any(keyword.iskeyword(p.name) or p.name in {"np", "openfhe"} for p in program.params):
-        return False
-    try:
-        parameters(program, 16)
-    except NoiseBudgetExceeded:
-        return False
-    return True
-
-
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@FEW
 @given(program=programs(slots=16, max_instrs=6), seed=seeds)
 def test_random_programs_match_the_interpreter(program: Program, seed: int) -> None:
-    """Any valid Quill program, emitted and run encrypted, equals quill.interp."""
-    assume(_emittable(program))
+    """Any valid Quill program, emitted and run encrypted, equals quill.interp (many more
+    programs run on the cleartext backend in test_backend_cleartext.py)."""
+    assume(emittable(program))
     spec = ProgramSpec(program, 16)
     result = run_encrypted(spec, program=program, reps=0, seed=seed)
     assert result.ok, result.summary()
+    assert result.ct_ct_depth_used == ct_ct_depth(program)
 
 
 def test_run_encrypted_from_an_emitted_file(kernels: dict[str, Kernel], tmp_path: Path) -> None:
@@ -283,11 +313,23 @@ def test_ct_ct_kernel_runs_at_the_depth_the_noise_model_picks(kernels: dict[str,
     assert "EvalMultNoRelin(x, x)" in text and "Relinearize(" in text
 
 
+def test_depth_used_follows_the_data_flow_not_the_degrees() -> None:
+    spec = ProgramSpec(DEEPER, 8)
+    module = emitted_module(DEEPER, spec)
+    session = Session([module])
+    args = session.arguments(module, spec.random_inputs(np.random.default_rng(0)))
+    out, _ = session.run(module, args)
+    assert out.GetNoiseScaleDeg() - 1 == 0  # what the runner used to report
+    assert session.depth_used(module, args) == 2 == ct_ct_depth(DEEPER)
+    result = run_encrypted(spec, program=DEEPER, reps=0)
+    assert result.ok and result.ct_ct_depth_used == 2, result.summary()
+
+
 def test_hoisted_and_plain_rotations_decrypt_identically(kernels: dict[str, Kernel]) -> None:
     spec = kernels["box_blur"].spec
     baseline = load_program(KERNELS / "baselines" / "box_blur.quill")  # x rotated by 1, 4, 5
     texts = {hoist: emit_python(baseline, spec, hoist=hoist) for hoist in (True, False)}
-    assert "EvalFastRotation(x, 5" in texts[True] and "EvalFastRotation" not in texts[False]
+    assert "EvalFastRotation(x, 5" in texts[True] and "EvalFastRotation(" not in texts[False]
     modules = [emitted_module(baseline, spec, hoist=hoist) for hoist in (True, False)]
     session = Session(modules)
     inputs = spec.random_inputs(np.random.default_rng(7))
@@ -303,7 +345,7 @@ def test_compare_latency_times_each_program(kernels: dict[str, Kernel]) -> None:
     assert len(medians) == 2 and all(m > 0 for m in medians)
 
 
-# --- the emitted module's API ---------------------------------------------------------------
+# --- the emitted module's API on real OpenFHE objects (more in test_backend_module.py) --------
 
 
 def test_decode_gives_natural_shapes(kernels: dict[str, Kernel]) -> None:
@@ -322,18 +364,8 @@ def test_decode_gives_natural_shapes(kernels: dict[str, Kernel]) -> None:
     assert s == int(np.dot(a, b)) % T
 
 
-def test_encode_checks_its_input(kernels: dict[str, Kernel]) -> None:
-    blur, ham = kernels["box_blur"], kernels["hamming_distance"]
-    with pytest.raises(ValueError, match=r"shape \(3, 3\), expected \(4, 4\)"):
-        blur.module.encode(blur.session.cc, "x", np.zeros((3, 3)))
-    with pytest.raises(ValueError, match="must hold bits"):
-        ham.module.encode(ham.session.cc, "a", [0, 1, 2, 0])
-    dot = kernels["dot_product"]
-    with pytest.raises(ValueError, match="is a plaintext"):
-        dot.module.encrypt(dot.session.cc, dot.session.keys, "b", np.zeros(8))
-
-
-def _raises(call: Callable[[], object], message: str) -> None:
+def context_error(call: Callable[[], object], message: str) -> None:
+    """Assert that ``call`` raises the emitted module's KernelContextError with ``message``."""
     with pytest.raises(ValueError, match=message) as info:
         call()
     assert type(info.value).__name__ == "KernelContextError"
@@ -344,38 +376,61 @@ def test_missing_keys_are_named(kernels: dict[str, Kernel]) -> None:
     m = blur.module
     cc = m.new_context()
     keys = m.generate_keys(cc, rotation_indices=(1,))  # the kernel also rotates by 4
-    x = m.encrypt(cc, keys, "x", np.ones((4, 4)))
-    _raises(lambda: m.kernel(cc, x=x), r"no rotation key for index 4 .*EvalRotateKeyGen")
+    x = m.encrypt(cc, keys, "x", np.ones((4, 4), dtype=int))
+    context_error(lambda: m.kernel(cc, x=x), r"no rotation key for index 4 .*EvalRotateKeyGen")
 
     sq = kernels["square_shift"].module
     cc = sq.new_context()
     keys = sq.generate_keys(cc, ct_ct_mult=False)
-    x = sq.encrypt(cc, keys, "x", np.ones(8))
-    _raises(lambda: sq.kernel(cc, x=x), "no relinearization key.*EvalMultKeyGen")
+    x = sq.encrypt(cc, keys, "x", np.ones(8, dtype=int))
+    context_error(lambda: sq.kernel(cc, x=x), "no relinearization key.*EvalMultKeyGen")
 
 
-def _context(t: int, depth: int, ring_dim: int | None = None) -> object:
+def _context(t: int, depth: int, ring_dim: int | None = None, not_set: bool = False) -> object:
     params = openfhe.CCParamsBFVRNS()
     params.SetPlaintextModulus(t)
     params.SetMultiplicativeDepth(depth)
-    if ring_dim is not None:
+    if ring_dim is not None or not_set:
         params.SetSecurityLevel(openfhe.HEStd_NotSet)
+    if ring_dim is not None:
         params.SetRingDim(ring_dim)
     return openfhe.GenCryptoContext(params)
 
 
 def test_unfit_contexts_are_named(kernels: dict[str, Kernel]) -> None:
     m = kernels["box_blur"].module
-    _raises(lambda: m.check_context(_context(786433, 1)), "plaintext modulus is 786433")
-    _raises(lambda: m.check_context(_context(T, 1, ring_dim=16)), "ring dimension 16")
+    context_error(lambda: m.check_context(_context(786433, 1)), "plaintext modulus is 786433")
+    context_error(lambda: m.check_context(_context(T, 1, ring_dim=16)), "ring dimension 16")
     sq = kernels["square_shift"].module
     assert sq.MULT_DEPTH >= 1
-    _raises(lambda: sq.check_context(_context(T, 0)), "multiplicative depth 0 is too small")
+    context_error(lambda: sq.check_context(_context(T, 0)), "multiplicative depth 0 is too small")
+
+
+def test_contexts_below_the_emitted_security_level_are_refused(
+    kernels: dict[str, Kernel],
+) -> None:
+    m = kernels["box_blur"].module
+    insecure = _context(T, 1, not_set=True)
+    assert insecure.GetRingDimension() >= 2 * m.SLOTS  # only the declared level is wrong
+    context_error(
+        lambda: m.check_context(insecure),
+        r"security level is HEStd_NotSet, below the HEStd_128_classic this kernel was "
+        r"emitted for: build the context with make_context\(\)",
+    )
+    m.check_context(_context(T, 1))  # 128-bit classic, OpenFHE's default
+    spec = ProgramSpec(DEAD, 16)
+    lax = emitted_module(DEAD, spec, security="HEStd_NotSet")
+    lax.check_context(insecure)
+    result = run_encrypted(spec, program=DEAD, reps=0, security="HEStd_NotSet")
+    assert result.ok, result.summary()
 
 
 def test_blur_image_example(kernels: dict[str, Kernel], tmp_path: Path) -> None:
     k = kernels["box_blur"]
     kernel_path = write_atomically(tmp_path / "box_blur.py", emit_python(k.program, k.spec))
-    example = load_module(ROOT / "examples" / "blur_image.py")
+    spec = importlib.util.spec_from_file_location("blur_image", ROOT / "examples" / "blur_image.py")
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
     assert example.main([str(kernel_path)]) == 0
     assert example.main([str(tmp_path / "missing.py")]) == 2

@@ -1,10 +1,14 @@
 """The OpenFHE backend, behind one small interface.
 
 Only this package imports ``openfhe``; the rest of Porcupine reaches it through the names
-below. :func:`emit_python` turns a verified Quill program and its spec into a standalone
-Python module (imports only ``openfhe`` and ``numpy``); :func:`run_encrypted` runs a kernel
-encrypted and checks it against the spec; :func:`compare_latency` times several kernels of
-one spec interleaved in one context; :func:`calibrate` measures the cost table.
+below. :func:`plan` decides how a verified Quill program runs; :func:`emit_python` turns it
+and its spec into a standalone Python module (the runtime, :mod:`porcupine.backend.runtime`,
+with the kernel's constants and code; it imports only ``openfhe`` and ``numpy``);
+:func:`run_encrypted` runs a kernel encrypted and checks it against the spec, and
+:func:`run_cleartext` does the same on the cleartext backend
+(:mod:`porcupine.backend.cleartext`), without encryption; :func:`compare_latency` times
+several kernels of one spec interleaved in one context; :func:`calibrate` measures the cost
+table.
 """
 
 from __future__ import annotations
@@ -18,28 +22,29 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from porcupine.backend.calibrate import calibrate, calibrate_and_save
-from porcupine.backend.openfhe_emit import (
-    EmitPlan,
-    SpecLike,
-    emit_python,
-    emit_to_path,
-    plan,
-)
+from porcupine.backend.cleartext import CleartextError
+from porcupine.backend.kernel_module import EmittedKernel, emitted_module, load_module
+from porcupine.backend.openfhe_emit import RESERVED_INPUT_NAMES, emit_python, emit_to_path
 from porcupine.backend.openfhe_run import (
+    DepthProbe,
     Mismatch,
-    ProgramSpec,
     RunResult,
     Session,
     WrongDecryption,
     compare_latency,
-    emitted_module,
-    load_module,
+    run_cleartext,
     run_encrypted,
 )
+from porcupine.backend.planning import EmitPlan, SpecLike, plan
+from porcupine.backend.program_spec import ProgramSpec
 from porcupine.files import write_atomically
 
 __all__ = [
+    "RESERVED_INPUT_NAMES",
+    "CleartextError",
+    "DepthProbe",
     "EmitPlan",
+    "EmittedKernel",
     "Mismatch",
     "ProgramSpec",
     "RunResult",
@@ -54,6 +59,7 @@ __all__ = [
     "emitted_module",
     "load_module",
     "plan",
+    "run_cleartext",
     "run_encrypted",
     "write_atomically",
 ]

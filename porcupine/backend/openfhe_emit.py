@@ -1,179 +1,82 @@
 """Emit a Quill program as a readable, standalone Python module for OpenFHE (BFV).
 
-The emitted module imports only ``openfhe`` and ``numpy``. It states the kernel's cost,
-depth and BFV parameters in its docstring, and exposes its constants (``ROTATION_INDICES``,
-``MULT_DEPTH``, ``SLOTS``, ...), ``make_context``, ``encode``/``encrypt``, ``kernel`` (one
-OpenFHE call per Quill instruction) and ``decode``. The fixed part of every module is the
-template :data:`_RUNTIME`; only the docstring, the constants, the layouts and the kernel body
-are generated. Text is produced already in ``ruff format`` style (line length 100, magic
-trailing commas where a construct is split), so emitted files pass ``ruff format --check``.
+An emitted module is :mod:`porcupine.backend.runtime` with three parts generated: the
+docstring (what the kernel computes, costs and needs), the block of kernel constants
+(parameters, keys, input and output layouts, constant values), and the kernel code:
+``evaluate`` (one OpenFHE call per Quill instruction of the lowered program) and ``kernel``
+(``check_inputs``, then ``evaluate``). Everything else is the runtime's source, copied
+verbatim, so the module imports only ``openfhe`` and ``numpy``. Text is produced in ``ruff
+format`` style (:mod:`porcupine.backend.pytext`).
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib.resources
 import keyword
-import textwrap
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from porcupine.backend.docstring import module_docstring
+from porcupine.backend.planning import (
+    DEFAULT_SECURITY,
+    EmitPlan,
+    IOLayout,
+    Layouts,
+    SpecLike,
+    check_signature,
+    io_layouts,
+    plan,
+)
+from porcupine.backend.pytext import INDENT, bracketed, call, fits, int_literal, int_tuple
 from porcupine.files import write_atomically
-from quill.cost import DEFAULT_TABLE, CostTable, program_cost, row_us, should_hoist
-from quill.ir import Const, Instr, Program
-from quill.noise import LOG2_Q, RING_DIM, Parameters, ct_ct_depth, noise_bits, parameters
+from quill.cost import DEFAULT_TABLE, CostTable
+from quill.ir import Instr, Program
 from quill.ops import OPS, Kind, Opcode
-from quill.printer import format_program
-from quill.relin import place_relinearizations
-from quill.slots import T, normalize_amount
-from quill.spec import Definition, Domain, InputDecl, Layout
-from quill.stats import counts
-from quill.transform import live_instructions, live_values
+from quill.slots import T
 
-LINE = 100
-"""The project's ruff line length; emitted lines never exceed it."""
-
-INDENT = "    "
-
-# Module-level functions the kernel calls: an input of that name would hide them.
-_MODULE_NAMES = frozenset({"check_context", "_constants", "openfhe", "np"})
+RESERVED_INPUT_NAMES = frozenset({"check_inputs", "evaluate", "_constants", "openfhe", "np"})
+"""Module names the kernel code uses: an input of that name would hide them."""
 
 # Names pycodestyle calls ambiguous (E741): values get another name, inputs a noqa.
 _AMBIGUOUS = frozenset({"l", "O", "I"})
 
-
-class SpecLike(Protocol):
-    """What the backend reads of a spec (:class:`quill.spec.Spec` has it all)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def n(self) -> int: ...
-    @property
-    def inputs(self) -> Sequence[InputDecl]: ...
-    @property
-    def output(self) -> Definition: ...
-    def output_slots(self) -> tuple[int, ...]: ...
-    def reference(self, inputs: Mapping[str, npt.ArrayLike]) -> dict[int, int]: ...
-    def random_inputs(self, rng: np.random.Generator) -> dict[str, npt.NDArray[np.int64]]: ...
+# The runtime's markers around the generated parts (see porcupine/backend/runtime.py).
+CONSTANTS_BEGIN = "# --- kernel constants"
+CONSTANTS_END = "# --- end of kernel constants ---"
+CODE_BEGIN = "# --- kernel code"
 
 
 @dataclass(frozen=True)
-class IOLayout:
-    """An input or the output as the emitted module sees it: the slot of every element,
-    in the element's natural shape (``()`` for a scalar)."""
+class RuntimeText:
+    """The runtime's source around the generated parts, marker lines included."""
 
-    name: str
-    kind: Kind
-    layout_kind: str  # vector, image or scalar
-    shape: tuple[int, ...]
-    slots: npt.NDArray[np.int64]
-    bits: bool  # elements must be 0 or 1
+    head: str  # after the docstring, up to the constants marker
+    middle: str  # from the end-of-constants marker to the kernel-code marker
 
+    @staticmethod
+    @functools.cache
+    def load() -> RuntimeText:
+        """Split :mod:`porcupine.backend.runtime`'s source at its markers."""
+        source = importlib.resources.files(__package__).joinpath("runtime.py").read_text()
+        docstring = ast.parse(source).body[0]
+        assert isinstance(docstring, ast.Expr), "the runtime starts with its docstring"
+        lines = source.splitlines()
 
-@dataclass(frozen=True)
-class Layouts:
-    """The spec's inputs and output, and the output slots that matter."""
+        def marker(prefix: str) -> int:
+            (index,) = (i for i, line in enumerate(lines) if line.startswith(prefix))
+            return index
 
-    inputs: tuple[IOLayout, ...]
-    output: IOLayout
-    output_slots: tuple[int, ...]
-
-
-def _grid(layout: Layout) -> npt.NDArray[np.int64]:
-    slots = [layout.slot(index) for index in layout.indices()]
-    return np.array(slots, dtype=np.int64).reshape(layout.shape)
-
-
-def io_layouts(spec: SpecLike) -> Layouts:
-    """The slot grids of ``spec``'s inputs and output."""
-    inputs = tuple(
-        IOLayout(
-            d.name, d.kind, d.layout.kind, d.layout.shape, _grid(d.layout), d.domain is Domain.BITS
+        begin, end, code = marker(CONSTANTS_BEGIN), marker(CONSTANTS_END), marker(CODE_BEGIN)
+        assert docstring.end_lineno is not None
+        return RuntimeText(
+            "\n".join(lines[docstring.end_lineno : begin + 1]),
+            "\n".join(lines[end : code + 1]),
         )
-        for d in spec.inputs
-    )
-    out = spec.output
-    output = IOLayout(
-        out.name, Kind.CT, out.layout.kind, out.layout.shape, _grid(out.layout), False
-    )
-    return Layouts(inputs, output, tuple(int(s) for s in spec.output_slots()))
-
-
-@dataclass(frozen=True)
-class EmitPlan:
-    """What an emission decided: the parameters, the rotation amounts as emitted, and
-    which ciphertexts get hoisted."""
-
-    params: Parameters
-    cost_ms: float
-    hoisted: frozenset[str]  # Quill names whose rotations share one precompute
-    table: CostTable
-    slots: int
-
-    def amount(self, k: int) -> int:
-        """The rotation amount emitted for Quill's ``rot(., k)``: ``k`` itself when
-        ``|k| < n``, else the same rotation mod n in ``(-n/2, n/2]``. OpenFHE rotates
-        correctly only by ``|k| < N/2`` (a larger index selects an automorphism that mixes
-        the two rows: the slots decrypt to garbage), and ``n <= N/2``.
-        """
-        return k if -self.slots < k < self.slots else normalize_amount(k, self.slots)
-
-    def rotation_indices(self, program: Program) -> tuple[int, ...]:
-        """The distinct rotation amounts the emitted kernel uses: its rotation keys (dead
-        instructions are not emitted, so their rotations need no key)."""
-        live = live_instructions(program)
-        amounts = {i.amount for i in live if i.amount is not None}
-        return tuple(sorted({self.amount(k) for k in amounts}))
-
-
-def at_depth(program: Program, slots: int, mult_depth: int) -> Parameters:
-    """The parameters of ``program`` forced to ``mult_depth``, whatever the noise model
-    says (for probing the model itself)."""
-    return Parameters(
-        mult_depth,
-        max(RING_DIM.get(mult_depth, max(RING_DIM.values())), 2 * slots),
-        LOG2_Q.get(mult_depth, 0),
-        max(noise_bits(program).values()),
-        ct_ct_depth(program),
-    )
-
-
-def plan(
-    program: Program,
-    slots: int,
-    table: CostTable = DEFAULT_TABLE,
-    hoist: bool | None = None,
-    mult_depth: int | None = None,
-) -> EmitPlan:
-    """Decide parameters and hoisting for ``program`` on ``slots`` slots.
-
-    ``hoist=None`` lets the cost table decide per ciphertext (:func:`quill.cost.should_hoist`);
-    ``True`` hoists every ciphertext rotated by two or more distinct amounts; ``False`` none.
-    ``mult_depth`` forces the configured depth instead of :func:`quill.noise.parameters`.
-    """
-    program = place_relinearizations(program)
-    if mult_depth is None:
-        params = parameters(program, slots)
-    else:
-        params = at_depth(program, slots, mult_depth)
-    row = row_us(table, params.ring_dim)
-    groups: defaultdict[str, set[int]] = defaultdict(set)
-    for ins in live_instructions(program):
-        if ins.opcode is Opcode.ROT:
-            assert ins.amount is not None
-            groups[ins.args[0]].add(ins.amount % slots)
-    hoisted = frozenset(
-        src
-        for src, amounts in groups.items()
-        if len(amounts) > 1 and (should_hoist(len(amounts), row) if hoist is None else hoist)
-    )
-    cost = program_cost(program, params.ring_dim, table)
-    return EmitPlan(params, cost, hoisted, table, slots)
 
 
 def emit_python(
@@ -183,27 +86,32 @@ def emit_python(
     *,
     hoist: bool | None = None,
     mult_depth: int | None = None,
+    security: str = DEFAULT_SECURITY,
 ) -> str:
     """The OpenFHE Python module for ``program`` computing ``spec`` (pure: returns text).
 
-    ``hoist`` overrides the cost table's hoisting decision and ``mult_depth`` the noise
-    model's choice of depth (see :func:`plan`). Raises ``ValueError`` when the program's
+    ``hoist`` overrides the cost table's hoisting decision, ``mult_depth`` the noise
+    model's choice of depth and ``security`` the least security level the kernel accepts
+    (see :func:`~porcupine.backend.planning.plan`). Raises ``ValueError`` when the program's
     inputs do not match the spec's, and :class:`quill.noise.NoiseBudgetExceeded` when no
     modelled depth suffices.
     """
     layouts = io_layouts(spec)
-    _check_inputs(program, layouts.inputs)
-    program = place_relinearizations(program)  # what runs: relinearizations explicit
-    decided = plan(program, spec.n, table, hoist, mult_depth)
-    names = _Names(program)
-    head = [
-        _docstring(program, spec, layouts, decided),
-        _imports(program),
-        _settings(program, spec, layouts, decided),
-    ]
-    defs = [_RUNTIME, _constants_section(program), _kernel(program, names, decided)]
-    # One blank line after the docstring and the imports, two around definitions.
-    return "\n\n".join(head) + "\n\n\n" + "\n\n\n".join(d for d in defs if d) + "\n"
+    check_signature(program, layouts.inputs)
+    decided = plan(program, spec.n, table, hoist, mult_depth, security)
+    runtime = RuntimeText.load()
+    return (
+        module_docstring(spec, layouts, decided)
+        + "\n"
+        + runtime.head
+        + "\n"
+        + kernel_constants(decided, layouts)
+        + "\n"
+        + runtime.middle
+        + "\n\n\n"
+        + kernel_code(decided, _Names(decided.program))
+        + "\n"
+    )
 
 
 def emit_to_path(
@@ -213,28 +121,11 @@ def emit_to_path(
     table: CostTable = DEFAULT_TABLE,
     *,
     hoist: bool | None = None,
+    security: str = DEFAULT_SECURITY,
 ) -> Path:
     """Emit ``program`` (see :func:`emit_python`) and write it atomically to ``path``."""
-    return write_atomically(path, emit_python(program, spec, table, hoist=hoist))
-
-
-# --- checks and names ----------------------------------------------------------------------
-
-
-def _signature(kinds: Mapping[str, Kind]) -> str:
-    return ", ".join(f"{name}: {kind}" for name, kind in kinds.items()) or "none"
-
-
-def _check_inputs(program: Program, inputs: Sequence[IOLayout]) -> None:
-    want = {io.name: io.kind for io in inputs}
-    have = {p.name: p.kind for p in program.params}
-    if want != have:
-        raise ValueError(
-            f"kernel {program.name} takes ({_signature(have)}) but the spec's inputs are "
-            f"({_signature(want)}): parameters must match the spec's inputs by name and kind"
-        )
-    if program.kinds()[program.result] is not Kind.CT:
-        raise ValueError(f"kernel {program.name} returns a plaintext; it must return a ciphertext")
+    text = emit_python(program, spec, table, hoist=hoist, security=security)
+    return write_atomically(path, text)
 
 
 class _Names:
@@ -246,10 +137,10 @@ class _Names:
     """
 
     def __init__(self, program: Program) -> None:
-        self.taken: set[str] = set(_MODULE_NAMES | _AMBIGUOUS)
+        self.taken: set[str] = set(RESERVED_INPUT_NAMES | _AMBIGUOUS)
         self.py: dict[str, str] = {}
         for p in program.params:
-            if keyword.iskeyword(p.name) or p.name in _MODULE_NAMES:
+            if keyword.iskeyword(p.name) or p.name in RESERVED_INPUT_NAMES:
                 raise ValueError(
                     f"input {p.name!r} cannot be a keyword argument of the emitted kernel "
                     "(a Python keyword or a name the module defines): rename it in the spec"
@@ -271,204 +162,49 @@ class _Names:
         return candidate
 
 
-# --- text helpers ----------------------------------------------------------------------
+# --- the kernel constants ------------------------------------------------------------------
 
 
-def _fits(line: str) -> bool:
-    return len(line) <= LINE
-
-
-def _bracketed(
-    head: str, items: Sequence[str], close: str, *, explode: bool = False, indent: str = ""
-) -> list[str]:
-    """``head item, item close`` on one line if it fits (at ``indent``, and not
-    ``explode``), else one item per line with a magic trailing comma (the form ``ruff
-    format`` keeps)."""
-    one = f"{head}{', '.join(items)}{close}"
-    if (_fits(indent + one) and not explode) or not items:
-        return [one]
-    return [head, *(f"{INDENT}{it}," for it in items), close]
-
-
-def _int_tuple(values: Sequence[int]) -> str:
-    inner = ", ".join(str(v) for v in values)
-    return f"({inner},)" if len(values) == 1 else f"({inner})"
-
-
-def _int_literal(target: str, values: Sequence[int], comment: str = "") -> list[str]:
-    """``target = (v, ...)``; packed several per line under ``# fmt: off`` when long, since
-    ``ruff format`` would put each of thousands of values on its own line."""
-    prefix = [f"# {comment}"] if comment else []
-    one = f"{target} = {_int_tuple(values)}"
-    if _fits(one):
-        return [*prefix, one]
-    body = textwrap.wrap(
-        ", ".join(str(v) for v in values) + ",",
-        width=LINE - len(INDENT),
-        break_on_hyphens=False,
-    )
-    return [*prefix, "# fmt: off", f"{target} = (", *(INDENT + b for b in body), ")", "# fmt: on"]
-
-
-# --- the module docstring ----------------------------------------------------------------
-
-
-def _describe(io: IOLayout) -> str:
-    if io.layout_kind == "scalar":
-        return "scalar"
-    return f"{io.layout_kind} {' x '.join(str(d) for d in io.shape)}"
-
-
-def _docstring(program: Program, spec: SpecLike, layouts: Layouts, decided: EmitPlan) -> str:
-    p = decided.params
-    inputs = ", ".join(
-        f"{io.name} ({'ciphertext' if io.kind is Kind.CT else 'plaintext'} {_describe(io)}"
-        f"{', bits' if io.bits else ''})"
-        for io in layouts.inputs
-    )
-    out = layouts.output
-    quill_text = _wrap_code(format_program(program).rstrip("\n"))
-    hoisted = (
-        "rotations of " + ", ".join(sorted(decided.hoisted)) + " share one precompute"
-        " (EvalFastRotationPrecompute + EvalFastRotation)"
-        if decided.hoisted
-        else "none"
-    )
-    facts = {
-        "Spec": f"{spec_name(spec, program)}, {spec.n} slots",
-        "Inputs": inputs,
-        "Output": f"{_describe(out)}; {len(layouts.output_slots)} of {spec.n} slots matter",
-        "Cost": f"{decided.cost_ms:.2f} ms estimated (quill.cost.program_cost at N = "
-        f"{p.ring_dim}; table: {decided.table.source})",
-        "Depth": f"ct*ct depth {p.ct_ct_depth}, estimated noise {p.noise_bits:.0f} bits",
-        "BFV": f"t = {T}, multiplicative depth {p.mult_depth}, ring dimension {p.ring_dim}, "
-        f"log2 Q = {p.log2_q} (quill.noise.parameters); 128-bit classic security unless "
-        "make_context is told otherwise",
-        "Hoisting": hoisted,
-    }
-    lines = [
-        f'"""{program.name}: an OpenFHE BFV kernel emitted by Porcupine.',
-        "",
-        *(
-            line
-            for key, text in facts.items()
-            for line in textwrap.wrap(
-                f"{key}: {text}.", LINE, subsequent_indent=INDENT, break_on_hyphens=False
-            )
-        ),
-        "",
-        "Quill program::",
-        "",
-        *quill_text,
-        "",
-        "Usage::",
-        "",
-        *_usage(program, layouts),
-        '"""',
-    ]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def spec_name(spec: SpecLike, program: Program) -> str:
-    """The spec's name, or the kernel's when the spec has none."""
-    name = getattr(spec, "name", None)
-    return str(name) if name else program.name
-
-
-def _wrap_code(text: str) -> list[str]:
-    """Quill text indented as a literal block; overlong lines (long constants) wrapped."""
-    out: list[str] = []
-    for line in text.splitlines():
-        indent = INDENT + " " * (len(line) - len(line.lstrip()))
-        out += textwrap.wrap(
-            line.strip(),
-            LINE,
-            initial_indent=indent,
-            subsequent_indent=indent + 2 * INDENT,
-            break_on_hyphens=False,
-        ) or [""]
-    return out
-
-
-def _usage(program: Program, layouts: Layouts) -> list[str]:
-    """Example calls for the docstring, indented as a literal block (so 4 columns less)."""
-    lines = ["cc, keys = make_context()"]
-    for io in layouts.inputs:
-        make = "encrypt(" if io.kind is Kind.CT else "encode("
-        args = ["cc", "keys"] if io.kind is Kind.CT else ["cc"]
-        call = _call(f"{io.name} = {make}", [*args, f'"{io.name}"', f"{io.name}_values"])
-        hint = f"{call[-1]}  # {_shape_hint(io)}"
-        lines += [*call[:-1], hint] if len(hint) <= LINE - len(INDENT) else call
-    args = [f"{io.name}={io.name}" for io in layouts.inputs]
-    lines += _bracketed("out = decode(cc, keys, kernel(cc, ", args, "))", indent=INDENT)
-    return [INDENT + line for line in lines]
-
-
-def _shape_hint(io: IOLayout) -> str:
-    if io.layout_kind == "scalar":
-        return "an int"
-    return f"shape {io.shape}"
-
-
-# --- imports and settings ----------------------------------------------------------------
-
-
-def _imports(program: Program) -> str:
-    std = ["from __future__ import annotations", ""]
-    if _live_consts(program):
-        std += ["import functools", ""]
-    return "\n".join([*std, "import numpy as np", "import openfhe"])
-
-
-def _settings(program: Program, spec: SpecLike, layouts: Layouts, decided: EmitPlan) -> str:
+def kernel_constants(decided: EmitPlan, layouts: Layouts) -> str:
+    """The block of kernel constants (the runtime's placeholder block, for this kernel)."""
     p = decided.params
     inputs = [f'"{io.name}": "{io.kind}"' for io in layouts.inputs]
     bits = [f'"{io.name}"' for io in layouts.inputs if io.bits]
+    ranges = [f'"{io.name}": {int_tuple(io.bounds)}' for io in layouts.inputs if io.bounds]
     lines = [
         f"PLAINTEXT_MODULUS = {T}",
-        f"SLOTS = {spec.n}",
+        f"SLOTS = {decided.slots}",
         f"RING_DIM = {p.ring_dim}",
         f"MULT_DEPTH = {p.mult_depth}",
-        f"CT_CT_MULT = {counts(program).relinearizations > 0}",
-        f"ROTATION_INDICES: tuple[int, ...] = {_int_tuple(decided.rotation_indices(program))}",
-        *_bracketed("INPUTS: dict[str, str] = {", inputs, "}"),
+        f'SECURITY = "{decided.security}"',
+        f"CT_CT_MULT = {decided.relinearizes}",
+        f"ROTATION_INDICES: tuple[int, ...] = {int_tuple(decided.rotation_indices)}",
+        *bracketed("INPUTS: dict[str, str] = {", inputs, "}"),
         *(
-            _bracketed("BIT_INPUTS: frozenset[str] = frozenset({", bits, "})")
+            bracketed("BIT_INPUTS: frozenset[str] = frozenset({", bits, "})")
             if bits
             else ["BIT_INPUTS: frozenset[str] = frozenset()"]
         ),
-        *_int_literal(
+        *bracketed("INPUT_RANGES: dict[str, tuple[int, int]] = {", ranges, "}"),
+        *int_literal(
             "OUTPUT_SLOTS: tuple[int, ...]",
             layouts.output_slots,
             "The output slots the spec constrains; the others are don't-care.",
         ),
-        "",
-        "",
-        _SLOT_GRID,
-        "",
-        "",
         "# The slot of every element of each input and of the output, in its natural shape.",
     ]
-    prelude: list[str] = []
     entries = []
+    taken = {"_CONSTANT_VALUES"}
     for io in layouts.inputs:
-        expr, more = _grid_expr(io)
-        prelude += more
+        expr, literal = _grid_expr(io, taken)
+        lines += literal
         entries.append(f'"{io.name}": {expr}')
-    out_expr, more = _grid_expr(layouts.output)
-    prelude += more
-    lines += prelude
-    lines += _bracketed("INPUT_LAYOUTS: dict[str, np.ndarray] = {", entries, "}")
-    lines.append(f"OUTPUT_LAYOUT: np.ndarray = {out_expr}")
-    return "\n".join(lines)
-
-
-_SLOT_GRID = '''
-def _slot_grid(base: int, shape: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
-    """Slot indices of an element grid of ``shape`` laid out from ``base`` with ``strides``."""
-    index = np.indices(shape, dtype=np.int64)
-    return base + np.tensordot(np.array(strides, dtype=np.int64), index, axes=1)
-'''.strip("\n")
+    out_expr, literal = _grid_expr(layouts.output, taken)
+    lines += literal
+    lines += bracketed("INPUT_LAYOUTS: dict[str, Slots] = {", entries, "}")
+    lines.append(f"OUTPUT_LAYOUT: Slots = {out_expr}")
+    lines.append("# The kernel's constants; each repeats periodically over the SLOTS slots.")
+    return "\n".join(lines + _constant_values(decided, taken))
 
 
 def affine(grid: npt.NDArray[np.int64]) -> tuple[int, tuple[int, ...]] | None:
@@ -483,100 +219,90 @@ def affine(grid: npt.NDArray[np.int64]) -> tuple[int, tuple[int, ...]] | None:
     return (base, strides) if np.array_equal(rebuilt, grid) else None
 
 
-def _grid_expr(io: IOLayout) -> tuple[str, list[str]]:
+def _literal_name(base: str, taken: set[str]) -> str:
+    """A module-level name for a long literal: Quill names are case-sensitive, these are
+    upper case, and the runtime has names of its own."""
+    name = f"_{base.upper()}"
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
+def _grid_expr(io: IOLayout, taken: set[str]) -> tuple[str, list[str]]:
     """An expression for ``io``'s slot grid, and any lines that must precede it."""
     fit = affine(io.slots)
     if fit is not None:
         base, strides = fit
-        return f"_slot_grid({base}, {_int_tuple(io.shape)}, {_int_tuple(strides)})", []
-    name = f"_{io.name.upper()}_SLOTS"
-    literal = _int_literal(name, [int(s) for s in io.slots.ravel()])
-    return f"np.array({name}).reshape({_int_tuple(io.shape)})", literal
+        return f"_slot_grid({base}, {int_tuple(io.shape)}, {int_tuple(strides)})", []
+    name = _literal_name(f"{io.name}_slots", taken)
+    literal = int_literal(name, [int(s) for s in io.slots.ravel()])
+    return f"np.array({name}).reshape({int_tuple(io.shape)})", literal
 
 
-# --- constants and the kernel --------------------------------------------------------------
-
-
-def _live_consts(program: Program) -> list[Const]:
-    """The constants some live instruction reads (the others are not emitted)."""
-    live = live_values(program)
-    return [c for c in program.consts if c.name in live]
-
-
-def _constants_section(program: Program) -> str:
-    if not _live_consts(program):
-        return ""
+def _constant_values(decided: EmitPlan, taken: set[str]) -> list[str]:
     lines: list[str] = []
     entries = []
-    targets: set[str] = set()
-    for c in _live_consts(program):
+    for c in decided.constants:
         values = [v % T for v in c.values]
-        if _fits(f'{INDENT}"{c.name}": {_int_tuple(values)},'):
-            entries.append(f'"{c.name}": {_int_tuple(values)}')
+        if fits(f'{INDENT}"{c.name}": {int_tuple(values)},'):
+            entries.append(f'"{c.name}": {int_tuple(values)}')
             continue
-        target = f"_{c.name.upper()}_VALUES"  # a long constant gets its own packed literal
-        while target in targets:  # Quill names are case-sensitive, these are upper case
-            target += "_"
-        targets.add(target)
-        lines += _int_literal(target, values)
+        target = _literal_name(f"{c.name}_values", taken)  # a long one gets its own literal
+        lines += int_literal(target, values)
         entries.append(f'"{c.name}": {target}')
-    lines += _bracketed("_CONSTANT_VALUES: dict[str, tuple[int, ...]] = {", entries, "}")
-    return "\n".join(lines) + "\n\n\n" + _CONSTANTS_FN
+    return lines + bracketed("_CONSTANT_VALUES: dict[str, tuple[int, ...]] = {", entries, "}")
 
 
-_CONSTANTS_FN = '''
-@functools.lru_cache(maxsize=8)
-def _constants(cc: openfhe.CryptoContext) -> dict[str, openfhe.Plaintext]:
-    """The kernel's constants as packed plaintexts, made once per context, not per call.
-
-    A constant's values repeat periodically over the SLOTS slots (then across the row).
-    """
-    return {
-        name: pack(cc, np.resize(np.array(values, dtype=np.int64), SLOTS))
-        for name, values in _CONSTANT_VALUES.items()
-    }
-'''.strip("\n")
+# --- the kernel code -----------------------------------------------------------------------
 
 
-def _kernel(program: Program, names: _Names, decided: EmitPlan) -> str:
-    py, cc = names.py, names.cc
+def _signature(name: str, program: Program, names: _Names) -> list[str]:
     params = [f"{p.name}: openfhe.{_ptype(p.kind)}" for p in program.params]
-    signature = [f"{cc}: openfhe.CryptoContext", "/", "*", *params]
+    signature = [f"{names.cc}: openfhe.CryptoContext", "/", "*", *params]
     # An input named l, O or I keeps its name (callers pass it by keyword): silence E741
     # on its own line.
     ambiguous = any(p.name in _AMBIGUOUS for p in program.params)
-    head = _bracketed("def kernel(", signature, ") -> openfhe.Ciphertext:", explode=ambiguous)
-    head = [
+    head = bracketed(f"def {name}(", signature, ") -> openfhe.Ciphertext:", explode=ambiguous)
+    return [
         f"{line}  # noqa: E741" if line.strip().split(":")[0] in _AMBIGUOUS else line
         for line in head
     ]
-    first_ct = next(p.name for p in program.params if p.kind is Kind.CT)
-    body = [
-        f'"""{program.name} on encrypted inputs: one OpenFHE call per Quill instruction."""',
-        *_call("check_context(", [cc, f"{first_ct}.GetKeyTag()"]),
-    ]
-    if _live_consts(program):
+
+
+# The kernel code's docstrings, as in the runtime's placeholder kernel.
+_EVALUATE_DOC = "The kernel's OpenFHE calls, one per Quill instruction, without kernel()'s checks."
+_KERNEL_DOC = "The kernel on encrypted inputs: checks them (``check_inputs``), then ``evaluate``."
+
+
+def kernel_code(decided: EmitPlan, names: _Names) -> str:
+    """``evaluate`` (the OpenFHE calls) and ``kernel`` (checks, then ``evaluate``)."""
+    program, cc = decided.program, names.cc
+    body = [f'"""{_EVALUATE_DOC}"""']
+    if decided.constants:
         body.append(f"{names.const} = _constants({cc})")
     if decided.hoisted:
         body.append(f"{names.order} = {cc}.GetCyclotomicOrder()  # hoisted rotations use it")
-    used = live_values(program)
     precomputed: dict[str, str] = {}
     for ins in program.body:
-        if ins.dest not in used:
+        if ins.dest not in decided.live:
             body.append(f"# {ins.dest} is never used: not emitted")
             continue
         src = ins.args[0]
         if ins.opcode is Opcode.ROT and src in decided.hoisted and src not in precomputed:
-            precomputed[src] = names.new(f"{py[src]}_pre")
-            body += _call(f"{precomputed[src]} = {cc}.EvalFastRotationPrecompute(", [py[src]])
+            precomputed[src] = names.new(f"{names.py[src]}_pre")
+            body += call(f"{precomputed[src]} = {cc}.EvalFastRotationPrecompute(", [names.py[src]])
         body += _instr_lines(ins, names, decided, precomputed)
-    body.append(f"return {py[program.result]}")
-    return "\n".join(head + [INDENT + b for b in body])
-
-
-def _call(head: str, args: Sequence[str]) -> list[str]:
-    """A call statement in the kernel body (one indent deep), split if it is too long."""
-    return _bracketed(head, args, ")", indent=INDENT)
+    body.append(f"return {names.py[program.result]}")
+    arguments = [f"{p.name}={p.name}" for p in program.params]
+    checked = [
+        f'"""{_KERNEL_DOC}"""',
+        *bracketed("check_inputs(", [cc, *arguments], ")", indent=INDENT),
+        *bracketed("return evaluate(", [cc, *arguments], ")", indent=INDENT),
+    ]
+    evaluate = _signature("evaluate", program, names) + [INDENT + b for b in body]
+    kernel = _signature("kernel", program, names) + [INDENT + b for b in checked]
+    return "\n".join(evaluate) + "\n\n\n" + "\n".join(kernel)
 
 
 def _ptype(kind: Kind) -> str:
@@ -597,171 +323,4 @@ def _instr_lines(
             args = [args[0], str(amount), names.order, precomputed[ins.args[0]]]
         else:
             args.append(str(amount))
-    return _call(f"{names.py[ins.dest]} = {names.cc}.{method}(", args)
-
-
-# The fixed part of every emitted module: context, checks, encoding and decoding.
-_RUNTIME = '''
-class KernelContextError(ValueError):
-    """The crypto context does not fit this kernel: a parameter or a key is missing."""
-
-
-def new_context(
-    security: openfhe.SecurityLevel = openfhe.HEStd_128_classic,
-    mult_depth: int = MULT_DEPTH,
-) -> openfhe.CryptoContext:
-    """A BFV context with t = PLAINTEXT_MODULUS and ``mult_depth``, PKE, KEYSWITCH and
-    LEVELEDSHE enabled.
-
-    OpenFHE picks the ring dimension from the depth and ``security`` (128-bit classic
-    unless told otherwise); it is raised only when a row of N/2 slots could not hold the
-    kernel's SLOTS slots.
-    """
-    params = openfhe.CCParamsBFVRNS()
-    params.SetPlaintextModulus(PLAINTEXT_MODULUS)
-    params.SetMultiplicativeDepth(mult_depth)
-    params.SetSecurityLevel(security)
-    cc = openfhe.GenCryptoContext(params)
-    if cc.GetRingDimension() < 2 * SLOTS:
-        params.SetRingDim(2 * SLOTS)
-        cc = openfhe.GenCryptoContext(params)
-    for feature in (openfhe.PKE, openfhe.KEYSWITCH, openfhe.LEVELEDSHE):
-        cc.Enable(feature)
-    return cc
-
-
-def generate_keys(
-    cc: openfhe.CryptoContext,
-    rotation_indices: tuple[int, ...] = ROTATION_INDICES,
-    ct_ct_mult: bool = CT_CT_MULT,
-) -> openfhe.KeyPair:
-    """A key pair, the relinearization key only if the kernel multiplies two ciphertexts,
-    and rotation keys only for ``rotation_indices``."""
-    keys = cc.KeyGen()
-    if ct_ct_mult:
-        cc.EvalMultKeyGen(keys.secretKey)
-    if rotation_indices:
-        cc.EvalRotateKeyGen(keys.secretKey, list(rotation_indices))
-    return keys
-
-
-def make_context(
-    security: openfhe.SecurityLevel = openfhe.HEStd_128_classic,
-) -> tuple[openfhe.CryptoContext, openfhe.KeyPair]:
-    """The context and keys this kernel needs: ``cc, keys = make_context()``."""
-    cc = new_context(security)
-    return cc, generate_keys(cc)
-
-
-def missing_rotation_keys(cc: openfhe.CryptoContext, key_tag: str) -> list[int]:
-    """The indices in ROTATION_INDICES with no rotation key under ``key_tag``."""
-    have = set(cc.GetExistingEvalAutomorphismKeyIndices(key_tag))
-    return [k for k in ROTATION_INDICES if cc.FindAutomorphismIndex(k) not in have]
-
-
-def check_context(cc: openfhe.CryptoContext, key_tag: str | None = None) -> None:
-    """Raise KernelContextError unless ``cc`` fits this kernel.
-
-    Checks the plaintext modulus, the ring dimension and the multiplicative depth, and,
-    given the inputs' key tag, the relinearization key and the rotation keys (without
-    them OpenFHE fails with an unhelpful ``IndexError: map::at``).
-    """
-    t = cc.GetPlaintextModulus()
-    if t != PLAINTEXT_MODULUS:
-        raise KernelContextError(
-            f"plaintext modulus is {t}, this kernel needs {PLAINTEXT_MODULUS}: "
-            "build the context with make_context()"
-        )
-    ring_dim = cc.GetRingDimension()
-    if ring_dim < 2 * SLOTS:
-        raise KernelContextError(
-            f"ring dimension {ring_dim} is too small: a row of N/2 slots must hold the "
-            f"kernel's {SLOTS} slots, so N >= {2 * SLOTS} (SetRingDim)"
-        )
-    depth = cc.GetMultiplicativeDepth()
-    if depth < MULT_DEPTH:
-        raise KernelContextError(
-            f"multiplicative depth {depth} is too small: this kernel needs {MULT_DEPTH} "
-            f"(SetMultiplicativeDepth({MULT_DEPTH}), as make_context() does)"
-        )
-    if key_tag is None:
-        return
-    if CT_CT_MULT and key_tag not in cc.GetAllEvalMultKeys():
-        raise KernelContextError(
-            "no relinearization key for the inputs' secret key: generate it with "
-            "cc.EvalMultKeyGen(keys.secretKey)"
-        )
-    missing = missing_rotation_keys(cc, key_tag)
-    if missing:
-        raise KernelContextError(
-            f"no rotation key for index {missing[0]} (missing: {missing}): generate it with "
-            f"cc.EvalRotateKeyGen(keys.secretKey, {missing}), or use make_context()"
-        )
-
-
-def pack(cc: openfhe.CryptoContext, slots: np.ndarray) -> openfhe.Plaintext:
-    """A packed plaintext of a SLOTS-slot vector, tiled across the BFV row of N/2 slots.
-
-    Tiling makes EvalRotate exactly a cyclic rotation mod SLOTS: BFV rotates cyclically
-    within each row of N/2 slots, and every copy of the vector brings its neighbour's
-    elements around.
-    """
-    row = cc.GetRingDimension() // 2
-    return cc.MakePackedPlaintext(np.tile(slots % PLAINTEXT_MODULUS, row // SLOTS).tolist())
-
-
-def encode(cc: openfhe.CryptoContext, name: str, values: object) -> openfhe.Plaintext:
-    """Input ``name``, given in its natural shape, as a packed plaintext.
-
-    Element ``i`` goes to slot ``INPUT_LAYOUTS[name][i]``, every other slot is zero, and
-    the vector is tiled across the row (see ``pack``). Values are taken mod
-    PLAINTEXT_MODULUS; inputs in BIT_INPUTS must be 0 or 1 (the kernel relies on it).
-    """
-    if name not in INPUT_LAYOUTS:
-        raise KeyError(f"no input {name!r}; the inputs are {sorted(INPUT_LAYOUTS)}")
-    layout = INPUT_LAYOUTS[name]
-    array = np.asarray(values, dtype=np.int64)
-    if array.shape != layout.shape:
-        raise ValueError(f"input {name!r} has shape {array.shape}, expected {layout.shape}")
-    if name in BIT_INPUTS and not np.isin(array, (0, 1)).all():
-        raise ValueError(f"input {name!r} must hold bits (0 or 1): the kernel relies on it")
-    slots = np.zeros(SLOTS, dtype=np.int64)
-    slots[layout] = array % PLAINTEXT_MODULUS
-    return pack(cc, slots)
-
-
-def encrypt(
-    cc: openfhe.CryptoContext, keys: openfhe.KeyPair, name: str, values: object
-) -> openfhe.Ciphertext:
-    """Input ``name`` encoded (see ``encode``) and encrypted under ``keys.publicKey``."""
-    if INPUTS.get(name) == "pt":
-        raise ValueError(f"input {name!r} is a plaintext: pass encode(cc, {name!r}, values)")
-    return cc.Encrypt(keys.publicKey, encode(cc, name, values))
-
-
-def decode_slots(
-    cc: openfhe.CryptoContext, keys: openfhe.KeyPair, ciphertext: openfhe.Ciphertext
-) -> np.ndarray:
-    """Decrypt ``ciphertext`` and return its first SLOTS slots, in [0, PLAINTEXT_MODULUS)."""
-    plaintext = cc.Decrypt(keys.secretKey, ciphertext)
-    plaintext.SetLength(SLOTS)
-    values = np.array(plaintext.GetPackedValue()[:SLOTS], dtype=np.int64)
-    return values % PLAINTEXT_MODULUS  # OpenFHE returns centred values
-
-
-def decode(
-    cc: openfhe.CryptoContext, keys: openfhe.KeyPair, ciphertext: openfhe.Ciphertext
-) -> np.ma.MaskedArray | int:
-    """The kernel's output, decrypted, in its natural shape (values in [0, t)).
-
-    A scalar output is an int. A vector or image is a numpy masked array shaped like
-    OUTPUT_LAYOUT whose masked elements are the don't-care slots (the spec does not
-    constrain them, so they hold whatever the kernel left there): ``out.filled(0)`` gives
-    a plain array with zeros there, ``~out.mask`` marks the elements that matter.
-    """
-    slots = decode_slots(cc, keys, ciphertext)
-    if OUTPUT_LAYOUT.ndim == 0:
-        return int(slots[OUTPUT_LAYOUT])
-    dont_care = ~np.isin(OUTPUT_LAYOUT, OUTPUT_SLOTS)
-    return np.ma.masked_array(slots[OUTPUT_LAYOUT], mask=dont_care)
-'''.strip("\n")
+    return call(f"{names.py[ins.dest]} = {names.cc}.{method}(", args)

@@ -1,40 +1,34 @@
-"""Run emitted kernels under real OpenFHE: build a context, encrypt, run, decrypt, compare.
+"""Run emitted kernels: build a context, encrypt, run, decrypt, compare with the spec.
 
 Everything goes through the emitted module's own functions (``new_context``,
 ``generate_keys``, ``encrypt``/``encode``, ``kernel``, ``decode_slots``), so what is measured
-and checked here is exactly what an application using the module gets. A wrong decryption
-is reported, never retried: it means the noise model (:mod:`quill.noise`) picked too small
+and checked here is exactly what an application using the module gets. The same code runs a
+module under real OpenFHE (:func:`run_encrypted`) or bound to the cleartext backend
+(:func:`run_cleartext`, :mod:`porcupine.backend.cleartext`). A wrong decryption is
+reported, never retried: it means the noise model (:mod:`quill.noise`) picked too small
 parameters, and that is a bug to fix there.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import itertools
 import statistics
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import openfhe
 
-from porcupine.backend.openfhe_emit import SpecLike, emit_python
-from porcupine.files import write_atomically
+from porcupine.backend.kernel_module import EmittedKernel, emitted_module, load_module
+from porcupine.backend.planning import DEFAULT_SECURITY, SpecLike
 from quill.cost import DEFAULT_TABLE, CostTable
-from quill.interp import interpret
 from quill.ir import Program
 from quill.slots import T
-from quill.spec import Definition, Domain, InputDecl, Layout
-from quill.spec_ast import Num
 
 Slots = npt.NDArray[np.int64]
-_counter = itertools.count()
 
 
 class WrongDecryption(AssertionError):
@@ -52,7 +46,7 @@ class Mismatch:
 
 @dataclass(frozen=True)
 class RunResult:
-    """The outcome of one encrypted run of a kernel (see :func:`run_encrypted`)."""
+    """The outcome of one run of a kernel (see :func:`run_encrypted`)."""
 
     kernel: str
     ok: bool
@@ -60,7 +54,7 @@ class RunResult:
     kernel_ms: float  # median over the timed repetitions, kernel call only
     keygen_s: float  # key pair, relinearization and rotation keys
     setup_s: float  # context creation plus key generation
-    ct_ct_depth_used: int  # GetNoiseScaleDeg() - 1 of the output ciphertext
+    ct_ct_depth_used: int  # measured by a DepthProbe: the deepest ciphertext computed
     mult_depth: int  # configured multiplicative depth of the context
     ring_dim: int
     reps: int
@@ -85,35 +79,49 @@ class RunResult:
         )
 
 
-# --- modules ---------------------------------------------------------------------------
+def _ciphertext(value: object) -> bool:
+    # Ciphertexts have a key tag and a degree; plaintexts have no key tag, keys no degree.
+    return hasattr(value, "GetKeyTag") and hasattr(value, "GetNoiseScaleDeg")
 
 
-def load_module(path: str | Path) -> ModuleType:
-    """Import an emitted kernel module from ``path`` (under a fresh module name)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no emitted kernel module {path}")
-    name = f"_porcupine_kernel_{path.stem}_{next(_counter)}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path} as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+class DepthProbe:
+    """A crypto context that forwards every call to ``cc`` and measures the ct*ct depth of
+    the computation the calls make.
 
+    No ciphertext's ``GetNoiseScaleDeg()`` says it: OpenFHE's ``EvalAdd`` keeps its first
+    operand's degree, so a degree understates after an add of a shallower first operand
+    (``x + x*x`` reports 1, and a product with it one level too few). So the probe follows
+    the data flow itself: a call's result is as deep as its deepest ciphertext operand, plus
+    the step OpenFHE's degree takes in that call (1 for a ct*ct multiply, never below 0).
+    """
 
-def emitted_module(
-    program: Program,
-    spec: SpecLike,
-    table: CostTable = DEFAULT_TABLE,
-    *,
-    hoist: bool | None = None,
-    mult_depth: int | None = None,
-) -> ModuleType:
-    """Emit ``program`` (see :func:`emit_python`) to a temporary file and import it."""
-    text = emit_python(program, spec, table, hoist=hoist, mult_depth=mult_depth)
-    with tempfile.TemporaryDirectory(prefix="porcupine-") as tmp:
-        return load_module(write_atomically(Path(tmp) / f"{program.name}.py", text))
+    def __init__(self, cc: Any) -> None:
+        self._cc = cc
+        self._depths: dict[int, tuple[Any, int]] = {}  # id -> (ciphertext kept alive, depth)
+        self.depth = 0
+
+    def depth_of(self, ciphertext: Any) -> int:
+        """The depth of a result of this probe's calls, else (a fresh input) its degree - 1."""
+        known = self._depths.get(id(ciphertext))
+        return known[1] if known is not None else int(ciphertext.GetNoiseScaleDeg()) - 1
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._cc, name)
+        if not callable(attr):
+            return attr
+
+        def recorded(*args: Any) -> Any:
+            out = attr(*args)
+            if _ciphertext(out):
+                operands = [a for a in args if _ciphertext(a)]
+                degree = max((int(a.GetNoiseScaleDeg()) for a in operands), default=1)
+                step = max(0, int(out.GetNoiseScaleDeg()) - degree)
+                depth = max((self.depth_of(a) for a in operands), default=0) + step
+                self._depths[id(out)] = (out, depth)
+                self.depth = max(self.depth, depth)
+            return out
+
+        return recorded
 
 
 # --- one context for one or more kernels ---------------------------------------------
@@ -124,12 +132,13 @@ class Session:
 
     The context has the largest ``MULT_DEPTH`` of the modules (or ``mult_depth``), the
     union of their rotation keys, and a relinearization key if any needs one; creation
-    and key generation are timed separately from kernel runs.
+    and key generation are timed separately from kernel runs. ``security`` is an
+    ``openfhe.SecurityLevel`` (by default the first module's ``SECURITY``).
     """
 
     def __init__(
         self,
-        modules: Sequence[ModuleType],
+        modules: Sequence[EmittedKernel],
         *,
         mult_depth: int | None = None,
         security: Any = None,
@@ -140,9 +149,8 @@ class Session:
         depth = mult_depth if mult_depth is not None else max(m.MULT_DEPTH for m in modules)
         rotations = tuple(sorted({k for m in modules for k in m.ROTATION_INDICES}))
         ct_ct = any(m.CT_CT_MULT for m in modules)
-        level = openfhe.HEStd_128_classic if security is None else security
         start = time.perf_counter()
-        self.cc = first.new_context(level, depth)
+        self.cc = first.new_context(security, depth)
         keygen_start = time.perf_counter()
         self.keys = first.generate_keys(self.cc, rotations, ct_ct)
         end = time.perf_counter()
@@ -154,7 +162,7 @@ class Session:
     def ring_dim(self) -> int:
         return int(self.cc.GetRingDimension())
 
-    def arguments(self, module: ModuleType, slot_inputs: Mapping[str, Slots]) -> dict[str, Any]:
+    def arguments(self, module: EmittedKernel, slot_inputs: Mapping[str, Slots]) -> dict[str, Any]:
         """Encrypt (ciphertext inputs) or encode (plaintext inputs) the inputs given as
         slot vectors, through the module's own natural-shape ``encrypt``/``encode``."""
         args: dict[str, Any] = {}
@@ -166,20 +174,28 @@ class Session:
                 args[name] = module.encode(self.cc, name, natural)
         return args
 
-    def run(self, module: ModuleType, args: Mapping[str, Any]) -> tuple[Any, float]:
+    def run(self, module: EmittedKernel, args: Mapping[str, Any]) -> tuple[Any, float]:
         """Run the module's kernel once: (output ciphertext, milliseconds)."""
         start = time.perf_counter()
         out = module.kernel(self.cc, **args)
         return out, (time.perf_counter() - start) * 1e3
 
-    def decrypt(self, module: ModuleType, ciphertext: Any) -> Slots:
+    def depth_used(self, module: EmittedKernel, args: Mapping[str, Any]) -> int:
+        """The ct*ct depth the kernel reaches on ``args``: the deepest of its inputs and of
+        every ciphertext it computes (one run of ``evaluate`` through a
+        :class:`DepthProbe`)."""
+        probe = DepthProbe(self.cc)
+        module.evaluate(probe, **args)
+        inputs = [probe.depth_of(a) for a in args.values() if _ciphertext(a)]
+        return max([probe.depth, *inputs])
+
+    def decrypt(self, module: EmittedKernel, ciphertext: Any) -> Slots:
         """The first SLOTS slots of ``ciphertext``, in [0, t)."""
-        slots: Slots = module.decode_slots(self.cc, self.keys, ciphertext)
-        return slots
+        return module.decode_slots(self.cc, self.keys, ciphertext)
 
     def check(
         self,
-        module: ModuleType,
+        module: EmittedKernel,
         spec: SpecLike,
         slot_inputs: Mapping[str, Slots],
         args: Mapping[str, Any] | None = None,
@@ -191,7 +207,7 @@ class Session:
         return out, compare(spec, encrypted_slots(module, slot_inputs), got)
 
 
-def encrypted_slots(module: ModuleType, slot_inputs: Mapping[str, Slots]) -> dict[str, Slots]:
+def encrypted_slots(module: EmittedKernel, slot_inputs: Mapping[str, Slots]) -> dict[str, Slots]:
     """The slot vectors the module's ``encode`` actually produces from ``slot_inputs``:
     the laid-out elements, zeros elsewhere. The reference is computed on these."""
     out: dict[str, Slots] = {}
@@ -213,24 +229,73 @@ def compare(spec: SpecLike, inputs: Mapping[str, Slots], got: Slots) -> tuple[Mi
     )
 
 
+# --- running one kernel ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Options:
+    """How to emit or load the kernel of one run."""
+
+    table: CostTable
+    hoist: bool | None
+    security: str
+    cleartext: bool
+
+
 def _module_for(
-    spec: SpecLike,
-    program: Program | None,
-    module_path: str | Path | None,
-    table: CostTable,
-    hoist: bool | None,
-) -> tuple[ModuleType, str]:
+    spec: SpecLike, program: Program | None, module_path: str | Path | None, how: _Options
+) -> tuple[EmittedKernel, str]:
     if (program is None) == (module_path is None):
         raise ValueError("give exactly one of program= and module_path=")
     if program is not None:
-        return emitted_module(program, spec, table, hoist=hoist), program.name
+        module = emitted_module(
+            program,
+            spec,
+            how.table,
+            hoist=how.hoist,
+            security=how.security,
+            cleartext_backend=how.cleartext,
+        )
+        return module, program.name
     assert module_path is not None
-    module = load_module(module_path)
+    module = load_module(module_path, cleartext_backend=how.cleartext)
     if spec.n != module.SLOTS:
         raise ValueError(
             f"{module_path} is a kernel on {module.SLOTS} slots, the spec has {spec.n}"
         )
+    want = {d.name: str(d.kind) for d in spec.inputs}
+    if dict(module.INPUTS) != want:
+        raise ValueError(f"{module_path} takes inputs {module.INPUTS}, the spec's are {want}")
     return module, Path(module_path).stem
+
+
+def _run(
+    spec: SpecLike,
+    module: EmittedKernel,
+    name: str,
+    session: Session,
+    inputs: Mapping[str, Slots] | None,
+    seed: int,
+    reps: int,
+) -> RunResult:
+    slot_inputs = inputs if inputs is not None else spec.random_inputs(np.random.default_rng(seed))
+    args = session.arguments(module, slot_inputs)
+    _, mismatches = session.check(module, spec, slot_inputs, args)
+    depth = session.depth_used(module, args)
+    times = [session.run(module, args)[1] for _ in range(reps)]
+    return RunResult(
+        kernel=name,
+        ok=not mismatches,
+        mismatches=mismatches,
+        kernel_ms=statistics.median(times) if times else float("nan"),
+        keygen_s=session.keygen_s,
+        setup_s=session.setup_s,
+        ct_ct_depth_used=depth,
+        mult_depth=session.mult_depth,
+        ring_dim=session.ring_dim,
+        reps=reps,
+        output_slots=len(spec.output_slots()),
+    )
 
 
 def run_encrypted(
@@ -244,7 +309,7 @@ def run_encrypted(
     table: CostTable = DEFAULT_TABLE,
     hoist: bool | None = None,
     mult_depth: int | None = None,
-    security: Any = None,
+    security: str | None = None,
 ) -> RunResult:
     """Run a kernel encrypted and check it against ``spec.reference``.
 
@@ -252,29 +317,33 @@ def run_encrypted(
     ``module_path``. ``inputs`` are slot vectors of length ``spec.n`` (as
     ``spec.random_inputs`` makes them; by default those, with ``seed``); elements outside
     an input's layout are encrypted as zeros. The kernel runs once untimed (its output is
-    checked) and then ``reps`` times timed. ``mult_depth`` overrides the module's
-    configured depth (noise probes); ``security`` is an ``openfhe.SecurityLevel``
-    (128-bit classic by default).
+    checked), once through a :class:`DepthProbe` (the ct*ct depth used) and then ``reps``
+    times timed. ``mult_depth`` overrides the module's configured depth (noise probes);
+    ``security`` names an ``openfhe.SecurityLevel`` to build the context at (and to emit
+    ``program`` for; by default the module's own, 128-bit classic).
     """
-    module, name = _module_for(spec, program, module_path, table, hoist)
-    session = Session([module], mult_depth=mult_depth, security=security)
-    slot_inputs = inputs if inputs is not None else spec.random_inputs(np.random.default_rng(seed))
-    args = session.arguments(module, slot_inputs)
-    out, mismatches = session.check(module, spec, slot_inputs, args)
-    times = [session.run(module, args)[1] for _ in range(reps)]
-    return RunResult(
-        kernel=name,
-        ok=not mismatches,
-        mismatches=mismatches,
-        kernel_ms=statistics.median(times) if times else float("nan"),
-        keygen_s=session.keygen_s,
-        setup_s=session.setup_s,
-        ct_ct_depth_used=int(out.GetNoiseScaleDeg()) - 1,
-        mult_depth=session.mult_depth,
-        ring_dim=session.ring_dim,
-        reps=reps,
-        output_slots=len(spec.output_slots()),
-    )
+    how = _Options(table, hoist, security or DEFAULT_SECURITY, cleartext=False)
+    module, name = _module_for(spec, program, module_path, how)
+    level = None if security is None else getattr(openfhe, security)
+    session = Session([module], mult_depth=mult_depth, security=level)
+    return _run(spec, module, name, session, inputs, seed, reps)
+
+
+def run_cleartext(
+    spec: SpecLike,
+    *,
+    program: Program | None = None,
+    module_path: str | Path | None = None,
+    inputs: Mapping[str, Slots] | None = None,
+    seed: int = 0,
+    table: CostTable = DEFAULT_TABLE,
+    hoist: bool | None = None,
+) -> RunResult:
+    """:func:`run_encrypted` on the cleartext backend (no encryption, no timing): the
+    kernel's slots, its relinearization placement and its depth, in milliseconds."""
+    how = _Options(table, hoist, DEFAULT_SECURITY, cleartext=True)
+    module, name = _module_for(spec, program, module_path, how)
+    return _run(spec, module, name, Session([module]), inputs, seed, reps=0)
 
 
 def compare_latency(
@@ -310,42 +379,3 @@ def compare_latency(
             times[i].append(session.run(modules[i], args[i])[1])
         order.reverse()
     return [statistics.median(t) for t in times]
-
-
-@dataclass(frozen=True)
-class ProgramSpec:
-    """A spec whose reference is a Quill program itself, on ``n`` plain vector slots.
-
-    For probing the backend and the noise model on arbitrary programs (no synthesis is
-    involved, so no real spec is needed): every input is a ``vector(n)`` of random values
-    mod t and every output slot matters.
-    """
-
-    program: Program
-    n: int
-
-    @property
-    def name(self) -> str:
-        return self.program.name
-
-    @property
-    def inputs(self) -> tuple[InputDecl, ...]:
-        layout = Layout("vector", (self.n,))
-        return tuple(
-            InputDecl(p.name, p.kind, layout, Domain.ZT, pad=False) for p in self.program.params
-        )
-
-    @property
-    def output(self) -> Definition:
-        region = tuple((i,) for i in range(self.n))
-        return Definition("out", ("i",), Layout("vector", (self.n,)), Num(0), (), region)
-
-    def output_slots(self) -> tuple[int, ...]:
-        return tuple(range(self.n))
-
-    def reference(self, inputs: Mapping[str, npt.ArrayLike]) -> dict[int, int]:
-        out = interpret(self.program, {p.name: inputs[p.name] for p in self.program.params})
-        return {i: int(v) for i, v in enumerate(out)}
-
-    def random_inputs(self, rng: np.random.Generator) -> dict[str, Slots]:
-        return {p.name: rng.integers(0, T, self.n, dtype=np.int64) for p in self.program.params}

@@ -1,0 +1,93 @@
+"""The docstring of an emitted kernel module: what it computes, costs and needs, and how
+to call it."""
+
+from __future__ import annotations
+
+from porcupine.backend.planning import EmitPlan, IOLayout, Layouts, SpecLike
+from porcupine.backend.pytext import INDENT, LINE, bracketed, call, literal_block, wrap_prose
+from quill.ir import Program
+from quill.ops import Kind
+from quill.printer import format_program
+from quill.slots import T
+
+
+def _describe(io: IOLayout) -> str:
+    if io.layout_kind == "scalar":
+        return "scalar"
+    return f"{io.layout_kind} {' x '.join(str(d) for d in io.shape)}"
+
+
+def _input(io: IOLayout) -> str:
+    kind = "ciphertext" if io.kind is Kind.CT else "plaintext"
+    if io.bits:
+        values = ", bits"
+    elif io.bounds is not None:
+        values = f", values in {io.bounds[0]}..{io.bounds[1]}"
+    else:
+        values = ""
+    return f"{io.name} ({kind} {_describe(io)}{values})"
+
+
+def spec_name(spec: SpecLike, program: Program) -> str:
+    """The spec's name, or the kernel's when the spec has none."""
+    name = getattr(spec, "name", None)
+    return str(name) if name else program.name
+
+
+def module_docstring(spec: SpecLike, layouts: Layouts, decided: EmitPlan) -> str:
+    """The emitted module's docstring, closing quotes included."""
+    p, program = decided.params, decided.program
+    hoisted = (
+        "rotations of " + ", ".join(sorted(decided.hoisted)) + " share one precompute"
+        " (EvalFastRotationPrecompute + EvalFastRotation)"
+        if decided.hoisted
+        else "none"
+    )
+    facts = {
+        "Spec": f"{spec_name(spec, program)}, {spec.n} slots",
+        "Inputs": ", ".join(_input(io) for io in layouts.inputs),
+        "Output": f"{_describe(layouts.output)}; {len(layouts.output_slots)} of {spec.n} "
+        "slots matter",
+        "Cost": f"{decided.cost_ms:.2f} ms estimated (quill.cost.program_cost at N = "
+        f"{p.ring_dim}; table: {decided.table.source})",
+        "Depth": f"ct*ct depth {p.ct_ct_depth}, estimated noise {p.noise_bits:.0f} bits",
+        "BFV": f"t = {T}, multiplicative depth {p.mult_depth}, ring dimension {p.ring_dim}, "
+        f"log2 Q = {p.log2_q} (quill.noise.parameters); contexts below {decided.security} "
+        "are refused",
+        "Hoisting": hoisted,
+    }
+    lines = [
+        f'"""{program.name}: an OpenFHE BFV kernel emitted by Porcupine.',
+        "",
+        *(line for key, text in facts.items() for line in wrap_prose(f"{key}: {text}.")),
+        "",
+        "Quill program (relinearizations placed)::",
+        "",
+        *literal_block(format_program(program).rstrip("\n")),
+        "",
+        "Usage::",
+        "",
+        *_usage(layouts),
+        '"""',
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _shape_hint(io: IOLayout) -> str:
+    if io.layout_kind == "scalar":
+        return "an int"
+    return f"shape {io.shape}"
+
+
+def _usage(layouts: Layouts) -> list[str]:
+    """Example calls for the docstring, indented as a literal block (so 4 columns less)."""
+    lines = ["cc, keys = make_context()"]
+    for io in layouts.inputs:
+        make = "encrypt(" if io.kind is Kind.CT else "encode("
+        args = ["cc", "keys"] if io.kind is Kind.CT else ["cc"]
+        statement = call(f"{io.name} = {make}", [*args, f'"{io.name}"', f"{io.name}_values"])
+        hint = f"{statement[-1]}  # {_shape_hint(io)}"
+        lines += [*statement[:-1], hint] if len(hint) <= LINE - len(INDENT) else statement
+    args = [f"{io.name}={io.name}" for io in layouts.inputs]
+    lines += bracketed("out = decode(cc, keys, kernel(cc, ", args, "))", indent=INDENT)
+    return [INDENT + line for line in lines]
