@@ -76,6 +76,5 @@ def lower_bound(
     cheapest = min(row[OPS[op].cost] for op in restrictions.ops if not OPS[op].has_amount)
     latency = components * cheapest + rotation_group_us(rotations, row)
     latency += products * (row["mul_cc"] - cheapest) + relins * row["relin"]
-    keys = 1 if rotations else 0
-    measures = Measures(rotations + relins, components + rotations, latency, keys)
+    measures = Measures(rotations + relins, components + rotations, latency, 1 if rotations else 0)
     return rank(measures, goal)

@@ -8,8 +8,10 @@ Z3 catches SIGINT itself and answers "unknown", so Ctrl-C cannot reach the searc
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import z3
@@ -21,11 +23,39 @@ class Budget:
 
     deadline: float | None = None
     _cancelled: threading.Event = field(default_factory=threading.Event)
+    _running: set[z3.Context] = field(default_factory=set)  # solvers cancel() interrupts
 
     @classmethod
     def seconds(cls, timeout: float | None) -> Budget:
         """A budget of ``timeout`` seconds from now (``None``: unbounded)."""
         return cls(None if timeout is None else time.monotonic() + timeout)
+
+    def within(self, seconds: float) -> Budget:
+        """A budget ending ``seconds`` from now or with this one, whichever is first, and
+        cancelled with it."""
+        end = time.monotonic() + seconds
+        deadline = end if self.deadline is None else min(end, self.deadline)
+        return Budget(deadline, self._cancelled, self._running)
+
+    @contextlib.contextmanager
+    def watching(self, ctx: z3.Context) -> Iterator[None]:
+        """While the body solves in ``ctx``: interrupt it at the deadline (from a timer, not
+        a solver timeout: Z3 picks its strategy by the timeout value, so a shrinking one
+        would change which kernel a search finds) or when the budget is cancelled."""
+        remaining = self.remaining_ms()
+        timer = None
+        if remaining is not None:
+            timer = threading.Timer(max(1, remaining) / 1000, ctx.interrupt)
+            timer.start()
+        self._running.add(ctx)
+        try:
+            if self.cancelled:
+                ctx.interrupt()
+            yield
+        finally:
+            self._running.discard(ctx)
+            if timer is not None:
+                timer.cancel()
 
     def remaining_ms(self) -> int | None:
         """Milliseconds left (at least 0), or ``None`` without a deadline."""
@@ -49,6 +79,8 @@ class Budget:
     def cancel(self) -> None:
         """Stop the work: set the flag and interrupt any solver running now."""
         self._cancelled.set()
+        for ctx in list(self._running):
+            ctx.interrupt()
         z3.main_ctx().interrupt()
 
     def stop_reason(self) -> str | None:

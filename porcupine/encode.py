@@ -17,12 +17,12 @@ rotation indices. Three named formulas make up a query (Rosette's style):
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 import z3
 
+from porcupine.budget import Budget
 from porcupine.models import ValueModel
 from porcupine.sketch import Component, Filled, Operand, Space
 from quill.cost import Objective, rotation_group_us
@@ -92,6 +92,7 @@ class SketchEncoding:
         self._depth()
         self.rank = self._objective(row_us)
         self._model: Any = None
+        self._ctx: Any = None
 
     # -- holes --------------------------------------------------------------------------
 
@@ -242,8 +243,8 @@ class SketchEncoding:
         if self.goal is Objective.INSTRUCTIONS:
             switches = _count(rotated + relins)
             instructions = _count(rotated) + z3.BitVecVal(self.L, COUNT_BITS)
-            return (switches, instructions, latency, keys)
-        return (latency, keys)
+            return (switches, instructions)
+        return (latency,)
 
     def _relinearizations(self) -> list[Any]:
         """One flag per component: its value gets a ``relin``. The flags are free and the
@@ -276,6 +277,10 @@ class SketchEncoding:
     def cheaper(self, bound: Sequence[int]) -> Any:
         """The objective is strictly below ``bound`` (a :func:`quill.cost.rank` tuple)."""
         return _lex_lt(self.rank, bound)
+
+    def same_rank(self, rank: Sequence[int]) -> Any:
+        """The objective equals ``rank`` (the rotation-key polish keeps it)."""
+        return z3.And([t == v for t, v in zip(self.rank, rank, strict=True)])
 
     def at_most(self, index: int, value: int) -> Any:
         """The ``index``-th objective term is at most ``value`` (rising caps)."""
@@ -328,39 +333,42 @@ class SketchEncoding:
 
     # -- solving --------------------------------------------------------------------------
 
-    def check(self, constraints: Sequence[Any], timeout_ms: int | None) -> z3.CheckSatResult:
-        """Solve the well-formedness facts with ``constraints``. A fresh solver each time:
-        Z3's incremental bit-vector solving was measured 10x slower than solving from
-        scratch (16 s against 1 s for one UNSAT proof on dot_product)."""
-        solver = z3.SolverFor("QF_BV")
+    def check(self, constraints: Sequence[Any], budget: Budget) -> z3.CheckSatResult:
+        """Solve the well-formedness facts with ``constraints`` within ``budget``.
+
+        Each check runs in a fresh Z3 context the formula is translated into: Z3's search
+        depends on its term table, so solving in the context where everything was built
+        made the same query take 4 s or 90 s, and give different kernels, depending on
+        what the process had built before. A fresh solver too: Z3's incremental bit-vector
+        solving was measured 10x slower than solving from scratch.
+        """
+        ctx = z3.Context()
+        solver = z3.SolverFor("QF_BV", ctx=ctx)
         solver.set("random_seed", self.seed)
-        solver.add(*self.wellformed, *constraints)
+        solver.add([f.translate(ctx) for f in (*self.wellformed, *constraints)])
         # The deadline interrupts the solver from a timer instead of a solver timeout: Z3
         # picks its strategy by the timeout value, so a timeout that shrinks as the search
-        # goes on made the same spec give different kernels on different runs.
-        timer = None
-        if timeout_ms is not None:
-            timer = threading.Timer(max(1, timeout_ms) / 1000, solver.ctx.interrupt)
-            timer.start()
-        try:
+        # goes on would make the same spec give different kernels on different runs.
+        with budget.watching(ctx):
             result = solver.check()
-        finally:
-            if timer is not None:
-                timer.cancel()
         self._model = solver.model() if result == z3.sat else None
+        self._ctx = ctx
         return result
+
+    def _eval(self, term: Any) -> int:
+        return int(self._model.eval(term.translate(self._ctx), model_completion=True).as_long())
 
     def model_rank(self) -> tuple[int, ...]:
         """The objective of the program in the last model (a :func:`quill.cost.rank`)."""
-        return tuple(int(self._model.eval(t, model_completion=True).as_long()) for t in self.rank)
+        return tuple(self._eval(t) for t in self.rank)
+
+    def model_keys(self) -> int:
+        """The rotation keys of the program in the last model."""
+        return self._eval(self.keys)
 
     def filled(self) -> Filled:
         """The program in the current model (after a ``sat`` check)."""
-        m = self._model
-
-        def num(x: Any) -> int:
-            return int(m.eval(x, model_completion=True).as_long())
-
+        num = self._eval
         comps = []
         for k in range(self.L):
             op = self.ops[num(self._op[k])]

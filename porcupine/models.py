@@ -314,7 +314,8 @@ class SupportModel:
 
     def contains(self, got: Support, monomials: Sequence[Monomial]) -> list[Any]:
         """Constraints that ``got`` may contain every monomial of ``monomials``."""
-        return [got.get(m, False) for m in monomials]
+        out = [got.get(m, False) for m in monomials]
+        return [z3.BoolVal(p) if isinstance(p, bool) else p for p in out]
 
 
 # --- degree in ciphertext variables ------------------------------------------------------

@@ -96,15 +96,15 @@ def _normalized(amounts: tuple[int, ...] | list[int] | set[int], n: int) -> tupl
 def derive_rotations(ref: Reference) -> tuple[int, ...]:
     """The offsets between the slots a result reads and the slot it lands in; on images
     also their row and column parts (a separable stencil rotates by whole rows and whole
-    columns); for a reduction (a slot reading half the slots of an input or more), the
-    powers of two."""
+    columns); for a reduction (a slot reading every element of an input), the powers of
+    two."""
     n = ref.spec.n
     offsets: set[int] = set()
     reduction = False
     for slot in ref.polys:
-        for found in ref.offsets(slot).values():
+        for name, found in ref.offsets(slot).items():
             offsets |= found
-            reduction |= len(found) >= max(4, n // 2)
+            reduction |= len(found) >= max(4, ref.spec.input(name).layout.size)
     widths = {d.layout.shape[1] for d in ref.spec.inputs if d.layout.kind == "image"}
     for w in widths:
         for o in list(offsets):

@@ -46,24 +46,23 @@ KEYS = (
 class Objective(str, Enum):
     """What "cheapest" means to the synthesizer.
 
-    ``INSTRUCTIONS`` (the default): fewest key switches (rotations and ct*ct
-    relinearizations, the instructions that dominate latency and add key-switching noise),
-    then fewest instructions, then the lowest estimated latency (hoisting priced), then the
-    fewest rotation keys. This is the measure HE kernels are usually compared by, and the
-    one the Porcupine paper's kernels are minimal in.
+    ``INSTRUCTIONS`` (the default): fewest key switches (rotations and relinearizations,
+    the instructions that dominate latency and add key-switching noise), then fewest
+    instructions. This is the measure HE kernels are usually compared by, and the one the
+    Porcupine paper's kernels are minimal in. Latency is not part of it: among kernels of
+    equal counts the emitter still hoists where that pays.
 
-    ``LATENCY``: the lowest estimated latency, then the fewest rotation keys. It can prefer
-    more instructions: rotating one ciphertext by 1, w and w + 1 (three rotations sharing one
-    hoisting precompute) is faster than the published box blur's two dependent rotations,
-    at the price of one more rotation key for the client to generate and upload.
+    ``LATENCY``: the lowest estimated latency. It can prefer more instructions: rotating one
+    ciphertext by 1, w and w + 1 (three rotations sharing one hoisting precompute) is faster
+    than the published box blur's two dependent rotations, at the price of one more
+    rotation key for the client to generate and upload.
+
+    Under both, rotation keys break ties: among kernels of the optimal rank the search
+    looks for fewer keys, within a short budget (a client generates and uploads every key).
     """
 
     INSTRUCTIONS = "instructions"
     LATENCY = "latency"
-
-
-KEY_TIE_BREAK_US = 1
-"""Under ``LATENCY``, programs of equal latency are ordered by their rotation keys."""
 
 
 @dataclass(frozen=True)
@@ -163,8 +162,8 @@ def measures(program: Program, ring_dim: int, table: CostTable = DEFAULT_TABLE) 
 def rank(m: Measures, goal: Objective) -> tuple[int, ...]:
     """The tuple the synthesizer minimizes, lexicographically (see :class:`Objective`)."""
     if goal is Objective.INSTRUCTIONS:
-        return (m.key_switches, m.instructions, m.latency_us, m.keys)
-    return (m.latency_us, m.keys)
+        return (m.key_switches, m.instructions)
+    return (m.latency_us,)
 
 
 def objective(
