@@ -1,4 +1,10 @@
-"""The command line: commands, exit codes, clear errors, nothing half-written."""
+"""The command line: commands, exit codes, clear errors, nothing half-written.
+
+The exit-status contract (0 success, 1 wrong or nothing found, 2 bad input or usage, 130
+interrupted) is tested class by class in ``test_cli_contract.py`` (options, files, claims)
+and ``test_cli_limits.py`` (interruption, time, memory); ``test_fuzz_cli.py`` throws random
+command lines and files at it. The helpers here serve them all.
+"""
 
 from __future__ import annotations
 
@@ -15,78 +21,115 @@ from quill.cost import KEYS, load_table, save_table
 
 ROOT = Path(__file__).parent.parent
 KERNELS = ROOT / "kernels"
+BLUR_SPEC = str(KERNELS / "box_blur.spec")
+BLUR_KERNEL = str(KERNELS / "published" / "box_blur.quill")
+CONTRACT = {0, 1, 2, 130}
+
+NOISY_SPEC = """spec noisy
+param n = 4
+slots n
+input x: ct vector(n)
+input c: pt vector(n)
+output y[i]: vector(n) = x[i]^64 * c[i] * c[i]
+"""
+
+# Correct for NOISY_SPEC, but six squarings and two ct*pt products need more modulus than
+# the largest parameter set of the noise model.
+NOISY_KERNEL = """kernel noisy(x: ct, c: pt) {
+    x2 = mul(x, x)
+    x4 = mul(x2, x2)
+    x8 = mul(x4, x4)
+    x16 = mul(x8, x8)
+    x32 = mul(x16, x16)
+    x64 = mul(x32, x32)
+    y1 = mul(x64, c)
+    y2 = mul(y1, c)
+    return y2
+}
+"""
 
 
-def porcupine(*args: str) -> subprocess.CompletedProcess[str]:
+def porcupine(
+    *args: str, cwd: Path = ROOT, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """Run the real console entry point in a subprocess, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "porcupine.cli", *args],
         capture_output=True,
         text=True,
-        cwd=ROOT,
-        timeout=600,
+        cwd=cwd,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 
-def test_help_lists_the_commands() -> None:
+def assert_clean(out: subprocess.CompletedProcess[str], code: int, message: str = "") -> None:
+    """``out`` exited with ``code``, said ``message`` on stderr, and showed no traceback."""
+    assert out.returncode == code, out.stderr
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert "internal error" not in out.stderr
+
+
+def test_help_lists_the_commands_and_the_exit_statuses() -> None:
     out = porcupine("--help")
-    assert out.returncode == 0
+    assert_clean(out, 0)
     for command in ("synth", "check", "emit", "run", "interpret", "calibrate"):
         assert command in out.stdout
+    for line in ("0    success", "1    the kernel is wrong", "2    bad input", "130  interrupted"):
+        assert line in out.stdout
+    assert "130  interrupted" in porcupine("synth", "--help").stdout
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["synth", "kernels/nope.spec"], "no spec file kernels/nope.spec"),
-        (["synth", "kernels/box_blur.spec", "--param", "w"], "--param expects NAME=INTEGER"),
-        (["synth", "kernels/box_blur.spec", "--param", "q=3"], "q"),
-        (["synth", "kernels/box_blur.spec", "--param", "w=3"], "power of two"),
-        (["check", "kernels/nope.quill", "--spec", "kernels/box_blur.spec"], "no Quill program"),
-        (["synth", "kernels/box_blur.spec", "--costs", "missing.json"], "porcupine calibrate"),
+        (["synth", BLUR_SPEC, "--param", "w"], "--param: expects NAME=INTEGER"),
+        (["synth", BLUR_SPEC, "--param", "q=3"], "q"),
+        (["synth", BLUR_SPEC, "--param", "w=3"], "power of two"),
+        (["check", "kernels/nope.quill", "--spec", BLUR_SPEC], "no Quill program"),
+        (["synth", BLUR_SPEC, "--costs", "missing.json"], "porcupine calibrate"),
+        (["frobnicate"], "invalid choice"),
+        ([], "required"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_message(args: list[str], message: str) -> None:
-    out = porcupine(*args)
-    assert out.returncode == 2
-    assert message in out.stderr
-    assert "Traceback" not in out.stderr
+    assert_clean(porcupine(*args), 2, message)
 
 
 def test_syntax_error_in_a_spec_points_at_it(tmp_path: Path) -> None:
     bad = tmp_path / "bad.spec"
     bad.write_text("spec k\nparam n = 4\nslots n\ninput x: ct vector(n\noutput y: scalar = x[0]\n")
     out = porcupine("synth", str(bad))
-    assert out.returncode == 2
+    assert_clean(out, 2, f"{bad}:5:1: syntax error")
     # The unclosed parenthesis is noticed at the next token, the start of line 5.
-    assert f"{bad}:5:1: syntax error" in out.stderr and "expected ')'" in out.stderr
-    assert "\n    ^^^^^^\n" in out.stderr
-    assert "Traceback" not in out.stderr
+    assert "expected ')'" in out.stderr and "\n    ^^^^^^\n" in out.stderr
 
 
 def test_a_wrong_kernel_is_neither_emitted_nor_run(tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.quill"
     wrong.write_text("kernel k(x: ct) {\n a = rot(x, 1)\n b = add(x, a)\n return b\n}\n")
     target = tmp_path / "k.py"
-    out = porcupine("emit", str(wrong), "--spec", "kernels/box_blur.spec", "-o", str(target))
-    assert out.returncode == 2 and "only verified kernels are emitted" in out.stderr
-    assert not target.exists() and list(tmp_path.iterdir()) == [wrong]
+    out = porcupine("emit", str(wrong), "--spec", BLUR_SPEC, "-o", str(target))
+    assert_clean(out, 1, "only verified kernels are emitted")
+    out = porcupine("run", BLUR_SPEC, "--program", str(wrong))
+    assert_clean(out, 1, "not running it")
+    assert list(tmp_path.iterdir()) == [wrong]
 
 
 def test_synth_emits_python_and_run_checks_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     target = tmp_path / "blur.py"
-    spec = str(KERNELS / "box_blur.spec")
-    assert main(["synth", spec, "--emit", "python", "-o", str(target), "--quiet"]) == 0
+    assert main(["synth", BLUR_SPEC, "--emit", "python", "-o", str(target), "--quiet"]) == 0
     assert "def kernel(" in target.read_text()
-    assert main(["run", spec, "--kernel", str(target), "--reps", "2"]) == 0
+    assert main(["run", BLUR_SPEC, "--kernel", str(target), "--reps", "2"]) == 0
     assert "correct on all 9 output slots" in capsys.readouterr().out
 
 
 def test_interpret_runs_a_kernel_in_plaintext(capsys: pytest.CaptureFixture[str]) -> None:
-    program = str(KERNELS / "published" / "box_blur.quill")
-    assert main(["interpret", program, "--spec", str(KERNELS / "box_blur.spec")]) == 0
+    assert main(["interpret", BLUR_KERNEL, "--spec", BLUR_SPEC]) == 0
     assert "at the 9 slots that matter: equal" in capsys.readouterr().out
 
 
@@ -100,3 +143,12 @@ def test_calibration_measures_every_row_and_round_trips(tmp_path: Path) -> None:
     save_table(table, path, machine="test")
     assert load_table(path).latency_ms == table.latency_ms
     assert json.loads(path.read_text())["machine"] == "test"
+
+
+def test_the_calibrate_command_writes_a_table_synth_accepts(tmp_path: Path) -> None:
+    path = tmp_path / "costs.json"
+    assert_clean(porcupine("calibrate", "-o", str(path), "--reps", "1"), 0, "wrote")
+    assert [p.name for p in tmp_path.iterdir()] == ["costs.json"]
+    out = porcupine("synth", BLUR_SPEC, "--costs", str(path), "--quiet")
+    assert_clean(out, 0)
+    assert "optimal: true" in out.stdout

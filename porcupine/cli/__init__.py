@@ -1,0 +1,117 @@
+"""``porcupine``: the command line.
+
+Every command keeps one exit-status contract (:data:`~porcupine.cli.errors.EPILOG`): 0
+success, 1 the kernel is wrong or nothing was found, 2 bad input or usage, 130 interrupted.
+Options and files are checked before any work starts; each problem is one message on
+stderr, never a traceback. Outputs are written atomically (:mod:`porcupine.files`). The
+modules: :mod:`~porcupine.cli.parser` (options), :mod:`~porcupine.cli.values` (their
+values), :mod:`~porcupine.cli.inputs` and :mod:`~porcupine.cli.kernel_file` (input files),
+:mod:`~porcupine.cli.guard` (deadline, Ctrl-C, memory), :mod:`~porcupine.cli.synth` and
+:mod:`~porcupine.cli.commands` (the commands), :mod:`~porcupine.cli.report` (what they say).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+import z3
+
+from porcupine.cli.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    Failure,
+    UsageError,
+    say,
+)
+from porcupine.cli.guard import Guard, Stopped, default_memory
+from porcupine.cli.parser import build_parser
+from porcupine.cli.report import summary
+from quill.errors import QuillError
+from quill.printer import format_program
+
+__all__ = ["build_parser", "main", "summary"]
+
+DEBUG_ENV = "PORCUPINE_DEBUG"
+"""Set to 1 to see the traceback of an internal error (for developers)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``porcupine`` console script; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse has printed usage or help
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:
+        return _say("interrupted", EXIT_INTERRUPTED)
+    try:
+        return _run(args)
+    except (Stopped, KeyboardInterrupt):  # a Ctrl-C while the last one is reported
+        return _say("interrupted", EXIT_INTERRUPTED)
+    except BaseException as e:  # the last line of defence: still one line, no traceback
+        return _say(f"internal error: {type(e).__name__}: {e}", EXIT_FAILED, e)
+
+
+def _run(args: argparse.Namespace) -> int:
+    guard = Guard(args.timeout, args.max_memory or default_memory())
+    with guard:
+        try:
+            code: int = args.func(args, guard)
+            return code
+        except BaseException as e:
+            return _failed(e, guard)
+
+
+def _failed(e: BaseException, guard: Guard) -> int:
+    """The message and exit status for what ended a command early."""
+    if guard.forced is not None:  # whatever the Stopped was turned into on its way here
+        return _stopped(guard.forced, guard)
+    if isinstance(e, (QuillError, UsageError)):
+        return _say(str(e), EXIT_USAGE)
+    if isinstance(e, Failure):
+        if e.program is not None:
+            print(format_program(e.program), end="")
+        return _say(str(e), EXIT_FAILED)
+    if isinstance(e, KeyboardInterrupt):
+        return _say("interrupted", EXIT_INTERRUPTED)
+    if isinstance(e, MemoryError) or (isinstance(e, z3.Z3Exception) and "memory" in str(e).lower()):
+        limit = guard.max_memory or 0
+        return _say(
+            f"out of memory while {guard.phase}: the limit is --max-memory {limit >> 20}M; "
+            "allow more, or try a smaller size (--param)",
+            EXIT_FAILED,
+        )
+    if isinstance(e, RecursionError):
+        return _say(f"the input is nested too deeply to handle ({guard.phase})", EXIT_USAGE)
+    if isinstance(e, BrokenPipeError):
+        # stdout was closed (e.g. `| head`): nothing more can be said there
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return _say("output closed before it was all written", EXIT_USAGE)
+    raise e
+
+
+def _stopped(reason: str, guard: Guard) -> int:
+    lost = (
+        "; the search was in a step that cannot be interrupted, so anything it had found is lost"
+        if guard.forced_search
+        else ""
+    )
+    if reason == "interrupted":
+        return _say(f"interrupted while {guard.phase}{lost}", EXIT_INTERRUPTED)
+    return _say(
+        f"--timeout {guard.timeout:g} s reached while {guard.phase} (stopped after "
+        f"{guard.elapsed:.1f} s){lost or '; no result to report'}",
+        EXIT_FAILED,
+    )
+
+
+def _say(message: str, code: int, error: BaseException | None = None) -> int:
+    """Print ``porcupine: message`` on stderr and return ``code``."""
+    if error is not None and os.environ.get(DEBUG_ENV) == "1":
+        traceback.print_exception(type(error), error, error.__traceback__)
+    say(message)
+    return code

@@ -1,0 +1,157 @@
+"""The command line's grammar: every option with a type that checks its value."""
+
+from __future__ import annotations
+
+import argparse
+
+from porcupine.cli import values
+from porcupine.cli.commands import cmd_calibrate, cmd_check, cmd_emit, cmd_interpret, cmd_run
+from porcupine.cli.errors import EPILOG
+from porcupine.cli.synth import cmd_synth
+from porcupine.synthesize import Engine, Options
+from quill.cost import Objective
+
+MAX_REPS = 10_000
+MAX_SEED = 2**32 - 1
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--timeout",
+        type=values.seconds,
+        metavar="SECONDS",
+        help="stop the whole command after this long (synth: returns the best kernel so far)",
+    )
+    p.add_argument(
+        "--max-memory",
+        type=values.memory,
+        metavar="SIZE",
+        help="memory limit such as 4G or 512M (default: half of this machine's memory)",
+    )
+
+
+def _spec_args(p: argparse.ArgumentParser, *, costs: bool = True) -> None:
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        type=values.param,
+        metavar="NAME=INT",
+        help="override a spec parameter, e.g. --param w=64 (repeatable)",
+    )
+    if costs:
+        p.add_argument("--costs", metavar="FILE", help="cost table from `porcupine calibrate`")
+
+
+def _strict(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--strict-ranges",
+        action="store_true",
+        help="refuse (exit 1) when a value may wrap mod t for inputs in their declared "
+        "ranges, instead of warning",
+    )
+
+
+def _synth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _command(sub, "synth", "synthesize the cheapest verified kernel for a spec")
+    p.add_argument("spec")
+    p.add_argument("-o", "--output", help="write the kernel (Quill, or Python with --emit)")
+    p.add_argument("--emit", choices=["quill", "python"], default="quill")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="let an interrupted search replace an existing -o file",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--max-components", type=values.count(1, 64, "components"), default=8)
+    p.add_argument(
+        "--width", type=values.count(2, 31, "bits"), default=8, help="bits of search examples"
+    )
+    p.add_argument(
+        "--objective",
+        choices=[o.value for o in Objective],
+        default=Objective.INSTRUCTIONS.value,
+        help="instructions: fewest key switches, then instructions (default); "
+        "latency: lowest estimated latency, hoisted rotations priced",
+    )
+    p.add_argument(
+        "--engine",
+        choices=[e.value for e in Engine],
+        default=Options().engine.value,
+        help="how the search learns from wrong candidates (default %(default)s)",
+    )
+    p.add_argument("--initial", metavar="PROGRAM", help="a verified kernel to start from")
+    p.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="do not seed the search with kernels/baselines/NAME.quill",
+    )
+    _spec_args(p)
+    _strict(p)
+    p.set_defaults(func=cmd_synth)
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        name,
+        help=help,
+        description=help,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(p)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``porcupine`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="porcupine",
+        description="Synthesize verified, cheapest vectorized BFV kernels from specs, "
+        "and run them on OpenFHE.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _synth(sub)
+
+    p = _command(sub, "check", "prove a Quill kernel equal to a spec, or refute it")
+    p.add_argument("program")
+    p.add_argument("--spec", required=True)
+    _spec_args(p)
+    _strict(p)
+    p.set_defaults(func=cmd_check)
+
+    p = _command(sub, "emit", "emit a verified Quill kernel as an OpenFHE Python module")
+    p.add_argument("program")
+    p.add_argument("--spec", required=True)
+    p.add_argument("-o", "--output", required=True)
+    _spec_args(p)
+    _strict(p)
+    p.set_defaults(func=cmd_emit)
+
+    p = _command(sub, "run", "run a kernel encrypted and check it against its spec")
+    p.add_argument("spec")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--kernel", help="an emitted Python kernel module")
+    which.add_argument("--program", help="a Quill kernel (emitted on the fly)")
+    p.add_argument("--reps", type=values.count(1, MAX_REPS, "repetitions"), default=10)
+    p.add_argument("--seed", type=values.count(0, MAX_SEED, "seed"), default=0)
+    _spec_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = _command(sub, "interpret", "run a Quill kernel in plaintext against its spec")
+    p.add_argument("program")
+    p.add_argument("--spec", required=True)
+    p.add_argument("--seed", type=values.count(0, MAX_SEED, "seed"), default=0)
+    _spec_args(p, costs=False)  # nothing is priced
+    p.set_defaults(func=cmd_interpret)
+
+    p = _command(sub, "calibrate", "measure the cost table on this machine (OpenFHE)")
+    p.add_argument("-o", "--output", default="costs.json")
+    p.add_argument("--reps", type=values.count(1, MAX_REPS, "repetitions"), default=20)
+    p.set_defaults(func=cmd_calibrate)
+    return parser

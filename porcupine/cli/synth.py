@@ -1,0 +1,171 @@
+"""``porcupine synth``: search for the cheapest verified kernel, and write it.
+
+An interrupted search prints its best verified kernel as such, and keeps an existing ``-o``
+file unless ``--force``; a kernel not proven optimal that replaces a file is said to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from porcupine.cli.common import (
+    check_depth,
+    inputs_of,
+    outputs_checked,
+    require_backend,
+    table_of,
+)
+from porcupine.cli.errors import EXIT_INTERRUPTED, EXIT_OK, Failure, UsageError, say
+from porcupine.cli.guard import Guard, peak_memory
+from porcupine.cli.inputs import input_file, read_program, read_spec
+from porcupine.cli.report import (
+    check_kernel_ranges,
+    check_spec_ranges,
+    noise_checked,
+    noise_failure,
+    summary,
+)
+from porcupine.cli.values import params
+from porcupine.files import write_atomically
+from porcupine.synthesize import Engine, Options, SynthesisError, SynthesisResult, synthesize
+from quill.cost import CostTable, Objective
+from quill.ir import Program
+from quill.noise import NoiseBudgetExceeded
+from quill.printer import format_program
+from quill.spec import Spec
+
+MEMORY_MARGIN = 8
+"""Within 1/MEMORY_MARGIN of ``--max-memory`` the solver may have failed to allocate and
+answered "unknown", which the search cannot tell from a finished proof."""
+
+
+class _Elapsed(logging.Formatter):
+    """``[  12.3s] message``: seconds since the command started."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__()
+        self.start = start
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"[{time.monotonic() - self.start:6.1f}s] {record.getMessage()}"
+
+
+def progress(quiet: bool, start: float) -> None:
+    """Progress (the ``porcupine`` logger) on stderr, unless ``quiet``."""
+    logger = logging.getLogger("porcupine")
+    logger.handlers.clear()
+    logger.propagate = False
+    if quiet:
+        logger.setLevel(logging.WARNING)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Elapsed(start))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def _baseline(args: argparse.Namespace) -> str | None:
+    """The kernel to start from: ``--initial``, else the hand-written baseline beside the
+    spec (``baselines/NAME.quill``) unless ``--no-baseline`` or ``--param`` is given."""
+    if args.initial:
+        return str(args.initial)
+    candidate = Path(args.spec).parent / "baselines" / f"{Path(args.spec).stem}.quill"
+    try:
+        found = candidate.is_file()
+    except OSError:  # e.g. a name too long once ".quill" is added
+        found = False
+    return str(candidate) if found and not (args.no_baseline or args.param) else None
+
+
+def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
+    """Check everything, synthesize under the guard's budget, check the kernel's noise and
+    ranges, write ``-o`` and print the kernel with its summary (or JSON)."""
+    if args.emit == "python" and not args.output:
+        raise UsageError("--emit python writes a Python module: give -o KERNEL.py")
+    input_file(args.spec, "spec file")  # a usable path before the baseline is looked for
+    baseline = _baseline(args)
+    outputs_checked([args.output], inputs_of(args, baseline))
+    if args.emit == "python":
+        require_backend()
+    with guard.work("reading the spec"):
+        spec = read_spec(args.spec, params(args.param))
+        table = table_of(args)
+        initial = None if baseline is None else read_program(baseline, "initial kernel")
+        if initial is not None:
+            noise_checked(initial, spec, "the initial kernel")
+        check_depth(spec)
+        exact = check_spec_ranges(spec, strict=args.strict_ranges)
+    options = Options(
+        table=table,
+        max_components=args.max_components,
+        width=args.width,
+        goal=Objective(args.objective),
+        engine=Engine(args.engine),
+    )
+    progress(args.quiet or args.json, guard.start)
+    try:
+        with guard.work("synthesizing", graceful=True):
+            result = synthesize(spec, budget=guard.budget, options=options, initial=initial)
+    except SynthesisError as e:
+        if guard.budget.cancelled:
+            say(str(e))
+            return EXIT_INTERRUPTED
+        raise Failure(str(e)) from None
+    except NoiseBudgetExceeded as e:
+        # synthesize() raises this without the kernel it found, so there is none to show;
+        # the initial kernel was checked above and is not the one.
+        raise noise_failure(e, None, "the kernel found") from None
+    result = _memory_honest(result, guard)
+    check_kernel_ranges(spec, result.program, strict=args.strict_ranges, output_exact=exact)
+    if args.output:
+        _write(args, result, spec, table)
+    print(json.dumps(result.to_json(), indent=2) if args.json else summary(result))
+    return EXIT_INTERRUPTED if guard.budget.cancelled else EXIT_OK
+
+
+def _memory_honest(result: SynthesisResult, guard: Guard) -> SynthesisResult:
+    """``result``, not claimed optimal if memory came close to the limit: there the solver
+    may have answered "unknown" for want of memory, which looks like a finished search."""
+    peak = peak_memory()
+    limit = guard.max_memory
+    if not result.optimal or peak is None or limit is None:
+        return result
+    if peak < limit - limit // MEMORY_MARGIN:
+        return result
+    return replace(
+        result,
+        optimal=False,
+        optimal_scope="not proven: memory came close to --max-memory, where the solver may "
+        "have given up",
+    )
+
+
+def _write(args: argparse.Namespace, result: SynthesisResult, spec: Spec, table: CostTable) -> None:
+    """Write the kernel to ``-o``; an interrupted search keeps an existing file unless
+    ``--force``, and replacing a file with a kernel not proven optimal is said."""
+    path = args.output
+    existed = os.path.exists(path)
+    if existed and result.stopped == "interrupted" and not args.force:
+        say(
+            f"interrupted: kept the existing {path}; the kernel printed is not proven optimal "
+            "(--force replaces the file with it)"
+        )
+        return
+    write_atomically(path, _text(args, result.program, spec, table))
+    note = "" if result.optimal else f" (a kernel not proven optimal: {result.optimal_scope})"
+    say(f"{'replaced' if existed else 'wrote'} {path}{note}")
+
+
+def _text(args: argparse.Namespace, program: Program, spec: Spec, table: CostTable) -> str:
+    if args.emit != "python":
+        return format_program(program)
+    from porcupine.backend import emit_python
+
+    return emit_python(program, spec, table)

@@ -1,0 +1,178 @@
+"""Bounded commands: Ctrl-C (a real SIGINT to a real process), ``--timeout`` over the whole
+command, and ``--max-memory``.
+
+The interrupted searches need a search that is still running when the signal comes: the
+spec below takes minutes at sketch size 5 (one long solver call), so the signal is sent a
+few seconds after the search reports that size. Should the search ever finish it quickly,
+``_interrupted`` fails saying so, and the spec needs to be harder.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_cli import NOISY_SPEC, ROOT, assert_clean, porcupine
+
+SLOW_SPEC = """spec slow
+param n = 16
+slots n
+input x: ct vector(n)
+output y[i]: vector(n) = 3 * x[i] + 5 * x[i+1] + 7 * x[i+2] + 11 * x[i+3] + 13 * x[i+5]
+    where i < n - 5
+"""
+
+SLOW_KERNEL = """kernel slow(x: ct) {
+    c3 = const(3)
+    c5 = const(5)
+    c7 = const(7)
+    c11 = const(11)
+    c13 = const(13)
+    a = mul(x, c3)
+    r1 = rot(x, 1)
+    b = mul(r1, c5)
+    r2 = rot(x, 2)
+    c = mul(r2, c7)
+    r3 = rot(x, 3)
+    d = mul(r3, c11)
+    r5 = rot(x, 5)
+    e = mul(r5, c13)
+    s1 = add(a, b)
+    s2 = add(s1, c)
+    s3 = add(s2, d)
+    s4 = add(s3, e)
+    return s4
+}
+"""
+
+# The same stencil as the first step of a two-step spec.
+STAGED_SPEC = (
+    SLOW_SPEC.replace("spec slow", "spec staged").replace("output y[i]", "stage s[i]")
+    + "output y[i]: vector(n) = s[i] * s[i] where i < n - 5\n"
+)
+
+TIMEOUT = "300"  # far longer than any test here waits: what ends these runs is the signal
+
+
+def _interrupted(
+    tmp_path: Path, spec: str, *args: str, after: str = "L=5: searching"
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run ``synth`` on ``spec``, send SIGINT a few seconds after stderr shows ``after``,
+    and return what the run printed and how long it took to end after the signal."""
+    path = tmp_path / "spec.spec"
+    path.write_text(spec)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "porcupine.cli", "synth", str(path), "--timeout", TIMEOUT, *args],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if after in line:
+            break
+    else:
+        pytest.fail(f"the search ended before {after!r}; the test needs a harder spec")
+    time.sleep(3)  # into the solver call of that size
+    assert proc.poll() is None, "the search finished before the signal: use a harder spec"
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    stdout, stderr = proc.communicate(timeout=60)
+    took = time.monotonic() - sent
+    return subprocess.CompletedProcess(
+        proc.args, proc.returncode, stdout, "".join(lines) + stderr
+    ), took
+
+
+def test_ctrl_c_prints_the_best_kernel_as_interrupted_and_keeps_the_output(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "slow.quill").write_text(SLOW_KERNEL)
+    target = tmp_path / "out.quill"
+    target.write_text("a kernel from an earlier run\n")
+    out, took = _interrupted(tmp_path, SLOW_SPEC, "--initial", "slow.quill", "-o", "out.quill")
+    assert_clean(out, 130, "kept the existing out.quill")
+    assert out.stdout.startswith("# INTERRUPTED: the best verified kernel so far")
+    assert "kernel slow(x: ct)" in out.stdout and "optimal: false" in out.stdout
+    assert "search interrupted before a proof" in out.stdout
+    assert target.read_text() == "a kernel from an earlier run\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.quill", "slow.quill", "spec.spec"]
+    assert took < 60  # it ended on the signal, not on its 300 s timeout
+
+
+def test_ctrl_c_with_force_replaces_the_output(tmp_path: Path) -> None:
+    (tmp_path / "slow.quill").write_text(SLOW_KERNEL)
+    target = tmp_path / "out.quill"
+    target.write_text("old\n")
+    out, _ = _interrupted(
+        tmp_path, SLOW_SPEC, "--initial", "slow.quill", "-o", "out.quill", "--force"
+    )
+    assert_clean(out, 130, "replaced out.quill")
+    assert "# INTERRUPTED" in out.stdout and "optimal: false" in out.stdout
+    assert target.read_text().startswith("kernel slow(x: ct)")
+
+
+def test_ctrl_c_stops_a_multi_step_spec_without_its_other_steps(tmp_path: Path) -> None:
+    out, took = _interrupted(tmp_path, STAGED_SPEC, "-o", "out.quill", after="L=3: searching")
+    assert_clean(out, 130, "interrupted before a verified kernel was found")
+    assert "step y" not in out.stderr  # the second step never started
+    assert out.stdout == "" and not (tmp_path / "out.quill").exists()
+    assert took < 60
+
+
+def test_the_timeout_covers_work_that_cannot_look_at_the_clock(tmp_path: Path) -> None:
+    # Sketch size 6 of this spec spends minutes building solver queries in Python, which
+    # never look at the deadline: the command is stopped from outside all the same.
+    spec = tmp_path / "noisy.spec"
+    spec.write_text(NOISY_SPEC)
+    out = porcupine("synth", str(spec), "--timeout", "8", timeout=120)
+    assert_clean(out, 1, "--timeout 8 s reached while synthesizing")
+
+
+def test_the_timeout_covers_checking_a_kernel(tmp_path: Path) -> None:
+    spec, kernel = _hog(tmp_path)
+    out = porcupine("check", kernel, "--spec", spec, "--timeout", "3", timeout=120)
+    assert_clean(out, 1, "--timeout 3 s reached while checking the kernel against the spec")
+
+
+def _hog(tmp_path: Path) -> tuple[str, str]:
+    """A spec whose exact polynomial has about 10^10 terms (minutes and gigabytes to
+    expand), and a kernel for its inputs."""
+    spec, kernel = tmp_path / "hog.spec", tmp_path / "hog.quill"
+    spec.write_text(
+        "spec hog\nparam n = 64\nslots n\ninput x: ct vector(n)\n"
+        "output y: scalar = (sum(k in 0..n) x[k])^8\n"
+    )
+    kernel.write_text("kernel hog(x: ct) {\n y = add(x, x)\n return y\n}\n")
+    return str(spec), str(kernel)
+
+
+def test_running_out_of_memory_ends_with_a_message(tmp_path: Path) -> None:
+    spec, _ = _hog(tmp_path)
+    out = porcupine("synth", spec, "--max-memory", "512M", "--timeout", "120", timeout=300)
+    assert_clean(out, 1, "out of memory while synthesizing: the limit is --max-memory 512M")
+
+
+def test_interrupting_a_check_exits_130(tmp_path: Path) -> None:
+    spec, kernel = _hog(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "porcupine.cli", "check", kernel, "--spec", spec],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(4)  # imports done, deep in expanding the spec's polynomial
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    assert_clean(out, 130, "interrupted while checking the kernel against the spec")
