@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import math
 
-from porcupine.restrictions import Restrictions, centred
+from porcupine.restrictions import Restrictions
 from quill.algebra import NormRing
 from quill.cost import Measures, Objective, rank, rotation_group_us
 from quill.ops import OPS, apply_scalar
+from quill.ranges import residue
 from quill.verify import Reference
 
 
@@ -51,7 +52,7 @@ def coefficient_bound(restrictions: Restrictions, components: int) -> int:
 
 def spec_norm(ref: Reference) -> int:
     """The largest L1 norm (centred integer coefficients) of the spec's slot polynomials."""
-    return max((sum(abs(centred(c)) for c in p.values()) for p in ref.polys.values()), default=0)
+    return max((sum(abs(residue(c)) for c in p.values()) for p in ref.polys.values()), default=0)
 
 
 def min_rotations(ref: Reference) -> int:

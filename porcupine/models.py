@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import z3
 
 from quill.algebra import ScalarRing
+from quill.ranges import residue
 from quill.slots import T
 
 Term = Any  # a Z3 expression, or a Python int/bool standing for a constant one
@@ -224,8 +225,7 @@ class ExactModel:
         centred and reduced to the narrow width)."""
         out = []
         for m in got.keys() | want.keys():
-            c = want.get(m, 0)
-            c = c - T if c > T // 2 else c
+            c = residue(want.get(m, 0))
             g = got.get(m, 0)
             if isinstance(g, int):
                 if (g - c) & self.bv.mask:

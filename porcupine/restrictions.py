@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from quill.ops import Opcode
-from quill.slots import T, normalize_amount
+from quill.ranges import residue
+from quill.slots import normalize_amount
 from quill.verify import Reference
 
 MAX_DERIVED_ROTATIONS = 12
@@ -35,11 +36,6 @@ class Restrictions:
         return f"ops {{{ops}}}; rotations {{{rots}}}; depth <= {self.max_depth}{consts}"
 
 
-def centred(c: int) -> int:
-    """A coefficient mod T as the integer of least magnitude."""
-    return c - T if c > T // 2 else c
-
-
 def derive(ref: Reference) -> Restrictions:
     """The restrictions for a spec: derived from its reference, overridden by its hints."""
     spec, hints = ref.spec, ref.spec.hints
@@ -54,17 +50,19 @@ def derive(ref: Reference) -> Restrictions:
     return Restrictions(tuple(ops), rotations, tuple(constants), depth, degree)
 
 
-MAX_DERIVED_CONSTANTS = 4
+MAX_DERIVED_CONSTANTS = 6
 """More literals than this (a formula weighting by its index, say) are not all offered."""
 
 
 def derive_constants(ref: Reference) -> tuple[int, ...]:
     """The magnitudes of the constants the spec's formula is written with, other than 0 and
-    1 (a kernel scales by them or adds them), smallest first. Coefficients that only arise
-    from expanding the formula, like the 2 of (a - b)^2, are not offered: the formula's own
-    shape is the better guide."""
-    found = sorted({abs(centred(c % T)) for c in ref.spec.literals()} - {0, 1})
-    return tuple(found[:MAX_DERIVED_CONSTANTS])
+    1 (a kernel scales by them or adds them), and of its constant terms, smallest first.
+    Coefficients that only arise from expanding the formula, like the 2 of (a - b)^2, are
+    not offered: the formula's own shape is the better guide."""
+    found = {abs(residue(c)) for c in ref.spec.literals()} - {0, 1}
+    # A constant term is added as it is, 1 included (3x^3 + 2x^2 + x + 1 ends in + 1).
+    found |= {abs(residue(p[()])) for p in ref.polys.values() if () in p}
+    return tuple(sorted(found)[:MAX_DERIVED_CONSTANTS])
 
 
 def derive_ops(ref: Reference, degree: int, constants: tuple[int, ...]) -> list[Opcode]:

@@ -40,6 +40,7 @@ from quill.ir import Program
 from quill.noise import RING_DIM
 from quill.slots import T
 from quill.spec import Spec
+from quill.stats import counts
 from quill.verify import Reference, reference, verify
 
 log = logging.getLogger("porcupine.search")
@@ -140,7 +141,10 @@ def search(
     )
     st = _State(ref, space, ring_dim, row, options, budget, refiner)
     if initial is not None:
-        st.best = Found(initial, objective(initial, ring_dim, options.table, options.goal), 0)
+        rank = objective(initial, ring_dim, options.table, options.goal)
+        c = counts(initial)
+        st.best = Found(initial, rank, c.instructions - c.rotations)
+        st.first_size = st.best.components  # a kernel of that size exists
         log.info("initial bound from %s: %s", initial.name, _describe(initial, st))
     log.info(
         "sketch: %s; %s engine, %d-bit",
@@ -174,7 +178,7 @@ def search(
             break
     stopped = budget.stop_reason()
     if stopped is None:
-        _polish_keys(st)
+        _polish_keys(st, initial)
     last = max(st.exhausted, default=0)
     optimal = st.best is not None and stopped is None and sound
     sketch = f"in the sketch ({restrictions.describe()})"
@@ -278,11 +282,11 @@ POLISH_SECONDS = 5.0
 """How long the search looks for fewer rotation keys at the optimal rank."""
 
 
-def _polish_keys(st: _State) -> None:
+def _polish_keys(st: _State, initial: Program | None) -> None:
     """Among kernels of the best kernel's size and rank, look for fewer rotation keys
     (a tie-break, so only within :data:`POLISH_SECONDS`)."""
     best = st.best
-    if best is None or best.components == 0:
+    if best is None or best.program is initial:
         return
     keys = measures(best.program, st.ring_dim, st.options.table).keys
     enc = SketchEncoding(st.space, best.components, st.row, st.options.goal, st.options.seed)

@@ -4,19 +4,24 @@ A single-stage spec goes straight to the sketch search (:mod:`porcupine.search`)
 multi-step spec (with ``stage`` definitions) is synthesized step by step, each stage against
 the slots later steps read, then the last step over the stages as inputs; the stages are
 inlined, common subexpressions merged, and the whole kernel verified against the full spec.
-A spec of more than :data:`DIRECT_SLOTS` slots is synthesized at its default size and
-lifted (:mod:`porcupine.scale`), then verified at its own size. Nothing unverified leaves
+A spec whose smallest instance has the same formula (:mod:`porcupine.instances`) is
+synthesized there and lifted (:mod:`porcupine.scale`), then verified at its own size; a
+flat formula with products of compound factors goes through automatic stages
+(:mod:`porcupine.decompose`). Nothing unverified leaves
 this module; progress goes to the ``porcupine`` logger.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from porcupine.budget import Budget
+from porcupine.decompose import decompose
+from porcupine.instances import elementwise, smallest_instance
 from porcupine.scale import LiftError, lift
 from porcupine.search import Engine, Found, Options, SearchResult, search
 from quill.cost import Measures, measures, objective
@@ -41,7 +46,8 @@ __all__ = [
 log = logging.getLogger("porcupine")
 
 DIRECT_SLOTS = 64
-"""Specs with more slots are synthesized at their default size and lifted (porcupine.scale)."""
+"""Past this many slots, a search at the spec's own size is hopeless: such specs are
+synthesized at a smaller instance (:mod:`porcupine.instances`) and lifted."""
 
 
 class SynthesisError(Exception):
@@ -155,15 +161,32 @@ def synthesize(
     start = time.monotonic()
     if initial is not None and not verify(initial, spec).ok:
         raise SynthesisError(f"the initial kernel {initial.name} is not equal to {spec.name}")
-    if spec.n > DIRECT_SLOTS and spec.at().n < spec.n:
-        partial = _lifted(spec, budget, options)
-    elif spec.stages:
-        partial = _multi_step(spec, budget, options)
-    else:
-        partial = _from_search(spec, search(spec, budget, options, initial), budget, initial)
+    try:
+        small = smallest_instance(spec)
+        partial = None if small is None else _lifted(spec, small, budget, options)
+        if partial is None:
+            partial = _at_size(spec, budget, options, initial)
+    except SynthesisError:
+        if initial is None or not budget.over:
+            raise
+        log.info("%s: stopped before a kernel was found; keeping the initial kernel", spec.name)
+        partial = _Partial(
+            initial, False, f"search {budget.stop_reason()} before a proof", "initial", 0, "",
+            0, 0, budget.stop_reason(),
+        )  # fmt: skip
     if initial is not None and partial.program is not initial:
         partial = _no_worse_than(partial, initial, spec, options)
     return _result(spec, options, partial, start)
+
+
+def _at_size(spec: Spec, budget: Budget, options: Options, initial: Program | None) -> _Partial:
+    """Synthesize ``spec`` at its own size: by its stages, by automatic ones, or whole."""
+    if spec.stages:
+        return _multi_step(spec, budget, options)
+    staged = decompose(spec)
+    if staged is not None:
+        return _decomposed(spec, staged, budget, options, initial)
+    return _from_search(spec, search(spec, budget, options, initial), budget, initial)
 
 
 def _from_search(
@@ -180,10 +203,7 @@ def _from_search(
 
 def _no_worse_than(partial: _Partial, initial: Program, spec: Spec, options: Options) -> _Partial:
     """``partial``, or the (verified) initial kernel when that is cheaper."""
-    ring = parameters(partial.program, spec.n).ring_dim
-    if objective(initial, ring, options.table, options.goal) < objective(
-        partial.program, ring, options.table, options.goal
-    ):
+    if _cheaper(initial, partial.program, spec, options):
         log.info("the initial kernel %s is cheaper than the one found; keeping it", initial.name)
         return _Partial(
             initial, False, "not proven", "initial", 0, partial.restrictions,
@@ -268,24 +288,70 @@ def _multi_step(spec: Spec, budget: Budget, options: Options) -> _Partial:
     )  # fmt: skip
 
 
-def _lifted(spec: Spec, budget: Budget, options: Options) -> _Partial:
-    """Synthesize at the spec's default size, lift to ``spec``'s size, verify there."""
-    small = spec.at()
+DIRECT_COMPONENTS = 6
+"""A flat spec whose staged kernel has at most this many components is also searched
+whole, seeded with that kernel: small enough for a proof, and cheaper kernels may cross
+the stages (Roberts cross: 5 components)."""
+
+
+def _decomposed(
+    spec: Spec, staged: Spec, budget: Budget, options: Options, initial: Program | None
+) -> _Partial:
+    """Synthesize ``spec`` through its automatic stages; when the kernel is small, search
+    the flat spec too, seeded with it, for a cheaper kernel or a proof."""
+    log.info(
+        "%s: synthesizing through automatic stages %s", spec.name, [s.name for s in staged.stages]
+    )
+    partial = _multi_step(staged, budget, options)
+    if not verify(partial.program, spec).ok:  # the stages are checked equal; this guards it
+        raise SynthesisError(f"{spec.name}: the staged kernel does not compute the spec")
+    if partial.components > DIRECT_COMPONENTS or budget.over:
+        return partial
+    log.info("%s: searching the whole formula below the staged kernel", spec.name)
+    seed = (
+        initial
+        if initial is not None and _cheaper(initial, partial.program, spec, options)
+        else partial.program
+    )
+    found = search(spec, budget, options, seed)
+    whole = _from_search(spec, found, budget, seed)
+    if whole.program is partial.program:
+        return dataclasses.replace(whole, source="synthesized", stages=partial.stages)
+    return whole
+
+
+def _cheaper(a: Program, b: Program, spec: Spec, options: Options) -> bool:
+    """Whether ``a`` ranks below ``b`` (priced at the ring dimension ``b`` needs)."""
+    ring = parameters(b, spec.n).ring_dim
+    return objective(a, ring, options.table, options.goal) < objective(
+        b, ring, options.table, options.goal
+    )
+
+
+def _lifted(spec: Spec, small: Spec, budget: Budget, options: Options) -> _Partial | None:
+    """Synthesize ``small``, lift the kernel to ``spec``'s size and verify it there;
+    ``None`` when it does not lift or is wrong at that size (then ``spec`` is synthesized
+    at its own size)."""
     sizes = ", ".join(f"{k}={v}" for k, v in small.params)
-    log.info("%d slots: synthesizing at the default size (%s) and lifting", spec.n, sizes)
+    log.info("%s: synthesizing at %s (%d slots) and lifting to %d slots", spec.name, sizes,
+             small.n, spec.n)  # fmt: skip
     found = synthesize(small, budget=budget, options=options)
     try:
         program = lift(found.program, small, spec)
     except LiftError as e:
-        raise SynthesisError(f"{spec.name}: the kernel found at {sizes} does not lift: {e}") from e
-    log.info("lifted to %d slots; verifying exactly", spec.n)
+        log.info("%s: the kernel found at %s does not lift (%s)", spec.name, sizes, e)
+        return None
     if not verify(program, spec).ok:
-        raise SynthesisError(
-            f"{spec.name}: the kernel found at {sizes} is not correct at {spec.n} slots; "
-            "synthesize at a size closer to the target (--param)"
-        )
+        log.info("%s: the kernel found at %s is wrong at %d slots", spec.name, sizes, spec.n)
+        return None
     scope = f"lifted from the {sizes} instance ({found.optimal_scope})"
+    # An elementwise kernel is optimal at every size once it is at one: on inputs that
+    # repeat with the small period, any kernel for the big size runs as a kernel for the
+    # small one (rotations taken mod its size), no dearer, so none is cheaper than this.
+    optimal = found.optimal and elementwise(spec) and counts(program).rotations == 0
+    if optimal:
+        scope = f"{found.optimal_scope}, at {sizes}; an elementwise kernel is optimal at every size"
     return _Partial(
-        program, False, scope, "lifted", found.components, found.restrictions,
+        program, optimal, scope, "lifted", found.components, found.restrictions,
         found.candidates, found.counterexamples, found.stopped, found.stages,
     )  # fmt: skip

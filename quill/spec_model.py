@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -185,6 +185,42 @@ class Unrolled:
     reads: Mapping[str, frozenset[str]]  # definition -> inputs and stages its expr names
 
 
+class _LazyStages(Mapping[str, Mapping[int, Any]]):
+    """Stage values computed on first read (for evaluating a few output slots only)."""
+
+    def __init__(self, terms: Mapping[str, Mapping[int, Term]]) -> None:
+        self.terms = terms
+        self.ev: Callable[[Term], Any] | None = None
+        self.memo: dict[str, dict[int, Any]] = {}
+
+    def __getitem__(self, name: str) -> Mapping[int, Any]:
+        return _LazyStage(self, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.terms)
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+
+class _LazyStage(Mapping[int, Any]):
+    def __init__(self, stages: _LazyStages, name: str) -> None:
+        self.stages, self.name = stages, name
+        self.memo = stages.memo.setdefault(name, {})
+
+    def __getitem__(self, slot: int) -> Any:
+        if slot not in self.memo:
+            assert self.stages.ev is not None
+            self.memo[slot] = self.stages.ev(self.stages.terms[self.name][slot])
+        return self.memo[slot]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.stages.terms[self.name])
+
+    def __len__(self) -> int:
+        return len(self.stages.terms[self.name])
+
+
 @dataclass(frozen=True)
 class Spec:
     """An instantiated kernel spec: params resolved, every check passed.
@@ -231,9 +267,15 @@ class Spec:
         """The output slots that matter, ascending; every other slot is don't-care."""
         return self.output.slots()
 
-    def evaluate(self, ring: ScalarRing[S], inputs: Mapping[str, Sequence[S]]) -> dict[int, S]:
-        """The reference value at every output slot that matters, computed in ``ring`` from
-        one length-``n`` slot vector of ring elements per input."""
+    def evaluate(
+        self,
+        ring: ScalarRing[S],
+        inputs: Mapping[str, Sequence[S]],
+        slots: Iterable[int] | None = None,
+    ) -> dict[int, S]:
+        """The reference value at every output slot that matters (or at ``slots`` only),
+        computed in ``ring`` from one length-``n`` slot vector of ring elements per input.
+        With ``slots``, stages are evaluated only where those slots read them."""
         for decl in self.inputs:
             if decl.name not in inputs:
                 raise KeyError(f"no value given for input {decl.name!r} of spec {self.name}")
@@ -242,12 +284,18 @@ class Spec:
                     f"input {decl.name!r} has {len(inputs[decl.name])} slots, expected {self.n}"
                 )
         u = self._unrolled
+        output = u.terms[self.output.name]
+        if slots is not None:
+            stages = _LazyStages(u.terms)
+            ev = evaluator(ring, inputs, stages)
+            stages.ev = ev
+            return {slot: ev(output[slot]) for slot in slots}
         stage_values: dict[str, dict[int, S]] = {}
         ev = evaluator(ring, inputs, stage_values)
         for name in u.order:
             terms = u.terms[name]
             stage_values[name] = {slot: ev(terms[slot]) for slot in u.demand[name]}
-        return {slot: ev(term) for slot, term in u.terms[self.output.name].items()}
+        return {slot: ev(term) for slot, term in output.items()}
 
     def literals(self) -> frozenset[int]:
         """The integer constants the output's formula and the stages it reads are written

@@ -2,7 +2,7 @@
 command, and ``--max-memory``.
 
 The interrupted searches need a search that is still running when the signal comes: the
-spec below takes minutes at sketch size 5 (one long solver call), so the signal is sent a
+spec below takes minutes at sketch size 4 (long solver calls), so the signal is sent a
 few seconds after the search reports that size. Should the search ever finish it quickly,
 ``_interrupted`` fails saying so, and the spec needs to be harder.
 """
@@ -59,7 +59,7 @@ TIMEOUT = "300"  # far longer than any test here waits: what ends these runs is 
 
 
 def _interrupted(
-    tmp_path: Path, spec: str, *args: str, after: str = "L=5: searching"
+    tmp_path: Path, spec: str, *args: str, after: str = "L=4: searching"
 ) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run ``synth`` on ``spec``, send SIGINT a few seconds after stderr shows ``after``,
     and return what the run printed and how long it took to end after the signal."""
@@ -131,10 +131,18 @@ def test_ctrl_c_stops_a_multi_step_spec_without_its_other_steps(tmp_path: Path) 
 def test_the_timeout_covers_work_that_cannot_look_at_the_clock(tmp_path: Path) -> None:
     # Sketch size 6 of this spec spends minutes building solver queries in Python, which
     # never look at the deadline: the command is stopped from outside all the same.
+    # Which stops it depends on the machine's speed: the watchdog in the middle of building
+    # a query, or the search itself between queries. Either way it ends near the deadline.
     spec = tmp_path / "noisy.spec"
     spec.write_text(NOISY_SPEC)
+    start = time.monotonic()
     out = porcupine("synth", str(spec), "--timeout", "8", timeout=120)
-    assert_clean(out, 1, "--timeout 8 s reached while synthesizing")
+    assert time.monotonic() - start < 30
+    assert_clean(out, 1)
+    assert (
+        "--timeout 8 s reached while synthesizing" in out.stderr
+        or "no verified kernel within the timeout" in out.stderr
+    )
 
 
 def test_the_timeout_covers_checking_a_kernel(tmp_path: Path) -> None:

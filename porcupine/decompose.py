@@ -1,0 +1,464 @@
+"""Automatic stages: Porcupine's multi-step idea without user-written ``stage`` lines.
+
+A flat formula such as Roberts cross, ``(x[i][j] - x[i+1][j+1])^2 + (x[i+1][j] -
+x[i][j+1])^2``, is too big for one search but falls apart at its ciphertext products:
+each factor of a ct*ct product that is not a plain read becomes a stage, and the output
+reads the stages. Factors that are the same formula shifted by a few pixels (the gradient
+at four neighbours, as in Harris) become one stage read at four offsets: stages are found
+up to translation, on the exact polynomials of the spec's unrolled terms.
+
+It works bottom-up in rounds: a round makes stages of the factors whose own products, if
+any, multiply only reads, and rewrites every subterm equal to a stage (anywhere, at any
+offset) as a read of it, so a later factor such as ``sxx + syy`` reads earlier stages
+instead of recomputing them. The result is an ordinary staged spec (built from syntax, so
+the multi-step synthesizer takes it as it takes a user's) whose reference is checked equal
+to the flat spec's, polynomial by polynomial, before it is used.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from quill.errors import QuillError
+from quill.poly import Poly, PolyRing
+from quill.ranges import residue
+from quill.slots import T
+from quill.spec import Spec
+from quill.spec_ast import (
+    BinOp,
+    Comparison,
+    Decl,
+    DefinitionAst,
+    Expr,
+    Name,
+    Neg,
+    Num,
+    Pow,
+    Read,
+    SpecFile,
+)
+from quill.spec_eval import (
+    Add,
+    Const,
+    InputSlot,
+    Mul,
+    Negate,
+    Power,
+    StageSlot,
+    Sub,
+    Term,
+)
+from quill.spec_resolve import instantiate
+from quill.verify import reference
+
+log = logging.getLogger("porcupine.decompose")
+
+Position = tuple[int, ...]  # a slot as layout coordinates: (row, column) or (index,)
+Variable = tuple[str, Position]  # (source, offset from the anchor)
+Key = tuple[tuple[tuple[Variable, ...], int], ...]  # a polynomial up to translation
+
+MAX_ROUNDS = 4
+
+
+@dataclass(frozen=True)
+class _Stage:
+    name: str
+    key: Key
+    anchor: Position  # the offset (from the output slot) where the stage is read unshifted
+
+
+class _Layout:
+    """Slots as coordinates of the spec's (one) layout shape."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def position(self, slot: int) -> Position:
+        if len(self.shape) == 2:
+            return divmod(slot, self.shape[1])
+        return (slot,)
+
+    def slot(self, position: Position) -> int:
+        return position[0] * self.shape[1] + position[1] if len(self.shape) == 2 else position[0]
+
+
+def decompose(spec: Spec) -> Spec | None:
+    """``spec`` with automatic stages, or ``None`` when it has stages already, no ct*ct
+    product of a compound factor, or a shape this does not cover."""
+    if spec.stages or spec.output.layout.kind == "scalar":
+        return None
+    shapes = {d.layout.shape for d in spec.inputs} | {spec.output.layout.shape}
+    if len(shapes) != 1:
+        return None
+    layout = _Layout(spec.output.layout.shape)
+    slots = spec.output_slots()
+    s0 = slots[len(slots) // 2]
+    term = spec._unrolled.terms[spec.output.name][s0]
+    cts = {d.name for d in spec.inputs if d.kind.value == "ct"}
+    stages: list[_Stage] = []
+    taken = {d.name for d in spec.inputs} | {spec.output.name} | {k for k, _ in spec.params}
+    prefix = next(
+        p for p in ("s", "stage", "auto_stage") if not any(n.startswith(p) for n in taken)
+    )
+    for _ in range(MAX_ROUNDS):
+        made = _round(term, s0, layout, cts, stages, prefix)
+        if not made:
+            break
+        stages += made
+        term = _substitute(term, s0, layout, stages)
+    if not stages:
+        return None
+    try:
+        staged = instantiate(_staged_file(spec, term, s0, layout, stages), dict(spec.params))
+    except QuillError as e:
+        log.info("no automatic stages: %s", e)
+        return None
+    if reference(staged).polys != reference(spec).polys:
+        log.info("no automatic stages: the staged formula is not the flat one everywhere")
+        return None
+    log.info("automatic stages: %s", ", ".join(s.name for s in stages))
+    return staged
+
+
+# --- finding factors ------------------------------------------------------------------------
+
+
+def _leaves(t: Term) -> Iterator[Term]:
+    todo = [t]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, (InputSlot, StageSlot)):
+            yield x
+        elif isinstance(x, Add):
+            todo.extend(x.parts)
+        elif isinstance(x, (Sub, Mul)):
+            todo += (x.left, x.right)
+        elif isinstance(x, Negate):
+            todo.append(x.operand)
+        elif isinstance(x, Power):
+            todo.append(x.base)
+
+
+def _is_ct(t: Term, cts: set[str], staged: set[str]) -> bool:
+    return any(
+        (isinstance(x, InputSlot) and x.name in cts)
+        or (isinstance(x, StageSlot) and x.name in staged)
+        for x in _leaves(t)
+    )
+
+
+def _products(t: Term, cts: set[str], staged: set[str]) -> Iterator[tuple[Term, ...]]:
+    """The factors of every ct*ct product in ``t``."""
+    todo = [t]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, Mul):
+            if _is_ct(x.left, cts, staged) and _is_ct(x.right, cts, staged):
+                yield (x.left, x.right)
+            todo += (x.left, x.right)
+        elif isinstance(x, Power):
+            if x.exponent >= 2 and _is_ct(x.base, cts, staged):
+                yield (x.base,)
+            todo.append(x.base)
+        elif isinstance(x, Add):
+            todo.extend(x.parts)
+        elif isinstance(x, Sub):
+            todo += (x.left, x.right)
+        elif isinstance(x, Negate):
+            todo.append(x.operand)
+
+
+def _compound(t: Term) -> bool:
+    return not isinstance(t, (InputSlot, StageSlot, Const))
+
+
+def _proper_compounds(t: Term) -> Iterator[Term]:
+    """The compound subterms of ``t`` other than ``t`` itself."""
+    todo = list(_children(t))
+    while todo:
+        x = todo.pop()
+        if _compound(x):
+            yield x
+            todo.extend(_children(x))
+
+
+def _children(t: Term) -> tuple[Term, ...]:
+    if isinstance(t, Add):
+        return t.parts
+    if isinstance(t, (Sub, Mul)):
+        return (t.left, t.right)
+    if isinstance(t, Negate):
+        return (t.operand,)
+    if isinstance(t, Power):
+        return (t.base,)
+    return ()
+
+
+def _round(
+    term: Term, s0: int, layout: _Layout, cts: set[str], stages: list[_Stage], prefix: str
+) -> list[_Stage]:
+    """New stages: the compound factors whose own products multiply only reads, except
+    those that contain another such factor (``sxx + syy`` waits for the round after
+    ``sxx`` and ``syy`` are stages, and then reads them)."""
+    staged = {s.name for s in stages}
+    factors: list[tuple[Term, Key, Position]] = []
+    for product in _products(term, cts, staged):
+        for f in product:
+            inner = [g for p in _products(f, cts, staged) for g in p]
+            if _compound(f) and not any(_compound(g) for g in inner):
+                factors.append((f, *_canonical(f, s0, layout)))
+    keys = {key for _, key, _ in factors}
+    found: dict[Key, list[Position]] = {}
+    for f, key, shift in factors:
+        if not any(_canonical(g, s0, layout)[0] in keys for g in _proper_compounds(f)):
+            found.setdefault(key, []).append(shift)
+    made: list[_Stage] = []
+    for key, shifts in found.items():
+        anchor = Counter(shifts).most_common(1)[0][0]  # read most often unshifted
+        made.append(_Stage(f"{prefix}{len(stages) + len(made) + 1}", key, anchor))
+    return made
+
+
+# --- polynomials up to translation ------------------------------------------------------------
+
+
+class _Vars:
+    """Leaves as polynomial variables."""
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple[str, int], int] = {}
+        self.leaves: list[tuple[str, int]] = []
+
+    def var(self, name: str, slot: int) -> Poly:
+        key = (name, slot)
+        if key not in self.ids:
+            self.ids[key] = len(self.leaves)
+            self.leaves.append(key)
+        return {(self.ids[key],): 1}
+
+
+def _polynomial(t: Term, variables: _Vars) -> Poly:
+    ring = PolyRing()
+
+    def ev(x: Term) -> Poly:
+        if isinstance(x, (InputSlot, StageSlot)):
+            return variables.var(x.name, x.slot)
+        if isinstance(x, Const):
+            return ring.const(x.value)
+        if isinstance(x, Add):
+            acc = ev(x.parts[0])
+            for p in x.parts[1:]:
+                acc = ring.add(acc, ev(p))
+            return acc
+        if isinstance(x, Sub):
+            return ring.sub(ev(x.left), ev(x.right))
+        if isinstance(x, Mul):
+            return ring.mul(ev(x.left), ev(x.right))
+        if isinstance(x, Negate):
+            return ring.neg(ev(x.operand))
+        assert isinstance(x, Power)
+        base, out = ev(x.base), ring.const(1)
+        for _ in range(x.exponent):
+            out = ring.mul(out, base)
+        return out
+
+    return ev(t)
+
+
+def _minus(a: Position, b: Position) -> Position:
+    return tuple(x - y for x, y in zip(a, b, strict=True))
+
+
+Placed = dict[tuple[Variable, ...], int]  # a polynomial over (source, offset from s0)
+
+
+def _placed(t: Term, s0: int, layout: _Layout) -> Placed:
+    """``t``'s polynomial, its leaves as offsets from output slot ``s0``."""
+    variables = _Vars()
+    poly = _polynomial(t, variables)
+    origin = layout.position(s0)
+
+    def leaf(v: int) -> Variable:
+        name, slot = variables.leaves[v]
+        return name, _minus(layout.position(slot), origin)
+
+    return {tuple(sorted(leaf(v) for v in m)): c for m, c in poly.items()}
+
+
+def _shifted(p: Placed, by: Position) -> Placed:
+    return {
+        tuple((name, tuple(o + b for o, b in zip(off, by, strict=True))) for name, off in m): c
+        for m, c in p.items()
+    }
+
+
+def _lowest(p: Placed) -> Position:
+    return min(off for m in p for _, off in m)
+
+
+def _canonical(t: Term, s0: int, layout: _Layout) -> tuple[Key, Position]:
+    """``t``'s polynomial with leaves as offsets from its smallest one, and that offset
+    (from output slot ``s0``)."""
+    placed = _placed(t, s0, layout)
+    if not placed:
+        return (), tuple(0 for _ in layout.shape)
+    shift = _lowest(placed)
+    moved = _shifted(placed, tuple(-d for d in shift))
+    return tuple(sorted(moved.items())), shift
+
+
+def _substitute(term: Term, s0: int, layout: _Layout, stages: list[_Stage]) -> Term:
+    """``term`` with every compound subterm equal to a stage (at any offset) replaced by a
+    read of that stage, and so every group of a sum's parts: the unroller flattens
+    ``(a + b) + c`` into one sum, so ``sxx + syy`` arrives as the parts of both."""
+    by_key = {s.key: s for s in stages}
+    origin = layout.position(s0)
+
+    def read(stage: _Stage, shift: Position) -> Term:
+        at = tuple(o + d - a for o, d, a in zip(origin, shift, stage.anchor, strict=True))
+        return StageSlot(stage.name, layout.slot(at))
+
+    def grouped(parts: list[Term]) -> list[Term]:
+        placed = [_placed(p, s0, layout) for p in parts]
+        for stage in sorted(stages, key=lambda st: -len(st.key)):
+            for shift in {_lowest(p) for p in placed if p}:
+                remaining = _shifted(dict(stage.key), shift)
+                chosen = []
+                for i, p in enumerate(placed):
+                    if p and all(remaining.get(m) == c for m, c in p.items()):
+                        chosen.append(i)
+                        for m in p:
+                            del remaining[m]
+                if not remaining and 1 < len(chosen) < len(parts):
+                    rest = [q for i, q in enumerate(parts) if i not in chosen]
+                    return grouped([*rest, read(stage, shift)])
+        return parts
+
+    def go(x: Term) -> Term:
+        if not _compound(x):
+            return x
+        key, shift = _canonical(x, s0, layout)
+        stage = by_key.get(key)
+        if stage is not None:
+            return read(stage, shift)
+        if isinstance(x, Add):
+            parts = grouped([go(p) for p in x.parts])
+            return parts[0] if len(parts) == 1 else Add(tuple(parts))
+        if isinstance(x, Sub):
+            return Sub(go(x.left), go(x.right))
+        if isinstance(x, Mul):
+            return Mul(go(x.left), go(x.right))
+        if isinstance(x, Negate):
+            return Negate(go(x.operand))
+        assert isinstance(x, Power)
+        return Power(go(x.base), x.exponent)
+
+    return go(term)
+
+
+# --- back to syntax ---------------------------------------------------------------------------
+
+
+def _index(var: str, delta: int) -> Expr:
+    if delta == 0:
+        return Name(var)
+    return BinOp("+" if delta > 0 else "-", Name(var), Num(abs(delta)))
+
+
+def _number(c: int) -> Expr:
+    c = residue(c)
+    return Num(c) if c >= 0 else Neg(Num(-c))
+
+
+def _read(name: str, offset: Position, heads: tuple[str, ...]) -> Read:
+    return Read(name, tuple(_index(h, d) for h, d in zip(heads, offset, strict=True)))
+
+
+def _sum(parts: list[Expr]) -> Expr:
+    out = parts[0]
+    for p in parts[1:]:
+        out = BinOp("+", out, p)
+    return out
+
+
+def _key_expr(key: Key, anchor: Position, heads: tuple[str, ...]) -> Expr:
+    """The stage's formula: ``key`` read from ``anchor`` on."""
+    terms: list[Expr] = []
+    for mono, c in key:
+        counts = Counter(mono)
+        factors: list[Expr] = []
+        for (name, offset), k in sorted(counts.items()):
+            read = _read(name, tuple(o + a for o, a in zip(offset, anchor, strict=True)), heads)
+            factors.append(read if k == 1 else Pow(read, k))
+        if c % T != 1 or not factors:
+            factors.insert(0, _number(c))
+        product = factors[0]
+        for f in factors[1:]:
+            product = BinOp("*", product, f)
+        terms.append(product)
+    return _sum(terms)
+
+
+def _term_expr(t: Term, origin: Position, layout: _Layout, heads: tuple[str, ...]) -> Expr:
+    """An unrolled term at output slot ``origin`` as a formula over the head indices."""
+
+    def go(x: Term) -> Expr:
+        if isinstance(x, (InputSlot, StageSlot)):
+            at = layout.position(x.slot)
+            return _read(x.name, tuple(a - o for a, o in zip(at, origin, strict=True)), heads)
+        if isinstance(x, Const):
+            return _number(x.value % T)
+        if isinstance(x, Add):
+            return _sum([go(p) for p in x.parts])
+        if isinstance(x, Sub):
+            return BinOp("-", go(x.left), go(x.right))
+        if isinstance(x, Mul):
+            return BinOp("*", go(x.left), go(x.right))
+        if isinstance(x, Negate):
+            return Neg(go(x.operand))
+        assert isinstance(x, Power)
+        return Pow(go(x.base), x.exponent)
+
+    return go(t)
+
+
+def _box(
+    key: Key, anchor: Position, boxes: Mapping[str, list[range]], shape: tuple[int, ...]
+) -> list[range]:
+    """The positions where every read of the stage stays inside its source's box."""
+    box = [range(0, n) for n in shape]
+    for mono, _ in key:
+        for name, offset in mono:
+            for axis, o in enumerate(offset):
+                d, src = o + anchor[axis], boxes[name][axis]
+                box[axis] = range(
+                    max(box[axis].start, src.start - d), min(box[axis].stop, src.stop - d)
+                )
+    return box
+
+
+def _where(box: list[range], heads: tuple[str, ...]) -> tuple[Comparison, ...]:
+    return tuple(
+        Comparison((Num(r.start), Name(h), Num(r.stop)), ("<=", "<"))
+        for r, h in zip(box, heads, strict=True)
+    )
+
+
+def _staged_file(
+    spec: Spec, term: Term, s0: int, layout: _Layout, stages: list[_Stage]
+) -> SpecFile:
+    source = spec._unrolled.origin.source
+    out = next(d for d in source.decls if isinstance(d, DefinitionAst) and d.role == "output")
+    heads = out.indices
+    boxes = {d.name: [range(0, n) for n in d.layout.shape] for d in spec.inputs}
+    decls: list[Decl] = [d for d in source.decls if not isinstance(d, DefinitionAst)]
+    for s in stages:
+        boxes[s.name] = box = _box(s.key, s.anchor, boxes, layout.shape)
+        formula = _key_expr(s.key, s.anchor, heads)
+        decls.append(DefinitionAst("stage", s.name, heads, out.layout, formula, _where(box, heads)))
+    expr = _term_expr(term, layout.position(s0), layout, heads)
+    decls.append(DefinitionAst("output", out.name, heads, out.layout, expr, out.where))
+    return SpecFile(source.file, source.text, tuple(decls))
