@@ -15,8 +15,8 @@ import math
 
 from porcupine.restrictions import Restrictions
 from quill.algebra import NormRing
-from quill.cost import Measures, Objective, rank, rotation_group_us
-from quill.ops import OPS, apply_scalar
+from quill.cost import Measures, Objective, op_us, rank, rotation_group_us
+from quill.ops import OPS, Opcode, apply_scalar
 from quill.ranges import residue
 from quill.verify import Reference
 
@@ -35,6 +35,10 @@ def coefficient_bound(restrictions: Restrictions, components: int) -> int:
         for d in range(depth + 1):
             for op in restrictions.ops:
                 info = OPS[op]
+                if info.reads is not None and restrictions.window is not None:
+                    # a sum over the window adds that many copies
+                    new[d] = max(new[d], best[d] * restrictions.window)
+                    continue
                 if info.has_amount:
                     continue
                 if info.ct_ct_mult:
@@ -75,7 +79,10 @@ def lower_bound(
     products = math.ceil(math.log2(ref.ct_degree)) if ref.ct_degree > 1 else 0
     relins = 1 if products else 0
     cheapest = min(row[OPS[op].cost] for op in restrictions.ops if not OPS[op].has_amount)
-    latency = components * cheapest + rotation_group_us(rotations, row)
+    moving = rotation_group_us(rotations, row)  # EvalSum rotates inside, as many times or more
+    if restrictions.window is not None:
+        moving = min(moving, op_us(Opcode.SUM, restrictions.window, row))
+    latency = components * cheapest + moving
     latency += products * (row["mul_cc"] - cheapest) + relins * row["relin"]
     measures = Measures(rotations + relins, components + rotations, latency, 1 if rotations else 0)
     return rank(measures, goal)

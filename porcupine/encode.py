@@ -25,8 +25,8 @@ import z3
 from porcupine.budget import Budget
 from porcupine.models import ValueModel
 from porcupine.sketch import Component, Filled, Operand, Space
-from quill.cost import Objective, rotation_group_us
-from quill.ops import OPS, apply_scalar
+from quill.cost import Objective, op_us, rotation_group_us, sum_switches
+from quill.ops import OPS, Opcode, apply_scalar
 
 COUNT_BITS = 8
 LATENCY_BITS = 28  # microseconds: room for minutes
@@ -73,7 +73,10 @@ class SketchEncoding:
         self.L = components
         self.seed = seed
         self.goal = goal
-        self.ops = tuple(op for op in space.restrictions.ops if not OPS[op].has_amount)
+        # Rotations live in the operands; the only op with an amount here is the sum over
+        # the restrictions' window.
+        self.ops = tuple(op for op in space.restrictions.ops if op is not Opcode.ROT)
+        self.window = space.restrictions.window
         self.rots = (0, *space.restrictions.rotations)
         self.n_leaves = len(space.leaves)
         nv = self.n_leaves + components
@@ -213,7 +216,7 @@ class SketchEncoding:
         for k in range(self.L):
             cost = us(0)
             for i, op in enumerate(self.ops):
-                cost = z3.If(self._op[k] == i, us(row[OPS[op].cost]), cost)
+                cost = z3.If(self._op[k] == i, us(op_us(op, self._amount(op), row)), cost)
             lat.append(cost)
         # Rotations: each distinct (value, amount) once; a value's amounts form one group,
         # hoisted when that is cheaper (quill.cost.rotation_group_us).
@@ -238,11 +241,30 @@ class SketchEncoding:
         relins = self._relinearizations()
         lat += [z3.If(r, us(row["relin"]), us(0)) for r in relins]
         latency = z3.Sum(lat)
-        keys = _count([z3.Or(flags) for flags in amounts.values() if flags])
+        # Keys: the rotation amounts used, and the ones an EvalSum needs if there is one.
+        summing = z3.Or([self._is(k, lambda i: i.opcode is Opcode.SUM) for k in range(self.L)])
+        inside = sum_switches(self.window) if self.window else 0
+        sum_keys = set(OPS[Opcode.SUM].rotation_keys(self.window)) if self.window else set()
+        by_value: dict[int, list[Any]] = {}
+        for r, flags in amounts.items():
+            by_value.setdefault(self.rots[r], []).extend(flags)
+        for v in sum_keys:
+            by_value.setdefault(v, []).append(summing)
+        keys = _count([z3.Or(flags) for flags in by_value.values() if flags])
         self.latency, self.keys = latency, keys
         if self.goal is Objective.INSTRUCTIONS:
-            switches = _count(rotated + relins)
-            instructions = _count(rotated) + z3.BitVecVal(self.L, COUNT_BITS)
+            # An EvalSum counts as the rotations and additions it performs (quill.cost).
+            sums = [self._is(k, lambda i: i.opcode is Opcode.SUM) for k in range(self.L)]
+            extra = z3.Sum(
+                [
+                    z3.If(f, z3.BitVecVal(inside, COUNT_BITS), z3.BitVecVal(0, COUNT_BITS))
+                    for f in sums
+                ]
+            )
+            switches = _count(rotated + relins) + extra
+            instructions = (
+                _count(rotated) + z3.BitVecVal(self.L, COUNT_BITS) + 2 * extra - _count(sums)
+            )
             return (switches, instructions)
         return (latency,)
 
@@ -304,12 +326,31 @@ class SketchEncoding:
             else:
                 k = v - self.n_leaves
                 a, b = self._operand(model, k, "a", slot), self._operand(model, k, "b", slot)
-                outs = [apply_scalar(model.ring, op, [a, b][: OPS[op].arity]) for op in self.ops]
+                outs = [
+                    self._total(model, k, slot, op)
+                    if OPS[op].reads is not None
+                    else apply_scalar(model.ring, op, [a, b][: OPS[op].arity])
+                    for op in self.ops
+                ]
                 term = outs[0]
                 for i in range(1, len(outs)):
                     term = model.ite(self._op[k] == i, outs[i], term)
                 self._values[key] = term
         return self._values[key]
+
+    def _amount(self, op: Opcode) -> int | None:
+        return self.window if OPS[op].has_amount else None
+
+    def _total(self, model: ValueModel, k: int, slot: int, op: Opcode) -> Any:
+        """An op that adds up operand slots (the sum over the window) at ``slot``."""
+        reads = OPS[op].reads
+        assert reads is not None and self.window is not None
+        slots = reads(0 if model.slot_invariant else slot, self.window, self.space.n)
+        values = [self._operand(model, k, "a", s) for s in slots]
+        total = values[0]
+        for v in values[1:]:
+            total = model.ring.add(total, v)
+        return total
 
     def result(self, model: ValueModel, slot: int) -> Any:
         """The sketch's result at ``slot`` in ``model``."""
@@ -376,7 +417,7 @@ class SketchEncoding:
             b = None
             if OPS[op].arity == 2:
                 b = Operand(num(self._val["b"][k]), self.rots[num(self._rot["b"][k])])
-            comps.append(Component(op, a, b))
+            comps.append(Component(op, a, b, self._amount(op)))
         return Filled(tuple(comps))
 
     def block(self, filled: Filled) -> Any:

@@ -28,9 +28,12 @@ class Restrictions:
     constants: tuple[int, ...]  # plaintext splat constants available as operands
     max_depth: int  # ct*ct multiplicative depth bound
     ct_degree: int  # degree of the spec in ciphertext variables
+    window: int | None = None  # the amount of the ``sum`` op, when ops offer it
 
     def describe(self) -> str:
-        ops = ", ".join(op.value for op in self.ops)
+        ops = ", ".join(
+            f"{op.value}({self.window})" if op is Opcode.SUM else op.value for op in self.ops
+        )
         rots = ", ".join(str(r) for r in self.rotations)
         consts = f"; constants {list(self.constants)}" if self.constants else ""
         return f"ops {{{ops}}}; rotations {{{rots}}}; depth <= {self.max_depth}{consts}"
@@ -46,8 +49,9 @@ def derive(ref: Reference) -> Restrictions:
         rotations = _normalized(hints.rotations, spec.n)
     else:
         rotations = derive_rotations(ref)
+    window = spec.n if Opcode.SUM in ops else None
     depth = max(0, (degree - 1).bit_length())  # ceil(log2(degree))
-    return Restrictions(tuple(ops), rotations, tuple(constants), depth, degree)
+    return Restrictions(tuple(ops), rotations, tuple(constants), depth, degree, window)
 
 
 MAX_DERIVED_CONSTANTS = 6
@@ -83,7 +87,18 @@ def derive_ops(ref: Reference, degree: int, constants: tuple[int, ...]) -> list[
     plain_terms = any(not any(v in ct for v in m) for m in monomials)
     if plain_terms or (constants and degree >= 2):
         ops += [Opcode.ADD_CP, Opcode.SUB_CP]
+    if reduction(ref):  # the library's EvalSum adds up every slot
+        ops.append(Opcode.SUM)
     return ops
+
+
+def reduction(ref: Reference) -> bool:
+    """Whether a slot that matters reads every element of an input (a full reduction)."""
+    return any(
+        len(found) >= max(4, ref.spec.input(name).layout.size)
+        for slot in ref.polys
+        for name, found in ref.offsets(slot).items()
+    )
 
 
 def _normalized(amounts: tuple[int, ...] | list[int] | set[int], n: int) -> tuple[int, ...]:
@@ -97,19 +112,14 @@ def derive_rotations(ref: Reference) -> tuple[int, ...]:
     columns); for a reduction (a slot reading every element of an input), the powers of
     two."""
     n = ref.spec.n
-    offsets: set[int] = set()
-    reduction = False
-    for slot in ref.polys:
-        for name, found in ref.offsets(slot).items():
-            offsets |= found
-            reduction |= len(found) >= max(4, ref.spec.input(name).layout.size)
+    offsets = {o for slot in ref.polys for found in ref.offsets(slot).values() for o in found}
     widths = {d.layout.shape[1] for d in ref.spec.inputs if d.layout.kind == "image"}
     for w in widths:
         for o in list(offsets):
             rows = round(o / w)
             offsets |= {rows * w, o - rows * w}
     rotations = _normalized(offsets, n)
-    if reduction or len(rotations) > MAX_DERIVED_ROTATIONS:
+    if reduction(ref) or len(rotations) > MAX_DERIVED_ROTATIONS:
         powers = {1 << i for i in range(n.bit_length() - 1)}
         rotations = _normalized(powers | {-p for p in powers}, n)
     return rotations

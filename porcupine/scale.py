@@ -8,7 +8,8 @@ on a 4x4 image or an 8-element vector are layout-generic:
   decomposed on the small image and recomposed with the target width;
 * **reductions**: a kernel ending in log2(n) rotate-and-add rounds that together add up all
   n slots (by n/2, ..., 1 in any order and sign, or any other complete set, e.g. 4, 2, 3 on
-  8 slots) is a full reduction; at the target size it gets the rounds n/2, ..., 1.
+  8 slots) is a full reduction; at the target size it gets the rounds n/2, ..., 1. A sum
+  over all n slots (``EvalSum``) becomes a sum over all slots of the target.
 
 The lifted kernel is then verified exactly at the target size, like any other, so a
 layout the rules do not fit is reported, never emitted.
@@ -82,7 +83,18 @@ def _lift_image(program: Program, small: Spec, target: Spec) -> Program:
 
 
 def _lift_reduction(program: Program, small: Spec, target: Spec) -> Program:
-    """Replace the trailing rotate-and-add rounds by log2(n) rounds at the target size."""
+    """Replace the trailing rotate-and-add rounds by log2(n) rounds at the target size, and
+    a sum over every slot by a sum over every slot of the target."""
+    program = Program(
+        program.name, program.params, program.consts,
+        tuple(
+            Instr(i.dest, i.opcode, i.args, target.n)
+            if i.opcode is Opcode.SUM and i.amount == small.n
+            else i
+            for i in program.body
+        ),
+        program.result,
+    )  # fmt: skip
     defs = {i.dest: i for i in program.body}
     rounds: list[int] = []
     chain: set[str] = set()  # the instructions of the trailing rounds

@@ -68,6 +68,7 @@ class Component:
     op: Opcode
     a: Operand
     b: Operand | None  # None for unary ops
+    amount: int | None = None  # for an op with an amount (the sum's window)
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def to_quill(filled: Filled, space: Space, name: str) -> Program:
 
     for k, comp in enumerate(filled.components):
         args = [operand(comp.a)] + ([operand(comp.b)] if comp.b is not None else [])
-        body.append(Instr(names[len(space.leaves) + k], comp.op, tuple(args)))
+        body.append(Instr(names[len(space.leaves) + k], comp.op, tuple(args), comp.amount))
     params = tuple(Param(leaf.name, leaf.kind) for leaf in space.leaves if leaf.constant is None)
     consts = tuple(
         Const(leaf.name, (leaf.constant,)) for leaf in space.leaves if leaf.constant is not None

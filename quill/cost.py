@@ -27,6 +27,7 @@ from pathlib import Path
 from quill.ir import Program
 from quill.ops import OPS, Opcode
 from quill.relin import place_relinearizations
+from quill.stats import counts
 from quill.transform import live_instructions
 
 KEYS = (
@@ -38,9 +39,12 @@ KEYS = (
     "rotate",
     "rotate_precompute",
     "rotate_hoisted",
+    "sum4",
+    "sum2",
     "rotation_keygen",
 )
-"""Rows of a latency table; the op table (``quill.ops``) names the first six as cost keys."""
+"""Rows of a latency table. The op table (``quill.ops``) names most as cost keys; ``sum4``
+and ``sum2`` price ``EvalSum`` by its rounds (:func:`op_us`)."""
 
 
 class Objective(str, Enum):
@@ -115,6 +119,24 @@ def row_us(table: CostTable, ring_dim: int) -> dict[str, int]:
     return {k: round(v * 1000) for k, v in table.at(ring_dim).items()}
 
 
+def op_us(opcode: Opcode, amount: int | None, row: dict[str, int]) -> int:
+    """The cost of one instruction other than a rotation (those are priced by group).
+
+    ``EvalSum(ct, k)`` folds by four (one hoisted precompute and three rotations a round),
+    then by two once more when log2 k is odd: its cost is its rounds'."""
+    key = OPS[opcode].cost
+    if key != "sum":
+        return row[key]
+    assert amount is not None
+    log = amount.bit_length() - 1
+    return (log // 2) * row["sum4"] + (log % 2) * row["sum2"]
+
+
+def sum_switches(amount: int) -> int:
+    """Key switches (rotations) inside ``EvalSum(ct, amount)``."""
+    return len(OPS[Opcode.SUM].rotation_keys(amount))
+
+
 def rotation_group_us(count: int, row: dict[str, int]) -> int:
     """The cost of ``count`` distinct rotations of one ciphertext: plain or hoisted."""
     if count == 0:
@@ -147,15 +169,17 @@ def measures(program: Program, ring_dim: int, table: CostTable = DEFAULT_TABLE) 
     live = live_instructions(place_relinearizations(program))
     rotations = {(i.args[0], i.amount) for i in live if i.opcode is Opcode.ROT}
     groups = Counter(src for src, _ in rotations)
-    latency = sum(row[OPS[i.opcode].cost] for i in live if i.opcode is not Opcode.ROT)
+    latency = sum(op_us(i.opcode, i.amount, row) for i in live if i.opcode is not Opcode.ROT)
     latency += sum(rotation_group_us(c, row) for c in groups.values())
     relins = sum(1 for i in live if OPS[i.opcode].relinearizes)
-    others = sum(1 for i in live if i.opcode is not Opcode.ROT) - relins
+    # An EvalSum counts as the rotations and additions it performs, as the paper would.
+    sums = [sum_switches(i.amount) for i in live if i.opcode is Opcode.SUM and i.amount]
+    others = sum(1 for i in live if i.opcode is not Opcode.ROT) - relins - len(sums)
     return Measures(
-        key_switches=len(rotations) + relins,
-        instructions=others + len(rotations),
+        key_switches=len(rotations) + relins + sum(sums),
+        instructions=others + len(rotations) + 2 * sum(sums),
         latency_us=latency,
-        keys=len({amount for _, amount in rotations}),
+        keys=len(counts(program).rotation_keys),
     )
 
 

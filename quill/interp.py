@@ -12,8 +12,8 @@ import numpy.typing as npt
 
 from quill.algebra import ModT, ScalarRing, SlotAlgebra, Slots
 from quill.ir import Program
-from quill.ops import apply, apply_scalar
-from quill.slots import T, rotated_index
+from quill.ops import OPS, apply, apply_scalar
+from quill.slots import T
 
 __all__ = ["Slots", "demanded_slots", "evaluate", "evaluate_at_slots", "interpret", "periodic"]
 
@@ -68,8 +68,10 @@ def demanded_slots(program: Program, slots: Iterable[int], n: int) -> dict[str, 
         want = demand.get(ins.dest)
         if not want:
             continue
-        if ins.amount is not None:
-            want = {rotated_index(s, ins.amount, n) for s in want}
+        reads = OPS[ins.opcode].reads
+        if reads is not None:
+            assert ins.amount is not None
+            want = {r for s in want for r in reads(s, ins.amount, n)}
         for a in ins.args:
             demand.setdefault(a, set()).update(want)
     return demand
@@ -84,8 +86,8 @@ def evaluate_at_slots(
 ) -> dict[int, S]:
     """The result at ``slots`` only, computing each value only where it is needed.
 
-    Same semantics as :func:`evaluate` (the op table's rules, applied slot by slot; a
-    rotation reads slot :func:`~quill.slots.rotated_index`), at a fraction of the work
+    Same semantics as :func:`evaluate` (the op table's rules, applied slot by slot; an op
+    with an amount adds up the operand slots its row ``reads``), at a fraction of the work
     for reductions over many slots.
     """
     wanted = set(slots)
@@ -97,10 +99,19 @@ def evaluate_at_slots(
         env[c.name] = {s: ring.const(c.values[s % len(c.values)]) for s in demand.get(c.name, ())}
     for ins in program.body:
         here = demand.get(ins.dest, set())
-        if ins.amount is not None:
-            src = env[ins.args[0]]
-            env[ins.dest] = {s: src[rotated_index(s, ins.amount, n)] for s in here}
+        reads = OPS[ins.opcode].reads
+        if reads is not None:
+            assert ins.amount is not None
+            src, k = env[ins.args[0]], ins.amount
+            env[ins.dest] = {s: _total(ring, [src[r] for r in reads(s, k, n)]) for s in here}
         else:
             args = [env[a] for a in ins.args]
             env[ins.dest] = {s: apply_scalar(ring, ins.opcode, [v[s] for v in args]) for s in here}
     return {s: env[program.result][s] for s in wanted}
+
+
+def _total(ring: ScalarRing[S], values: list[S]) -> S:
+    total = values[0]
+    for v in values[1:]:
+        total = ring.add(total, v)
+    return total

@@ -46,6 +46,7 @@ class Family(Enum):
     MUL = "mul"
     NEG = "neg"
     ROT = "rot"
+    SUM = "sum"
     RELIN = "relin"
 
 
@@ -61,6 +62,7 @@ class Opcode(Enum):
     MUL_CP = "mul_cp"
     NEG = "neg"
     ROT = "rot"
+    SUM = "sum"
     RELIN = "relin"
 
     @property
@@ -81,7 +83,15 @@ class OpInfo:
     noise: str  # rule in quill.noise.GROWTH
     openfhe: str  # the CryptoContext method the backend calls
     commutative: bool = False
-    has_amount: bool = False  # takes a constant rotation amount
+    has_amount: bool = False  # takes a constant amount (rotation, window)
+    # An op with an amount reads other slots: output slot i reads these slots of its operand
+    # (given i, the amount and the slot count n), and adds them up.
+    reads: Callable[[int, int, int], tuple[int, ...]] | None = None
+    # The rotation keys an instruction needs, given its amount (the client generates them).
+    rotation_keys: Callable[[int], tuple[int, ...]] = lambda _amount: ()
+    # Which amounts the op takes, in words for error messages, and as a test.
+    amounts: str = "any integer"
+    amount_ok: Callable[[int], bool] = lambda _amount: True
     ct_ct_mult: bool = False  # adds one to the multiplicative depth
     # Ciphertext size (quill.relin places the relinearizations): a ct*ct product has three
     # elements until it is relinearized. OpenFHE adds and negates three-element ciphertexts
@@ -126,11 +136,40 @@ _ROWS = (
            cost="add", noise="none", openfhe="EvalNegate"),
     OpInfo(Opcode.ROT, "rot", Family.ROT, C, lambda A, a, k: A.rot(a, k),
            cost="rotate", noise="rotate", openfhe="EvalRotate", has_amount=True,
+           reads=lambda i, k, n: ((i + k) % n,), rotation_keys=lambda k: (k,),
            needs_linear=True, key_switch=True),
+    OpInfo(Opcode.SUM, "sum", Family.SUM, C, lambda A, a, k: _window_sum(A, a, k),
+           cost="sum", noise="sum", openfhe="EvalSum", has_amount=True,
+           reads=lambda i, k, n: tuple((i + j) % n for j in range(k)),
+           rotation_keys=lambda k: sum_keys(k), needs_linear=True, key_switch=True,
+           amounts="a power of two from 1 to 65536",
+           amount_ok=lambda k: 0 < k <= 1 << 16 and k & (k - 1) == 0),
     OpInfo(Opcode.RELIN, "relin", Family.RELIN, C, lambda A, a: a,
            cost="relin", noise="relin", openfhe="Relinearize", relinearizes=True,
            key_switch=True),
 )  # fmt: skip
+
+
+def _window_sum(algebra: SlotAlgebra[V], a: V, k: int) -> V:
+    """``out[i] = a[i] + a[i+1] + ... + a[i+k-1]`` (k a power of two), by doubling."""
+    total, width = a, 1
+    while width < k:
+        total = algebra.add(total, algebra.rot(total, width))
+        width *= 2
+    return total
+
+
+def sum_keys(k: int) -> tuple[int, ...]:
+    """The rotations OpenFHE's ``EvalSum(ct, k)`` uses (a radix-4 fold: s, 2s, 3s for
+    s = 1, 4, 16, ..., then s once more when log2 k is odd; measured on openfhe 1.6.1)."""
+    keys, s = [], 1
+    while s * 4 <= k:
+        keys += [s, 2 * s, 3 * s]
+        s *= 4
+    if s < k:
+        keys.append(s)
+    return tuple(keys)
+
 
 OPS: dict[Opcode, OpInfo] = {row.opcode: row for row in _ROWS}
 assert set(OPS) == set(Opcode), "every opcode has exactly one row"

@@ -322,14 +322,22 @@ class _ToIR(Transformer[Token, Program]):
                     s.op,
                     f"write `{op}(x, k)`, e.g. `{op}(x, 1)`",
                 )
+            token = operands.pop()
             amount = self._integer(
-                operands.pop(),
-                "rotation amount",
+                token,
+                "rotation amount" if op == "rot" else f"{op} amount",
                 MAX_AMOUNT,
-                "rotation amounts are fixed when the kernel is compiled (each needs its own "
-                f"rotation key): write a literal integer such as `{op}(x, 1)`, within "
+                "amounts are fixed when the kernel is compiled (each rotation needs its own "
+                f"key): write a literal integer such as `{op}(x, 1)`, within "
                 f"±{MAX_AMOUNT - 1}",
             )
+            info = next(i for i in OPS.values() if i.mnemonic == op)
+            if not info.amount_ok(amount):
+                raise self._error(
+                    f"'{op}' takes {info.amounts} as its amount, got {amount}",
+                    token,
+                    f"write e.g. `{op}(x, 8)`",
+                )
         elif len(operands) != count:
             names = ", ".join("abc"[:count])
             raise self._error(

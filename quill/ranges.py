@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from quill.ir import Program
-from quill.ops import Opcode, apply_scalar
+from quill.ops import OPS, apply_scalar
 from quill.printer import format_instr
 from quill.slots import T
 from quill.spec import InputDecl, Spec
@@ -138,8 +138,14 @@ def program_ranges(program: Program, spec: Spec) -> list[ValueRange]:
     out: list[ValueRange] = []
     for ins in program.body:
         args = [env[a] for a in ins.args]
-        # A rotation moves slots: the interval of all slots stays the same.
-        rotation = ins.opcode is Opcode.ROT
-        env[ins.dest] = args[0] if rotation else apply_scalar(ring, ins.opcode, args)
+        reads = OPS[ins.opcode].reads
+        if reads is not None:  # moves slots (one interval for all), adding up what it reads
+            assert ins.amount is not None
+            total = args[0]
+            for _ in reads(0, ins.amount, spec.n)[1:]:
+                total = ring.add(total, args[0])
+            env[ins.dest] = total
+        else:
+            env[ins.dest] = apply_scalar(ring, ins.opcode, args)
         out.append(ValueRange(f"{format_instr(ins)} in kernel {program.name}", env[ins.dest]))
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from quill.ir import Program
+from quill.ir import Instr, Program
 from quill.noise import ct_ct_depth
 from quill.ops import OPS, Family
 from quill.relin import place_relinearizations
@@ -22,6 +22,7 @@ class Counts:
 
     instructions: int
     rotations: int
+    sums: int  # library reductions (EvalSum)
     additions: int  # add, sub and negate, ciphertext or plaintext operand
     ct_pt_mults: int
     ct_ct_mults: int
@@ -43,6 +44,7 @@ def counts(program: Program) -> Counts:
     return Counts(
         instructions=sum(1 for f in families if f is not Family.RELIN),
         rotations=families.count(Family.ROT),
+        sums=families.count(Family.SUM),
         additions=sum(1 for f in families if f in (Family.ADD, Family.SUB, Family.NEG)),
         ct_pt_mults=sum(
             1
@@ -51,6 +53,21 @@ def counts(program: Program) -> Counts:
         ),
         ct_ct_mults=sum(1 for i in live if OPS[i.opcode].ct_ct_mult),
         relinearizations=families.count(Family.RELIN),
-        rotation_keys=tuple(sorted({i.amount for i in live if i.amount is not None})),
+        rotation_keys=tuple(
+            sorted(
+                {
+                    k
+                    for i in live
+                    if i.amount is not None
+                    for k in OPS[i.opcode].rotation_keys(i.amount)
+                }
+            )
+        ),
         mult_depth=ct_ct_depth(lowered),
     )
+
+
+def _keys(live: list[Instr]) -> tuple[int, ...]:
+    """The rotation keys the instructions need, from the op table."""
+    keys = {k for i in live if i.amount is not None for k in OPS[i.opcode].rotation_keys(i.amount)}
+    return tuple(sorted(keys))

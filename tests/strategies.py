@@ -31,6 +31,9 @@ names: st.SearchStrategy[str] = st.one_of(
 amounts: st.SearchStrategy[int] = st.integers(-70, 70) | st.integers(-(2**31) + 1, 2**31 - 1)
 """Rotation amounts, mostly small (and often negative), sometimes anywhere in range."""
 
+windows: st.SearchStrategy[int] = st.sampled_from([1, 2, 4, 8, 16])
+"""Amounts of a sum: powers of two."""
+
 slot_values: st.SearchStrategy[int] = st.integers(-(T - 1), T - 1)
 """Values a constant may hold."""
 
@@ -75,7 +78,10 @@ def programs(draw: st.DrawFn, slots: int | None = None, max_instrs: int = 10) ->
         forms = [i for i in OPS.values() if all(values[k] for k in i.operands)]
         info = draw(st.sampled_from(forms))
         args = tuple(draw(st.sampled_from(values[k])) for k in info.operands)
-        amount = draw(amounts) if info.has_amount else None
+        amount = None
+        if info.has_amount:
+            valid = amounts.filter(info.amount_ok) if info.opcode.value == "rot" else windows
+            amount = draw(valid)
         body.append(Instr(dest, info.opcode, args, amount))
         values[Kind.CT].append(dest)
 

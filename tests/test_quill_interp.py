@@ -51,6 +51,9 @@ def reference(program: Program, inputs: dict[str, list[int]], n: int) -> list[in
             out = [(T - a[i]) % T for i in range(n)]
         elif ins.opcode is Opcode.RELIN:  # changes the ciphertext's form, not its slots
             out = list(a)
+        elif ins.opcode is Opcode.SUM:  # slot i adds up the window of slots i .. i + k - 1
+            assert ins.amount is not None
+            out = [sum(a[(i + j) % n] for j in range(ins.amount)) % T for i in range(n)]
         elif ins.opcode is Opcode.ROT:
             assert ins.amount is not None
             out = [a[(i + ins.amount) % n] for i in range(n)]
