@@ -17,6 +17,11 @@ from dataclasses import dataclass, field
 import z3
 
 
+class OutOfBudget(Exception):
+    """Raised by long pure-Python work (building a solver query) when the budget is over,
+    so that it stops as promptly as the solver does."""
+
+
 @dataclass
 class Budget:
     """A deadline (``None``: none) on the monotonic clock, and a cancellation flag."""
@@ -75,6 +80,11 @@ class Budget:
     def over(self) -> bool:
         """Out of time or cancelled: stop and keep what has been found."""
         return self.cancelled or self.expired
+
+    def check(self) -> None:
+        """Raise :class:`OutOfBudget` if the budget is over."""
+        if self.over:
+            raise OutOfBudget
 
     def cancel(self) -> None:
         """Stop the work: set the flag and interrupt any solver running now."""

@@ -71,10 +71,11 @@ class _Stage:
 
 
 class _Layout:
-    """Slots as coordinates of the spec's (one) layout shape."""
+    """Slots as coordinates of the spec's (one) layout shape; ``scalar``: the output is a
+    reduction to slot 0, and stages are scalars too."""
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.shape = shape
+    def __init__(self, shape: tuple[int, ...], scalar: bool = False) -> None:
+        self.shape, self.scalar = shape, scalar
 
     def position(self, slot: int) -> Position:
         if len(self.shape) == 2:
@@ -88,12 +89,15 @@ class _Layout:
 def decompose(spec: Spec) -> Spec | None:
     """``spec`` with automatic stages, or ``None`` when it has stages already, no ct*ct
     product of a compound factor, or a shape this does not cover."""
-    if spec.stages or spec.output.layout.kind == "scalar":
+    if spec.stages:
         return None
-    shapes = {d.layout.shape for d in spec.inputs} | {spec.output.layout.shape}
-    if len(shapes) != 1:
+    scalar = spec.output.layout.kind == "scalar"
+    shapes = {d.layout.shape for d in spec.inputs} | (
+        {()} if scalar else {spec.output.layout.shape}
+    )
+    if len(shapes - {()}) != 1 or (scalar and len(next(iter(shapes - {()}))) != 1):
         return None
-    layout = _Layout(spec.output.layout.shape)
+    layout = _Layout(next(iter(shapes - {()})), scalar)
     slots = spec.output_slots()
     s0 = slots[len(slots) // 2]
     term = spec._unrolled.terms[spec.output.name][s0]
@@ -105,6 +109,8 @@ def decompose(spec: Spec) -> Spec | None:
     )
     for _ in range(MAX_ROUNDS):
         made = _round(term, s0, layout, cts, stages, prefix)
+        if not made and not stages and not scalar:
+            made = _split_sum(term, s0, layout, cts, prefix)
         if not made:
             break
         stages += made
@@ -150,14 +156,21 @@ def _is_ct(t: Term, cts: set[str], staged: set[str]) -> bool:
     )
 
 
-def _products(t: Term, cts: set[str], staged: set[str]) -> Iterator[tuple[Term, ...]]:
-    """The factors of every ct*ct product in ``t``."""
+def _products(
+    t: Term, cts: set[str], staged: set[str], scaled: bool = False
+) -> Iterator[tuple[Term, ...]]:
+    """The factors of every ct*ct product in ``t``; with ``scaled``, also the ciphertext
+    factor of a product with a plaintext (in a reduction, ``n * sum(...)`` is worth a
+    stage of its own)."""
     todo = [t]
     while todo:
         x = todo.pop()
         if isinstance(x, Mul):
-            if _is_ct(x.left, cts, staged) and _is_ct(x.right, cts, staged):
+            left, right = _is_ct(x.left, cts, staged), _is_ct(x.right, cts, staged)
+            if left and right:
                 yield (x.left, x.right)
+            elif scaled and (left or right):
+                yield (x.left if left else x.right,)
             todo += (x.left, x.right)
         elif isinstance(x, Power):
             if x.exponent >= 2 and _is_ct(x.base, cts, staged):
@@ -200,25 +213,46 @@ def _children(t: Term) -> tuple[Term, ...]:
 def _round(
     term: Term, s0: int, layout: _Layout, cts: set[str], stages: list[_Stage], prefix: str
 ) -> list[_Stage]:
-    """New stages: the compound factors whose own products multiply only reads, except
-    those that contain another such factor (``sxx + syy`` waits for the round after
-    ``sxx`` and ``syy`` are stages, and then reads them)."""
+    """One round of :func:`_factors` made stages."""
     staged = {s.name for s in stages}
-    factors: list[tuple[Term, Key, Position]] = []
-    for product in _products(term, cts, staged):
-        for f in product:
-            inner = [g for p in _products(f, cts, staged) for g in p]
-            if _compound(f) and not any(_compound(g) for g in inner):
-                factors.append((f, *_canonical(f, s0, layout)))
-    keys = {key for _, key, _ in factors}
+    factors = [
+        f
+        for product in _products(term, cts, staged, layout.scalar)
+        for f in product
+        if _compound(f)
+        and not any(_compound(g) for p in _products(f, cts, staged, layout.scalar) for g in p)
+    ]
+    return _stages(factors, s0, layout, len(stages), prefix)
+
+
+def _split_sum(term: Term, s0: int, layout: _Layout, cts: set[str], prefix: str) -> list[_Stage]:
+    """Stages for the terms of a top-level sum of three or more products (a convolution
+    with an encrypted filter): each term is a small step, and translated copies of one term
+    are one stage read at several offsets."""
+    if not isinstance(term, Add):
+        return []
+    terms = [p for p in term.parts if _compound(p) and any(_products(p, cts, set()))]
+    return _stages(terms, s0, layout, 0, prefix) if len(terms) >= 3 else []
+
+
+def _stages(
+    factors: list[Term], s0: int, layout: _Layout, made_before: int, prefix: str
+) -> list[_Stage]:
+    """Stages for ``factors``, one per shape up to translation, except a factor that
+    contains another one (``sxx + syy`` waits for the round after ``sxx`` and ``syy`` are
+    stages, and then reads them). A reduction's stages are scalars, read unshifted only."""
+    placed = [(f, *_canonical(f, s0, layout)) for f in factors]
+    keys = {key for _, key, _ in placed}
     found: dict[Key, list[Position]] = {}
-    for f, key, shift in factors:
+    for f, key, shift in placed:
         if not any(_canonical(g, s0, layout)[0] in keys for g in _proper_compounds(f)):
             found.setdefault(key, []).append(shift)
     made: list[_Stage] = []
     for key, shifts in found.items():
         anchor = Counter(shifts).most_common(1)[0][0]  # read most often unshifted
-        made.append(_Stage(f"{prefix}{len(stages) + len(made) + 1}", key, anchor))
+        if layout.scalar and any(s != anchor for s in shifts):
+            continue
+        made.append(_Stage(f"{prefix}{made_before + len(made) + 1}", key, anchor))
     return made
 
 
@@ -373,7 +407,13 @@ def _number(c: int) -> Expr:
     return Num(c) if c >= 0 else Neg(Num(-c))
 
 
-def _read(name: str, offset: Position, heads: tuple[str, ...]) -> Read:
+def _read(name: str, offset: Position, heads: tuple[str, ...], scalars: frozenset[str]) -> Read:
+    """A read of ``name`` at ``offset`` from the head indices; a reduction (no heads)
+    reads fixed elements, and its stages are scalars."""
+    if name in scalars:
+        return Read(name, ())
+    if not heads:
+        return Read(name, tuple(Num(o) for o in offset))
     return Read(name, tuple(_index(h, d) for h, d in zip(heads, offset, strict=True)))
 
 
@@ -384,14 +424,15 @@ def _sum(parts: list[Expr]) -> Expr:
     return out
 
 
-def _key_expr(key: Key, anchor: Position, heads: tuple[str, ...]) -> Expr:
+def _key_expr(key: Key, anchor: Position, heads: tuple[str, ...], scalars: frozenset[str]) -> Expr:
     """The stage's formula: ``key`` read from ``anchor`` on."""
     terms: list[Expr] = []
     for mono, c in key:
         counts = Counter(mono)
         factors: list[Expr] = []
         for (name, offset), k in sorted(counts.items()):
-            read = _read(name, tuple(o + a for o, a in zip(offset, anchor, strict=True)), heads)
+            at = tuple(o + a for o, a in zip(offset, anchor, strict=True))
+            read = _read(name, at, heads, scalars)
             factors.append(read if k == 1 else Pow(read, k))
         if c % T != 1 or not factors:
             factors.insert(0, _number(c))
@@ -402,13 +443,15 @@ def _key_expr(key: Key, anchor: Position, heads: tuple[str, ...]) -> Expr:
     return _sum(terms)
 
 
-def _term_expr(t: Term, origin: Position, layout: _Layout, heads: tuple[str, ...]) -> Expr:
+def _term_expr(
+    t: Term, origin: Position, layout: _Layout, heads: tuple[str, ...], scalars: frozenset[str]
+) -> Expr:
     """An unrolled term at output slot ``origin`` as a formula over the head indices."""
 
     def go(x: Term) -> Expr:
         if isinstance(x, (InputSlot, StageSlot)):
-            at = layout.position(x.slot)
-            return _read(x.name, tuple(a - o for a, o in zip(at, origin, strict=True)), heads)
+            at = _minus(layout.position(x.slot), origin)
+            return _read(x.name, at, heads, scalars)
         if isinstance(x, Const):
             return _number(x.value % T)
         if isinstance(x, Add):
@@ -453,12 +496,18 @@ def _staged_file(
     source = spec._unrolled.origin.source
     out = next(d for d in source.decls if isinstance(d, DefinitionAst) and d.role == "output")
     heads = out.indices
+    scalars = frozenset(s.name for s in stages) if layout.scalar else frozenset()
+    origin = layout.position(s0)
     boxes = {d.name: [range(0, n) for n in d.layout.shape] for d in spec.inputs}
     decls: list[Decl] = [d for d in source.decls if not isinstance(d, DefinitionAst)]
     for s in stages:
-        boxes[s.name] = box = _box(s.key, s.anchor, boxes, layout.shape)
-        formula = _key_expr(s.key, s.anchor, heads)
-        decls.append(DefinitionAst("stage", s.name, heads, out.layout, formula, _where(box, heads)))
-    expr = _term_expr(term, layout.position(s0), layout, heads)
+        formula = _key_expr(s.key, s.anchor, heads, scalars)
+        if layout.scalar:
+            where: tuple[Comparison, ...] = ()
+        else:
+            boxes[s.name] = box = _box(s.key, s.anchor, boxes, layout.shape)
+            where = _where(box, heads)
+        decls.append(DefinitionAst("stage", s.name, heads, out.layout, formula, where))
+    expr = _term_expr(term, origin, layout, heads, scalars)
     decls.append(DefinitionAst("output", out.name, heads, out.layout, expr, out.where))
     return SpecFile(source.file, source.text, tuple(decls))

@@ -68,8 +68,10 @@ class SketchEncoding:
         row_us: dict[str, int],
         goal: Objective,
         seed: int = 0,
+        budget: Budget | None = None,
     ) -> None:
         self.space = space
+        self.budget = budget or Budget()
         self.L = components
         self.seed = seed
         self.goal = goal
@@ -320,6 +322,8 @@ class SketchEncoding:
             slot = 0
         key = (id(model), v, slot)
         if key not in self._values:
+            if len(self._values) % 256 == 0:  # building a big query takes seconds
+                self.budget.check()
             if v < self.n_leaves:
                 leaf = self.space.leaves[v]
                 self._values[key] = model.leaf(leaf.name, leaf.constant, slot)

@@ -123,3 +123,15 @@ def derive_rotations(ref: Reference) -> tuple[int, ...]:
         powers = {1 << i for i in range(n.bit_length() - 1)}
         rotations = _normalized(powers | {-p for p in powers}, n)
     return rotations
+
+
+def axis_rotations(ref: Reference, rotations: tuple[int, ...]) -> tuple[int, ...] | None:
+    """For an image spec, the whole-row and whole-column steps among ``rotations`` (a
+    separable stencil needs no others): a smaller sketch the search tries first, to find a
+    good kernel fast; ``None`` when that would not be smaller."""
+    widths = {d.layout.shape[1] for d in ref.spec.inputs if d.layout.kind == "image"}
+    if len(widths) != 1:
+        return None
+    w = widths.pop()
+    axis = tuple(r for r in rotations if abs(r) == 1 or abs(r) == w)
+    return axis if axis and len(axis) < len(rotations) else None

@@ -21,21 +21,23 @@ from typing import Any
 
 from porcupine.budget import Budget
 from porcupine.decompose import decompose
+from porcupine.diagnose import why_nothing
 from porcupine.instances import elementwise, smallest_instance
 from porcupine.scale import LiftError, lift
 from porcupine.search import Engine, Found, Options, SearchResult, search
 from quill.cost import Measures, measures, objective
 from quill.ir import Param, Program
-from quill.noise import Parameters, parameters
+from quill.noise import NoiseBudgetExceeded, Parameters, parameters
 from quill.printer import format_program
 from quill.spec import Spec
 from quill.stats import counts
 from quill.transform import inline, simplify
-from quill.verify import verify
+from quill.verify import reference, verify
 
 __all__ = [
     "Engine",
     "Found",
+    "NoiseBudgetError",
     "Options",
     "StageResult",
     "SynthesisError",
@@ -51,7 +53,16 @@ synthesized at a smaller instance (:mod:`porcupine.instances`) and lifted."""
 
 
 class SynthesisError(Exception):
-    """The search ended without a verified kernel; the message says why and what to try."""
+    """The search ended without a usable kernel; the message says why and what to try."""
+
+
+class NoiseBudgetError(SynthesisError):
+    """The kernel found is correct but needs more noise budget than any parameter set the
+    noise model covers: OpenFHE would decrypt its result wrongly."""
+
+    def __init__(self, program: Program, cause: NoiseBudgetExceeded) -> None:
+        super().__init__(f"{program.name} is correct but exceeds the noise budget: {cause}")
+        self.program, self.cause = program, cause
 
 
 @dataclass(frozen=True)
@@ -213,7 +224,10 @@ def _no_worse_than(partial: _Partial, initial: Program, spec: Spec, options: Opt
 
 
 def _result(spec: Spec, options: Options, partial: _Partial, start: float) -> SynthesisResult:
-    params = parameters(partial.program, spec.n)
+    try:
+        params = parameters(partial.program, spec.n)
+    except NoiseBudgetExceeded as e:
+        raise NoiseBudgetError(partial.program, e) from None
     return SynthesisResult(
         kernel=spec.name,
         program=partial.program,
@@ -240,12 +254,10 @@ def _nothing_found(spec: Spec, found: SearchResult, budget: Budget) -> Synthesis
         return SynthesisError(
             f"{spec.name}: no verified kernel within the timeout; allow more time (--timeout)"
         )
+    if found.scope.startswith("the solver gave up"):
+        return SynthesisError(f"{spec.name}: no kernel found: {found.scope}")
     most = max(found.sizes_exhausted, default=0)
-    return SynthesisError(
-        f"{spec.name}: no kernel with at most {most} components exists in the sketch "
-        f"({found.restrictions.describe()}); raise `hint components`, or allow more ops or "
-        "rotations with `hint ops` / `hint rotations`"
-    )
+    return SynthesisError(f"{spec.name}: {why_nothing(reference(spec), found.restrictions, most)}")
 
 
 def _multi_step(spec: Spec, budget: Budget, options: Options) -> _Partial:
@@ -293,6 +305,9 @@ DIRECT_COMPONENTS = 6
 whole, seeded with that kernel: small enough for a proof, and cheaper kernels may cross
 the stages (Roberts cross: 5 components)."""
 
+WHOLE_SECONDS = 60.0
+"""How long that whole search may take; past it the staged kernel stands, unproven."""
+
 
 def _decomposed(
     spec: Spec, staged: Spec, budget: Budget, options: Options, initial: Program | None
@@ -313,7 +328,10 @@ def _decomposed(
         if initial is not None and _cheaper(initial, partial.program, spec, options)
         else partial.program
     )
-    found = search(spec, budget, options, seed)
+    found = search(spec, budget.within(WHOLE_SECONDS), options, seed)
+    if found.stopped == "timeout" and not budget.expired:
+        log.info("%s: the whole search did not finish in %.0f s", spec.name, WHOLE_SECONDS)
+        found = dataclasses.replace(found, stopped=None)  # the command's budget is not over
     whole = _from_search(spec, found, budget, seed)
     if whole.program is partial.program:
         return dataclasses.replace(whole, source="synthesized", stages=partial.stages)

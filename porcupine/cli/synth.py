@@ -34,10 +34,16 @@ from porcupine.cli.report import (
 )
 from porcupine.cli.values import params
 from porcupine.files import write_atomically
-from porcupine.synthesize import Engine, Options, SynthesisError, SynthesisResult, synthesize
+from porcupine.synthesize import (
+    Engine,
+    NoiseBudgetError,
+    Options,
+    SynthesisError,
+    SynthesisResult,
+    synthesize,
+)
 from quill.cost import CostTable, Objective
 from quill.ir import Program
-from quill.noise import NoiseBudgetExceeded
 from quill.printer import format_program
 from quill.spec import Spec
 
@@ -113,15 +119,13 @@ def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
     try:
         with guard.work("synthesizing", graceful=True):
             result = synthesize(spec, budget=guard.budget, options=options, initial=initial)
+    except NoiseBudgetError as e:
+        raise noise_failure(e.cause, e.program, "the kernel found") from None
     except SynthesisError as e:
         if guard.budget.cancelled:
             say(str(e))
             return EXIT_INTERRUPTED
         raise Failure(str(e)) from None
-    except NoiseBudgetExceeded as e:
-        # synthesize() raises this without the kernel it found, so there is none to show;
-        # the initial kernel was checked above and is not the one.
-        raise noise_failure(e, None, "the kernel found") from None
     result = _memory_honest(result, guard)
     check_kernel_ranges(spec, result.program, strict=args.strict_ranges, output_exact=exact)
     if args.output:
