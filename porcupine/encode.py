@@ -92,6 +92,7 @@ class SketchEncoding:
         }
         self._values: dict[tuple[int, int, int], Any] = {}  # (model id, value, slot)
         self.wellformed: list[Any] = []
+        self.symmetry: list[Any] = []  # kept apart: tests check kernels in any order
         self._domains()
         self._symmetry()
         self._depth()
@@ -138,7 +139,7 @@ class SketchEncoding:
                 )
 
     def _symmetry(self) -> None:
-        s = self.wellformed
+        s = self.symmetry
         for k in range(self.L):
             a, b = self._val["a"][k], self._val["b"][k]
             ra, rb = self._rot["a"][k], self._rot["b"][k]
@@ -378,7 +379,9 @@ class SketchEncoding:
 
     # -- solving --------------------------------------------------------------------------
 
-    def check(self, constraints: Sequence[Any], budget: Budget) -> z3.CheckSatResult:
+    def check(
+        self, constraints: Sequence[Any], budget: Budget, symmetry: bool = True
+    ) -> z3.CheckSatResult:
         """Solve the well-formedness facts with ``constraints`` within ``budget``.
 
         Each check runs in a fresh Z3 context the formula is translated into: Z3's search
@@ -390,7 +393,8 @@ class SketchEncoding:
         ctx = z3.Context()
         solver = z3.SolverFor("QF_BV", ctx=ctx)
         solver.set("random_seed", self.seed)
-        solver.add([f.translate(ctx) for f in (*self.wellformed, *constraints)])
+        facts = (*self.wellformed, *(self.symmetry if symmetry else ()), *constraints)
+        solver.add([f.translate(ctx) for f in facts])
         # The deadline interrupts the solver from a timer instead of a solver timeout: Z3
         # picks its strategy by the timeout value, so a timeout that shrinks as the search
         # goes on would make the same spec give different kernels on different runs.
@@ -423,6 +427,10 @@ class SketchEncoding:
                 b = Operand(num(self._val["b"][k]), self.rots[num(self._rot["b"][k])])
             comps.append(Component(op, a, b, self._amount(op)))
         return Filled(tuple(comps))
+
+    def fixed(self, filled: Filled) -> Any:
+        """A constraint that the holes are exactly ``filled``'s."""
+        return z3.Not(self.block(filled))
 
     def block(self, filled: Filled) -> Any:
         """A constraint excluding exactly this hole assignment."""

@@ -124,3 +124,39 @@ def _used_names(body: list[Instr], result: str) -> set[str]:
 
 def arity(op: Opcode) -> int:
     return len(OPS[op].operands)
+
+
+def from_quill(program: Program, space: Space) -> Filled | None:
+    """The filled sketch a program is, when it has the sketch's shape: every instruction
+    other than a rotation is a component whose operands are values or rotations of values,
+    over the sketch's leaves. ``None`` otherwise (a rotation of a rotation, say)."""
+    index = {leaf.name: k for k, leaf in enumerate(space.leaves)}
+    consts = {c.name: c.values for c in program.consts}
+    for name, values in consts.items():
+        match = [k for k, leaf in enumerate(space.leaves) if leaf.constant is not None
+                 and (leaf.constant,) == values]  # fmt: skip
+        if not match:
+            return None
+        index[name] = match[0]
+    rotated: dict[str, Operand] = {}
+    components: list[Component] = []
+    for ins in program.body:
+        if ins.opcode is Opcode.ROT:
+            if ins.args[0] not in index or ins.amount is None:
+                return None
+            rotated[ins.dest] = Operand(index[ins.args[0]], ins.amount)
+            continue
+        operands = []
+        for a in ins.args:
+            if a in rotated:
+                operands.append(rotated[a])
+            elif a in index:
+                operands.append(Operand(index[a], 0))
+            else:
+                return None
+        b = operands[1] if len(operands) > 1 else None
+        components.append(Component(ins.opcode, operands[0], b, ins.amount))
+        index[ins.dest] = len(space.leaves) + len(components) - 1
+    if not components or index.get(program.result) != len(space.leaves) + len(components) - 1:
+        return None
+    return Filled(tuple(components))
