@@ -22,9 +22,8 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from porcupine.spec_build import Leaves, number, polynomial, shifted, term_expr, total
 from quill.errors import QuillError
-from quill.poly import Poly, PolyRing
-from quill.ranges import residue
 from quill.slots import T
 from quill.spec import Spec
 from quill.spec_ast import (
@@ -34,7 +33,6 @@ from quill.spec_ast import (
     DefinitionAst,
     Expr,
     Name,
-    Neg,
     Num,
     Pow,
     Read,
@@ -259,49 +257,6 @@ def _stages(
 # --- polynomials up to translation ------------------------------------------------------------
 
 
-class _Vars:
-    """Leaves as polynomial variables."""
-
-    def __init__(self) -> None:
-        self.ids: dict[tuple[str, int], int] = {}
-        self.leaves: list[tuple[str, int]] = []
-
-    def var(self, name: str, slot: int) -> Poly:
-        key = (name, slot)
-        if key not in self.ids:
-            self.ids[key] = len(self.leaves)
-            self.leaves.append(key)
-        return {(self.ids[key],): 1}
-
-
-def _polynomial(t: Term, variables: _Vars) -> Poly:
-    ring = PolyRing()
-
-    def ev(x: Term) -> Poly:
-        if isinstance(x, (InputSlot, StageSlot)):
-            return variables.var(x.name, x.slot)
-        if isinstance(x, Const):
-            return ring.const(x.value)
-        if isinstance(x, Add):
-            acc = ev(x.parts[0])
-            for p in x.parts[1:]:
-                acc = ring.add(acc, ev(p))
-            return acc
-        if isinstance(x, Sub):
-            return ring.sub(ev(x.left), ev(x.right))
-        if isinstance(x, Mul):
-            return ring.mul(ev(x.left), ev(x.right))
-        if isinstance(x, Negate):
-            return ring.neg(ev(x.operand))
-        assert isinstance(x, Power)
-        base, out = ev(x.base), ring.const(1)
-        for _ in range(x.exponent):
-            out = ring.mul(out, base)
-        return out
-
-    return ev(t)
-
-
 def _minus(a: Position, b: Position) -> Position:
     return tuple(x - y for x, y in zip(a, b, strict=True))
 
@@ -311,8 +266,8 @@ Placed = dict[tuple[Variable, ...], int]  # a polynomial over (source, offset fr
 
 def _placed(t: Term, s0: int, layout: _Layout) -> Placed:
     """``t``'s polynomial, its leaves as offsets from output slot ``s0``."""
-    variables = _Vars()
-    poly = _polynomial(t, variables)
+    variables = Leaves()
+    poly = polynomial(t, variables)
     origin = layout.position(s0)
 
     def leaf(v: int) -> Variable:
@@ -396,17 +351,6 @@ def _substitute(term: Term, s0: int, layout: _Layout, stages: list[_Stage]) -> T
 # --- back to syntax ---------------------------------------------------------------------------
 
 
-def _index(var: str, delta: int) -> Expr:
-    if delta == 0:
-        return Name(var)
-    return BinOp("+" if delta > 0 else "-", Name(var), Num(abs(delta)))
-
-
-def _number(c: int) -> Expr:
-    c = residue(c)
-    return Num(c) if c >= 0 else Neg(Num(-c))
-
-
 def _read(name: str, offset: Position, heads: tuple[str, ...], scalars: frozenset[str]) -> Read:
     """A read of ``name`` at ``offset`` from the head indices; a reduction (no heads)
     reads fixed elements, and its stages are scalars."""
@@ -414,14 +358,7 @@ def _read(name: str, offset: Position, heads: tuple[str, ...], scalars: frozense
         return Read(name, ())
     if not heads:
         return Read(name, tuple(Num(o) for o in offset))
-    return Read(name, tuple(_index(h, d) for h, d in zip(heads, offset, strict=True)))
-
-
-def _sum(parts: list[Expr]) -> Expr:
-    out = parts[0]
-    for p in parts[1:]:
-        out = BinOp("+", out, p)
-    return out
+    return Read(name, tuple(shifted(h, d) for h, d in zip(heads, offset, strict=True)))
 
 
 def _key_expr(key: Key, anchor: Position, heads: tuple[str, ...], scalars: frozenset[str]) -> Expr:
@@ -435,12 +372,12 @@ def _key_expr(key: Key, anchor: Position, heads: tuple[str, ...], scalars: froze
             read = _read(name, at, heads, scalars)
             factors.append(read if k == 1 else Pow(read, k))
         if c % T != 1 or not factors:
-            factors.insert(0, _number(c))
+            factors.insert(0, number(c))
         product = factors[0]
         for f in factors[1:]:
             product = BinOp("*", product, f)
         terms.append(product)
-    return _sum(terms)
+    return total(terms)
 
 
 def _term_expr(
@@ -448,24 +385,10 @@ def _term_expr(
 ) -> Expr:
     """An unrolled term at output slot ``origin`` as a formula over the head indices."""
 
-    def go(x: Term) -> Expr:
-        if isinstance(x, (InputSlot, StageSlot)):
-            at = _minus(layout.position(x.slot), origin)
-            return _read(x.name, at, heads, scalars)
-        if isinstance(x, Const):
-            return _number(x.value % T)
-        if isinstance(x, Add):
-            return _sum([go(p) for p in x.parts])
-        if isinstance(x, Sub):
-            return BinOp("-", go(x.left), go(x.right))
-        if isinstance(x, Mul):
-            return BinOp("*", go(x.left), go(x.right))
-        if isinstance(x, Negate):
-            return Neg(go(x.operand))
-        assert isinstance(x, Power)
-        return Pow(go(x.base), x.exponent)
+    def leaf(x: InputSlot | StageSlot) -> Expr:
+        return _read(x.name, _minus(layout.position(x.slot), origin), heads, scalars)
 
-    return go(t)
+    return term_expr(t, leaf)
 
 
 def _box(

@@ -69,22 +69,27 @@ def _position(ref: Reference, name: str, s: int, origin: int) -> Position:
     return (s - origin,)
 
 
-def _varies_by_slot(ref: Reference, restrictions: Restrictions, components: int) -> str:
-    """Slot-wise ops and rotations compute one formula, moved, at every slot; a formula that
-    differs between slots needs a per-slot mask (when no padding explains the difference)."""
+def varying_slots(ref: Reference) -> tuple[int, int] | None:
+    """Two output slots that compute different formulas relative to their own position,
+    when no zero padding explains it: slot-wise ops and rotations cannot do that without
+    a per-slot mask."""
     if any(d.layout.size < ref.spec.n for d in ref.spec.inputs):
-        return ""  # zero padding makes formulas differ legitimately
+        return None  # zero padding makes formulas differ legitimately
     slots = sorted(ref.polys)
     first = _shape(ref, slots[0])
-    for s in slots[1:]:
-        if _shape(ref, s) != first:
-            return (
-                f"output slots {slots[0]} and {s} compute different formulas (relative to "
-                "their own position), but a kernel of slot-wise ops and rotations computes "
-                "the same formula at every slot: this spec needs a per-slot mask (a ct*pt "
-                "multiply by a 0/1 plaintext), which the sketch does not offer"
-            )
-    return ""
+    return next(((slots[0], s) for s in slots[1:] if _shape(ref, s) != first), None)
+
+
+def _varies_by_slot(ref: Reference, restrictions: Restrictions, components: int) -> str:
+    pair = varying_slots(ref)
+    if pair is None:
+        return ""
+    return (
+        f"output slots {pair[0]} and {pair[1]} compute different formulas (relative to their "
+        "own position), but a kernel of slot-wise ops and rotations computes the same "
+        "formula at every slot: this spec needs a per-slot mask (a ct*pt multiply by a 0/1 "
+        "plaintext), which the sketch does not offer"
+    )
 
 
 def _unreachable_offset(ref: Reference, restrictions: Restrictions, components: int) -> str:

@@ -138,8 +138,10 @@ class SlotsDecl:
 
 @dataclass(frozen=True)
 class InputAst:
-    """``input NAME: KIND LAYOUT [bits] [pad zero] [in LO..HI]``; ``value_range`` holds the
-    unevaluated bounds of ``in LO..HI`` (inclusive) and ``range_span`` where it is written."""
+    """``input NAME: KIND LAYOUT [bits] [pad zero] [in LO..HI] [packing P | packing with X]``;
+    ``value_range`` holds the unevaluated bounds of ``in LO..HI`` (inclusive) and
+    ``range_span`` where it is written; ``packing`` the packing named (``with X``: packed
+    into input X's ciphertext, as ``("with", "X")``) and ``packing_span`` where."""
 
     name: str
     kind: Literal["ct", "pt"]
@@ -147,8 +149,10 @@ class InputAst:
     bits: bool
     pad: bool
     value_range: tuple[Expr, Expr] | None = None
+    packing: tuple[str, str | None] | None = None
     span: Span | None = field(default=None, compare=False, repr=False, kw_only=True)
     range_span: Span | None = field(default=None, compare=False, repr=False, kw_only=True)
+    packing_span: Span | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)

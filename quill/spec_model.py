@@ -81,10 +81,21 @@ class Layout:
         return self.kind if not self.shape else f"{self.kind}({', '.join(map(str, self.shape))})"
 
 
+PACKINGS = {
+    "natural": "as its layout says (the default)",
+    "free": "as the compiler finds cheapest (porcupine synth --layout search)",
+    "broadcast": "each element in a ciphertext of its own, in every slot",
+}
+"""The packings an input may ask for, besides ``packing with X`` (in X's ciphertext, after
+X's elements)."""
+
+
 @dataclass(frozen=True)
 class InputDecl:
     """A kernel input. ``zero_outside``: slots outside the layout hold 0 (the backend encodes
     them so); ``False`` for a stage turned into an input, whose other slots are arbitrary.
+    ``packing``: how the client packs it into ciphertexts, when not as its layout says
+    (see :data:`PACKINGS`; applied by the compiler, :mod:`porcupine.layouts`).
     ``value_range``: the declared ``in lo..hi`` (inclusive), ``None`` if none was (all of
     Z_T, or 0..1 for ``bits``); :meth:`value_bounds` gives the effective range."""
 
@@ -95,6 +106,8 @@ class InputDecl:
     pad: bool
     zero_outside: bool = True
     value_range: tuple[int, int] | None = None
+    packing: str | None = None  # the client packing asked for (None: the natural one)
+    packed_with: str | None = None  # ``packing with X``: the input whose ciphertext it shares
 
     def value_bounds(self) -> tuple[int, int] | None:
         """The inclusive range ``(lo, hi)`` every element lies in (the declared range, else

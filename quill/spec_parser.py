@@ -72,6 +72,7 @@ def keywords() -> frozenset[str]:
 
 
 _RANGE = "the value range"
+_PACKING = "the packing"
 
 
 def _span(meta: Meta) -> Span | None:
@@ -92,6 +93,7 @@ class _Attr:
     what: str  # how a message names it
     span: Span | None
     bounds: tuple[Expr, Expr] | None = None  # of a value range
+    packing: tuple[str, str | None] | None = None  # of a packing
 
 
 class _Builder(Transformer_NonRecursive[Token, Any]):
@@ -151,6 +153,7 @@ class _Builder(Transformer_NonRecursive[Token, Any]):
                 )
             given[attr.what] = attr
         value_range = given.get(_RANGE)
+        packing = given.get(_PACKING)
         return InputAst(
             self._name(name),
             kind,
@@ -158,8 +161,10 @@ class _Builder(Transformer_NonRecursive[Token, Any]):
             "'bits'" in given,
             "'pad zero'" in given,
             value_range.bounds if value_range else None,
+            packing.packing if packing else None,
             span=_span(meta),
             range_span=value_range.span if value_range else None,
+            packing_span=packing.span if packing else None,
         )
 
     def ct(self, _: list[Token]) -> str:
@@ -179,6 +184,14 @@ class _Builder(Transformer_NonRecursive[Token, Any]):
     @v_args(meta=True)
     def value_range(self, meta: Meta, ch: list[Expr]) -> _Attr:
         return _Attr(_RANGE, _span(meta), (ch[0], ch[1]))
+
+    @v_args(meta=True)
+    def packing(self, meta: Meta, ch: list[Token]) -> _Attr:
+        return _Attr(_PACKING, _span(meta), packing=(str(ch[0]), None))
+
+    @v_args(meta=True)
+    def packing_with(self, meta: Meta, ch: list[Token]) -> _Attr:
+        return _Attr(_PACKING, _span(meta), packing=("with", self._name(ch[0])))
 
     def _definition(
         self, role: Literal["stage", "output"], meta: Meta, ch: list[Any]

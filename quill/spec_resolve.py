@@ -26,8 +26,17 @@ from quill.spec_ast import (
     SpecNameDecl,
     format_expr,
 )
-from quill.spec_index import Context, int_fn, param_value
-from quill.spec_model import Definition, Domain, Hints, InputDecl, Layout, Origin, Spec
+from quill.spec_index import Context, int_fn, param_value, suggest
+from quill.spec_model import (
+    PACKINGS,
+    Definition,
+    Domain,
+    Hints,
+    InputDecl,
+    Layout,
+    Origin,
+    Spec,
+)
 from quill.spec_unroll import assemble
 
 MAX_SLOTS = 1 << 16  # the most slots a BFV row offers at the largest usual ring dimension
@@ -179,6 +188,7 @@ def _instantiate(f: SpecFile, overrides: dict[str, int]) -> Spec:
         )
 
     inputs = tuple(_input(ctx, d, params, n) for d in input_decls)
+    _check_packed_with(ctx, input_decls, inputs)
     definitions = [_definition(ctx, d, params, n, set(declared)) for d in [*stage_decls, output]]
     hints = _hints(ctx, hint_decls, params, n)
     return assemble(
@@ -200,7 +210,51 @@ def _input(ctx: Context, d: InputAst, params: Mapping[str, int], n: int) -> Inpu
             "drop one of them: `bits` alone means 0..1",
         )
     domain = Domain.BITS if d.bits or within_bits else Domain.ZT
-    return InputDecl(d.name, Kind(d.kind), layout, domain, d.pad, value_range=value_range)
+    packing, packed_with = _packing(ctx, d)
+    return InputDecl(
+        d.name, Kind(d.kind), layout, domain, d.pad, value_range=value_range,
+        packing=packing, packed_with=packed_with,
+    )  # fmt: skip
+
+
+def _check_packed_with(ctx: Context, asts: list[InputAst], inputs: tuple[InputDecl, ...]) -> None:
+    """``packing with X`` names another input of the same kind."""
+    kinds = {i.name: i.kind for i in inputs}
+    for d, decl in zip(asts, inputs, strict=True):
+        other = decl.packed_with
+        if other is None:
+            continue
+        if other not in kinds:
+            raise ctx.error(
+                f"input {d.name} is packed with {other}, which is no input",
+                d.packing_span,
+                suggest(other, list(kinds), "inputs"),
+            )
+        if kinds[other] is not decl.kind:
+            raise ctx.error(
+                f"input {d.name} ({decl.kind}) cannot share a ciphertext with {other} "
+                f"({kinds[other]})",
+                d.packing_span,
+            )
+
+
+def _packing(ctx: Context, d: InputAst) -> tuple[str | None, str | None]:
+    """The packing an input asks for: a name of :data:`PACKINGS` or ``with X``."""
+    if d.packing is None:
+        return None, None
+    kind, other = d.packing
+    if kind == "with":
+        if other == d.name:
+            raise ctx.error(f"input {d.name} cannot be packed with itself", d.packing_span)
+        return "with", other
+    if kind not in PACKINGS:
+        choices = ", ".join(f"`packing {p}`" for p in PACKINGS) + ", `packing with INPUT`"
+        raise ctx.error(
+            f"unknown packing {kind} for input {d.name}",
+            d.packing_span,
+            f"{suggest(kind, list(PACKINGS), 'packings')} (the packings: {choices})",
+        )
+    return kind, None
 
 
 def _value_range(ctx: Context, d: InputAst, params: Mapping[str, int]) -> tuple[int, int] | None:
