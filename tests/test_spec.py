@@ -15,7 +15,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from quill.ops import Kind, Opcode
 from quill.slots import T
-from quill.spec import Domain, IntRing, Layout, Spec, load_spec, parse_spec
+from quill.spec import Domain, Hints, IntRing, Layout, Spec, load_spec, parse_spec
 from quill.spec_ast import (
     BinOp,
     DefinitionAst,
@@ -195,13 +195,29 @@ def test_box_blur_64x64_is_fast() -> None:
     assert time.perf_counter() - start < 1.0
 
 
+HINTED = """spec hinted
+param w = 8
+slots w * w
+input x: ct image(w, w)
+output y[i][j]: image(w, w) = x[i][j] + x[i][j+1] where j < w - 1
+hint ops add_cc, rot
+hint rotations 1, w, w + 1, -1
+hint constants 2
+hint components 3
+"""
+
+
 def test_hints() -> None:
-    s = spec("box_blur", w=8, h=8)
+    s = parse_spec(HINTED)
     assert s.hints.ops == (Opcode.ADD_CC, Opcode.ROT)
-    assert s.hints.rotations == (1, 8, 9)
-    assert spec("gx").hints.rotations == (1, -1, 4, -4)
-    assert spec("hamming_distance").hints.constants == (2,)
-    assert spec("dot_product").hints.components is None
+    assert s.hints.rotations == (1, 8, 9, -1)
+    assert s.hints.constants == (2,) and s.hints.components == 3
+    assert parse_spec(HINTED, params={"w": 4}).hints.rotations == (1, 4, 5, -1)
+
+
+def test_the_suite_specs_have_no_hints() -> None:
+    for path in KERNELS.glob("*.spec"):
+        assert load_spec(path).hints == Hints(), path.name
 
 
 # --- stages ------------------------------------------------------------------------------
