@@ -74,7 +74,7 @@ class Counts:
             ct_ct_mults=c.ct_ct_mults,
             depth=params.ct_ct_depth,
             ring_dim=params.ring_dim,
-            cost_ms=program_cost(program, params.ring_dim),
+            cost_ms=program_cost(program, params.param_set),
         )
 
 

@@ -87,7 +87,7 @@ def counts(program: Program, spec: Spec) -> dict[str, Any]:
         "ct_ct_mults": c.ct_ct_mults,
         "mult_depth": params.ct_ct_depth,
         "rotation_keys": list(c.rotation_keys),
-        "cost": round(program_cost(program, params.ring_dim), 4),
+        "cost": round(program_cost(program, params.param_set), 4),
     }
 
 

@@ -1,24 +1,27 @@
-"""The cost model: one table of per-op latencies per ring dimension.
+"""The cost model: one table of per-op latencies per parameter set.
 
-A program's cost is the sum of its instructions' latencies at the ring dimension its noise
-requires (:func:`quill.noise.parameters`), so a program that needs a bigger ring pays for
-it on every instruction. Rotations of one ciphertext by several amounts may share one
-hoisting precompute (OpenFHE's ``EvalFastRotationPrecompute`` + ``EvalFastRotation``); a
-group is priced at whichever is cheaper, as the backend will emit it.
+A program's cost is the sum of its instructions' latencies on the parameter set it runs
+with (:mod:`quill.params`; :func:`quill.noise.parameters` picks the cheapest safe one), so a
+program that needs a bigger ring or more towers pays for it on every instruction. Rotations
+of one ciphertext by several amounts may share one hoisting precompute (OpenFHE's
+``EvalFastRotationPrecompute`` + ``EvalFastRotation``); a group is priced at whichever is
+cheaper, as the backend will emit it.
 
 What the synthesizer minimizes (:func:`objective`) builds on this latency; see
 :class:`Objective`.
 
 The default table is the package's own data, ``quill/data/costs.json``, with its provenance
-(machine, library versions, date); ``porcupine calibrate`` measures this machine and writes
-a table in the same format that :func:`load_table` reads. Programs are priced as the
-backend emits them: relinearizations placed lazily (:mod:`quill.relin`), dead code
-dropped, rotations of one ciphertext hoisted where that is cheaper.
+(machine, library versions, date); ``porcupine calibrate`` measures every parameter set on
+this machine and writes a table in the same format that :func:`load_table` reads. Programs
+are priced as the backend emits them: relinearizations placed lazily (:mod:`quill.relin`),
+dead code dropped, rotations of one ciphertext hoisted where that is cheaper.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import reprlib
 from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
@@ -26,6 +29,7 @@ from pathlib import Path
 
 from quill.ir import Program
 from quill.ops import OPS, Opcode
+from quill.params import BY_NAME, ParameterSet, at_ring
 from quill.relin import place_relinearizations
 from quill.stats import counts
 from quill.transform import live_instructions
@@ -69,32 +73,67 @@ class Objective(str, Enum):
     LATENCY = "latency"
 
 
+Pricing = ParameterSet | int
+"""Where a program is priced: a parameter set, or (for callers that predate parameter sets)
+a ring dimension, which stands for :func:`quill.params.at_ring`."""
+
+
 @dataclass(frozen=True)
 class CostTable:
-    """Latencies in milliseconds, per ring dimension, per :data:`KEYS` row."""
+    """Latencies in milliseconds, per parameter set name, per :data:`KEYS` row."""
 
-    latency_ms: dict[int, dict[str, float]]
+    latency_ms: dict[str, dict[str, float]]
     source: str
 
-    def at(self, ring_dim: int) -> dict[str, float]:
-        """The row set for ``ring_dim``, scaling the nearest measured one if it is missing.
+    def at(self, where: Pricing) -> dict[str, float]:
+        """The row of a parameter set; KeyError naming the set when the table lacks it."""
+        param_set = at_ring(where) if isinstance(where, int) else where
+        if param_set.name not in self.latency_ms:
+            raise KeyError(
+                f"the cost table ({self.source}) has no row for parameter set "
+                f"{param_set.name}: measure it with porcupine calibrate"
+            )
+        return self.latency_ms[param_set.name]
 
-        Per-op latency grows a little faster than N (an NTT is N log N), so doubling N is
-        priced at 2.2x per doubling, as measured between 8192 and 16384 (3-4x per doubling
-        there is the extra RNS limbs a deeper circuit adds, which the table rows carry).
-        """
-        if ring_dim in self.latency_ms:
-            return self.latency_ms[ring_dim]
-        near = min(self.latency_ms, key=lambda n: abs(n.bit_length() - ring_dim.bit_length()))
-        factor = 2.2 ** (ring_dim.bit_length() - near.bit_length())
-        return {k: v * factor for k, v in self.latency_ms[near].items()}
+
+def check_rows(rows: object) -> dict[str, dict[str, float]]:
+    """``rows`` (a table's ``latency_ms``) as latencies, or a ValueError saying what is wrong:
+    every key a parameter set of :mod:`quill.params`, every row all :data:`KEYS` as positive
+    finite milliseconds."""
+    if not isinstance(rows, dict) or not rows:
+        raise ValueError("'latency_ms' must map parameter set names to rows of latencies")
+    table: dict[str, dict[str, float]] = {}
+    for name, row in rows.items():
+        where = f"latency_ms[{reprlib.repr(name)}]"
+        if name not in BY_NAME:
+            raise ValueError(
+                f"{where} is not a parameter set of quill.params (a table keyed by ring "
+                "dimension predates them)"
+            )
+        if not isinstance(row, dict):
+            raise ValueError(f"{where} must be an object of latencies")
+        missing = [k for k in KEYS if k not in row]
+        if missing:
+            raise ValueError(f"{where} lacks {', '.join(missing)}")
+        unknown = sorted(set(row) - set(KEYS))
+        if unknown:
+            listed = ", ".join(reprlib.repr(k) for k in unknown)
+            raise ValueError(f"{where} has unknown rows {listed} (rows: {', '.join(KEYS)})")
+        for key in KEYS:
+            value = row[key]
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not numeric or not math.isfinite(value) or value <= 0:
+                shown = reprlib.repr(value)
+                raise ValueError(f"{where}[{key!r}] is {shown}: must be a positive number of ms")
+        table[name] = {k: float(row[k]) for k in KEYS}
+    return table
 
 
 def load_table(path: str | Path) -> CostTable:
-    """Read a table written by ``porcupine calibrate`` (or the package's own)."""
+    """Read a table written by ``porcupine calibrate`` (or the package's own); ValueError
+    when it is not one (:func:`check_rows`)."""
     data = json.loads(Path(path).read_text())
-    table = {int(n): {k: float(row[k]) for k in KEYS} for n, row in data["latency_ms"].items()}
-    return CostTable(table, source=str(data.get("source", path)))
+    return CostTable(check_rows(data.get("latency_ms")), source=str(data.get("source", path)))
 
 
 DEFAULT_TABLE_PATH = Path(__file__).with_name("data") / "costs.json"
@@ -104,19 +143,15 @@ DEFAULT_TABLE = load_table(DEFAULT_TABLE_PATH)
 
 def save_table(table: CostTable, path: str | Path, **metadata: object) -> None:
     """Write ``table`` as JSON (``metadata`` records the machine and library versions)."""
-    out = {
-        "source": table.source,
-        **metadata,
-        "latency_ms": {str(n): row for n, row in sorted(table.latency_ms.items())},
-    }
+    out = {"source": table.source, **metadata, "latency_ms": table.latency_ms}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(out, indent=2) + "\n")
 
 
-def row_us(table: CostTable, ring_dim: int) -> dict[str, int]:
-    """The latency row for ``ring_dim`` in whole microseconds: every cost is summed in
+def row_us(table: CostTable, where: Pricing) -> dict[str, int]:
+    """The latency row of a parameter set in whole microseconds: every cost is summed in
     these units, here and in the synthesizer's solver encoding, so both agree exactly."""
-    return {k: round(v * 1000) for k, v in table.at(ring_dim).items()}
+    return {k: round(v * 1000) for k, v in table.at(where).items()}
 
 
 def op_us(opcode: Opcode, amount: int | None, row: dict[str, int]) -> int:
@@ -163,9 +198,9 @@ class Measures:
         return self.latency_us / 1000
 
 
-def measures(program: Program, ring_dim: int, table: CostTable = DEFAULT_TABLE) -> Measures:
-    """The :class:`Measures` of ``program`` at ``ring_dim``."""
-    row = row_us(table, ring_dim)
+def measures(program: Program, where: Pricing, table: CostTable = DEFAULT_TABLE) -> Measures:
+    """The :class:`Measures` of ``program`` on a parameter set."""
+    row = row_us(table, where)
     live = live_instructions(place_relinearizations(program))
     rotations = {(i.args[0], i.amount) for i in live if i.opcode is Opcode.ROT}
     groups = Counter(src for src, _ in rotations)
@@ -192,19 +227,19 @@ def rank(m: Measures, goal: Objective) -> tuple[int, ...]:
 
 def objective(
     program: Program,
-    ring_dim: int,
+    where: Pricing,
     table: CostTable = DEFAULT_TABLE,
     goal: Objective = Objective.INSTRUCTIONS,
 ) -> tuple[int, ...]:
     """What the synthesizer minimizes for ``program``: :func:`rank` of its measures."""
-    return rank(measures(program, ring_dim, table), goal)
+    return rank(measures(program, where, table), goal)
 
 
-def program_cost(program: Program, ring_dim: int, table: CostTable = DEFAULT_TABLE) -> float:
-    """Estimated latency of ``program`` in milliseconds at ``ring_dim``, as emitted."""
-    return measures(program, ring_dim, table).latency_ms
+def program_cost(program: Program, where: Pricing, table: CostTable = DEFAULT_TABLE) -> float:
+    """Estimated latency of ``program`` in milliseconds on a parameter set, as emitted."""
+    return measures(program, where, table).latency_ms
 
 
-def keygen_cost(program: Program, ring_dim: int, table: CostTable = DEFAULT_TABLE) -> float:
+def keygen_cost(program: Program, where: Pricing, table: CostTable = DEFAULT_TABLE) -> float:
     """Milliseconds to generate the rotation keys ``program`` needs."""
-    return measures(program, ring_dim, table).keys * table.at(ring_dim)["rotation_keygen"]
+    return measures(program, where, table).keys * table.at(where)["rotation_keygen"]

@@ -1,128 +1,265 @@
-"""Multiplicative depth, a noise estimate per instruction, and the BFV parameters a program
-needs.
+"""The noise model, and the parameter set a program runs with.
 
-BFV has no noise-budget API in OpenFHE (``openfhe-bfv.md``), so the estimate is an
-empirical model in bits of noise, fitted to measurements with t = 65537 at 128-bit
-security: the longest chains of ct*ct squarings and of ct*pt multiplies that still decrypt
-correctly at each configured depth, and the failure of a rotation at depth 0. Every rule
-lives in :data:`GROWTH`, keyed by the ``noise`` column of the op table (:mod:`quill.ops`).
+BFV has no noise-budget API in OpenFHE, so the model is empirical, per parameter set
+(:mod:`quill.params`): the noise of every ciphertext a program computes, as log2 |e| in
+bits, where e is the largest coefficient of its noise polynomial. Decryption is correct
+while log2 |e| < log2 Q - log2 t - 1 (the set's ``capacity_bits``). Every rule lives in
+:data:`GROWTH`, keyed by the ``noise`` column of the op table (:mod:`quill.ops`):
 
-Decryption is correct while ``noise + DECRYPT_MARGIN <= log2 Q``. The configured depth is
-the smallest one whose ``log2 Q`` leaves that much room; it fixes the ring dimension, and so
-the price of every instruction (:mod:`quill.cost`).
+* fresh encryption: a constant per set;
+* add, sub (also of three-element products): the noises add up, log2(2^a + 2^b), which
+  is the worst case (measured sums grow by about half that, in quadrature); negation and
+  a plaintext addend leave the noise as it is (measured: within 0.1 bit);
+* ct*pt: + ``mul_pt`` bits (the plaintext polynomial's coefficients, up to t/2, times N);
+* ct*ct: + ``mul_cc`` bits over the sum of both operands' noise;
+* a key switch (rotation, relinearization, each rotation inside EvalSum) adds one
+  independent term of ``key_switch`` bits: about the digit size (or the tower size, with one
+  digit per tower) plus 7.5 bits. A rotation before a multiply is multiplied with the rest.
 
-Provenance (``eval/noise_probe.py``, OpenFHE 1.6.1, n = 16 slots, random inputs): the
-longest chain that decrypted correctly at each configured depth, measured / accepted by
-this model. The model is never more optimistic than OpenFHE, and every chain it accepts
-decrypts correctly at the depth :func:`parameters` picks. Depth 0 cannot even rotate.
+Each constant is an upper bound of what ``eval/noise_probe.py --calibrate`` measures exactly
+(raw decryption of OpenFHE's ciphertexts) with worst-case inputs, whose plaintext
+polynomials have every coefficient at +-(t-1)/2. Since every rule is monotone, the bound
+carries through a program. The model is validated by encrypted probes at the edge of every
+set: the longest chains of each noisy pattern it accepts decrypt correctly, with noise
+never above the prediction (``eval/noise_probe.py``, and ``tests/test_noise_probe.py`` at
+the small sets).
 
-==========================================  =======  =======  =======  =======
-chain (length L)                            depth 1  depth 2  depth 3  depth 4
-==========================================  =======  =======  =======  =======
-ct*ct squarings                             1 / 1    3 / 2    3 / 3    5 / 4
-ct*pt by a random plaintext                 4 / 3    8 / 5    8 / 5    11 / 7
-ct*pt by a 0/1 mask                         4 / 3    7 / 5    7 / 5    11 / 7
-rotate, then ct*pt                          2 / 1    5 / 3    5 / 3    9 / 5
-L rounds of 16 ct*ct products summed        1 / 1    3 / 2    3 / 2    5 / 3
-L rounds of 16 ct*pt products summed        1 / 1    4 / 2    4 / 2    7 / 3
-==========================================  =======  =======  =======  =======
+A program is accepted on a set when its noisiest value stays :data:`MARGIN_BITS` below the
+capacity; :func:`parameters` picks the cheapest accepted set by the cost model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from quill.ir import Program
-from quill.ops import OPS, Kind
+from quill.cost import DEFAULT_TABLE, CostTable, measures
+from quill.ir import Instr, Param, Program
+from quill.ops import OPS, Kind, Opcode
+from quill.params import SETS, NoiseConstants, ParameterSet
 from quill.relin import place_relinearizations
-from quill.slots import T
+from quill.stats import ct_ct_depth
+from quill.transform import live_values
 
-FRESH_BITS = 5.0
-"""Noise of a fresh encryption."""
+__all__ = [
+    "GROWTH",
+    "LOG2_Q",
+    "MARGIN_BITS",
+    "MAX_CT_CT_DEPTH",
+    "RING_DIM",
+    "NoiseBudgetExceeded",
+    "Parameters",
+    "accepts",
+    "assess",
+    "ct_ct_depth",
+    "for_depth",
+    "noise_bits",
+    "parameters",
+    "reference_program",
+    "shared_parameters",
+    "slots_needed",
+]
 
-MUL_BITS = 30.0
-"""Growth of one multiply, ct*ct or ct*pt alike: roughly log2(t * N) with N = 8192. A 0/1
-mask costs as much as a random plaintext (measured), so constants get no discount."""
-
-RELIN_FLOOR_BITS = 50.0
-"""Relinearization adds key-switching noise: a relinearized product has at least this much
-noise, plus one multiply's growth."""
-
-KEYSWITCH_FLOOR_BITS = 45.0
-"""A rotation's key switch leaves at least this much noise (depth 0, log2 Q = 60, cannot
-decrypt a rotated ciphertext; depth 1 can)."""
-
-DECRYPT_MARGIN = T.bit_length() + 1.0
-"""Noise must stay this many bits below Q for the plaintext (log2 t bits) to survive."""
+MARGIN_BITS = 5.0
+"""A program is accepted on a set only if its predicted noise stays this many bits below the
+set's capacity: the noise may be 32 times the model's bound before a decryption fails. The
+model already bounds every measurement from above; this covers what the probes cannot
+sample (other keys, other inputs)."""
 
 LOG2_Q: dict[int, int] = {1: 120, 2: 180, 3: 180, 4: 240, 5: 240, 6: 300}
-"""log2 Q OpenFHE picks for BFV, t = 65537, HEStd_128_classic, by multiplicative depth."""
+"""log2 Q OpenFHE picks by itself for a multiplicative depth (t = 65537, 128-bit classic)."""
 
 RING_DIM: dict[int, int] = {1: 8192, 2: 8192, 3: 8192, 4: 16384, 5: 16384, 6: 16384}
-"""Ring dimension OpenFHE picks for those parameters (depth 0 gives 4096 but cannot rotate)."""
+"""The ring dimension OpenFHE picks by itself for a multiplicative depth."""
 
-GROWTH: dict[str, Callable[[list[float]], float]] = {
-    "none": lambda a: a[0],
-    "add": lambda a: max(a) + 1.0,
-    "mul_pt": lambda a: a[0] + MUL_BITS,
-    "mul_cc": lambda a: max(a) + MUL_BITS,
-    "relin": lambda a: max(a[0], RELIN_FLOOR_BITS + MUL_BITS),
-    "rotate": lambda a: max(a[0], KEYSWITCH_FLOOR_BITS),
-    # EvalSum: rotations and additions; its noise was measured within a bit of the tree's.
-    "sum": lambda a: max(a[0], KEYSWITCH_FLOOR_BITS) + 5.0,
+
+def lse(bits: Sequence[float]) -> float:
+    """log2 of the sum of 2^b: the bound on a sum of noises of ``bits`` bits each."""
+    top = max(bits)
+    return top + math.log2(sum(2.0 ** (b - top) for b in bits))
+
+
+def _window_sum(c: NoiseConstants, a: float, k: int) -> float:
+    """EvalSum(ct, k): rounds of three rotations added to their input (radix 4), then one
+    of a single rotation when log2 k is odd (:func:`quill.ops.sum_keys`)."""
+    log = k.bit_length() - 1
+    for _ in range(log // 2):
+        rotated = lse([a, c.key_switch])
+        a = lse([a, rotated, rotated, rotated])
+    if log % 2:
+        a = lse([a, lse([a, c.key_switch])])
+    return a
+
+
+Growth = Callable[[NoiseConstants, list[float], int | None], float]
+
+GROWTH: dict[str, Growth] = {
+    "none": lambda c, a, k: a[0],
+    "add": lambda c, a, k: lse(a),
+    "mul_pt": lambda c, a, k: a[0] + c.mul_pt,
+    "mul_cc": lambda c, a, k: lse(a) + c.mul_cc,
+    "relin": lambda c, a, k: lse([a[0], c.key_switch]),
+    "rotate": lambda c, a, k: lse([a[0], c.key_switch]),
+    "sum": lambda c, a, k: _window_sum(c, a[0], k or 1),
 }
-"""Noise of an instruction's result from the noise of its ciphertext operands."""
+"""Noise of an instruction's result from the set's constants, the noise of its ciphertext
+operands and its amount."""
 
 
-def ct_ct_depth(program: Program) -> int:
-    """The static ct*ct multiplicative depth: what ``GetNoiseScaleDeg() - 1`` reaches."""
-    depth = {p.name: 0 for p in program.params}
-    for ins in program.body:
-        below = max((depth[a] for a in ins.args if a in depth), default=0)
-        depth[ins.dest] = below + (1 if OPS[ins.opcode].ct_ct_mult else 0)
-    return depth[program.result]
-
-
-def noise_bits(program: Program) -> dict[str, float]:
-    """Estimated noise, in bits, of every ciphertext the program computes (relinearized
-    as the backend emits it, :func:`quill.relin.place_relinearizations`)."""
+def noise_bits(program: Program, param_set: ParameterSet) -> dict[str, float]:
+    """Predicted noise, in bits, of every ciphertext ``program`` computes on ``param_set``
+    (relinearized as the backend emits it, :func:`quill.relin.place_relinearizations`)."""
     program = place_relinearizations(program)
     kinds = program.kinds()
-    noise = {p.name: FRESH_BITS for p in program.params}
+    c = param_set.noise
+    noise = {p.name: c.fresh for p in program.params if p.kind is Kind.CT}
     for ins in program.body:
+        if kinds[ins.dest] is not Kind.CT:
+            continue
         operands = [noise[a] for a in ins.args if kinds[a] is Kind.CT]
-        noise[ins.dest] = GROWTH[OPS[ins.opcode].noise](operands)
+        noise[ins.dest] = GROWTH[OPS[ins.opcode].noise](c, operands, ins.amount)
     return noise
+
+
+def _peak(program: Program, param_set: ParameterSet) -> float:
+    """The predicted noise of the noisiest value the emitted program computes."""
+    lowered = place_relinearizations(program)
+    live = live_values(lowered)
+    noise = noise_bits(lowered, param_set)
+    return max((bits for name, bits in noise.items() if name in live), default=0.0)
+
+
+def slots_needed(program: Program, slots: int) -> int:
+    """Slots a row must hold: the kernel's, and every EvalSum window (OpenFHE sums within
+    a row)."""
+    windows = [i.amount for i in program.body if i.opcode is Opcode.SUM and i.amount]
+    return max([slots, *windows])
+
+
+def accepts(param_set: ParameterSet, program: Program, slots: int = 1) -> bool:
+    """Whether ``program`` on ``slots`` slots runs on ``param_set``: its row holds the slots
+    and the predicted noise stays :data:`MARGIN_BITS` below the capacity."""
+    if param_set.slots < slots_needed(program, slots):
+        return False
+    return _peak(program, param_set) + MARGIN_BITS <= param_set.capacity_bits
 
 
 @dataclass(frozen=True)
 class Parameters:
-    """The BFV parameters a program needs."""
+    """The parameter set a program runs with, and why it is safe there."""
 
-    mult_depth: int  # to pass to SetMultiplicativeDepth
-    ring_dim: int
-    log2_q: int
-    noise_bits: float  # estimated noise of the result
+    param_set: ParameterSet
+    noise_bits: float  # predicted noise of the noisiest value
     ct_ct_depth: int
+
+    @property
+    def mult_depth(self) -> int:
+        """The depth passed to OpenFHE (it sizes the modulus chain from it)."""
+        return self.param_set.mult_depth
+
+    @property
+    def ring_dim(self) -> int:
+        return self.param_set.ring_dim
+
+    @property
+    def log2_q(self) -> int:
+        return round(self.param_set.log2_q)
+
+    @property
+    def margin_bits(self) -> float:
+        """How far the predicted noise stays below the capacity (at least MARGIN_BITS)."""
+        return self.param_set.capacity_bits - self.noise_bits
 
 
 class NoiseBudgetExceeded(ValueError):
-    """The program needs more noise budget than the largest parameter set we model."""
+    """No parameter set holds the program: too much noise, or too many slots."""
 
 
-def parameters(program: Program, slots: int = 1) -> Parameters:
-    """The smallest BFV parameters under which ``program`` decrypts correctly.
+def assess(program: Program, param_set: ParameterSet) -> Parameters:
+    """``program``'s :class:`Parameters` on ``param_set``, whether the model accepts it
+    there or not (for running a program on a set chosen for another, or probing the model)."""
+    return Parameters(param_set, _peak(program, param_set), ct_ct_depth(program))
 
-    ``slots`` is the kernel's slot count n; a BFV row holds N/2 slots, so N >= 2n.
+
+def shared_parameters(
+    programs: Sequence[Program], slots: int = 1, table: CostTable = DEFAULT_TABLE
+) -> Parameters:
+    """The cheapest set that every one of ``programs`` runs on (their latencies summed by
+    ``table``; then fewer key-generation milliseconds, then the smaller ring), as
+    :class:`Parameters` of the noisiest program. Only sets the table prices are chosen.
+
+    Raises :class:`NoiseBudgetExceeded` when no set accepts them all.
     """
-    depth = ct_ct_depth(program)
-    noise = max(noise_bits(program).values())
-    for d in sorted(LOG2_Q):
-        if d >= depth and noise + DECRYPT_MARGIN <= LOG2_Q[d]:
-            return Parameters(d, max(RING_DIM[d], 2 * slots), LOG2_Q[d], noise, depth)
-    raise NoiseBudgetExceeded(
-        f"{program.name} needs about {noise + DECRYPT_MARGIN:.0f} bits of modulus, more than "
-        f"the {max(LOG2_Q.values())} of multiplicative depth {max(LOG2_Q)}; "
+    lowered = [place_relinearizations(p) for p in programs]
+    fitting = [
+        s for s in SETS if s.name in table.latency_ms and all(accepts(s, p, slots) for p in lowered)
+    ]
+    if not fitting:
+        raise NoiseBudgetExceeded(_why_none(lowered, slots))
+
+    def price(s: ParameterSet) -> tuple[float, ...]:
+        costs = [measures(p, s, table) for p in lowered]
+        keygen = sum(m.keys for m in costs) * table.at(s)["rotation_keygen"]
+        return (sum(m.latency_us for m in costs), keygen, s.ring_dim)
+
+    best = min(fitting, key=price)
+    return max((assess(p, best) for p in lowered), key=lambda p: p.noise_bits)
+
+
+def parameters(program: Program, slots: int = 1, table: CostTable = DEFAULT_TABLE) -> Parameters:
+    """The parameter set ``program`` on ``slots`` slots runs with: the cheapest by
+    ``table`` that holds the slots (N/2 >= n) and on which the predicted noise stays
+    :data:`MARGIN_BITS` below the capacity. :class:`NoiseBudgetExceeded` when none does."""
+    return shared_parameters([program], slots, table)
+
+
+def _why_none(programs: Sequence[Program], slots: int) -> str:
+    names = ", ".join(p.name for p in programs)
+    need = max(slots_needed(p, slots) for p in programs)
+    largest = max(SETS, key=lambda s: (s.slots, s.capacity_bits))
+    if need > largest.slots:
+        return (
+            f"{names} needs {need} slots in a row, more than the {largest.slots} of the "
+            f"largest ring (N = {largest.ring_dim})"
+        )
+    deepest = max((s for s in SETS if s.slots >= need), key=lambda s: s.capacity_bits)
+    peak = max(_peak(p, deepest) for p in programs)
+    return (
+        f"{names} needs about {peak + MARGIN_BITS:.0f} bits of noise capacity (its predicted "
+        f"noise plus a {MARGIN_BITS:.0f}-bit margin), more than the "
+        f"{deepest.capacity_bits:.0f} of the deepest parameter set ({deepest.name}); "
         "reduce its multiplicative depth"
     )
+
+
+def reference_program(depth: int) -> Program:
+    """The shape the search prices a spec of ct*ct depth ``depth`` at: an input multiplied
+    by a plaintext, squared ``depth`` times, then rotated and added to itself."""
+    body = [Instr("v0", Opcode.MUL_CP, ("x", "p"))]
+    for i in range(depth):
+        body.append(Instr(f"v{i + 1}", Opcode.MUL_CC, (f"v{i}", f"v{i}")))
+    last = f"v{depth}"
+    body += [Instr("r", Opcode.ROT, (last,), 1), Instr("y", Opcode.ADD_CC, (last, "r"))]
+    params = (Param("x", Kind.CT), Param("p", Kind.PT))
+    return Program(f"depth_{depth}", params, (), tuple(body), "y")
+
+
+def for_depth(depth: int, slots: int, table: CostTable = DEFAULT_TABLE) -> ParameterSet:
+    """The set a search prices a spec of ct*ct depth ``depth`` on ``slots`` slots at:
+    :func:`parameters` of :func:`reference_program`. The kernel found then runs on its own
+    cheapest safe set, which is often this one."""
+    return parameters(reference_program(depth), slots, table).param_set
+
+
+def _deepest() -> int:
+    """The longest chain of squarings some set accepts."""
+    depth = 0
+    while any(accepts(s, reference_program(depth + 1)) for s in SETS):
+        depth += 1
+    return depth
+
+
+MAX_CT_CT_DEPTH = _deepest()
+"""The deepest ct*ct chain the noise model accepts on some set: a spec that needs more
+cannot be run."""

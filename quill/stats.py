@@ -5,10 +5,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from quill.ir import Instr, Program
-from quill.noise import ct_ct_depth
 from quill.ops import OPS, Family
 from quill.relin import place_relinearizations
 from quill.transform import live_instructions
+
+
+def ct_ct_depth(program: Program) -> int:
+    """The static ct*ct multiplicative depth: what ``GetNoiseScaleDeg() - 1`` reaches."""
+    depth = {p.name: 0 for p in program.params}
+    for ins in program.body:
+        below = max((depth[a] for a in ins.args if a in depth), default=0)
+        depth[ins.dest] = below + (1 if OPS[ins.opcode].ct_ct_mult else 0)
+    return depth[program.result]
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from porcupine.backend import (
 from porcupine.backend.cleartext import OPENFHE, ClearCiphertext, ClearContext
 from quill.ir import Program
 from quill.noise import ct_ct_depth
-from quill.ops import Kind
+from quill.ops import Kind, sum_keys
 from quill.parser import load_program, parse_program
 from quill.printer import format_program
 from quill.relin import needs_relinearization
@@ -40,6 +40,7 @@ from quill.spec import load_spec
 from quill.transform import eliminate_dead_code
 
 ROTATIONS = (1, -3, 100, 5)
+WINDOW = 16  # EvalSum(ct, 16) needs the rotation keys sum_keys(16) = 1, 2, 3, 4, 8, 12
 MANY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -49,11 +50,11 @@ def _context(backend: Any) -> tuple[Any, Any]:
     params.SetPlaintextModulus(T)
     params.SetMultiplicativeDepth(1)
     cc = backend.GenCryptoContext(params)
-    for feature in (backend.PKE, backend.KEYSWITCH, backend.LEVELEDSHE):
+    for feature in (backend.PKE, backend.KEYSWITCH, backend.LEVELEDSHE, backend.ADVANCEDSHE):
         cc.Enable(feature)
     keys = cc.KeyGen()
     cc.EvalMultKeyGen(keys.secretKey)
-    cc.EvalRotateKeyGen(keys.secretKey, list(ROTATIONS))
+    cc.EvalRotateKeyGen(keys.secretKey, sorted({*ROTATIONS, *sum_keys(WINDOW)}))
     return cc, keys
 
 
@@ -73,6 +74,8 @@ def _operations(cc: Any, a: Any, b: Any, p: Any) -> dict[str, Any]:
         "add_deeper": cc.EvalAdd(a, cc.Relinearize(product)),
         **{f"rot_{k}": cc.EvalRotate(a, k) for k in ROTATIONS},
         "hoisted_5": cc.EvalFastRotation(a, 5, cc.GetCyclotomicOrder(), pre),
+        "evalsum": cc.EvalSum(a, WINDOW),
+        "evalsum_2": cc.EvalSum(cc.EvalAdd(a, b), 2),
     }
 
 
@@ -161,8 +164,20 @@ MISUSE: dict[str, tuple[Callable[..., object], str]] = {
         "EvalFastRotation with order 16, not the context's",
     ),
     "no rotation key": (
-        lambda cc, two, three, p: cc.EvalRotate(two, 2),
-        r"no rotation key for index 2 \(OpenFHE: map::at\)",
+        lambda cc, two, three, p: cc.EvalRotate(two, 6),
+        r"no rotation key for index 6 \(OpenFHE: map::at\)",
+    ),
+    "EvalSum ct3": (
+        lambda cc, two, three, p: cc.EvalSum(three, 4),
+        "EvalSum of a 3-element ciphertext .*sums it to garbage; relinearize it first",
+    ),
+    "EvalSum of 12": (
+        lambda cc, two, three, p: cc.EvalSum(two, 12),
+        r"EvalSum\(ct, 12\): OpenFHE sums a power-of-two window within a row",
+    ),
+    "EvalSum without its keys": (
+        lambda cc, two, three, p: cc.EvalSum(two, 64),
+        r"no rotation key for index 16 \(OpenFHE: map::at\), for EvalSum\(ct, 64\)",
     ),
     "rotation past the row": (
         lambda cc, two, three, p: cc.EvalRotate(two, cc.GetRingDimension() // 2),
@@ -195,6 +210,17 @@ def test_the_fake_refuses_what_openfhe_gets_wrong(
     call, message = MISUSE[case]
     with pytest.raises(CleartextError, match=message):
         call(cc, two, three, plain)
+
+
+def test_the_fake_refuses_evalsum_without_advanced_she() -> None:
+    params = OPENFHE.CCParamsBFVRNS()
+    params.SetPlaintextModulus(T)
+    cc = OPENFHE.GenCryptoContext(params)
+    keys = cc.KeyGen()
+    cc.EvalRotateKeyGen(keys.secretKey, [1])
+    ciphertext = cc.Encrypt(keys.publicKey, cc.MakePackedPlaintext([1, 2]))
+    with pytest.raises(CleartextError, match=r"EvalSum: Enable\(ADVANCEDSHE\) must be called"):
+        cc.EvalSum(ciphertext, 2)
 
 
 def test_the_fake_decrypts_only_relinearized_results_under_their_key(

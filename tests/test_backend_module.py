@@ -16,6 +16,7 @@ import numpy as np
 import openfhe
 import pytest
 from test_backend import DEAD, Kernel, make_kernels
+from test_backend_params import DOT_SUM
 
 from porcupine.backend import (
     EmittedKernel,
@@ -30,6 +31,8 @@ from porcupine.backend import (
 from porcupine.backend import runtime as runtime_module
 from porcupine.backend.kernel_module import MEMBERS
 from porcupine.backend.openfhe_emit import CONSTANTS_BEGIN, CONSTANTS_END, RuntimeText
+from porcupine.backend.planning import context_settings
+from quill.params import by_name
 from quill.parser import parse_program
 from quill.slots import T
 from quill.spec import parse_spec
@@ -105,6 +108,7 @@ def test_emitted_modules_hold_the_runtime_verbatim(clear: dict[str, Kernel]) -> 
         "__future__",
         "functools",
         "json",
+        "math",
         "typing",
         "numpy",
         "openfhe",
@@ -254,6 +258,8 @@ def test_contexts_below_the_kernels_security_level_are_refused(clear: dict[str, 
     m = clear["box_blur"].module
     with _context_error(r"security level is HEStd_NotSet, below the HEStd_128_classic"):
         m.check_context(m.new_context(openfhe.HEStd_NotSet))
+    # The fake checks the HE standard's bound at 128-bit classic only (OpenFHE would refuse
+    # this small ring at the stronger levels).
     for stronger in (
         openfhe.HEStd_128_classic,
         openfhe.HEStd_192_classic,
@@ -271,12 +277,26 @@ def test_contexts_below_the_kernels_security_level_are_refused(clear: dict[str, 
 
 def test_unfit_parameters_are_named(clear: dict[str, Kernel]) -> None:
     m = clear["square_shift"].module
-    with _context_error("multiplicative depth 0 is too small: this kernel needs 1"):
-        m.check_context(m.new_context(mult_depth=0))
+    other = "n4096_q108_w18" if m.PARAMETER_SET != "n4096_q108_w18" else "n4096_q108_w27"
+    settings = context_settings(by_name(other))
+    with _context_error(f"the context's digit size is .*this kernel needs {m.DIGIT_SIZE}"):
+        m.check_context(m.new_context(**settings))
     with _context_error(r"no relinearization key for the inputs' secret key"):
         cc = m.new_context()
         keys = m.generate_keys(cc, ct_ct_mult=False)
         m.kernel(cc, x=m.encrypt(cc, keys, "x", np.ones(8, dtype=int)))
+
+
+def test_a_kernel_with_evalsum_needs_advanced_she(clear: dict[str, Kernel]) -> None:
+    # On the cleartext backend: OpenFHE shares one context between equal parameters, so in a
+    # process where any context enabled ADVANCEDSHE, every context of its set has it.
+    module = emitted_module(DOT_SUM, clear["dot_product"].spec, cleartext_backend=True)
+    cc = module.new_context(advanced_she=False)
+    with _context_error(r"this kernel calls EvalSum, which needs cc.Enable\(openfhe.ADVANCEDSHE\)"):
+        module.check_context(cc)
+    cc.Enable(openfhe.ADVANCEDSHE)
+    module.check_context(cc)
+    assert module.ADVANCED_SHE and not clear["dot_product"].module.ADVANCED_SHE
 
 
 def test_long_literals_get_names_of_their_own() -> None:

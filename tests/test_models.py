@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import programs
@@ -18,9 +21,12 @@ from quill.cost import (
 )
 from quill.interp import interpret
 from quill.ir import Program
-from quill.noise import ct_ct_depth, parameters
+from quill.noise import MAX_CT_CT_DEPTH, NoiseBudgetExceeded, ct_ct_depth, parameters
+from quill.params import by_name
 from quill.parser import parse_program
 from quill.transform import eliminate_common_subexpressions, simplify
+
+SET = by_name("n8192_q180_w0")
 
 
 def _chain(squarings: int) -> Program:
@@ -36,28 +42,35 @@ def test_depth_counts_ct_ct_multiplies_on_the_longest_path() -> None:
     assert ct_ct_depth(p) == 0
 
 
-def test_parameters_follow_the_measured_squaring_chains() -> None:
-    # openfhe-bfv.md: depth 1 holds one squaring; depths 2-3 share log2 Q = 180 (N = 8192);
-    # depth 4 moves to N = 16384. The configured depth never falls below the ct*ct depth.
-    assert parameters(_chain(1)).mult_depth == 1
-    assert parameters(_chain(2)).mult_depth == 2
-    assert (parameters(_chain(3)).mult_depth, parameters(_chain(3)).ring_dim) == (3, 8192)
-    assert (parameters(_chain(4)).mult_depth, parameters(_chain(4)).ring_dim) == (4, 16384)
+def test_parameters_follow_the_squaring_chains() -> None:
+    # Measured (eval/noise_probe.py): N = 4096 with 2 x 54-bit towers holds two squarings,
+    # deeper chains need more capacity, and no set holds more than MAX_CT_CT_DEPTH.
+    picked = [parameters(_chain(d)).param_set for d in range(1, MAX_CT_CT_DEPTH + 1)]
+    assert [s.ring_dim for s in picked[:2]] == [4096, 4096]
+    assert all(a.capacity_bits <= b.capacity_bits for a, b in itertools.pairwise(picked))
+    with pytest.raises(NoiseBudgetExceeded, match="reduce its multiplicative depth"):
+        parameters(_chain(MAX_CT_CT_DEPTH + 1))
 
 
 def test_a_bigger_ring_costs_more_for_the_same_program() -> None:
     p = _chain(1)
-    assert program_cost(p, 16384) > 2 * program_cost(p, 8192)
+    assert program_cost(p, by_name("n16384_q240_w0")) > 2 * program_cost(p, SET)
+
+
+def test_a_ring_dimension_prices_at_the_default_set_it_used_to_mean() -> None:
+    assert row_us(DEFAULT_TABLE, 8192) == row_us(DEFAULT_TABLE, by_name("n8192_q180_w0"))
+    with pytest.raises(ValueError, match="no parameter set stands for ring dimension 1024"):
+        row_us(DEFAULT_TABLE, 1024)
 
 
 def test_hoisting_prices_rotations_of_one_ciphertext_together() -> None:
-    row = row_us(DEFAULT_TABLE, 8192)
+    row = row_us(DEFAULT_TABLE, SET)
     three = parse_program(
         "kernel k(x: ct) {\n a = rot(x, 1)\n b = rot(x, 4)\n c = rot(x, 5)\n"
         " s = add(a, b)\n t = add(s, c)\n u = add(t, x)\n return u\n}\n"
     )
     expected = rotation_group_us(3, row) + 3 * row["add"]
-    assert measures(three, 8192).latency_us == expected
+    assert measures(three, SET).latency_us == expected
     assert expected < 3 * row["rotate"] + 3 * row["add"]
 
 
@@ -70,9 +83,9 @@ def test_objectives_order_the_two_box_blurs_differently() -> None:
         "kernel k(x: ct) {\n a = rot(x, 1)\n b = rot(x, 4)\n c = rot(x, 5)\n"
         " s = add(x, a)\n t = add(b, c)\n u = add(s, t)\n return u\n}\n"
     )
-    assert objective(published, 8192) < objective(hoisted, 8192)
+    assert objective(published, SET) < objective(hoisted, SET)
     latency = Objective.LATENCY
-    assert objective(hoisted, 8192, goal=latency) < objective(published, 8192, goal=latency)
+    assert objective(hoisted, SET, goal=latency) < objective(published, SET, goal=latency)
 
 
 @settings(max_examples=100, deadline=None)

@@ -1,15 +1,17 @@
-"""``porcupine calibrate``: measure every row of the cost table on this machine.
+"""``porcupine calibrate``: measure every row of the cost table, for every parameter set.
 
-Each ring dimension gets a BFV context (t = 65537) at the depth that makes OpenFHE choose
-it (depth 2 for N = 8192, depth 4 for N = 16384, as in ``openfhe-bfv.md``), and every op
-of :data:`quill.cost.KEYS` runs ``reps`` times on random full-row ciphertexts, the ops
-interleaved so that a burst of load hits them all alike. OpenFHE runs on one thread
+Each parameter set of :mod:`quill.params` gets its context, built as emitted kernels build
+theirs, and every op of :data:`quill.cost.KEYS` runs ``reps`` times on random full-row
+ciphertexts. The ops of all sets are interleaved, round after round, so that a burst of load
+on the machine hits them all alike, and each row is the median. OpenFHE runs on one thread
 (``porcupine.backend`` sets ``OMP_NUM_THREADS=1`` unless it is set), as in the reference
 measurements.
 """
 
 from __future__ import annotations
 
+import datetime
+import functools
 import importlib.metadata
 import itertools
 import os
@@ -22,44 +24,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import openfhe
 
+from porcupine.backend.planning import new_context
 from quill.cost import KEYS, CostTable, save_table
-from quill.noise import RING_DIM
+from quill.ops import sum_keys
+from quill.params import SETS, ParameterSet
 from quill.slots import T
 
-DEPTH_FOR_RING: dict[int, int] = {8192: 2, 16384: 4}
-"""The depth each calibrated ring dimension is measured at (the op rows carry the extra
-RNS limbs a deeper circuit adds, so the depth matters as well as N)."""
+SUM_ROUNDS = {"sum4": 4, "sum2": 2}
+"""The EvalSum windows that time one radix-4 and one radix-2 round of EvalSum."""
 
 
-def _depth(ring_dim: int) -> int:
-    if ring_dim in DEPTH_FOR_RING:
-        return DEPTH_FOR_RING[ring_dim]
-    fitting = [d for d, n in RING_DIM.items() if n <= ring_dim]
-    return max(fitting) if fitting else 1
-
-
-def bfv_context(ring_dim: int, depth: int) -> tuple[Any, Any]:
-    """A BFV context of exactly ``ring_dim`` and ``depth`` with every key calibration
-    uses: ``(cc, keys)``. OpenFHE refuses a ring too small for 128-bit security."""
-    params = openfhe.CCParamsBFVRNS()
-    params.SetPlaintextModulus(T)
-    params.SetMultiplicativeDepth(depth)
-    cc = openfhe.GenCryptoContext(params)
-    if cc.GetRingDimension() != ring_dim:
-        params.SetRingDim(ring_dim)
-        cc = openfhe.GenCryptoContext(params)
-    for feature in (openfhe.PKE, openfhe.KEYSWITCH, openfhe.LEVELEDSHE):
-        cc.Enable(feature)
+def _operations(param_set: ParameterSet, rng: np.random.Generator) -> dict[str, Callable[[], Any]]:
+    """One closure per :data:`KEYS` row on ``param_set``, on random full-row operands."""
+    cc: Any = new_context(param_set, advanced_she=True)
     keys = cc.KeyGen()
     cc.EvalMultKeyGen(keys.secretKey)
-    cc.EvalRotateKeyGen(keys.secretKey, [1])
-    return cc, keys
-
-
-def _operations(cc: Any, keys: Any, rng: np.random.Generator) -> dict[str, Callable[[], object]]:
-    """One closure per :data:`KEYS` row, on random full-row operands."""
+    have = sorted({1, *(k for window in SUM_ROUNDS.values() for k in sum_keys(window))})
+    cc.EvalRotateKeyGen(keys.secretKey, have)
     row = cc.GetRingDimension() // 2
 
     def plaintext() -> Any:
@@ -70,8 +52,9 @@ def _operations(cc: Any, keys: Any, rng: np.random.Generator) -> dict[str, Calla
     order = cc.GetCyclotomicOrder()
     pre = cc.EvalFastRotationPrecompute(a)
     product = cc.EvalMultNoRelin(a, b)
-    fresh = itertools.count(2)  # a key for a new index each time, as a kernel's keys are
-    ops: dict[str, Callable[[], object]] = {
+    # A key for a new index each time, as a kernel's keys are: OpenFHE skips existing ones.
+    fresh = itertools.count(max(have) + 1)
+    ops: dict[str, Callable[[], Any]] = {
         "add": lambda: cc.EvalAdd(a, b),
         "add_pt": lambda: cc.EvalAdd(a, pt),
         "mul_pt": lambda: cc.EvalMult(a, pt),
@@ -82,58 +65,75 @@ def _operations(cc: Any, keys: Any, rng: np.random.Generator) -> dict[str, Calla
         "rotate_hoisted": lambda: cc.EvalFastRotation(a, 1, order, pre),
         "rotation_keygen": lambda: cc.EvalRotateKeyGen(keys.secretKey, [next(fresh)]),
     }
+    for key, window in SUM_ROUNDS.items():
+        ops[key] = functools.partial(cc.EvalSum, a, window)
     assert set(ops) == set(KEYS)
     return ops
 
 
-def measure_row(
-    ring_dim: int, reps: int = 20, seed: int = 0, depth: int | None = None
-) -> dict[str, float]:
-    """Median milliseconds of every :data:`KEYS` op at ``ring_dim``."""
-    cc, keys = bfv_context(ring_dim, _depth(ring_dim) if depth is None else depth)
-    ops = _operations(cc, keys, np.random.default_rng(seed))
+def measure(
+    sets: Sequence[ParameterSet],
+    reps: int = 20,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Median milliseconds of every :data:`KEYS` op on each of ``sets``, interleaved."""
+    say = progress or (lambda _msg: None)
+    rng = np.random.default_rng(seed)
+    ops: dict[tuple[str, str], Callable[[], Any]] = {}
+    for param_set in sets:
+        say(f"building {param_set.name} (N = {param_set.ring_dim}) and its keys")
+        for key, op in _operations(param_set, rng).items():
+            ops[param_set.name, key] = op
     for op in ops.values():  # warm caches and lazily built tables
         op()
-    times: dict[str, list[float]] = {k: [] for k in KEYS}
-    for _ in range(reps):
-        for key in KEYS:
+    times: dict[tuple[str, str], list[float]] = {k: [] for k in ops}
+    for rep in range(reps):
+        say(f"round {rep + 1} of {reps}")
+        for where, op in ops.items():
             start = time.perf_counter()
-            ops[key]()
-            times[key].append((time.perf_counter() - start) * 1e3)
-    return {k: round(statistics.median(v), 4) for k, v in times.items()}
+            op()
+            times[where].append((time.perf_counter() - start) * 1e3)
+    return {
+        s.name: {key: round(statistics.median(times[s.name, key]), 4) for key in KEYS} for s in sets
+    }
 
 
 def calibrate(
-    ring_dims: Sequence[int] = (8192, 16384),
+    sets: Sequence[ParameterSet] = SETS,
     reps: int = 20,
     progress: Callable[[str], None] | None = None,
 ) -> CostTable:
-    """Measure a cost table on this machine: median ms of each op at each ring dimension."""
-    say = progress or (lambda _msg: None)
-    table: dict[int, dict[str, float]] = {}
-    for ring_dim in ring_dims:
-        say(f"measuring N = {ring_dim} (depth {_depth(ring_dim)}), {reps} repetitions")
-        table[ring_dim] = measure_row(ring_dim, reps)
-    source = f"porcupine calibrate: {platform.node()}, one thread, {reps} repetitions"
+    """Measure a cost table on this machine: median ms of each op on each parameter set."""
+    table = measure(sets, reps, progress=progress)
+    source = (
+        f"porcupine calibrate: {platform.node()}, one thread, {reps} interleaved repetitions, "
+        f"{datetime.date.today().isoformat()}"
+    )
     return CostTable(table, source=source)
 
 
 def calibrate_and_save(
     path: str | Path,
     reps: int = 20,
-    ring_dims: Sequence[int] = (8192, 16384),
+    sets: Sequence[ParameterSet] = SETS,
     progress: Callable[[str], None] | None = None,
 ) -> CostTable:
     """:func:`calibrate`, then save the table as JSON with the machine and versions."""
-    table = calibrate(ring_dims, reps, progress)
+    table = calibrate(sets, reps, progress)
     save_table(
         table,
         path,
-        machine=f"{platform.node()} ({platform.machine()}, {platform.platform()})",
+        machine=f"{platform.node()} ({platform.machine()}, {platform.platform()}, "
+        f"{os.cpu_count()} cores)",
         python=sys.version.split()[0],
         openfhe=importlib.metadata.version("openfhe"),
         omp_num_threads=os.environ.get("OMP_NUM_THREADS", "unset"),
+        date=datetime.date.today().isoformat(),
         reps=reps,
-        depths={str(n): _depth(n) for n in ring_dims},
+        note="Rows per quill.params parameter set. mul_cc is EvalMultNoRelin (the tensor "
+        "product); relin is Relinearize: a relinearizing EvalMult is their sum. sum4 / sum2 "
+        "are EvalSum(ct, 4) / EvalSum(ct, 2): one radix-4 / radix-2 round of EvalSum. "
+        "rotation_keygen is EvalRotateKeyGen for one new index.",
     )
     return table

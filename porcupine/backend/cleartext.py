@@ -10,7 +10,9 @@ ciphertext meets a two-element one or a plaintext, is rotated, multiplied or dec
 kernel's result (measured in OpenFHE 1.6.1: garbage slots, or a process abort for
 ``EvalMult`` by a plaintext). So a cleartext run also checks the relinearization placement
 (:mod:`quill.relin`). It also refuses what OpenFHE refuses (missing keys, mixed key pairs,
-values it cannot encode) and decrypting under the wrong secret key.
+values it cannot encode, EvalSum without ADVANCEDSHE, a modulus too large for the ring at
+128-bit classic security) and decrypting under the wrong secret key. Its modulus Q is the one
+OpenFHE builds for the parameter sets of :mod:`quill.params`; other settings have none.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import numpy.typing as npt
 import openfhe
 
 from quill.noise import RING_DIM
+from quill.ops import sum_keys
+from quill.params import MAX_LOG2_Q, SETS
 
 Rows = npt.NDArray[np.int64]  # shape (2, N/2): the two rows of slots, values in [0, t)
 
@@ -98,11 +102,15 @@ class ClearPrecompute:
 
 
 class ClearParams:
-    """``openfhe.CCParamsBFVRNS``: the setters the runtime calls. Mutable, as OpenFHE's."""
+    """``openfhe.CCParamsBFVRNS``: the setters the runtime calls, with OpenFHE's defaults.
+    Mutable, as OpenFHE's."""
 
     def __init__(self) -> None:
         self.t, self.depth, self.ring_dim = 0, 0, 0
+        self.scaling_mod_size, self.digit_size = 60, 0
         self.security: Any = openfhe.HEStd_128_classic
+        self.key_switching: Any = openfhe.BV
+        self.multiplication: Any = openfhe.HPSPOVERQLEVELED
 
     def SetPlaintextModulus(self, t: int) -> None:
         self.t = t
@@ -115,6 +123,43 @@ class ClearParams:
 
     def SetRingDim(self, ring_dim: int) -> None:
         self.ring_dim = ring_dim
+
+    def SetScalingModSize(self, bits: int) -> None:
+        self.scaling_mod_size = bits
+
+    def SetDigitSize(self, bits: int) -> None:
+        self.digit_size = bits
+
+    def SetKeySwitchTechnique(self, technique: Any) -> None:
+        self.key_switching = technique
+
+    def SetMultiplicationTechnique(self, technique: Any) -> None:
+        self.multiplication = technique
+
+
+@dataclass(frozen=True)
+class ClearElementParams:
+    """``cc.GetElementParams()``: the modulus Q."""
+
+    modulus: int | None
+
+    def GetModulus(self) -> int:
+        if self.modulus is None:
+            raise CleartextError(
+                "the cleartext backend knows Q only for the parameter sets of quill.params"
+            )
+        return self.modulus
+
+
+def _modulus(params: ClearParams, ring_dim: int) -> int | None:
+    """Q of the quill.params set these settings build (the multiplication technique does
+    not change Q), if any."""
+    build = (ring_dim, params.depth, params.scaling_mod_size, params.digit_size)
+    for s in SETS:
+        same = (s.ring_dim, s.mult_depth, s.scaling_mod_size, s.digit_size) == build
+        if same and getattr(openfhe, s.key_switching) == params.key_switching:
+            return s.modulus
+    return None
 
 
 Operand = ClearCiphertext | ClearPlaintext
@@ -133,6 +178,17 @@ class ClearContext:
         default = RING_DIM.get(max(params.depth, 1), max(RING_DIM.values()))
         self.ring_dim = params.ring_dim or default
         self.security = int(params.security)
+        self.modulus = _modulus(params, self.ring_dim)
+        bound = MAX_LOG2_Q.get(self.ring_dim, 0)
+        secure = params.security == openfhe.HEStd_128_classic
+        if secure and self.modulus and self.modulus.bit_length() - 1 > bound:  # as OpenFHE
+            raise CleartextError(
+                f"Ring dimension {self.ring_dim} specified by the user does not meet the "
+                "security requirement"
+            )
+        self.digit_size = params.digit_size
+        self.key_switching = params.key_switching
+        self.multiplication = int(params.multiplication)
         self.features: set[Any] = set()
         self.mult_keys: set[str] = set()
         self.rotation_keys: dict[str, set[int]] = {}
@@ -150,6 +206,15 @@ class ClearContext:
 
     def GetMultiplicativeDepth(self) -> int:
         return self.depth
+
+    def GetElementParams(self) -> ClearElementParams:
+        return ClearElementParams(self.modulus)
+
+    def GetDigitSize(self) -> int:
+        return self.digit_size
+
+    def GetKeySwitchTechnique(self) -> Any:
+        return self.key_switching
 
     def Enable(self, feature: Any) -> None:
         self.features.add(feature)
@@ -242,6 +307,23 @@ class ClearContext:
         _linear(a, "EvalRotate", "rotates it to garbage")
         return self._rotated(a, k)
 
+    def EvalSum(self, a: ClearCiphertext, k: int) -> ClearCiphertext:
+        """The forward window sum ``out[i] = a[i] + ... + a[i + k - 1]``, cyclic within each
+        row (OpenFHE's radix-4 fold: rotations by s, 2s, 3s for s = 1, 4, 16, ...)."""
+        self._own(a)
+        if openfhe.ADVANCEDSHE not in self.features:
+            raise CleartextError("EvalSum: Enable(ADVANCEDSHE) must be called (OpenFHE)")
+        _linear(a, "EvalSum", "sums it to garbage")
+        if k < 1 or k & (k - 1) or k > self.ring_dim // 2:
+            raise CleartextError(
+                f"EvalSum(ct, {k}): OpenFHE sums a power-of-two window within a row of "
+                f"{self.ring_dim // 2} slots; other windows come out wrong"
+            )
+        for index in sum_keys(k):
+            self._key(a, index, f"EvalSum(ct, {k})")
+        rows = sum(np.roll(a.rows, -j, axis=1) for j in range(k))
+        return self._result(a, np.asarray(rows), a.elements, a.degree)
+
     def EvalFastRotationPrecompute(self, a: ClearCiphertext) -> ClearPrecompute:
         self._own(a)
         _linear(a, "EvalFastRotationPrecompute", "rotates it to garbage")
@@ -298,9 +380,12 @@ class ClearContext:
         row = self.ring_dim // 2
         if not -row < k < row:  # OpenFHE picks an automorphism that mixes the rows
             raise CleartextError(f"rotation by {k}: OpenFHE rotates correctly only by |k| < N/2")
-        if self.FindAutomorphismIndex(k) not in self.rotation_keys.get(a.tag, ()):
-            raise CleartextError(f"no rotation key for index {k} (OpenFHE: map::at)")
+        self._key(a, k, "rotation")
         return self._result(a, np.roll(a.rows, -k, axis=1), a.elements, a.degree)
+
+    def _key(self, a: ClearCiphertext, k: int, what: str) -> None:
+        if self.FindAutomorphismIndex(k) not in self.rotation_keys.get(a.tag, ()):
+            raise CleartextError(f"no rotation key for index {k} (OpenFHE: map::at), for {what}")
 
 
 def _linear(a: ClearCiphertext, what: str, consequence: str) -> None:
@@ -316,7 +401,9 @@ def serialize(obj: object, fmt: object) -> str:
     """``openfhe.Serialize`` of a context: the fields the runtime reads."""
     if not isinstance(obj, ClearContext):
         raise TypeError(f"cannot serialize {type(obj).__name__} in the cleartext backend")
-    return json.dumps({"value0": {"slv": obj.security}})
+    enabled = sum(int(feature) for feature in obj.features)
+    settings = {"slv": obj.security, "muls": obj.multiplication}
+    return json.dumps({"value0": settings, "enabled": enabled})
 
 
 OPENFHE = SimpleNamespace(
@@ -329,8 +416,13 @@ OPENFHE = SimpleNamespace(
     PKE=openfhe.PKE,
     KEYSWITCH=openfhe.KEYSWITCH,
     LEVELEDSHE=openfhe.LEVELEDSHE,
+    ADVANCEDSHE=openfhe.ADVANCEDSHE,
     SecurityLevel=openfhe.SecurityLevel,
+    KeySwitchTechnique=openfhe.KeySwitchTechnique,
+    MultiplicationTechnique=openfhe.MultiplicationTechnique,
     **openfhe.SecurityLevel.__members__,
+    **openfhe.KeySwitchTechnique.__members__,
+    **openfhe.MultiplicationTechnique.__members__,
 )
 """What an emitted module sees as ``openfhe`` on the cleartext backend."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from porcupine.backend.planning import EmitPlan, IOLayout, Layouts, SpecLike
 from porcupine.backend.pytext import INDENT, LINE, bracketed, call, literal_block, wrap_prose
 from quill.ir import Program
+from quill.noise import MARGIN_BITS
 from quill.ops import Kind
 from quill.printer import format_program
 from quill.slots import T
@@ -43,17 +44,20 @@ def module_docstring(spec: SpecLike, layouts: Layouts, decided: EmitPlan) -> str
         if decided.hoisted
         else "none"
     )
+    s = decided.param_set
     facts = {
         "Spec": f"{spec_name(spec, program)}, {spec.n} slots",
         "Inputs": ", ".join(_input(io) for io in layouts.inputs),
         "Output": f"{_describe(layouts.output)}; {len(layouts.output_slots)} of {spec.n} "
         "slots matter",
-        "Cost": f"{decided.cost_ms:.2f} ms estimated (quill.cost.program_cost at N = "
-        f"{p.ring_dim}; table: {decided.table.source})",
-        "Depth": f"ct*ct depth {p.ct_ct_depth}, estimated noise {p.noise_bits:.0f} bits",
-        "BFV": f"t = {T}, multiplicative depth {p.mult_depth}, ring dimension {p.ring_dim}, "
-        f"log2 Q = {p.log2_q} (quill.noise.parameters); contexts below {decided.security} "
-        "are refused",
+        "Cost": f"{decided.cost_ms:.2f} ms estimated (quill.cost.program_cost on parameter set "
+        f"{s.name}; table: {decided.table.source})",
+        "Depth": f"ct*ct depth {p.ct_ct_depth}",
+        "BFV": f"t = {T}, parameter set {s.describe()} (quill.noise.parameters); contexts "
+        f"that differ from it, or below {decided.security}, are refused",
+        "Noise": f"predicted {p.noise_bits:.1f} bits, {p.margin_bits:.1f} bits below the "
+        f"{s.capacity_bits:.1f} at which decryption fails (log2 Q - log2 t - 1); "
+        f"quill.noise requires a margin of {MARGIN_BITS:.0f}",
         "Hoisting": hoisted,
     }
     lines = [

@@ -19,6 +19,7 @@ from porcupine.backend.openfhe_emit import emit_python
 from porcupine.backend.planning import DEFAULT_SECURITY, SpecLike
 from quill.cost import DEFAULT_TABLE, CostTable
 from quill.ir import Program
+from quill.params import ParameterSet
 
 _counter = itertools.count()
 
@@ -29,10 +30,14 @@ class EmittedKernel(Protocol):
 
     PLAINTEXT_MODULUS: int
     SLOTS: int
+    PARAMETER_SET: str
     RING_DIM: int
     MULT_DEPTH: int
+    TOWERS: tuple[int, ...]
+    NOISE_MARGIN_BITS: float
     SECURITY: str
     CT_CT_MULT: bool
+    ADVANCED_SHE: bool
     ROTATION_INDICES: tuple[int, ...]
     INPUTS: dict[str, str]  # input name -> "ct" or "pt"
     INPUT_LAYOUTS: dict[str, npt.NDArray[np.int64]]
@@ -42,7 +47,8 @@ class EmittedKernel(Protocol):
     kernel: Callable[..., Any]
     evaluate: Callable[..., Any]
 
-    def new_context(self, security: Any = None, mult_depth: int = ...) -> Any: ...
+    def context_parameters(self, security: Any = None, *, ring_dim: int = ...) -> Any: ...
+    def new_context(self, security: Any = None, *, advanced_she: bool = ...) -> Any: ...
     def generate_keys(
         self, cc: Any, rotation_indices: tuple[int, ...] = ..., ct_ct_mult: bool = ...
     ) -> Any: ...
@@ -92,7 +98,7 @@ def emitted_module(
     table: CostTable = DEFAULT_TABLE,
     *,
     hoist: bool | None = None,
-    mult_depth: int | None = None,
+    param_set: ParameterSet | None = None,
     security: str = DEFAULT_SECURITY,
     cleartext_backend: bool = False,
 ) -> EmittedKernel:
@@ -102,7 +108,7 @@ def emitted_module(
     No file is written; the text is registered with :mod:`linecache`, so tracebacks show
     the emitted lines.
     """
-    text = emit_python(program, spec, table, hoist=hoist, mult_depth=mult_depth, security=security)
+    text = emit_python(program, spec, table, hoist=hoist, param_set=param_set, security=security)
     name = _fresh_name(program.name)
     filename = f"<emitted kernel {name}>"
     linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)

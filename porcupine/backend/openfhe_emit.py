@@ -32,11 +32,21 @@ from porcupine.backend.planning import (
     io_layouts,
     plan,
 )
-from porcupine.backend.pytext import INDENT, bracketed, call, fits, int_literal, int_tuple
+from porcupine.backend.pytext import (
+    INDENT,
+    bracketed,
+    call,
+    fits,
+    int_literal,
+    int_tuple,
+    wrap_comment,
+)
 from porcupine.files import write_atomically
 from quill.cost import DEFAULT_TABLE, CostTable
 from quill.ir import Instr, Program
+from quill.noise import MARGIN_BITS
 from quill.ops import OPS, Kind, Opcode
+from quill.params import ParameterSet
 from quill.slots import T
 
 RESERVED_INPUT_NAMES = frozenset({"check_inputs", "evaluate", "_constants", "openfhe", "np"})
@@ -85,20 +95,20 @@ def emit_python(
     table: CostTable = DEFAULT_TABLE,
     *,
     hoist: bool | None = None,
-    mult_depth: int | None = None,
+    param_set: ParameterSet | None = None,
     security: str = DEFAULT_SECURITY,
 ) -> str:
     """The OpenFHE Python module for ``program`` computing ``spec`` (pure: returns text).
 
-    ``hoist`` overrides the cost table's hoisting decision, ``mult_depth`` the noise
-    model's choice of depth and ``security`` the least security level the kernel accepts
-    (see :func:`~porcupine.backend.planning.plan`). Raises ``ValueError`` when the program's
-    inputs do not match the spec's, and :class:`quill.noise.NoiseBudgetExceeded` when no
-    modelled depth suffices.
+    ``hoist`` overrides the cost table's hoisting decision, ``param_set`` the noise
+    model's choice of parameter set and ``security`` the least security level the kernel
+    accepts (see :func:`~porcupine.backend.planning.plan`). Raises ``ValueError`` when the
+    program's inputs do not match the spec's, and :class:`quill.noise.NoiseBudgetExceeded`
+    when no parameter set holds it.
     """
     layouts = io_layouts(spec)
     check_signature(program, layouts.inputs)
-    decided = plan(program, spec.n, table, hoist, mult_depth, security)
+    decided = plan(program, spec.n, table, hoist, param_set, security)
     runtime = RuntimeText.load()
     return (
         module_docstring(spec, layouts, decided)
@@ -121,10 +131,11 @@ def emit_to_path(
     table: CostTable = DEFAULT_TABLE,
     *,
     hoist: bool | None = None,
+    param_set: ParameterSet | None = None,
     security: str = DEFAULT_SECURITY,
 ) -> Path:
     """Emit ``program`` (see :func:`emit_python`) and write it atomically to ``path``."""
-    text = emit_python(program, spec, table, hoist=hoist, security=security)
+    text = emit_python(program, spec, table, hoist=hoist, param_set=param_set, security=security)
     return write_atomically(path, text)
 
 
@@ -167,17 +178,32 @@ class _Names:
 
 def kernel_constants(decided: EmitPlan, layouts: Layouts) -> str:
     """The block of kernel constants (the runtime's placeholder block, for this kernel)."""
-    p = decided.params
+    p, s = decided.params, decided.param_set
     inputs = [f'"{io.name}": "{io.kind}"' for io in layouts.inputs]
     bits = [f'"{io.name}"' for io in layouts.inputs if io.bits]
     ranges = [f'"{io.name}": {int_tuple(io.bounds)}' for io in layouts.inputs if io.bounds]
     lines = [
         f"PLAINTEXT_MODULUS = {T}",
         f"SLOTS = {decided.slots}",
-        f"RING_DIM = {p.ring_dim}",
-        f"MULT_DEPTH = {p.mult_depth}",
+        *wrap_comment(
+            "The BFV context this kernel runs in, built by new_context() and required by "
+            f"check_context(): quill.params' {s.name} (log2 Q = {s.log2_q:.0f}, the product of "
+            f"the RNS TOWERS); its predicted noise stays {p.margin_bits:.1f} bits below the "
+            f"level at which decryption fails (quill.noise requires {MARGIN_BITS:.0f})."
+        ),
+        f'PARAMETER_SET = "{s.name}"',
+        f"RING_DIM = {s.ring_dim}",
+        f"MULT_DEPTH = {s.mult_depth}",
+        f"SCALING_MOD_SIZE = {s.scaling_mod_size}",
+        f"DIGIT_SIZE = {s.digit_size}",
+        f'KEY_SWITCHING = "{s.key_switching}"',
+        f'MULTIPLICATION = "{s.multiplication}"',
+        *int_literal("TOWERS: tuple[int, ...]", s.towers),
+        f"LOG2_Q = {s.log2_q:.1f}",
+        f"NOISE_MARGIN_BITS = {p.margin_bits:.1f}",
         f'SECURITY = "{decided.security}"',
         f"CT_CT_MULT = {decided.relinearizes}",
+        f"ADVANCED_SHE = {decided.advanced_she}",
         f"ROTATION_INDICES: tuple[int, ...] = {int_tuple(decided.rotation_indices)}",
         *bracketed("INPUTS: dict[str, str] = {", inputs, "}"),
         *(
@@ -315,12 +341,9 @@ def _instr_lines(
     """The OpenFHE call for one Quill instruction."""
     args = [names.py[a] for a in ins.args]
     method = OPS[ins.opcode].openfhe
-    if ins.opcode is Opcode.ROT:
-        assert ins.amount is not None
-        amount = decided.amount(ins.amount)
-        if ins.args[0] in precomputed:
-            method = "EvalFastRotation"
-            args = [args[0], str(amount), names.order, precomputed[ins.args[0]]]
-        else:
-            args.append(str(amount))
+    if ins.amount is not None:  # the amount follows the operand (EvalRotate, EvalSum)
+        args.append(str(ins.amount))
+    if ins.opcode is Opcode.ROT and ins.args[0] in precomputed:
+        method = "EvalFastRotation"
+        args += [names.order, precomputed[ins.args[0]]]
     return call(f"{names.py[ins.dest]} = {names.cc}.{method}(", args)

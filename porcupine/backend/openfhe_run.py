@@ -26,6 +26,8 @@ from porcupine.backend.kernel_module import EmittedKernel, emitted_module, load_
 from porcupine.backend.planning import DEFAULT_SECURITY, SpecLike
 from quill.cost import DEFAULT_TABLE, CostTable
 from quill.ir import Program
+from quill.noise import shared_parameters
+from quill.params import ParameterSet
 from quill.slots import T
 
 Slots = npt.NDArray[np.int64]
@@ -55,7 +57,8 @@ class RunResult:
     keygen_s: float  # key pair, relinearization and rotation keys
     setup_s: float  # context creation plus key generation
     ct_ct_depth_used: int  # measured by a DepthProbe: the deepest ciphertext computed
-    mult_depth: int  # configured multiplicative depth of the context
+    parameter_set: str  # of the context (quill.params)
+    mult_depth: int  # multiplicative depth the context was declared with
     ring_dim: int
     reps: int
     output_slots: int  # how many slots matter
@@ -74,7 +77,7 @@ class RunResult:
             f"{self.kernel}: {verdict}\n"
             f"  kernel {self.kernel_ms:.3f} ms (median of {self.reps}); setup "
             f"{self.setup_s:.2f} s (key generation {self.keygen_s:.2f} s)\n"
-            f"  BFV multiplicative depth {self.mult_depth}, N = {self.ring_dim}; ct*ct depth "
+            f"  BFV parameter set {self.parameter_set} (N = {self.ring_dim}); ct*ct depth "
             f"used {self.ct_ct_depth_used}"
         )
 
@@ -130,33 +133,35 @@ class DepthProbe:
 class Session:
     """A context and key pair that serve one or more emitted modules of the same spec.
 
-    The context has the largest ``MULT_DEPTH`` of the modules (or ``mult_depth``), the
-    union of their rotation keys, and a relinearization key if any needs one; creation
-    and key generation are timed separately from kernel runs. ``security`` is an
+    The modules must have been emitted for one parameter set (``plan``'s ``param_set``
+    emits them so): the context is that set's, with the union of their rotation keys, a
+    relinearization key if any needs one and ADVANCEDSHE if any calls EvalSum; creation and
+    key generation are timed separately from kernel runs. ``security`` is an
     ``openfhe.SecurityLevel`` (by default the first module's ``SECURITY``).
     """
 
-    def __init__(
-        self,
-        modules: Sequence[EmittedKernel],
-        *,
-        mult_depth: int | None = None,
-        security: Any = None,
-    ) -> None:
+    def __init__(self, modules: Sequence[EmittedKernel], *, security: Any = None) -> None:
         if not modules:
             raise ValueError("a session needs at least one kernel module")
         first = modules[0]
-        depth = mult_depth if mult_depth is not None else max(m.MULT_DEPTH for m in modules)
+        sets = sorted({m.PARAMETER_SET for m in modules})
+        if len(sets) > 1:
+            raise ValueError(
+                f"the kernels were emitted for different parameter sets ({', '.join(sets)}); "
+                "emit them for one (param_set=) to run them in one context"
+            )
         rotations = tuple(sorted({k for m in modules for k in m.ROTATION_INDICES}))
         ct_ct = any(m.CT_CT_MULT for m in modules)
+        advanced = any(m.ADVANCED_SHE for m in modules)
         start = time.perf_counter()
-        self.cc = first.new_context(security, depth)
+        self.cc = first.new_context(security, advanced_she=advanced)
         keygen_start = time.perf_counter()
         self.keys = first.generate_keys(self.cc, rotations, ct_ct)
         end = time.perf_counter()
         self.keygen_s = end - keygen_start
         self.setup_s = end - start
-        self.mult_depth = depth
+        self.parameter_set = first.PARAMETER_SET
+        self.mult_depth = first.MULT_DEPTH
 
     @property
     def ring_dim(self) -> int:
@@ -240,6 +245,7 @@ class _Options:
     hoist: bool | None
     security: str
     cleartext: bool
+    param_set: ParameterSet | None = None
 
 
 def _module_for(
@@ -253,6 +259,7 @@ def _module_for(
             spec,
             how.table,
             hoist=how.hoist,
+            param_set=how.param_set,
             security=how.security,
             cleartext_backend=how.cleartext,
         )
@@ -291,6 +298,7 @@ def _run(
         keygen_s=session.keygen_s,
         setup_s=session.setup_s,
         ct_ct_depth_used=depth,
+        parameter_set=session.parameter_set,
         mult_depth=session.mult_depth,
         ring_dim=session.ring_dim,
         reps=reps,
@@ -308,7 +316,7 @@ def run_encrypted(
     reps: int = 10,
     table: CostTable = DEFAULT_TABLE,
     hoist: bool | None = None,
-    mult_depth: int | None = None,
+    param_set: ParameterSet | None = None,
     security: str | None = None,
 ) -> RunResult:
     """Run a kernel encrypted and check it against ``spec.reference``.
@@ -318,14 +326,14 @@ def run_encrypted(
     ``spec.random_inputs`` makes them; by default those, with ``seed``); elements outside
     an input's layout are encrypted as zeros. The kernel runs once untimed (its output is
     checked), once through a :class:`DepthProbe` (the ct*ct depth used) and then ``reps``
-    times timed. ``mult_depth`` overrides the module's configured depth (noise probes);
-    ``security`` names an ``openfhe.SecurityLevel`` to build the context at (and to emit
-    ``program`` for; by default the module's own, 128-bit classic).
+    times timed. ``param_set`` emits ``program`` for that parameter set instead of the one
+    the noise model picks; ``security`` names an ``openfhe.SecurityLevel`` to build the
+    context at (and to emit ``program`` for; by default the module's own, 128-bit classic).
     """
-    how = _Options(table, hoist, security or DEFAULT_SECURITY, cleartext=False)
+    how = _Options(table, hoist, security or DEFAULT_SECURITY, False, param_set)
     module, name = _module_for(spec, program, module_path, how)
     level = None if security is None else getattr(openfhe, security)
-    session = Session([module], mult_depth=mult_depth, security=level)
+    session = Session([module], security=level)
     return _run(spec, module, name, session, inputs, seed, reps)
 
 
@@ -353,16 +361,19 @@ def compare_latency(
     *,
     seed: int = 0,
     table: CostTable = DEFAULT_TABLE,
+    param_set: ParameterSet | None = None,
 ) -> list[float]:
     """Median kernel latencies (ms) of ``programs``, measured interleaved in one context.
 
-    The context has the largest depth any program needs and the union of their keys, so
-    all run on the same ring dimension: a program that alone would fit a smaller ring is
-    measured on the larger one. Each program's output is checked once against the spec
-    first (:class:`WrongDecryption` if wrong); then the programs take turns, ``reps``
-    rounds, the order alternating between rounds so neither always runs first.
+    The context is the cheapest parameter set every program is safe on
+    (:func:`quill.noise.shared_parameters`, or ``param_set``), with the union of their keys:
+    a program that alone would fit a cheaper set is measured on the shared one. Each
+    program's output is checked once against the spec first (:class:`WrongDecryption` if
+    wrong); then the programs take turns, ``reps`` rounds, the order alternating between
+    rounds so neither always runs first.
     """
-    modules = [emitted_module(p, spec, table) for p in programs]
+    shared = param_set or shared_parameters(programs, spec.n, table).param_set
+    modules = [emitted_module(p, spec, table, param_set=shared) for p in programs]
     session = Session(modules)
     slot_inputs = spec.random_inputs(np.random.default_rng(seed))
     args = [session.arguments(m, slot_inputs) for m in modules]

@@ -1,9 +1,10 @@
 """What an emitted kernel does, decided before any text is written.
 
 :func:`plan` lowers a verified program as it will run (relinearizations placed by
-:func:`quill.relin.place_relinearizations`, dead code dropped) and decides the BFV
-parameters, which ciphertexts are rotated hoisted, which constants are encoded once per
-context, and which rotation and relinearization keys the kernel needs. The code text
+:func:`quill.relin.place_relinearizations`, rotation amounts reduced mod n, dead code
+dropped) and decides the BFV parameter set (:func:`quill.noise.parameters`), which
+ciphertexts are rotated hoisted, which constants are encoded once per context, and which
+rotation and relinearization keys the kernel needs. The code text
 (:mod:`porcupine.backend.openfhe_emit`) only renders an :class:`EmitPlan`; the runner and the
 cleartext backend read the same decisions back from the emitted module.
 """
@@ -19,10 +20,12 @@ import numpy as np
 import numpy.typing as npt
 import openfhe
 
+from porcupine.backend import runtime
 from quill.cost import DEFAULT_TABLE, CostTable, program_cost, row_us, should_hoist
-from quill.ir import Const, Program
-from quill.noise import LOG2_Q, RING_DIM, Parameters, ct_ct_depth, noise_bits, parameters
-from quill.ops import Kind, Opcode
+from quill.ir import Const, Instr, Program
+from quill.noise import Parameters, assess, parameters, slots_needed
+from quill.ops import OPS, Family, Kind, Opcode
+from quill.params import ParameterSet
 from quill.relin import place_relinearizations
 from quill.slots import normalize_amount
 from quill.spec import Definition, Domain, InputDecl, Layout
@@ -101,7 +104,8 @@ def io_layouts(spec: SpecLike) -> Layouts:
 @dataclass(frozen=True)
 class EmitPlan:
     """What an emission decided. ``program`` is the program as it runs: relinearizations
-    explicit (:mod:`quill.relin`); only its ``live`` values are emitted."""
+    explicit (:mod:`quill.relin`), rotation amounts as emitted; only its ``live`` values are
+    emitted."""
 
     program: Program
     params: Parameters
@@ -112,12 +116,13 @@ class EmitPlan:
     hoisted: frozenset[str]  # Quill names whose rotations share one precompute
     live: frozenset[str]  # values the result depends on
     constants: tuple[Const, ...]  # encoded once per context (the live ones)
-    rotation_indices: tuple[int, ...]  # the kernel's rotation keys
+    rotation_indices: tuple[int, ...]  # the kernel's rotation keys (EvalSum's included)
     relinearizes: bool  # needs a relinearization key
+    advanced_she: bool  # calls EvalSum, which needs ADVANCEDSHE
 
-    def amount(self, k: int) -> int:
-        """The rotation amount emitted for Quill's ``rot(., k)`` (:func:`emitted_amount`)."""
-        return emitted_amount(k, self.slots)
+    @property
+    def param_set(self) -> ParameterSet:
+        return self.params.param_set
 
 
 def emitted_amount(k: int, slots: int) -> int:
@@ -129,16 +134,37 @@ def emitted_amount(k: int, slots: int) -> int:
     return k if -slots < k < slots else normalize_amount(k, slots)
 
 
-def at_depth(program: Program, slots: int, mult_depth: int) -> Parameters:
-    """The parameters of ``program`` forced to ``mult_depth``, whatever the noise model
-    says (for probing the model itself)."""
-    return Parameters(
-        mult_depth,
-        max(RING_DIM.get(mult_depth, max(RING_DIM.values())), 2 * slots),
-        LOG2_Q.get(mult_depth, 0),
-        max(noise_bits(program).values()),
-        ct_ct_depth(program),
+def emitted_rotations(program: Program, slots: int) -> Program:
+    """``program`` with every rotation amount as emitted (:func:`emitted_amount`); other
+    amounts (EvalSum's window) are emitted as written."""
+    body = tuple(
+        Instr(i.dest, i.opcode, i.args, emitted_amount(i.amount, slots))
+        if OPS[i.opcode].family is Family.ROT and i.amount is not None
+        else i
+        for i in program.body
     )
+    return Program(program.name, program.params, program.consts, body, program.result)
+
+
+def context_settings(param_set: ParameterSet) -> dict[str, object]:
+    """The keywords of the runtime's ``context_parameters`` that build ``param_set``."""
+    return {
+        "ring_dim": param_set.ring_dim,
+        "mult_depth": param_set.mult_depth,
+        "scaling_mod_size": param_set.scaling_mod_size,
+        "digit_size": param_set.digit_size,
+        "key_switching": param_set.key_switching,
+        "multiplication": param_set.multiplication,
+    }
+
+
+def new_context(
+    param_set: ParameterSet, security: str = DEFAULT_SECURITY, *, advanced_she: bool = False
+) -> object:
+    """An OpenFHE context of ``param_set``, built as emitted kernels build theirs (the
+    runtime's ``new_context``), for calibration and noise probes."""
+    level = getattr(openfhe, check_security(security))
+    return runtime.new_context(level, advanced_she=advanced_she, **context_settings(param_set))
 
 
 def check_security(name: str) -> str:
@@ -154,47 +180,55 @@ def plan(
     slots: int,
     table: CostTable = DEFAULT_TABLE,
     hoist: bool | None = None,
-    mult_depth: int | None = None,
+    param_set: ParameterSet | None = None,
     security: str = DEFAULT_SECURITY,
 ) -> EmitPlan:
     """Decide how ``program`` runs on ``slots`` slots.
 
     ``hoist=None`` lets the cost table decide per ciphertext (:func:`quill.cost.should_hoist`);
     ``True`` hoists every ciphertext rotated by two or more distinct amounts; ``False`` none.
-    ``mult_depth`` forces the configured depth instead of :func:`quill.noise.parameters`.
+    ``param_set`` forces a parameter set instead of :func:`quill.noise.parameters`'s choice,
+    whatever the noise model says of it (for probing the model itself, and for running
+    several kernels in one context); its rows must hold the slots.
     ``security`` is the least security level the kernel accepts a context at.
     """
-    program = place_relinearizations(program)
-    if mult_depth is None:
-        params = parameters(program, slots)
+    program = emitted_rotations(place_relinearizations(program), slots)
+    if param_set is None:
+        params = parameters(program, slots, table)
+    elif param_set.slots < slots_needed(program, slots):
+        raise ValueError(
+            f"parameter set {param_set.name} has {param_set.slots} slots in a row; "
+            f"{program.name} needs {slots_needed(program, slots)}"
+        )
     else:
-        params = at_depth(program, slots, mult_depth)
+        params = assess(program, param_set)
     live = live_instructions(program)
     groups: defaultdict[str, set[int]] = defaultdict(set)
     for ins in live:
         if ins.opcode is Opcode.ROT:
             assert ins.amount is not None
             groups[ins.args[0]].add(ins.amount % slots)
-    row = row_us(table, params.ring_dim)
+    row = row_us(table, params.param_set)
     hoisted = frozenset(
         src
         for src, amounts in groups.items()
         if len(amounts) > 1 and (should_hoist(len(amounts), row) if hoist is None else hoist)
     )
     used = live_values(program)
-    rotations = {emitted_amount(i.amount, slots) for i in live if i.amount is not None}
+    stats = counts(program)
     return EmitPlan(
         program=program,
         params=params,
-        cost_ms=program_cost(program, params.ring_dim, table),
+        cost_ms=program_cost(program, params.param_set, table),
         table=table,
         slots=slots,
         security=check_security(security),
         hoisted=hoisted,
         live=frozenset(used),
         constants=tuple(c for c in program.consts if c.name in used),
-        rotation_indices=tuple(sorted(rotations)),
-        relinearizes=counts(program).relinearizations > 0,
+        rotation_indices=stats.rotation_keys,
+        relinearizes=stats.relinearizations > 0,
+        advanced_she=stats.sums > 0,
     )
 
 

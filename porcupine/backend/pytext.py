@@ -65,6 +65,11 @@ def wrap_prose(text: str, indent: str = INDENT) -> list[str]:
     return textwrap.wrap(text, LINE, subsequent_indent=indent, break_on_hyphens=False)
 
 
+def wrap_comment(text: str) -> list[str]:
+    """``text`` as ``#`` comment lines within the line length."""
+    return ["# " + line for line in textwrap.wrap(text, LINE - 2, break_on_hyphens=False)]
+
+
 def literal_block(text: str) -> list[str]:
     """``text`` indented as a docstring literal block; overlong lines wrapped."""
     out: list[str] = []

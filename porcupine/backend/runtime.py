@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,22 @@ def _slot_grid(base: int, shape: tuple[int, ...], strides: tuple[int, ...]) -> S
 # --- kernel constants: generated (porcupine.backend.openfhe_emit writes this block) ---
 PLAINTEXT_MODULUS = 65537
 SLOTS = 8
-RING_DIM = 8192
-MULT_DEPTH = 1
+# The BFV context this kernel runs in, built by new_context() and required by check_context():
+# quill.params' n4096_q60_w20 (log2 Q = 60, the product of the RNS TOWERS); its predicted noise
+# stays 31.0 bits below the level at which decryption fails (quill.noise requires 5).
+PARAMETER_SET = "n4096_q60_w20"
+RING_DIM = 4096
+MULT_DEPTH = 0
+SCALING_MOD_SIZE = 60
+DIGIT_SIZE = 20
+KEY_SWITCHING = "BV"
+MULTIPLICATION = "HPSPOVERQ"
+TOWERS: tuple[int, ...] = (1152921504606830593,)
+LOG2_Q = 60.0
+NOISE_MARGIN_BITS = 32.0
 SECURITY = "HEStd_128_classic"
 CT_CT_MULT = False
+ADVANCED_SHE = False
 ROTATION_INDICES: tuple[int, ...] = ()
 INPUTS: dict[str, str] = {"x": "ct"}
 BIT_INPUTS: frozenset[str] = frozenset()
@@ -55,37 +68,47 @@ class KernelContextError(ValueError):
 
 
 def context_parameters(
-    security: openfhe.SecurityLevel | None = None, mult_depth: int = MULT_DEPTH
+    security: openfhe.SecurityLevel | None = None,
+    *,
+    ring_dim: int = RING_DIM,
+    mult_depth: int = MULT_DEPTH,
+    scaling_mod_size: int = SCALING_MOD_SIZE,
+    digit_size: int = DIGIT_SIZE,
+    key_switching: str = KEY_SWITCHING,
+    multiplication: str = MULTIPLICATION,
 ) -> openfhe.CCParamsBFVRNS:
-    """The BFV parameters ``new_context`` builds: t = PLAINTEXT_MODULUS, ``mult_depth``,
-    and ``security`` (by default the SECURITY this kernel was emitted for).
+    """The BFV parameters ``new_context`` builds: t = PLAINTEXT_MODULUS and every setting
+    of the kernel's parameter set (by default; the keywords build another set), at
+    ``security`` (by default the SECURITY this kernel was emitted for).
 
-    One setter per parameter the kernel fixes; OpenFHE chooses the rest (the ring
-    dimension and the modulus chain) from these.
+    Every setting is explicit: OpenFHE derives the modulus Q from all of them, and
+    check_context requires exactly this kernel's Q.
     """
     params = openfhe.CCParamsBFVRNS()
     params.SetPlaintextModulus(PLAINTEXT_MODULUS)
+    params.SetRingDim(ring_dim)
     params.SetMultiplicativeDepth(mult_depth)
+    params.SetScalingModSize(scaling_mod_size)
+    params.SetDigitSize(digit_size)
+    params.SetKeySwitchTechnique(getattr(openfhe, key_switching))
+    params.SetMultiplicationTechnique(getattr(openfhe, multiplication))
     params.SetSecurityLevel(getattr(openfhe, SECURITY) if security is None else security)
     return params
 
 
 def new_context(
-    security: openfhe.SecurityLevel | None = None, mult_depth: int = MULT_DEPTH
+    security: openfhe.SecurityLevel | None = None,
+    *,
+    advanced_she: bool = ADVANCED_SHE,
+    **settings: Any,
 ) -> openfhe.CryptoContext:
-    """A BFV context of ``context_parameters(security, mult_depth)`` with PKE, KEYSWITCH
-    and LEVELEDSHE enabled.
-
-    The ring dimension OpenFHE picks is raised only when a row of N/2 slots could not hold
-    the kernel's SLOTS slots.
-    """
-    params = context_parameters(security, mult_depth)
-    cc = openfhe.GenCryptoContext(params)
-    if cc.GetRingDimension() < 2 * SLOTS:
-        params.SetRingDim(2 * SLOTS)
-        cc = openfhe.GenCryptoContext(params)
+    """A BFV context of ``context_parameters(security, **settings)`` with PKE, KEYSWITCH
+    and LEVELEDSHE enabled, and ADVANCEDSHE (for EvalSum) if ``advanced_she``."""
+    cc = openfhe.GenCryptoContext(context_parameters(security, **settings))
     for feature in (openfhe.PKE, openfhe.KEYSWITCH, openfhe.LEVELEDSHE):
         cc.Enable(feature)
+    if advanced_she:
+        cc.Enable(openfhe.ADVANCEDSHE)
     return cc
 
 
@@ -95,7 +118,8 @@ def generate_keys(
     ct_ct_mult: bool = CT_CT_MULT,
 ) -> openfhe.KeyPair:
     """A key pair, the relinearization key only if the kernel multiplies two ciphertexts,
-    and rotation keys only for ``rotation_indices``."""
+    and rotation keys only for ``rotation_indices`` (EvalSum's included: its rotations need
+    no EvalSumKeyGen)."""
     keys = cc.KeyGen()
     if ct_ct_mult:
         cc.EvalMultKeyGen(keys.secretKey)
@@ -116,6 +140,7 @@ def make_context(
 _LEVELS: dict[int, str] = {
     int(level): name for name, level in openfhe.SecurityLevel.__members__.items()
 }
+_ADVANCED_SHE_BIT = 16  # openfhe.ADVANCEDSHE in the serialized "enabled" feature mask
 
 
 def classic_bits(level: str) -> int:
@@ -138,15 +163,56 @@ def _find(tree: object, key: str) -> object:
     raise KeyError(key)
 
 
-@functools.lru_cache(maxsize=8)
-def security_level(cc: openfhe.CryptoContext) -> str:
-    """The SecurityLevel name ``cc`` was built with.
+def _serialized(cc: openfhe.CryptoContext) -> object:
+    """``cc``'s settings as OpenFHE serializes them (about a millisecond; no keys)."""
+    return json.loads(openfhe.Serialize(cc, openfhe.JSON))
 
-    OpenFHE has no getter for it; its serialization stores it as ``slv``. Cached per
-    context: the level never changes, and serializing takes about a millisecond.
+
+# Facts about contexts that never change, by context object: OpenFHE contexts of equal
+# parameters compare and hash equal whatever their features, so no functools cache here.
+# Each entry keeps its context alive, so its id is not reused while it is cached.
+_KNOWN: dict[tuple[int, str], tuple[openfhe.CryptoContext, object]] = {}
+
+
+def _remember(cc: openfhe.CryptoContext, what: str, value: object) -> None:
+    if len(_KNOWN) >= 16:
+        del _KNOWN[next(iter(_KNOWN))]
+    _KNOWN[id(cc), what] = (cc, value)
+
+
+def _known(cc: openfhe.CryptoContext, what: str) -> object:
+    entry = _KNOWN.get((id(cc), what))
+    return entry[1] if entry is not None and entry[0] is cc else None
+
+
+def fixed_settings(cc: openfhe.CryptoContext) -> tuple[str, str]:
+    """The SecurityLevel and MultiplicationTechnique names ``cc`` was built with.
+
+    OpenFHE has no getter for them; its serialization stores them as ``slv`` and ``muls``.
+    Remembered per context: they never change.
     """
-    tree = json.loads(openfhe.Serialize(cc, openfhe.JSON))
-    return _LEVELS[int(str(_find(tree, "slv")))]
+    known = _known(cc, "settings")
+    if isinstance(known, tuple):
+        return known
+    tree = _serialized(cc)
+    techniques = {int(v): k for k, v in openfhe.MultiplicationTechnique.__members__.items()}
+    level = _LEVELS[int(str(_find(tree, "slv")))]
+    settings = level, techniques.get(int(str(_find(tree, "muls"))), "unknown")
+    _remember(cc, "settings", settings)
+    return settings
+
+
+def check_advanced_she(cc: openfhe.CryptoContext) -> None:
+    """Raise KernelContextError unless ADVANCEDSHE (EvalSum) is enabled on ``cc``;
+    remembered once it is (a feature stays enabled), so a failing context is checked again."""
+    if _known(cc, "advanced") is not None:
+        return
+    if not int(str(_find(_serialized(cc), "enabled"))) & _ADVANCED_SHE_BIT:
+        raise KernelContextError(
+            "this kernel calls EvalSum, which needs cc.Enable(openfhe.ADVANCEDSHE) (as "
+            "make_context() does)"
+        )
+    _remember(cc, "advanced", True)
 
 
 def missing_rotation_keys(cc: openfhe.CryptoContext, key_tag: str) -> list[int]:
@@ -155,39 +221,46 @@ def missing_rotation_keys(cc: openfhe.CryptoContext, key_tag: str) -> list[int]:
     return [k for k in ROTATION_INDICES if cc.FindAutomorphismIndex(k) not in have]
 
 
-def check_context(cc: openfhe.CryptoContext, key_tag: str | None = None) -> None:
-    """Raise KernelContextError unless ``cc`` fits this kernel.
+def _mismatch(what: str, have: object, want: object) -> KernelContextError:
+    return KernelContextError(
+        f"the context's {what} is {have}, this kernel needs {want}: it was emitted for "
+        f"parameter set {PARAMETER_SET} (N = {RING_DIM}, log2 Q = {LOG2_Q:.0f}, digit size "
+        f"{DIGIT_SIZE}, {KEY_SWITCHING} key switching, {MULTIPLICATION} multiplication); "
+        "build the context with make_context()"
+    )
 
-    Checks the plaintext modulus, the ring dimension, the multiplicative depth and the
-    security level (at least SECURITY), and, given the inputs' key tag, the
-    relinearization key and the rotation keys (without them OpenFHE fails with an
-    unhelpful ``IndexError: map::at``).
+
+def check_context(cc: openfhe.CryptoContext, key_tag: str | None = None) -> None:
+    """Raise KernelContextError unless ``cc`` is this kernel's context.
+
+    Checks that ``cc`` is exactly the parameter set the noise analysis proved the kernel
+    safe for (plaintext modulus, ring dimension, modulus Q, digit size, key-switching and
+    multiplication techniques), at a security level of at least SECURITY, with ADVANCEDSHE
+    if the kernel calls EvalSum; and, given the inputs' key tag, the relinearization key and
+    the rotation keys (without them OpenFHE fails with an unhelpful ``IndexError: map::at``).
     """
-    t = cc.GetPlaintextModulus()
-    if t != PLAINTEXT_MODULUS:
-        raise KernelContextError(
-            f"plaintext modulus is {t}, this kernel needs {PLAINTEXT_MODULUS}: "
-            "build the context with make_context()"
-        )
-    ring_dim = cc.GetRingDimension()
-    if ring_dim < 2 * SLOTS:
-        raise KernelContextError(
-            f"ring dimension {ring_dim} is too small: a row of N/2 slots must hold the "
-            f"kernel's {SLOTS} slots, so N >= {2 * SLOTS} (SetRingDim)"
-        )
-    depth = cc.GetMultiplicativeDepth()
-    if depth < MULT_DEPTH:
-        raise KernelContextError(
-            f"multiplicative depth {depth} is too small: this kernel needs {MULT_DEPTH} "
-            f"(SetMultiplicativeDepth({MULT_DEPTH}), as make_context() does)"
-        )
-    level = security_level(cc)
+    level, multiplication = fixed_settings(cc)
+    technique = cc.GetKeySwitchTechnique()
+    modulus = cc.GetElementParams().GetModulus()
+    for what, have, want in (
+        ("plaintext modulus", cc.GetPlaintextModulus(), PLAINTEXT_MODULUS),
+        ("ring dimension", cc.GetRingDimension(), RING_DIM),
+        ("key-switching technique", getattr(technique, "name", technique), KEY_SWITCHING),
+        ("digit size", cc.GetDigitSize(), DIGIT_SIZE),
+        ("multiplication technique", multiplication, MULTIPLICATION),
+        ("modulus Q", modulus, math.prod(TOWERS)),  # the towers: scaling mod size and depth
+    ):
+        if have != want:
+            shown = f"{have} (log2 Q = {math.log2(modulus):.1f})" if what == "modulus Q" else have
+            raise _mismatch(what, shown, want)
     if classic_bits(level) < classic_bits(SECURITY):
         raise KernelContextError(
             f"the context's security level is {level}, below the {SECURITY} this kernel "
             f"was emitted for: build the context with make_context() (or "
             f"SetSecurityLevel(openfhe.{SECURITY}))"
         )
+    if ADVANCED_SHE:
+        check_advanced_she(cc)
     if key_tag is None:
         return
     if CT_CT_MULT and key_tag not in cc.GetAllEvalMultKeys():

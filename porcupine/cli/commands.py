@@ -77,7 +77,7 @@ def cmd_check(args: argparse.Namespace, guard: Guard) -> int:
         f"{program.name} equals {spec.name} on all {len(spec.output_slots())} output "
         f"slots that matter, for all inputs (proof by canonical polynomials); "
         f"{len(program.body)} instructions, ct*ct depth {bfv.ct_ct_depth}, "
-        f"cost {program_cost(program, bfv.ring_dim, table):.3f} ms"
+        f"cost {program_cost(program, bfv.param_set, table):.3f} ms"
     )
     return EXIT_OK
 

@@ -11,7 +11,7 @@ from porcupine.cli.inputs import read_costs
 from porcupine.files import output_problem, same_file
 from porcupine.synthesize import DIRECT_SLOTS
 from quill.cost import DEFAULT_TABLE, CostTable
-from quill.noise import LOG2_Q
+from quill.noise import MAX_CT_CT_DEPTH
 from quill.ops import Kind
 from quill.spec import Spec
 from quill.verify import reference
@@ -79,7 +79,7 @@ class _DegreeBound:
 def check_depth(spec: Spec) -> None:
     """A :class:`Failure` when every kernel for ``spec`` needs more ct*ct depth than the
     noise model covers: no kernel could run, so there is nothing to search for."""
-    most = max(LOG2_Q)
+    most = MAX_CT_CT_DEPTH
     small = spec.at() if spec.n > DIRECT_SLOTS else spec  # what the search sees
     inputs = {d.name: [int(d.kind is Kind.CT)] * small.n for d in small.inputs}
     if max(small.evaluate(_DegreeBound(), inputs).values(), default=0) <= 1 << most:

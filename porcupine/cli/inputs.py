@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from porcupine.cli.errors import UsageError, shown
-from quill.cost import KEYS, CostTable
+from porcupine.cli.errors import UsageError
+from quill.cost import CostTable, check_rows
 from quill.ir import Program
 from quill.parser import load_program
 from quill.spec import Spec, load_spec
@@ -75,37 +74,13 @@ def _source(path: str, data: Mapping[str, Any]) -> str:
     return source
 
 
-def _latencies(path: str, data: Any) -> dict[int, dict[str, float]]:
-    def bad(where: str, why: str) -> UsageError:
-        return UsageError(f"cost table {path}: {where} {why} (make one with porcupine calibrate)")
-
+def _latencies(path: str, data: Any) -> dict[str, dict[str, float]]:
     if not isinstance(data, dict):
-        raise bad("the file", "must hold a JSON object")
-    rows = data.get("latency_ms")
-    if not isinstance(rows, dict) or not rows:
-        raise bad("'latency_ms'", "must map ring dimensions to rows of latencies")
-    table: dict[int, dict[str, float]] = {}
-    for ring, row in rows.items():
-        where = f"latency_ms[{shown(ring)}]"
-        if not (ring.isascii() and ring.isdigit() and len(ring) <= 7):
-            raise bad(where, "is not a ring dimension (a power of two such as 8192)")
-        n = int(ring)
-        if n < 1024 or n & (n - 1):
-            raise bad(where, "is not a ring dimension (a power of two such as 8192)")
-        if not isinstance(row, dict):
-            raise bad(where, "must be an object of latencies")
-        missing = [k for k in KEYS if k not in row]
-        if missing:
-            raise bad(where, f"lacks {', '.join(missing)}")
-        unknown = sorted(set(row) - set(KEYS))
-        if unknown:
-            raise bad(where, f"has unknown rows {', '.join(unknown)} (rows: {', '.join(KEYS)})")
-        for key in KEYS:
-            value = row[key]
-            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not numeric or not math.isfinite(value) or value <= 0:
-                raise bad(
-                    f"{where}[{key!r}]", f"is {shown(value)}: must be a positive number of ms"
-                )
-        table[n] = {k: float(row[k]) for k in KEYS}
-    return table
+        raise UsageError(
+            f"cost table {path}: the file must hold a JSON object (make one with porcupine "
+            "calibrate)"
+        )
+    try:
+        return check_rows(data.get("latency_ms"))
+    except ValueError as e:
+        raise UsageError(f"cost table {path}: {e} (make one with porcupine calibrate)") from None
