@@ -206,6 +206,10 @@ def _where(
     return tuple(out)
 
 
+def _lines_up(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    return len(a) == len(b) and (len(a) == 1 or a[1:] == b[1:])
+
+
 def packed(spec: Spec, groups: Sequence[Sequence[str]] | None = None) -> Packing | None:
     """Inputs sharing one ciphertext, one after the other (``groups``: the inputs of each
     shared ciphertext, in order; default: all ciphertext inputs in one)."""
@@ -225,7 +229,8 @@ def packed(spec: Spec, groups: Sequence[Sequence[str]] | None = None) -> Packing
     s0 = spec.output_slots()[len(spec.output_slots()) // 2]
     heads = heads_of(spec)
     shape = spec.output.layout.shape
-    if any(spec.input(n).layout.shape != shape for n in offset):
+    # Slot arithmetic needs the inputs to share the output's rank (and row width in 2-D).
+    if any(not _lines_up(spec.input(n).layout.shape, shape) for n in offset):
         return None
     out_pos = position(shape, s0)
 

@@ -38,7 +38,8 @@ from porcupine.restrictions import Restrictions, axis_rotations, derive
 from porcupine.sketch import Space, space_for, to_quill
 from quill.cost import DEFAULT_TABLE, CostTable, Objective, measures, objective, row_us
 from quill.ir import Program
-from quill.noise import RING_DIM
+from quill.noise import for_depth
+from quill.params import ParameterSet
 from quill.slots import T
 from quill.spec import Spec
 from quill.stats import counts
@@ -69,7 +70,7 @@ class Options:
     """Knobs of the search."""
 
     table: CostTable = DEFAULT_TABLE
-    goal: Objective = Objective.INSTRUCTIONS
+    goal: Objective = Objective.LATENCY
     max_components: int = 8  # sketch sizes tried, unless the spec hints otherwise
     extra_components: int = 1  # sizes searched past the first size with a kernel
     width: int = 8  # bits of the narrow arithmetic
@@ -105,7 +106,7 @@ class SearchResult:
 class _State:
     ref: Reference
     space: Space
-    ring_dim: int
+    ring_dim: ParameterSet  # what kernels are priced at (ring_for)
     row: dict[str, int]
     options: Options
     budget: Budget
@@ -117,9 +118,9 @@ class _State:
     exhausted: list[int] = field(default_factory=list)
 
 
-def ring_for(restrictions: Restrictions, n: int) -> int:
-    """The ring dimension the search prices kernels at: the one their depth needs."""
-    return max(RING_DIM[max(1, restrictions.max_depth)], 2 * n)
+def ring_for(restrictions: Restrictions, n: int, table: CostTable = DEFAULT_TABLE) -> ParameterSet:
+    """The parameter set the search prices kernels at: the one their depth needs."""
+    return for_depth(restrictions.max_depth, n, table)
 
 
 AXIS_SECONDS = 20.0
@@ -151,7 +152,7 @@ def search(
         if budget.cancelled:
             return quick
     space = space_for(spec, restrictions)
-    ring_dim = ring_for(restrictions, spec.n)
+    ring_dim = ring_for(restrictions, spec.n, options.table)
     row = row_us(options.table, ring_dim)
     engine = options.engine.resolve(ref)
     refiner: Refiner = (

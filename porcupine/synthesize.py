@@ -22,7 +22,12 @@ from typing import Any
 from porcupine.budget import Budget
 from porcupine.decompose import decompose
 from porcupine.diagnose import why_nothing
+from porcupine.errors import NoiseBudgetError, SynthesisError
 from porcupine.instances import elementwise, smallest_instance
+from porcupine.layout_search import search_layouts
+from porcupine.layouts import Packing
+from porcupine.lowering import lower, needs_movement
+from porcupine.packings import requested
 from porcupine.scale import LiftError, lift
 from porcupine.search import Engine, Found, Options, SearchResult, search
 from quill.cost import Measures, measures, objective
@@ -52,19 +57,6 @@ DIRECT_SLOTS = 64
 synthesized at a smaller instance (:mod:`porcupine.instances`) and lifted."""
 
 
-class SynthesisError(Exception):
-    """The search ended without a usable kernel; the message says why and what to try."""
-
-
-class NoiseBudgetError(SynthesisError):
-    """The kernel found is correct but needs more noise budget than any parameter set the
-    noise model covers: OpenFHE would decrypt its result wrongly."""
-
-    def __init__(self, program: Program, cause: NoiseBudgetExceeded) -> None:
-        super().__init__(f"{program.name} is correct but exceeds the noise budget: {cause}")
-        self.program, self.cause = program, cause
-
-
 @dataclass(frozen=True)
 class StageResult:
     name: str
@@ -91,6 +83,8 @@ class SynthesisResult:
     counterexamples: int
     stopped: str | None = None  # "timeout" or "interrupted": the search did not finish
     stages: tuple[StageResult, ...] = field(default=())
+    packing: Packing | None = None  # the client packing, when not the natural one
+    layouts: tuple[dict[str, Any], ...] = ()  # every packing --layout search tried
 
     verified = True  # by construction: every path below verifies before returning
 
@@ -101,7 +95,7 @@ class SynthesisResult:
 
     @property
     def keygen_ms(self) -> float:
-        row = self.options.table.at(self.params.ring_dim)
+        row = self.options.table.at(self.params.param_set)
         return self.measures.keys * row["rotation_keygen"]
 
     @property
@@ -120,6 +114,7 @@ class SynthesisResult:
             **counts(self.program).as_dict(),
             "bfv_mult_depth": self.params.mult_depth,
             "ring_dim": self.params.ring_dim,
+            "parameter_set": self.params.param_set.name,
             "objective": self.options.goal.value,
             "cost": round(self.cost, 4),
             "keygen_ms": round(self.keygen_ms, 4),
@@ -133,6 +128,8 @@ class SynthesisResult:
                 {"name": s.name, "program": format_program(s.program), "optimal": s.optimal}
                 for s in self.stages
             ],
+            "packing": self.packing.name if self.packing else "natural",
+            "layouts": list(self.layouts),
         }
 
 
@@ -159,17 +156,27 @@ def synthesize(
     budget: Budget | None = None,
     options: Options | None = None,
     initial: Program | None = None,
+    layout: str = "given",
 ) -> SynthesisResult:
     """Find the cheapest kernel for ``spec`` that the sketch allows, proven equal to it.
 
     ``timeout`` (seconds) or ``budget`` bounds the whole search; when it runs out the best
     verified kernel so far is returned with ``optimal=False``. ``initial``, a kernel for
     ``spec`` (e.g. a hand-written baseline), is verified and then bounds the search: the
-    result is never worse. Raises :class:`SynthesisError` when no kernel is found.
+    result is never worse. ``layout="search"`` tries the client packings
+    (:mod:`porcupine.layout_search`) and keeps the cheapest; by default the inputs are
+    packed as the spec says. Raises :class:`SynthesisError` when no kernel is found.
     """
     options = options or Options()
     budget = budget or Budget.seconds(timeout)
     start = time.monotonic()
+    if layout == "search":
+        return _search_layouts(spec, budget, options, start)
+    packing = requested(spec)
+    if packing.name != "natural":
+        log.info("%s: packed as asked (%s)", spec.name, packing.name)
+        found = synthesize(packing.spec, budget=budget, options=options)
+        return dataclasses.replace(found, kernel=spec.name, packing=packing)
     if initial is not None and not verify(initial, spec).ok:
         raise SynthesisError(f"the initial kernel {initial.name} is not equal to {spec.name}")
     try:
@@ -190,14 +197,42 @@ def synthesize(
     return _result(spec, options, partial, start)
 
 
+def _search_layouts(spec: Spec, budget: Budget, options: Options, start: float) -> SynthesisResult:
+    best, tried = search_layouts(spec, budget, options)
+    if best.result is None:
+        reasons = "; ".join(f"{t.packing.name}: {t.error}" for t in tried)
+        raise SynthesisError(f"{spec.name}: no packing gave a kernel ({reasons})")
+    packing = None if best.packing.name == "natural" else best.packing
+    return dataclasses.replace(
+        best.result,
+        kernel=spec.name,
+        packing=packing,
+        layouts=tuple(t.summary() for t in tried),
+        seconds=time.monotonic() - start,
+    )
+
+
 def _at_size(spec: Spec, budget: Budget, options: Options, initial: Program | None) -> _Partial:
     """Synthesize ``spec`` at its own size: by its stages, by automatic ones, or whole."""
     if spec.stages:
         return _multi_step(spec, budget, options)
+    if needs_movement(spec) and (direct := _lowered(spec)) is not None:
+        return direct
     staged = decompose(spec)
     if staged is not None:
         return _decomposed(spec, staged, budget, options, initial)
     return _from_search(spec, search(spec, budget, options, initial), budget, initial)
+
+
+def _lowered(spec: Spec) -> _Partial | None:
+    """The direct kernel with masks (:mod:`porcupine.lowering`), verified, for a spec whose
+    reads need data movement: the sketch has no per-slot masks."""
+    program = lower(spec)
+    if program is None or not verify(program, spec).ok:
+        return None
+    log.info("%s: reads need data movement: a direct kernel with masks", spec.name)
+    scope = "a direct kernel with masks; the sketch has no per-slot masks, so none was searched"
+    return _Partial(program, False, scope, "lowered", len(program.body), "", 0, 0, None)
 
 
 def _from_search(
@@ -225,7 +260,7 @@ def _no_worse_than(partial: _Partial, initial: Program, spec: Spec, options: Opt
 
 def _result(spec: Spec, options: Options, partial: _Partial, start: float) -> SynthesisResult:
     try:
-        params = parameters(partial.program, spec.n)
+        params = parameters(partial.program, spec.n, options.table)
     except NoiseBudgetExceeded as e:
         raise NoiseBudgetError(partial.program, e) from None
     return SynthesisResult(
@@ -233,7 +268,7 @@ def _result(spec: Spec, options: Options, partial: _Partial, start: float) -> Sy
         program=partial.program,
         optimal=partial.optimal,
         optimal_scope=partial.scope,
-        measures=measures(partial.program, params.ring_dim, options.table),
+        measures=measures(partial.program, params.param_set, options.table),
         params=params,
         options=options,
         seconds=time.monotonic() - start,
@@ -340,7 +375,7 @@ def _decomposed(
 
 def _cheaper(a: Program, b: Program, spec: Spec, options: Options) -> bool:
     """Whether ``a`` ranks below ``b`` (priced at the ring dimension ``b`` needs)."""
-    ring = parameters(b, spec.n).ring_dim
+    ring = parameters(b, spec.n, options.table).param_set
     return objective(a, ring, options.table, options.goal) < objective(
         b, ring, options.table, options.goal
     )

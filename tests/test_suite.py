@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from porcupine.backend import run_encrypted
-from porcupine.synthesize import synthesize
+from porcupine.synthesize import Options, synthesize
+from quill.cost import Objective
 from quill.ir import Program
 from quill.parser import load_program, parse_program
 from quill.spec import Spec, load_spec
@@ -149,7 +150,7 @@ def test_result_runs_encrypted(name: str, seed: int) -> None:
 @pytest.mark.parametrize("name", FROM_SCRATCH)
 def test_synthesis_from_scratch_reproduces_the_result(name: str) -> None:
     data = _result(name)
-    found = synthesize(_spec(name), timeout=60)
+    found = synthesize(_spec(name), timeout=60, options=Options(goal=Objective(data["objective"])))
     assert found.optimal == data["optimal"]
     again = found.to_json()
     for key in ("instructions", "rotations", "additions", "ct_ct_mults", "mult_depth", "cost"):

@@ -71,9 +71,16 @@ def _synth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--objective",
         choices=[o.value for o in Objective],
-        default=Objective.INSTRUCTIONS.value,
-        help="instructions: fewest key switches, then instructions (default); "
-        "latency: lowest estimated latency, hoisted rotations priced",
+        default=Options().goal.value,
+        help="latency: lowest estimated latency on OpenFHE, as emitted (default); "
+        "instructions: fewest key switches, then instructions (the Porcupine paper's measure)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=["given", "search"],
+        default="given",
+        help="given: pack the inputs as the spec says (default); search: also try the client "
+        "packings the compiler knows and keep the cheapest",
     )
     p.add_argument(
         "--engine",

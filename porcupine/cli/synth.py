@@ -118,7 +118,9 @@ def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
     progress(args.quiet or args.json, guard.start)
     try:
         with guard.work("synthesizing", graceful=True):
-            result = synthesize(spec, budget=guard.budget, options=options, initial=initial)
+            result = synthesize(
+                spec, budget=guard.budget, options=options, initial=initial, layout=args.layout
+            )
     except NoiseBudgetError as e:
         raise noise_failure(e.cause, e.program, "the kernel found") from None
     except SynthesisError as e:

@@ -1,0 +1,82 @@
+"""``porcupine synth --layout search``: try the client packings, keep the cheapest.
+
+Each packing of :func:`porcupine.packings.options` (natural first) gets a share of the time
+budget and is synthesized like any spec; the kernel whose objective (at the parameters it
+needs) is lowest wins, and every packing tried is reported with its cost, or why it gave
+none. The packings are proven equal to the spec before any is tried
+(:func:`porcupine.layouts.check`), and each kernel is proven equal to its packing's spec.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from porcupine.budget import Budget
+from porcupine.errors import SynthesisError
+from porcupine.layouts import Packing
+from porcupine.packings import options as packing_options
+from porcupine.search import Options
+from quill.cost import rank
+from quill.spec import Spec
+
+if TYPE_CHECKING:
+    from porcupine.synthesize import SynthesisResult
+
+log = logging.getLogger("porcupine.layouts")
+
+
+@dataclass(frozen=True)
+class Tried:
+    """One packing tried: the kernel found for it (a :class:`SynthesisResult`), or why not."""
+
+    packing: Packing
+    result: SynthesisResult | None
+    error: str
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        """The facts ``--json`` reports for this packing."""
+        out: dict[str, Any] = {
+            "packing": self.packing.name,
+            "slots": self.packing.slots,
+            "ciphertexts": len(self.packing.ciphertexts),
+            "seconds": round(self.seconds, 2),
+        }
+        if self.result is not None:
+            out["cost"] = round(self.result.cost, 4)
+            out["instructions"] = len(self.result.program.body)
+        else:
+            out["error"] = self.error
+        return out
+
+
+def search_layouts(spec: Spec, budget: Budget, options: Options) -> tuple[Tried, tuple[Tried, ...]]:
+    """The cheapest packing's :class:`Tried`, and every packing tried (in order)."""
+    from porcupine.synthesize import synthesize  # it calls this module: import when used
+
+    candidates = packing_options(spec)
+    tried: list[Tried] = []
+    for k, packing in enumerate(candidates):
+        if budget.over:
+            break
+        share = budget.remaining_ms()
+        slice_s = None if share is None else share / 1000 / (len(candidates) - k)
+        log.info("packing %s: %d slots, %d ciphertexts", packing.name, packing.slots,
+                 len(packing.ciphertexts))  # fmt: skip
+        start = time.monotonic()
+        sub = budget if slice_s is None else budget.within(slice_s)
+        try:
+            result = synthesize(packing.spec, budget=sub, options=options)
+            tried.append(Tried(packing, result, "", time.monotonic() - start))
+            log.info("packing %s: %.3f ms", packing.name, result.cost)
+        except SynthesisError as e:  # this packing gave no kernel in its time
+            tried.append(Tried(packing, None, str(e), time.monotonic() - start))
+            log.info("packing %s: %s", packing.name, e)
+    found = [t for t in tried if t.result is not None]
+    if not found:
+        return (tried[0] if tried else Tried(candidates[0], None, "out of time", 0.0)), tuple(tried)
+    best = min(found, key=lambda t: rank(t.result.measures, options.goal) if t.result else ())
+    return best, tuple(tried)
