@@ -3,6 +3,7 @@ to call it."""
 
 from __future__ import annotations
 
+from porcupine.backend.packed_emit import PackedLayout
 from porcupine.backend.planning import EmitPlan, IOLayout, Layouts, SpecLike
 from porcupine.backend.pytext import INDENT, LINE, bracketed, call, literal_block, wrap_prose
 from quill.ir import Program
@@ -35,8 +36,11 @@ def spec_name(spec: SpecLike, program: Program) -> str:
     return str(name) if name else program.name
 
 
-def module_docstring(spec: SpecLike, layouts: Layouts, decided: EmitPlan) -> str:
-    """The emitted module's docstring, closing quotes included."""
+def module_docstring(
+    spec: SpecLike, layouts: Layouts, decided: EmitPlan, packed: PackedLayout | None = None
+) -> str:
+    """The emitted module's docstring, closing quotes included (``packed``: the kernel's
+    client packing, for a packed kernel)."""
     p, program = decided.params, decided.program
     hoisted = (
         "rotations of " + ", ".join(sorted(decided.hoisted)) + " share one precompute"
@@ -60,6 +64,13 @@ def module_docstring(spec: SpecLike, layouts: Layouts, decided: EmitPlan) -> str
         f"quill.noise requires a margin of {MARGIN_BITS:.0f}",
         "Hoisting": hoisted,
     }
+    if packed is not None:
+        names = ", ".join(name for name, _ in packed.ciphertexts)
+        facts["Packing"] = (
+            f"{packed.name}: the kernel takes {names} ({packed.slots} slots each), which "
+            "encrypt() gathers from the inputs; decode() returns the output in its natural "
+            "shape, each element read from the slot the packing put it in"
+        )
     lines = [
         f'"""{program.name}: an OpenFHE BFV kernel emitted by Porcupine.',
         "",
@@ -71,7 +82,7 @@ def module_docstring(spec: SpecLike, layouts: Layouts, decided: EmitPlan) -> str
         "",
         "Usage::",
         "",
-        *_usage(layouts),
+        *(_usage(layouts) if packed is None else _packed_usage(layouts)),
         '"""',
     ]
     return "\n".join(line.rstrip() for line in lines)
@@ -94,4 +105,15 @@ def _usage(layouts: Layouts) -> list[str]:
         lines += [*statement[:-1], hint] if len(hint) <= LINE - len(INDENT) else statement
     args = [f"{io.name}={io.name}" for io in layouts.inputs]
     lines += bracketed("out = decode(cc, keys, kernel(cc, ", args, "))", indent=INDENT)
+    return [INDENT + line for line in lines]
+
+
+def _packed_usage(layouts: Layouts) -> list[str]:
+    """:func:`_usage` for a packed kernel: ``encrypt`` takes every input at once and gives
+    the kernel's arguments."""
+    values = [f"{io.name}={io.name}_values" for io in layouts.inputs]
+    lines = ["cc, keys = make_context()"]
+    lines += bracketed("args = encrypt(", ["cc", "keys", *values], ")", indent=INDENT)
+    lines += [f"# {io.name}: {_shape_hint(io)}" for io in layouts.inputs]
+    lines.append("out = decode(cc, keys, kernel(cc, **args))")
     return [INDENT + line for line in lines]

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from porcupine.backend import cleartext, runtime
 from porcupine.backend.openfhe_emit import emit_python
 from porcupine.backend.planning import DEFAULT_SECURITY, SpecLike
+from porcupine.layouts import Packing
 from quill.cost import DEFAULT_TABLE, CostTable
 from quill.ir import Program
 from quill.params import ParameterSet
@@ -101,14 +102,18 @@ def emitted_module(
     param_set: ParameterSet | None = None,
     security: str = DEFAULT_SECURITY,
     cleartext_backend: bool = False,
+    packing: Packing | None = None,
 ) -> EmittedKernel:
-    """Emit ``program`` (see :func:`~porcupine.backend.openfhe_emit.emit_python`) and import
-    the text as a module, bound to the cleartext backend if asked.
+    """Emit ``program`` (see :func:`~porcupine.backend.openfhe_emit.emit_python`; under
+    ``packing``, if given) and import the text as a module, bound to the cleartext backend
+    if asked.
 
     No file is written; the text is registered with :mod:`linecache`, so tracebacks show
     the emitted lines.
     """
-    text = emit_python(program, spec, table, hoist=hoist, param_set=param_set, security=security)
+    text = emit_python(
+        program, spec, table, hoist=hoist, param_set=param_set, security=security, packing=packing
+    )
     name = _fresh_name(program.name)
     filename = f"<emitted kernel {name}>"
     linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
@@ -116,6 +121,19 @@ def emitted_module(
     module.__file__ = filename
     exec(compile(text, filename, "exec"), vars(module))
     return _kernel(module, filename, cleartext_backend)
+
+
+def is_packed(module: EmittedKernel) -> bool:
+    """Whether ``module`` is a packed kernel's (:mod:`porcupine.backend.packed_emit`): its
+    ``encrypt`` takes every input at once and gives the kernel's arguments, and
+    ``unpack_output`` puts the kernel's output slots back in the spec's layout."""
+    return hasattr(module, "PACKING")
+
+
+def spec_slots(module: EmittedKernel) -> int:
+    """The slots of the spec the module was emitted for: a packed kernel's ciphertexts may
+    have more (SLOTS)."""
+    return int(getattr(module, "SPEC_SLOTS", module.SLOTS))
 
 
 def _fresh_name(stem: str) -> str:

@@ -22,6 +22,12 @@ import numpy as np
 import numpy.typing as npt
 
 from porcupine.backend.docstring import module_docstring
+from porcupine.backend.packed_emit import (
+    PackedLayout,
+    packed_layout,
+    packed_middle,
+    packing_constants,
+)
 from porcupine.backend.planning import (
     DEFAULT_SECURITY,
     EmitPlan,
@@ -42,6 +48,7 @@ from porcupine.backend.pytext import (
     wrap_comment,
 )
 from porcupine.files import write_atomically
+from porcupine.layouts import Packing
 from quill.cost import DEFAULT_TABLE, CostTable
 from quill.ir import Instr, Program
 from quill.noise import MARGIN_BITS
@@ -97,27 +104,34 @@ def emit_python(
     hoist: bool | None = None,
     param_set: ParameterSet | None = None,
     security: str = DEFAULT_SECURITY,
+    packing: Packing | None = None,
 ) -> str:
     """The OpenFHE Python module for ``program`` computing ``spec`` (pure: returns text).
 
     ``hoist`` overrides the cost table's hoisting decision, ``param_set`` the noise
     model's choice of parameter set and ``security`` the least security level the kernel
-    accepts (see :func:`~porcupine.backend.planning.plan`). Raises ``ValueError`` when the
-    program's inputs do not match the spec's, and :class:`quill.noise.NoiseBudgetExceeded`
-    when no parameter set holds it.
+    accepts (see :func:`~porcupine.backend.planning.plan`). ``packing``: ``program`` computes
+    ``packing.spec`` (a client packing of ``spec``, e.g. ``SynthesisResult.packing``); the
+    module still takes ``spec``'s inputs and returns its output, gathering and scattering
+    slots itself (:mod:`porcupine.backend.packed_emit`). Raises ``ValueError`` when the
+    program's inputs do not match the spec's (or the packing's ciphertexts), and
+    :class:`quill.noise.NoiseBudgetExceeded` when no parameter set holds it.
     """
     layouts = io_layouts(spec)
-    check_signature(program, layouts.inputs)
-    decided = plan(program, spec.n, table, hoist, param_set, security)
+    packed = None if packing is None else packed_layout(packing, spec, program)
+    if packed is None:
+        check_signature(program, layouts.inputs)
+    slots = spec.n if packing is None else packing.slots
+    decided = plan(program, slots, table, hoist, param_set, security)
     runtime = RuntimeText.load()
     return (
-        module_docstring(spec, layouts, decided)
+        module_docstring(spec, layouts, decided, packed)
         + "\n"
         + runtime.head
         + "\n"
-        + kernel_constants(decided, layouts)
+        + kernel_constants(decided, layouts, packed)
         + "\n"
-        + runtime.middle
+        + (runtime.middle if packed is None else packed_middle(runtime.middle))
         + "\n\n\n"
         + kernel_code(decided, _Names(decided.program))
         + "\n"
@@ -133,9 +147,12 @@ def emit_to_path(
     hoist: bool | None = None,
     param_set: ParameterSet | None = None,
     security: str = DEFAULT_SECURITY,
+    packing: Packing | None = None,
 ) -> Path:
     """Emit ``program`` (see :func:`emit_python`) and write it atomically to ``path``."""
-    text = emit_python(program, spec, table, hoist=hoist, param_set=param_set, security=security)
+    text = emit_python(
+        program, spec, table, hoist=hoist, param_set=param_set, security=security, packing=packing
+    )
     return write_atomically(path, text)
 
 
@@ -176,8 +193,11 @@ class _Names:
 # --- the kernel constants ------------------------------------------------------------------
 
 
-def kernel_constants(decided: EmitPlan, layouts: Layouts) -> str:
-    """The block of kernel constants (the runtime's placeholder block, for this kernel)."""
+def kernel_constants(
+    decided: EmitPlan, layouts: Layouts, packed: PackedLayout | None = None
+) -> str:
+    """The block of kernel constants (the runtime's placeholder block, for this kernel),
+    and a packed kernel's packing constants after it."""
     p, s = decided.params, decided.param_set
     inputs = [f'"{io.name}": "{io.kind}"' for io in layouts.inputs]
     bits = [f'"{io.name}"' for io in layouts.inputs if io.bits]
@@ -230,7 +250,10 @@ def kernel_constants(decided: EmitPlan, layouts: Layouts) -> str:
     lines += bracketed("INPUT_LAYOUTS: dict[str, Slots] = {", entries, "}")
     lines.append(f"OUTPUT_LAYOUT: Slots = {out_expr}")
     lines.append("# The kernel's constants; each repeats periodically over the SLOTS slots.")
-    return "\n".join(lines + _constant_values(decided, taken))
+    lines += _constant_values(decided, taken)
+    if packed is not None:
+        lines += packing_constants(packed, lambda base: _literal_name(base, taken))
+    return "\n".join(lines)
 
 
 def affine(grid: npt.NDArray[np.int64]) -> tuple[int, tuple[int, ...]] | None:

@@ -16,14 +16,21 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 import openfhe
 
-from porcupine.backend.kernel_module import EmittedKernel, emitted_module, load_module
+from porcupine.backend.kernel_module import (
+    EmittedKernel,
+    emitted_module,
+    is_packed,
+    load_module,
+    spec_slots,
+)
 from porcupine.backend.planning import DEFAULT_SECURITY, SpecLike
+from porcupine.layouts import Packing
 from quill.cost import DEFAULT_TABLE, CostTable
 from quill.ir import Program
 from quill.noise import shared_parameters
@@ -169,7 +176,15 @@ class Session:
 
     def arguments(self, module: EmittedKernel, slot_inputs: Mapping[str, Slots]) -> dict[str, Any]:
         """Encrypt (ciphertext inputs) or encode (plaintext inputs) the inputs given as
-        slot vectors, through the module's own natural-shape ``encrypt``/``encode``."""
+        slot vectors, through the module's own natural-shape ``encrypt``/``encode``; a
+        packed kernel's ``encrypt`` takes them all and gives the kernel's arguments."""
+        if is_packed(module):
+            values = {
+                name: np.asarray(slot_inputs[name], dtype=np.int64)[module.INPUT_LAYOUTS[name]]
+                for name in module.INPUTS
+            }
+            packed = cast(Any, module)  # its encrypt is not the EmittedKernel protocol's
+            return dict(packed.encrypt(self.cc, self.keys, **values))
         args: dict[str, Any] = {}
         for name, kind in module.INPUTS.items():
             natural = np.asarray(slot_inputs[name], dtype=np.int64)[module.INPUT_LAYOUTS[name]]
@@ -195,8 +210,13 @@ class Session:
         return max([probe.depth, *inputs])
 
     def decrypt(self, module: EmittedKernel, ciphertext: Any) -> Slots:
-        """The first SLOTS slots of ``ciphertext``, in [0, t)."""
-        return module.decode_slots(self.cc, self.keys, ciphertext)
+        """The first SLOTS slots of ``ciphertext``, in [0, t); a packed kernel's output
+        slots put back in the spec's layout (its ``unpack_output``)."""
+        slots = module.decode_slots(self.cc, self.keys, ciphertext)
+        if is_packed(module):
+            unpacked: Slots = cast(Any, module).unpack_output(slots)
+            return unpacked
+        return slots
 
     def check(
         self,
@@ -214,11 +234,12 @@ class Session:
 
 def encrypted_slots(module: EmittedKernel, slot_inputs: Mapping[str, Slots]) -> dict[str, Slots]:
     """The slot vectors the module's ``encode`` actually produces from ``slot_inputs``:
-    the laid-out elements, zeros elsewhere. The reference is computed on these."""
+    the laid-out elements, zeros elsewhere (in the spec's slots, for a packed kernel). The
+    reference is computed on these."""
     out: dict[str, Slots] = {}
     for name in module.INPUTS:
         layout = module.INPUT_LAYOUTS[name]
-        vec = np.zeros(module.SLOTS, dtype=np.int64)
+        vec = np.zeros(spec_slots(module), dtype=np.int64)
         vec[layout] = np.asarray(slot_inputs[name], dtype=np.int64)[layout] % T
         out[name] = vec
     return out
@@ -246,6 +267,7 @@ class _Options:
     security: str
     cleartext: bool
     param_set: ParameterSet | None = None
+    packing: Packing | None = None
 
 
 def _module_for(
@@ -262,13 +284,14 @@ def _module_for(
             param_set=how.param_set,
             security=how.security,
             cleartext_backend=how.cleartext,
+            packing=how.packing,
         )
         return module, program.name
     assert module_path is not None
     module = load_module(module_path, cleartext_backend=how.cleartext)
-    if spec.n != module.SLOTS:
+    if spec.n != spec_slots(module):
         raise ValueError(
-            f"{module_path} is a kernel on {module.SLOTS} slots, the spec has {spec.n}"
+            f"{module_path} is a kernel on {spec_slots(module)} slots, the spec has {spec.n}"
         )
     want = {d.name: str(d.kind) for d in spec.inputs}
     if dict(module.INPUTS) != want:
@@ -318,6 +341,7 @@ def run_encrypted(
     hoist: bool | None = None,
     param_set: ParameterSet | None = None,
     security: str | None = None,
+    packing: Packing | None = None,
 ) -> RunResult:
     """Run a kernel encrypted and check it against ``spec.reference``.
 
@@ -329,8 +353,11 @@ def run_encrypted(
     times timed. ``param_set`` emits ``program`` for that parameter set instead of the one
     the noise model picks; ``security`` names an ``openfhe.SecurityLevel`` to build the
     context at (and to emit ``program`` for; by default the module's own, 128-bit classic).
+    ``packing``: ``program`` computes ``packing.spec``, a client packing of ``spec``; its
+    module gathers the inputs and is checked against ``spec`` all the same (a module at
+    ``module_path`` says its packing itself).
     """
-    how = _Options(table, hoist, security or DEFAULT_SECURITY, False, param_set)
+    how = _Options(table, hoist, security or DEFAULT_SECURITY, False, param_set, packing)
     module, name = _module_for(spec, program, module_path, how)
     level = None if security is None else getattr(openfhe, security)
     session = Session([module], security=level)
@@ -346,10 +373,11 @@ def run_cleartext(
     seed: int = 0,
     table: CostTable = DEFAULT_TABLE,
     hoist: bool | None = None,
+    packing: Packing | None = None,
 ) -> RunResult:
     """:func:`run_encrypted` on the cleartext backend (no encryption, no timing): the
     kernel's slots, its relinearization placement and its depth, in milliseconds."""
-    how = _Options(table, hoist, DEFAULT_SECURITY, cleartext=True)
+    how = _Options(table, hoist, DEFAULT_SECURITY, cleartext=True, packing=packing)
     module, name = _module_for(spec, program, module_path, how)
     return _run(spec, module, name, Session([module]), inputs, seed, reps=0)
 

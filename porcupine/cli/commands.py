@@ -12,6 +12,7 @@ from porcupine.cli.errors import EXIT_FAILED, EXIT_OK, Failure, say
 from porcupine.cli.guard import Guard
 from porcupine.cli.inputs import read_program, read_spec
 from porcupine.cli.kernel_file import check_kernel_module
+from porcupine.cli.packed import packing_for
 from porcupine.cli.report import (
     check_kernel_ranges,
     check_spec_ranges,
@@ -21,7 +22,8 @@ from porcupine.cli.report import (
 from porcupine.cli.synth import progress
 from porcupine.cli.values import params
 from porcupine.files import replacing, write_atomically
-from quill.cost import program_cost
+from porcupine.layouts import Packing
+from quill.cost import CostTable, program_cost
 from quill.interp import interpret
 from quill.ir import Program
 from quill.noise import NoiseBudgetExceeded
@@ -39,26 +41,37 @@ def _read(args: argparse.Namespace, guard: Guard) -> tuple[Spec, Program]:
     return spec, program
 
 
-def _verified(args: argparse.Namespace, guard: Guard, why: str) -> tuple[Spec, Program]:
-    """:func:`_read`, the program proven equal to the spec; a wrong program is a
-    :class:`Failure` (``why``: what is not done with it)."""
-    spec, program = _read(args, guard)
+def _verified(
+    args: argparse.Namespace, guard: Guard, why: str
+) -> tuple[Spec, Program, Packing | None]:
+    """The spec, the program proven equal to it and the client packing it was synthesized
+    under (None: the spec's own inputs; see :mod:`porcupine.cli.packed`); a wrong program
+    is a :class:`Failure` (``why``: what is not done with it)."""
+    with guard.work("reading the spec and the kernel"):
+        spec = read_spec(args.spec, params(args.param))
+        program = read_program(args.program)
     with guard.work("checking the kernel against the spec"):
-        verdict = verify(program, spec)
-    if not verdict.ok:
+        packing = packing_for(spec, program)  # a packing's kernel is proven equal to it here
+        verdict = verify(program, spec) if packing is None else None
+    if verdict is not None and not verdict.ok:
         raise Failure(
             f"{program.name} is not equal to {spec.name} (`porcupine check` shows a "
             f"counterexample): {why}"
         )
-    return spec, program
+    return spec, program, packing
 
 
 def cmd_check(args: argparse.Namespace, guard: Guard) -> int:
     """Prove a kernel equal to its spec, or print a counterexample."""
     table = table_of(args)
-    spec, program = _read(args, guard)
+    with guard.work("reading the spec and the kernel"):
+        spec = read_spec(args.spec, params(args.param))
+        program = read_program(args.program)
     with guard.work("checking the kernel against the spec"):
-        verdict = verify(program, spec)
+        packing = packing_for(spec, program)
+        verdict = verify(program, spec if packing is None else packing.spec)
+    if packing is not None:
+        return _checked_packed(args, spec, program, packing, table)
     if not verdict.ok:
         cex = verdict.counterexample
         assert cex is not None
@@ -82,6 +95,23 @@ def cmd_check(args: argparse.Namespace, guard: Guard) -> int:
     return EXIT_OK
 
 
+def _checked_packed(
+    args: argparse.Namespace, spec: Spec, program: Program, packing: Packing, table: CostTable
+) -> int:
+    """``check``'s report for a kernel proven equal to a client packing of the spec."""
+    bfv = noise_checked(program, packing.spec)
+    exact = check_spec_ranges(spec, strict=args.strict_ranges)
+    check_kernel_ranges(packing.spec, program, strict=args.strict_ranges, output_exact=exact)
+    print(
+        f"{program.name} equals {spec.name} on all {len(spec.output_slots())} output "
+        f"slots that matter, for all inputs, under the client packing {packing.name} "
+        f"(proof by canonical polynomials; the packing is proven equal to the spec); "
+        f"{len(program.body)} instructions, ct*ct depth {bfv.ct_ct_depth}, "
+        f"cost {program_cost(program, bfv.param_set, table):.3f} ms"
+    )
+    return EXIT_OK
+
+
 def cmd_emit(args: argparse.Namespace, guard: Guard) -> int:
     """Emit a verified Quill kernel as an OpenFHE Python module."""
     outputs_checked([args.output], inputs_of(args))
@@ -89,11 +119,12 @@ def cmd_emit(args: argparse.Namespace, guard: Guard) -> int:
     from porcupine.backend import emit_python
 
     table = table_of(args)
-    spec, program = _verified(args, guard, "only verified kernels are emitted")
+    spec, program, packing = _verified(args, guard, "only verified kernels are emitted")
     exact = check_spec_ranges(spec, strict=args.strict_ranges)
-    check_kernel_ranges(spec, program, strict=args.strict_ranges, output_exact=exact)
+    kernel_spec = spec if packing is None else packing.spec
+    check_kernel_ranges(kernel_spec, program, strict=args.strict_ranges, output_exact=exact)
     try:
-        text = emit_python(program, spec, table)
+        text = emit_python(program, spec, table, packing=packing)
     except NoiseBudgetExceeded as e:
         raise noise_failure(e, program) from None
     write_atomically(args.output, text)
@@ -108,11 +139,11 @@ def cmd_run(args: argparse.Namespace, guard: Guard) -> int:
 
     table = table_of(args)
     if args.program:
-        spec, program = _verified(args, guard, "not running it")
-        noise_checked(program, spec)
+        spec, program, packing = _verified(args, guard, "not running it")
+        noise_checked(program, spec if packing is None else packing.spec)
         with guard.work("running the kernel encrypted"):
             report = run_encrypted(
-                spec, program=program, reps=args.reps, seed=args.seed, table=table
+                spec, program=program, reps=args.reps, seed=args.seed, table=table, packing=packing
             )
     else:
         with guard.work("reading the spec"):

@@ -51,13 +51,17 @@ def check_kernel_module(path: str, spec: Spec) -> None:
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     missing = [name for name in REQUIRED if name not in found]
     missing += [] if "kernel" in functions else ["def kernel"]
+    if "PACKING" in found and "SPEC_SLOTS" not in found:
+        missing.append("SPEC_SLOTS")
     if missing:
         raise UsageError(
             f"{not_ours} (it lacks {', '.join(missing)}); make one with "
             f"`porcupine synth SPEC --emit python -o {path}` or `porcupine emit`"
         )
+    # A packed kernel's ciphertexts may have more slots than the spec (SLOTS); its SPEC_SLOTS
+    # are the spec's, which its INPUTS and OUTPUT_SLOTS describe (porcupine.backend.packed_emit).
     want = {
-        "SLOTS": spec.n,
+        "SPEC_SLOTS" if "PACKING" in found else "SLOTS": spec.n,
         "PLAINTEXT_MODULUS": T,
         "INPUTS": {d.name: str(d.kind) for d in spec.inputs},
         "OUTPUT_SLOTS": tuple(spec.output_slots()),

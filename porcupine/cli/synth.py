@@ -43,7 +43,6 @@ from porcupine.synthesize import (
     synthesize,
 )
 from quill.cost import CostTable, Objective
-from quill.ir import Program
 from quill.printer import format_program
 from quill.spec import Spec
 
@@ -164,14 +163,16 @@ def _write(args: argparse.Namespace, result: SynthesisResult, spec: Spec, table:
             "(--force replaces the file with it)"
         )
         return
-    write_atomically(path, _text(args, result.program, spec, table))
+    write_atomically(path, _text(args, result, spec, table))
     note = "" if result.optimal else f" (a kernel not proven optimal: {result.optimal_scope})"
     say(f"{'replaced' if existed else 'wrote'} {path}{note}")
 
 
-def _text(args: argparse.Namespace, program: Program, spec: Spec, table: CostTable) -> str:
+def _text(args: argparse.Namespace, result: SynthesisResult, spec: Spec, table: CostTable) -> str:
+    """The kernel as written to ``-o``: Quill, or the Python module, which under a client
+    packing takes the spec's inputs and gathers the packing's ciphertexts itself."""
     if args.emit != "python":
-        return format_program(program)
+        return format_program(result.program)
     from porcupine.backend import emit_python
 
-    return emit_python(program, spec, table)
+    return emit_python(result.program, spec, table, packing=result.packing)
