@@ -143,12 +143,18 @@ def search(
     seeds the full search, which then only has to rule out cheaper ones."""
     ref = reference(spec)
     restrictions = derive(ref)
+    limit = spec.hints.components or options.max_components
     if rotations is not None:
         restrictions = dataclasses.replace(restrictions, rotations=rotations)
     elif (axis := axis_rotations(ref, restrictions.rotations)) is not None:
         quick = search(spec, budget.within(AXIS_SECONDS), options, initial, axis)
         if quick.best is not None:
             initial = quick.best.program
+            # Diagonal steps make kernels shorter, not longer: the full sketch is searched
+            # up to the axis kernel's size (the optimality scope says so). Without this cap,
+            # the latency objective, whose lower bound cannot rule out larger sizes, spent
+            # its whole budget on gx at L = 5 (over 60 s; 23 s with the cap, same kernel).
+            limit = min(limit, quick.best.components)
         if budget.cancelled:
             return quick
     space = space_for(spec, restrictions)
@@ -176,7 +182,6 @@ def search(
     sound = True
     complete = True  # every size searched was exhausted
     beyond = False  # a lower bound showed that no larger size can do better
-    limit = spec.hints.components or options.max_components
     for size in range(1, limit + 1):
         if st.first_size is not None and size > st.first_size + options.extra_components:
             break

@@ -9,7 +9,8 @@ import pytest
 
 from porcupine.backend import run_encrypted
 from porcupine.scale import LiftError, Offset2D, decompose, lift
-from porcupine.synthesize import synthesize
+from porcupine.synthesize import Options, synthesize
+from quill.cost import Objective
 from quill.interp import interpret
 from quill.parser import load_program, parse_program
 from quill.spec import load_spec
@@ -58,7 +59,8 @@ def test_a_kernel_that_is_not_a_tree_is_not_lifted() -> None:
 
 def test_synthesis_at_application_size_lifts_and_verifies() -> None:
     spec = load_spec(KERNELS / "gx.spec", {"w": 16, "h": 16})
-    result = synthesize(spec, timeout=120)
+    # The paper's objective proves the small instance in seconds; latency takes longer.
+    result = synthesize(spec, timeout=120, options=Options(goal=Objective.INSTRUCTIONS))
     assert result.source == "lifted" and result.verified and not result.optimal
     assert counts(result.program).rotations == 4
     assert set(counts(result.program).rotation_keys) == {-16, -1, 1, 16}
