@@ -8,7 +8,8 @@ with the kernel's constants and code; it imports only ``openfhe`` and ``numpy``)
 :func:`run_cleartext` does the same on the cleartext backend
 (:mod:`porcupine.backend.cleartext`), without encryption; :func:`compare_latency` times
 several kernels of one spec interleaved in one context; :func:`calibrate` measures the cost
-table.
+table. :mod:`porcupine.backend.contexts` builds contexts other than a kernel's own (OpenFHE's
+defaults for a depth), times key generation and sizes the rotation keys, for the evaluation.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from porcupine.backend.calibrate import calibrate, calibrate_and_save
 from porcupine.backend.cleartext import CleartextError
+from porcupine.backend.contexts import (
+    ContextFacts,
+    ContextSession,
+    KeyGenStats,
+    clear_rotation_keys,
+    context_facts,
+    default_context,
+    matching_set,
+    timed_keys,
+)
 from porcupine.backend.kernel_module import EmittedKernel, emitted_module, load_module
 from porcupine.backend.openfhe_emit import RESERVED_INPUT_NAMES, emit_python, emit_to_path
 from porcupine.backend.openfhe_run import (
@@ -42,9 +53,12 @@ from porcupine.files import write_atomically
 __all__ = [
     "RESERVED_INPUT_NAMES",
     "CleartextError",
+    "ContextFacts",
+    "ContextSession",
     "DepthProbe",
     "EmitPlan",
     "EmittedKernel",
+    "KeyGenStats",
     "Mismatch",
     "ProgramSpec",
     "RunResult",
@@ -53,13 +67,18 @@ __all__ = [
     "WrongDecryption",
     "calibrate",
     "calibrate_and_save",
+    "clear_rotation_keys",
     "compare_latency",
+    "context_facts",
+    "default_context",
     "emit_python",
     "emit_to_path",
     "emitted_module",
     "load_module",
+    "matching_set",
     "plan",
     "run_cleartext",
     "run_encrypted",
+    "timed_keys",
     "write_atomically",
 ]
