@@ -167,7 +167,7 @@ def search(
         else NarrowExamples(ref, options.width, options.seed)
     )
     st = _State(ref, space, ring_dim, row, options, budget, refiner)
-    if initial is not None:
+    if initial is not None and _within_keys(initial, st):
         rank = objective(initial, ring_dim, options.table, options.goal)
         c = counts(initial)
         st.best = Found(initial, rank, c.instructions - c.rotations)
@@ -232,6 +232,12 @@ def search(
         st.counterexamples,
         stopped,
     )
+
+
+def _within_keys(program: Program, st: _State) -> bool:
+    """Does ``program`` respect ``--max-rotation-keys`` (and so may bound the search)?"""
+    bound = st.options.max_keys
+    return bound is None or measures(program, st.ring_dim, st.options.table).keys <= bound
 
 
 def _exhaust(st: _State, size: int) -> bool:

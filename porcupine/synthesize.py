@@ -221,7 +221,8 @@ def _at_size(spec: Spec, budget: Budget, options: Options, initial: Program | No
     staged = decompose(spec)
     if staged is not None:
         return _decomposed(spec, staged, budget, options, initial)
-    return _from_search(spec, search(spec, budget, options, initial), budget, initial)
+    found = search(spec, budget, options, initial)
+    return _from_search(spec, found, budget, initial, options.max_keys)
 
 
 def _lowered(spec: Spec) -> _Partial | None:
@@ -236,10 +237,14 @@ def _lowered(spec: Spec) -> _Partial | None:
 
 
 def _from_search(
-    spec: Spec, found: SearchResult, budget: Budget, initial: Program | None
+    spec: Spec,
+    found: SearchResult,
+    budget: Budget,
+    initial: Program | None,
+    keys: int | None = None,  # the rotation-key bound searched under
 ) -> _Partial:
     if found.best is None:
-        raise _nothing_found(spec, found, budget)
+        raise _nothing_found(spec, found, budget, keys)
     source = "initial" if initial is not None and found.best.program is initial else "synthesized"
     return _Partial(
         found.best.program, found.optimal, found.scope, source, found.best.components,
@@ -263,6 +268,14 @@ def _result(spec: Spec, options: Options, partial: _Partial, start: float) -> Sy
         params = parameters(partial.program, spec.n, options.table)
     except NoiseBudgetExceeded as e:
         raise NoiseBudgetError(partial.program, e) from None
+    keys = measures(partial.program, params.param_set, options.table).keys
+    if options.max_keys is not None and keys > options.max_keys:
+        # Staged, lifted, lowered and initial kernels are not searched under the key bound,
+        # so it is enforced here, on whatever kernel would be returned.
+        raise SynthesisError(
+            f"{spec.name}: the best kernel found needs {keys} rotation keys, more than "
+            f"--max-rotation-keys {options.max_keys}; allow more keys or more time"
+        )
     return SynthesisResult(
         kernel=spec.name,
         program=partial.program,
@@ -282,7 +295,9 @@ def _result(spec: Spec, options: Options, partial: _Partial, start: float) -> Sy
     )
 
 
-def _nothing_found(spec: Spec, found: SearchResult, budget: Budget) -> SynthesisError:
+def _nothing_found(
+    spec: Spec, found: SearchResult, budget: Budget, keys: int | None = None
+) -> SynthesisError:
     if found.stopped == "interrupted":
         return SynthesisError(f"{spec.name}: interrupted before a verified kernel was found")
     if found.stopped == "timeout":
@@ -292,7 +307,10 @@ def _nothing_found(spec: Spec, found: SearchResult, budget: Budget) -> Synthesis
     if found.scope.startswith("the solver gave up"):
         return SynthesisError(f"{spec.name}: no kernel found: {found.scope}")
     most = max(found.sizes_exhausted, default=0)
-    return SynthesisError(f"{spec.name}: {why_nothing(reference(spec), found.restrictions, most)}")
+    why = why_nothing(reference(spec), found.restrictions, most)
+    if keys is not None:  # the bound, not the sketch, may be what rules every kernel out
+        why = f"no kernel with at most {keys} rotation keys was found ({why})"
+    return SynthesisError(f"{spec.name}: {why}")
 
 
 def _multi_step(spec: Spec, budget: Budget, options: Options) -> _Partial:
@@ -311,7 +329,7 @@ def _multi_step(spec: Spec, budget: Budget, options: Options) -> _Partial:
         log.info("step %s: %d slots matter", name, len(step.output_slots()))
         found = search(step, budget, options)
         if found.best is None:
-            raise _nothing_found(step, found, budget)
+            raise _nothing_found(step, found, budget, options.max_keys)
         stages.append(StageResult(name, found.best.program, found.optimal))
         reads = {d.name: composed[d.name] for d in step.inputs if d.name in composed}
         composed[name] = inline(found.best.program, reads, params, spec.name)
@@ -367,15 +385,18 @@ def _decomposed(
     if found.stopped == "timeout" and not budget.expired:
         log.info("%s: the whole search did not finish in %.0f s", spec.name, WHOLE_SECONDS)
         found = dataclasses.replace(found, stopped=None)  # the command's budget is not over
-    whole = _from_search(spec, found, budget, seed)
+    whole = _from_search(spec, found, budget, seed, options.max_keys)
     if whole.program is partial.program:
         return dataclasses.replace(whole, source="synthesized", stages=partial.stages)
     return whole
 
 
 def _cheaper(a: Program, b: Program, spec: Spec, options: Options) -> bool:
-    """Whether ``a`` ranks below ``b`` (priced at the ring dimension ``b`` needs)."""
+    """Whether ``a`` ranks below ``b`` (priced at the ring dimension ``b`` needs) and keeps
+    to the rotation-key bound."""
     ring = parameters(b, spec.n, options.table).param_set
+    if options.max_keys is not None and measures(a, ring, options.table).keys > options.max_keys:
+        return False
     return objective(a, ring, options.table, options.goal) < objective(
         b, ring, options.table, options.goal
     )

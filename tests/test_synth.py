@@ -189,3 +189,24 @@ def test_cli_check_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     bad.write_text(_mutants(Path(good).read_text())[0])
     assert main(["check", str(bad), "--spec", spec]) == 1
     assert "differs from box_blur at slot" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("keys", [1, 0])
+def test_rotation_key_bound(keys: int) -> None:
+    spec = load_spec(KERNELS / "box_blur.spec")
+    if keys == 0:  # a 2x2 window cannot be summed without a rotation
+        with pytest.raises(SynthesisError, match="at most 0 rotation keys"):
+            synthesize(spec, timeout=60, options=Options(max_keys=0))
+        return
+    result = synthesize(spec, timeout=60, options=Options(max_keys=keys))
+    assert verify(result.program, spec).ok
+    assert len(counts(result.program).rotation_keys) == 1
+    # the bound costs latency: the unbounded kernel (two keys) is faster
+    assert result.cost > synthesize(spec, timeout=60).cost
+
+
+def test_cli_rotation_key_bound(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = str(KERNELS / "box_blur.spec")
+    assert main(["synth", spec, "--json", "--max-rotation-keys", "1", "--timeout", "60"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["rotation_keys"]) == 1
+    assert main(["synth", spec, "--max-rotation-keys", "-1"]) == 2

@@ -66,6 +66,13 @@ def _synth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--max-components", type=values.count(1, 64, "components"), default=8)
     p.add_argument(
+        "--max-rotation-keys",
+        type=values.count(0, 4096, "rotation keys"),
+        default=None,
+        metavar="K",
+        help="kernels need at most K rotation keys (clients generate and upload every key)",
+    )
+    p.add_argument(
         "--width", type=values.count(2, 31, "bits"), default=8, help="bits of search examples"
     )
     p.add_argument(

@@ -110,6 +110,7 @@ def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
     options = Options(
         table=table,
         max_components=args.max_components,
+        max_keys=args.max_rotation_keys,
         width=args.width,
         goal=Objective(args.objective),
         engine=Engine(args.engine),
