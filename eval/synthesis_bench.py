@@ -9,7 +9,8 @@ each, :func:`synthesize` runs from scratch in this process; the benchmark prints
   verified kernel and to the end (the proof of optimality, when there is one), and the sum;
 * **flat**: Roberts cross, Sobel and Harris written as one formula (``kernels/corpus``);
 * **corpus**: every ``kernels/corpus`` spec under the default objective (latency), run
-  encrypted on OpenFHE through its emitted module and checked against the spec;
+  encrypted on OpenFHE through its emitted module and checked against the spec; the kernel
+  is written to ``kernels/corpus/results/NAME.quill``;
 * **layouts**: every ``kernels/layouts`` spec in its natural layout and with
   ``--layout search``: the estimated latencies side by side, the packing chosen, the
   seconds, and both kernels run encrypted (the searched one through its packing).
@@ -38,11 +39,13 @@ from eval.synthesize_suite import PAPER, SUITE, published_block
 from porcupine.backend import run_encrypted
 from porcupine.files import write_atomically
 from porcupine.synthesize import Options, SynthesisError, SynthesisResult, synthesize
+from quill.printer import format_program
 from quill.spec import Spec, load_spec
 from quill.stats import counts
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels"
+CORPUS_RESULTS = KERNELS / "corpus" / "results"
 FLAT = ("roberts_flat", "sobel_flat", "harris_flat")
 QUICK = {"paper": ("box_blur", "gx"), "corpus": ("blur3", "dot_cc"), "layouts": ("matmul2",)}
 
@@ -158,6 +161,8 @@ def corpus(
         row, result = _measure(group, name, spec, _How(timeout))
         if result is not None:
             row = _with(row, _encrypted(spec, result))
+            # The corpus's kernels are kept, so the tests re-verify them (tests/test_corpus.py).
+            write_atomically(CORPUS_RESULTS / f"{name}.quill", format_program(result.program))
         rows.append(row)
         say(_line(row))
     return rows
