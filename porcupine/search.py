@@ -234,6 +234,20 @@ def search(
     )
 
 
+def meets_lower_bound(program: Program, spec: Spec, options: Options) -> bool:
+    """Whether ``program`` (a verified kernel for ``spec``) costs what any kernel for the
+    spec must (:func:`porcupine.bounds.lower_bound`): then it is optimal outright, whatever
+    the sketch, as a lifted kernel can be without a search at its own size."""
+    ref = reference(spec)
+    restrictions = derive(ref)
+    ring = ring_for(restrictions, spec.n, options.table)
+    c = counts(program)
+    components = c.instructions - c.rotations
+    row = row_us(options.table, ring)
+    floor = lower_bound(ref, restrictions, components, row, options.goal)
+    return objective(program, ring, options.table, options.goal) == floor
+
+
 def _within_keys(program: Program, st: _State) -> bool:
     """Does ``program`` respect ``--max-rotation-keys`` (and so may bound the search)?"""
     bound = st.options.max_keys

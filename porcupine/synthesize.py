@@ -29,7 +29,7 @@ from porcupine.layouts import Packing
 from porcupine.lowering import lower, needs_movement
 from porcupine.packings import requested
 from porcupine.scale import LiftError, lift
-from porcupine.search import Engine, Found, Options, SearchResult, search
+from porcupine.search import Engine, Found, Options, SearchResult, meets_lower_bound, search
 from quill.cost import Measures, measures, objective
 from quill.ir import Param, Program
 from quill.noise import NoiseBudgetExceeded, Parameters, parameters
@@ -425,6 +425,9 @@ def _lifted(spec: Spec, small: Spec, budget: Budget, options: Options) -> _Parti
     optimal = found.optimal and elementwise(spec) and counts(program).rotations == 0
     if optimal:
         scope = f"{found.optimal_scope}, at {sizes}; an elementwise kernel is optimal at every size"
+    elif meets_lower_bound(program, spec, options):
+        optimal = True
+        scope = f"lifted from the {sizes} instance; it meets the lower bound at {spec.n} slots"
     return _Partial(
         program, optimal, scope, "lifted", found.components, found.restrictions,
         found.candidates, found.counterexamples, found.stopped, found.stages,
