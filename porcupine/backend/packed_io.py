@@ -25,19 +25,15 @@ import numpy as np
 import openfhe
 
 from porcupine.backend.runtime import (
-    BIT_INPUTS,
-    INPUT_LAYOUTS,
-    INPUT_RANGES,
     INPUTS,
     OUTPUT_LAYOUT,
     OUTPUT_SLOTS,
-    PLAINTEXT_MODULUS,
     SLOTS,
     KernelContextError,
     Slots,
-    _integers,
     check_context,
     decode_slots,
+    input_slots,
     pack,
 )
 
@@ -84,28 +80,6 @@ def check_inputs(cc: openfhe.CryptoContext, /, **inputs: object) -> None:
     check_context(cc, next(iter(tags.values()), None))
 
 
-def _spec_slots(name: str, values: object) -> Slots:
-    """Input ``name``, given in its natural shape, checked (integers, shape, declared
-    range), as a vector over the spec's own SPEC_SLOTS slots (INPUT_LAYOUTS)."""
-    layout = INPUT_LAYOUTS[name]
-    array = _integers(name, values)
-    if array.shape != layout.shape:
-        raise ValueError(f"input {name!r} has shape {array.shape}, expected {layout.shape}")
-    if name in INPUT_RANGES:
-        low, high = INPUT_RANGES[name]
-        outside = (array < low) | (array > high)
-        if outside.any():
-            where = tuple(int(i) for i in np.argwhere(outside)[0])
-            what = "bits (0 or 1)" if name in BIT_INPUTS else f"values in {low}..{high}"
-            raise ValueError(
-                f"input {name!r} must hold {what}, its declared range (the kernel relies on "
-                f"it), but element {where} is {array[where]}"
-            )
-    slots = np.zeros(SPEC_SLOTS, dtype=np.int64)
-    slots[layout] = array % PLAINTEXT_MODULUS
-    return slots
-
-
 def gather(**inputs: object) -> dict[str, Slots]:
     """The SLOTS slots of every argument ``kernel`` takes (CIPHERTEXTS), gathered from the
     spec's inputs, each given by its name in its natural shape (as ``encode`` checks them):
@@ -116,7 +90,7 @@ def gather(**inputs: object) -> dict[str, Slots]:
     missing = sorted(set(INPUTS) - set(inputs))
     if missing:
         raise TypeError(f"missing input {missing[0]!r}: give every input, {sorted(INPUTS)}")
-    spec = {name: _spec_slots(name, values) for name, values in inputs.items()}
+    spec = {name: input_slots(name, values, SPEC_SLOTS) for name, values in inputs.items()}
     out: dict[str, Slots] = {name: np.zeros(SLOTS, dtype=np.int64) for name in CIPHERTEXTS}
     for target, source, slots, elements in GATHER:
         out[target][np.asarray(slots, dtype=np.int64)] = spec[source][

@@ -352,6 +352,13 @@ def encode(cc: openfhe.CryptoContext, name: str, values: object) -> openfhe.Plai
     """
     if name not in INPUT_LAYOUTS:
         raise KeyError(f"no input {name!r}; the inputs are {sorted(INPUT_LAYOUTS)}")
+    return pack(cc, input_slots(name, values, SLOTS))
+
+
+def input_slots(name: str, values: object, slots: int) -> Slots:
+    """Input ``name``, given in its natural shape, checked (integers, shape, declared range)
+    and laid out as INPUT_LAYOUTS says in a vector of ``slots`` slots, mod
+    PLAINTEXT_MODULUS."""
     layout = INPUT_LAYOUTS[name]
     array = _integers(name, values)
     if array.shape != layout.shape:
@@ -366,9 +373,9 @@ def encode(cc: openfhe.CryptoContext, name: str, values: object) -> openfhe.Plai
                 f"input {name!r} must hold {what}, its declared range (the kernel relies on "
                 f"it), but element {where} is {array[where]}"
             )
-    slots = np.zeros(SLOTS, dtype=np.int64)
-    slots[layout] = array % PLAINTEXT_MODULUS
-    return pack(cc, slots)
+    out = np.zeros(slots, dtype=np.int64)
+    out[layout] = array % PLAINTEXT_MODULUS
+    return out
 
 
 def encrypt(
