@@ -2,8 +2,10 @@
 
 Each parameter set of :mod:`quill.params` gets its context, built as emitted kernels build
 theirs, and every op of :data:`quill.cost.KEYS` runs ``reps`` times on random full-row
-ciphertexts. The ops of all sets are interleaved, round after round, so that a burst of load
-on the machine hits them all alike, and each row is the median. OpenFHE runs on one thread
+ciphertexts. Each round visits every set in turn (the order reversed every round, so that a
+burst of load on the machine hits them all alike); within a set each op is warmed by one
+call and timed over :data:`BURST` back-to-back calls, as a kernel runs its ops; each row is
+the median over the rounds. OpenFHE runs on one thread
 (``porcupine.backend`` sets ``OMP_NUM_THREADS=1`` unless it is set), as in the reference
 measurements.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import gc
 import importlib.metadata
 import itertools
 import os
@@ -32,6 +35,18 @@ from quill.params import SETS, ParameterSet
 from quill.slots import T
 
 SUM_ROUNDS = {"sum4": 4, "sum2": 2}
+
+BURST = 1
+"""Calls an op is timed over per round, right after one untimed warm-up call of the same op
+on the same set. A kernel runs its ops back to back in one context with warm caches; timing
+each op once between other sets' ops (as this module did before) priced cheap ops cold: at
+N = 2048 an addition at 0.049 ms against 0.010-0.012 ms warm, a rotation at 0.256 against
+0.20-0.22, so the table overpriced the kernels there by 1.25-1.4x (``eval/cost_check.py``)
+while the larger sets were within 10%. Bursts of 8 calls priced cheap ops the same but
+heavy ones (EvalMultNoRelin, Relinearize) 1.4-1.5x above what the kernels measured."""
+
+ONCE = frozenset({"rotation_keygen"})
+"""Rows timed with one call per round: each makes a key kept in the context."""
 """The EvalSum windows that time one radix-4 and one radix-2 round of EvalSum."""
 
 
@@ -76,8 +91,11 @@ def measure(
     reps: int = 20,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    burst: int = BURST,
 ) -> dict[str, dict[str, float]]:
-    """Median milliseconds of every :data:`KEYS` op on each of ``sets``, interleaved."""
+    """Median milliseconds of every :data:`KEYS` op on each of ``sets``: per round, each
+    set in turn (the order reversed every round), each op warmed by one call and then timed
+    over ``burst`` back-to-back calls (see :data:`BURST`)."""
     say = progress or (lambda _msg: None)
     rng = np.random.default_rng(seed)
     ops: dict[tuple[str, str], Callable[[], Any]] = {}
@@ -88,12 +106,23 @@ def measure(
     for op in ops.values():  # warm caches and lazily built tables
         op()
     times: dict[tuple[str, str], list[float]] = {k: [] for k in ops}
-    for rep in range(reps):
-        say(f"round {rep + 1} of {reps}")
-        for where, op in ops.items():
-            start = time.perf_counter()
-            op()
-            times[where].append((time.perf_counter() - start) * 1e3)
+    order = [s.name for s in sets]
+    gc.collect()
+    gc.disable()
+    try:
+        for rep in range(reps):
+            say(f"round {rep + 1} of {reps}")
+            for name in order:
+                for key in KEYS:
+                    op, calls = ops[name, key], 1 if key in ONCE else burst
+                    op()  # the first call after another op or set pays for cold caches
+                    start = time.perf_counter()
+                    for _ in range(calls):
+                        op()
+                    times[name, key].append((time.perf_counter() - start) * 1e3 / calls)
+            order.reverse()
+    finally:
+        gc.enable()
     return {
         s.name: {key: round(statistics.median(times[s.name, key]), 4) for key in KEYS} for s in sets
     }
@@ -134,6 +163,8 @@ def calibrate_and_save(
         note="Rows per quill.params parameter set. mul_cc is EvalMultNoRelin (the tensor "
         "product); relin is Relinearize: a relinearizing EvalMult is their sum. sum4 / sum2 "
         "are EvalSum(ct, 4) / EvalSum(ct, 2): one radix-4 / radix-2 round of EvalSum. "
-        "rotation_keygen is EvalRotateKeyGen for one new index.",
+        "rotation_keygen is EvalRotateKeyGen for one new index. Each op is timed once per "
+        "round right after one untimed call of the same op on the same set (warm caches, as "
+        "in a kernel); rounds visit the sets in turn, reversing the order every round.",
     )
     return table
