@@ -228,12 +228,44 @@ def _at_size(spec: Spec, budget: Budget, options: Options, initial: Program | No
 def _lowered(spec: Spec) -> _Partial | None:
     """The direct kernel with masks (:mod:`porcupine.lowering`), verified, for a spec whose
     reads need data movement: the sketch has no per-slot masks."""
-    program = lower(spec)
-    if program is None or not verify(program, spec).ok:
+    program = _direct(spec)
+    if program is None:
         return None
     log.info("%s: reads need data movement: a direct kernel with masks", spec.name)
     scope = "a direct kernel with masks; the sketch has no per-slot masks, so none was searched"
     return _Partial(program, False, scope, "lowered", len(program.body), "", 0, 0, None)
+
+
+def _direct(spec: Spec) -> Program | None:
+    """The formula written out as a kernel (:func:`porcupine.lowering.lower`), if verified."""
+    program = lower(spec)
+    return program if program is not None and verify(program, spec).ok else None
+
+
+STEP_SHARE = 0.8
+"""Of the time left, the share a step of a multi-step spec may search, split evenly among
+the steps still to come; the rest is kept for composing, verifying and lifting. A step that
+finds nothing in its share takes its formula written out (:func:`_direct`), so one hard
+step cannot leave the whole kernel without a result."""
+
+
+def _step_budget(budget: Budget, steps_left: int) -> Budget:
+    left = budget.remaining_ms()
+    return budget if left is None else budget.within(left / 1000 * STEP_SHARE / steps_left)
+
+
+def _step_kernel(step: Spec, found: SearchResult, budget: Budget, keys: int | None) -> Program:
+    """The step's kernel: the search's, or, when only its share of the time ran out, the
+    step's formula written out."""
+    if found.best is not None:
+        return found.best.program
+    if found.stopped == "timeout" and not budget.over:
+        direct = _direct(step)
+        if direct is not None:
+            log.info("step %s: nothing found in its share of the time; the formula as written",
+                     step.name)  # fmt: skip
+            return direct
+    raise _nothing_found(step, found, budget, keys)
 
 
 def _from_search(
@@ -324,20 +356,22 @@ def _multi_step(spec: Spec, budget: Budget, options: Options) -> _Partial:
     candidates = counterexamples = components = 0
     restrictions = ""
     stopped: str | None = None
-    for name in [s.name for s in spec.stages] + [spec.output.name]:  # stages are in order
+    order = [s.name for s in spec.stages] + [spec.output.name]  # stages are in order
+    for k, name in enumerate(order):
         step = steps[name]
         log.info("step %s: %d slots matter", name, len(step.output_slots()))
-        found = search(step, budget, options)
-        if found.best is None:
-            raise _nothing_found(step, found, budget, options.max_keys)
-        stages.append(StageResult(name, found.best.program, found.optimal))
+        found = search(step, _step_budget(budget, len(order) - k), options)
+        kernel = _step_kernel(step, found, budget, options.max_keys)
+        optimal = found.optimal and found.best is not None
+        stages.append(StageResult(name, kernel, optimal))
         reads = {d.name: composed[d.name] for d in step.inputs if d.name in composed}
-        composed[name] = inline(found.best.program, reads, params, spec.name)
+        composed[name] = inline(kernel, reads, params, spec.name)
         candidates += found.candidates
         counterexamples += found.counterexamples
-        components += found.best.components
+        c = counts(kernel)
+        components += c.instructions - c.rotations
         restrictions = found.restrictions.describe()
-        stopped = stopped or found.stopped
+        stopped = stopped or (found.stopped if budget.over else None)  # not a step's share
     program = simplify(composed[spec.output.name])
     verdict = verify(program, spec)
     if not verdict.ok:  # each step is verified; this guards the composition
