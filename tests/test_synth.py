@@ -212,3 +212,18 @@ def test_cli_rotation_key_bound(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["synth", spec, "--json", "--max-rotation-keys", "1", "--timeout", "60"]) == 0
     assert len(json.loads(capsys.readouterr().out)["rotation_keys"]) == 1
     assert main(["synth", spec, "--max-rotation-keys", "-1"]) == 2
+
+
+def test_a_step_out_of_its_share_takes_its_formula_as_written() -> None:
+    from porcupine.budget import Budget
+    from porcupine.restrictions import derive
+    from porcupine.search import SearchResult
+    from porcupine.synthesize import _step_kernel
+    from quill.verify import reference
+
+    step = load_spec(KERNELS / "corpus" / "sobel_flat.spec")
+    nothing = SearchResult(None, False, "", derive(reference(step)), (), 0, 0, "timeout")
+    kernel = _step_kernel(step, nothing, Budget.seconds(60), None)  # the command goes on
+    assert verify(kernel, step).ok
+    with pytest.raises(SynthesisError, match="within the timeout"):  # the command is over
+        _step_kernel(step, nothing, Budget.seconds(0), None)
