@@ -133,9 +133,13 @@ def search(
     options: Options,
     initial: Program | None = None,
     rotations: tuple[int, ...] | None = None,
+    fallback: Program | None = None,
 ) -> SearchResult:
     """The search for a single-stage spec (see the module docstring). ``rotations``
-    replaces the derived rotation amounts.
+    replaces the derived rotation amounts. ``initial``, a verified kernel, bounds the cost
+    and says a kernel of its size exists; ``fallback``, a verified kernel too (the formula
+    written out), only bounds the cost: the sizes are walked as without it, and it is the
+    result when nothing cheaper is found.
 
     An image spec is first searched with whole-row and whole-column steps only (for a
     separable stencil they are all it needs, and the sketch is half the size: a 3x3 blur
@@ -147,8 +151,8 @@ def search(
     if rotations is not None:
         restrictions = dataclasses.replace(restrictions, rotations=rotations)
     elif (axis := axis_rotations(ref, restrictions.rotations)) is not None:
-        quick = search(spec, budget.within(AXIS_SECONDS), options, initial, axis)
-        if quick.best is not None:
+        quick = search(spec, budget.within(AXIS_SECONDS), options, initial, axis, fallback)
+        if quick.best is not None and quick.best.program is not fallback:
             initial = quick.best.program
             # Diagonal steps make kernels shorter, not longer: the full sketch is searched
             # up to the axis kernel's size (the optimality scope says so). Without this cap,
@@ -173,6 +177,11 @@ def search(
         st.best = Found(initial, rank, c.instructions - c.rotations)
         st.first_size = st.best.components  # a kernel of that size exists
         log.info("initial bound from %s: %s", initial.name, _describe(initial, st))
+    elif fallback is not None and _within_keys(fallback, st):
+        c = counts(fallback)
+        rank = objective(fallback, ring_dim, options.table, options.goal)
+        st.best = Found(fallback, rank, c.instructions - c.rotations)
+        log.info("bound from the formula as written: %s", _describe(fallback, st))
     log.info(
         "sketch: %s; %s engine, %d-bit",
         restrictions.describe(),
@@ -205,15 +214,23 @@ def search(
             beyond = True
             break
     stopped = budget.stop_reason()
-    if stopped is None:
+    if stopped is None and (st.best is None or st.best.program is not fallback):
         _polish_keys(st, initial)
     last = max(st.exhausted, default=0)
     optimal = st.best is not None and stopped is None and sound and complete
+    # A proof covers the sizes searched: a larger best kernel (an initial or fallback one
+    # nothing beat) is optimal only when the lower bound rules out every size.
+    optimal = optimal and st.best is not None and (beyond or st.best.components <= last)
     sketch = f"in the sketch ({restrictions.describe()})"
     if optimal and beyond:
         scope = f"no cheaper kernel of any size {sketch}"
     elif optimal:
         scope = f"no cheaper kernel with at most {last} components {sketch}"
+    elif st.best is not None and stopped is None and complete and st.best.components > last:
+        scope = (
+            f"nothing with at most {last} components {sketch} beats it; it has "
+            f"{st.best.components}, so it is not proven optimal"
+        )
     elif stopped == "interrupted":
         scope = "search interrupted before a proof"
     elif stopped is not None:

@@ -221,8 +221,15 @@ def _at_size(spec: Spec, budget: Budget, options: Options, initial: Program | No
     staged = decompose(spec)
     if staged is not None:
         return _decomposed(spec, staged, budget, options, initial)
-    found = search(spec, budget, options, initial)
-    return _from_search(spec, found, budget, initial, options.max_keys)
+    # The formula written out is a verified kernel from the start: whatever the search
+    # finds in the time given must beat it, and when it finds nothing it is the result.
+    fallback = _direct(spec) if initial is None else None
+    found = search(spec, budget, options, initial, fallback=fallback)
+    partial = _from_search(spec, found, budget, initial, options.max_keys)
+    if fallback is not None and partial.program is fallback:
+        log.info("%s: nothing beat the formula as written", spec.name)
+        partial = dataclasses.replace(partial, source="direct")
+    return partial
 
 
 def _lowered(spec: Spec) -> _Partial | None:
