@@ -181,7 +181,9 @@ def search(
         c = counts(fallback)
         rank = objective(fallback, ring_dim, options.table, options.goal)
         st.best = Found(fallback, rank, c.instructions - c.rotations)
-        log.info("bound from the formula as written: %s", _describe(fallback, st))
+        log.info(
+            "bound from the formula as written, a verified kernel: %s", _describe(fallback, st)
+        )
     log.info(
         "sketch: %s; %s engine, %d-bit",
         restrictions.describe(),

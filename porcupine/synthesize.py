@@ -414,6 +414,8 @@ def _decomposed(
     partial = _multi_step(staged, budget, options)
     if not verify(partial.program, spec).ok:  # the stages are checked equal; this guards it
         raise SynthesisError(f"{spec.name}: the staged kernel does not compute the spec")
+    log.info("%s: whole kernel verified (staged, %d instructions)", spec.name,
+             len(partial.program.body))  # fmt: skip
     if partial.components > DIRECT_COMPONENTS or budget.over:
         return partial
     log.info("%s: searching the whole formula below the staged kernel", spec.name)
@@ -459,6 +461,7 @@ def _lifted(spec: Spec, small: Spec, budget: Budget, options: Options) -> _Parti
     if not verify(program, spec).ok:
         log.info("%s: the kernel found at %s is wrong at %d slots", spec.name, sizes, spec.n)
         return None
+    log.info("%s: whole kernel verified (lifted from %s)", spec.name, sizes)
     scope = f"lifted from the {sizes} instance ({found.optimal_scope})"
     # An elementwise kernel is optimal at every size once it is at one: on inputs that
     # repeat with the small period, any kernel for the big size runs as a kernel for the
