@@ -11,6 +11,10 @@ while log2 |e| < log2 Q - log2 t - 1 (the set's ``capacity_bits``). Every rule l
   is the worst case (measured sums grow by about half that, in quadrature); negation and
   a plaintext addend leave the noise as it is (measured: within 0.1 bit);
 * ct*pt: + ``mul_pt`` bits (the plaintext polynomial's coefficients, up to t/2, times N);
+  by a constant that is one value c in every slot (:func:`uniform_constants`), + log2 of
+  c mod t plus :data:`CONST_MUL_BITS`: the backend packs such a constant into all N slots,
+  so its plaintext polynomial is the constant c mod t itself (OpenFHE lifts it to Q
+  uncentred, in [0, t): -1 grows the noise by 16 bits, measured);
 * ct*ct: + ``mul_cc`` bits over the sum of both operands' noise;
 * a key switch (rotation, relinearization, each rotation inside EvalSum) adds one
   independent term of ``key_switch`` bits: about the digit size (or the tower size, with one
@@ -39,10 +43,12 @@ from quill.ir import Instr, Param, Program
 from quill.ops import OPS, Kind, Opcode
 from quill.params import SETS, NoiseConstants, ParameterSet
 from quill.relin import place_relinearizations
+from quill.slots import T
 from quill.stats import ct_ct_depth
 from quill.transform import live_values
 
 __all__ = [
+    "CONST_MUL_BITS",
     "GROWTH",
     "LOG2_Q",
     "MARGIN_BITS",
@@ -59,6 +65,7 @@ __all__ = [
     "reference_program",
     "shared_parameters",
     "slots_needed",
+    "uniform_constants",
 ]
 
 MARGIN_BITS = 5.0
@@ -72,6 +79,13 @@ LOG2_Q: dict[int, int] = {1: 120, 2: 180, 3: 180, 4: 240, 5: 240, 6: 300}
 
 RING_DIM: dict[int, int] = {1: 8192, 2: 8192, 3: 8192, 4: 16384, 5: 16384, 6: 16384}
 """The ring dimension OpenFHE picks by itself for a multiplicative depth."""
+
+CONST_MUL_BITS = 0.5
+"""What a ct*pt multiply by a uniform constant c adds over log2 (c mod t), on every set.
+Measured (``eval/noise_probe.py --calibrate``, raw decryption, worst-case operands: fresh,
+rotated, multiplied; c from 2 to t - 1): the growth is log2 (c mod t) within 0.05 bit on
+every set, since the plaintext polynomial is c mod t itself (the backend packs a uniform
+constant into all N slots: packed into one row only, 16 grew the noise by 11 bits)."""
 
 
 def lse(bits: Sequence[float]) -> float:
@@ -98,13 +112,34 @@ GROWTH: dict[str, Growth] = {
     "none": lambda c, a, k: a[0],
     "add": lambda c, a, k: lse(a),
     "mul_pt": lambda c, a, k: a[0] + c.mul_pt,
+    "mul_const": lambda c, a, k: a[0] + math.log2(max(k or 1, 1)) + CONST_MUL_BITS,
     "mul_cc": lambda c, a, k: lse(a) + c.mul_cc,
     "relin": lambda c, a, k: lse([a[0], c.key_switch]),
     "rotate": lambda c, a, k: lse([a[0], c.key_switch]),
     "sum": lambda c, a, k: _window_sum(c, a[0], k or 1),
 }
 """Noise of an instruction's result from the set's constants, the noise of its ciphertext
-operands and its amount."""
+operands and its amount; ``mul_const`` (a ``mul_pt`` by a uniform constant, see
+:func:`noise_bits`) takes the constant's residue mod t as its amount."""
+
+
+def uniform_constants(program: Program) -> dict[str, int]:
+    """The constants of ``program`` that hold one value in every slot, by name, as their
+    residue mod t in [0, t): the backend packs each into all N slots (both rows), so its
+    plaintext polynomial is that residue (the runtime's ``_constants``)."""
+    residues = {c.name: {v % T for v in c.values} for c in program.consts}
+    return {name: next(iter(r)) for name, r in residues.items() if len(r) == 1}
+
+
+def _rule(ins: Instr, uniform: dict[str, int]) -> tuple[str, int | None]:
+    """The :data:`GROWTH` rule of ``ins`` and its amount: the op table's, except a ct*pt
+    multiply by a uniform constant, ``mul_const`` with the constant's residue."""
+    rule = OPS[ins.opcode].noise
+    if rule == "mul_pt":
+        for a in ins.args:
+            if a in uniform:
+                return "mul_const", uniform[a]
+    return rule, ins.amount
 
 
 def noise_bits(program: Program, param_set: ParameterSet) -> dict[str, float]:
@@ -113,12 +148,14 @@ def noise_bits(program: Program, param_set: ParameterSet) -> dict[str, float]:
     program = place_relinearizations(program)
     kinds = program.kinds()
     c = param_set.noise
+    uniform = uniform_constants(program)
     noise = {p.name: c.fresh for p in program.params if p.kind is Kind.CT}
     for ins in program.body:
         if kinds[ins.dest] is not Kind.CT:
             continue
         operands = [noise[a] for a in ins.args if kinds[a] is Kind.CT]
-        noise[ins.dest] = GROWTH[OPS[ins.opcode].noise](c, operands, ins.amount)
+        rule, amount = _rule(ins, uniform)
+        noise[ins.dest] = GROWTH[rule](c, operands, amount)
     return noise
 
 

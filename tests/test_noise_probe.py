@@ -72,6 +72,8 @@ def test_the_longest_chain_the_model_accepts_decrypts_correctly(
 
 
 def test_every_small_set_is_probed_beyond_rotations() -> None:
-    # The smallest set holds only linear kernels; every other holds a multiply.
-    probed = {s.name for s, pattern in EDGES if pattern not in ("rot_add", "evalsum")}
+    # The smallest set holds only linear kernels (and one multiply by a constant); every
+    # other holds a multiply by a plaintext.
+    linear = ("rot_add", "evalsum", "mul_const", "rot_mul_const")
+    probed = {s.name for s, pattern in EDGES if pattern not in linear}
     assert probed == {s.name for s in SMALL} - {"n2048_q50_w10"}

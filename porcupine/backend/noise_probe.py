@@ -7,7 +7,8 @@ decrypts to what the cleartext backend computes from the same slots (a wrong dec
 a model that undershot), and that the noise measured exactly (:class:`RawDecryptor`) is no
 more than the model predicts. The programs are the noisiest patterns kernels are made of, at
 the longest length the model accepts on the set (:func:`edge`): chains of squarings, ct*pt
-multiplies by plaintexts, rotations then multiplies, sums of products, EvalSum.
+multiplies by plaintexts and by constants (one value in every slot), rotations then
+multiplies, sums of products, EvalSum.
 
 ``tests/test_noise_probe.py`` runs the probes at the small sets; ``eval/noise_probe.py`` at
 every set, with more seeds, and calibrates the model's constants (:func:`primitives`).
@@ -28,7 +29,7 @@ from porcupine.backend.openfhe_run import Session
 from porcupine.backend.planning import new_context
 from porcupine.backend.program_spec import ProgramSpec
 from porcupine.backend.rawnoise import RawDecryptor, packing_root, worst_slots
-from quill.ir import Instr, Param, Program
+from quill.ir import Const, Instr, Param, Program
 from quill.noise import accepts, noise_bits
 from quill.ops import Kind, Opcode
 from quill.params import ParameterSet
@@ -52,21 +53,23 @@ class _Chain:
         self.body.append(Instr(dest, opcode, args, amount))
         return dest
 
-    def program(self, name: str, plaintext: bool) -> Program:
+    def program(self, name: str, plaintext: bool, constant: int | None = None) -> Program:
         params = [Param("x", Kind.CT)] + ([Param("p", Kind.PT)] if plaintext else [])
-        return Program(name, tuple(params), (), tuple(self.body), self.body[-1].dest)
+        consts = () if constant is None else (Const("k", (constant,)),)
+        return Program(name, tuple(params), consts, tuple(self.body), self.body[-1].dest)
 
 
 def _rounds(
-    name: str, step: Callable[[_Chain, str], str], plaintext: bool
+    name: str, step: Callable[[_Chain, str], str], plaintext: bool, constant: int | None
 ) -> Callable[[int], Program]:
-    """A pattern of ``length`` repetitions of ``step`` on the running value."""
+    """A pattern of ``length`` repetitions of ``step`` on the running value (``constant``:
+    the value of the uniform constant ``k`` it multiplies by, if any)."""
 
     def build(length: int) -> Program:
         chain, value = _Chain(), "x"
         for _ in range(length):
             value = step(chain, value)
-        return chain.program(f"{name}_{length}", plaintext)
+        return chain.program(f"{name}_{length}", plaintext, constant)
 
     return build
 
@@ -89,27 +92,37 @@ def _window(ch: _Chain, c: str) -> str:
     return ch.op(Opcode.SUM, c, amount=SLOTS)
 
 
-_STEPS: dict[str, tuple[Callable[[_Chain, str], str], bool, int]] = {
-    "rot_add": (lambda ch, c: ch.op(Opcode.ADD_CC, c, _rot(ch, c)), False, 16),
-    "evalsum": (_window, False, 12),
-    "square": (lambda ch, c: ch.op(Opcode.MUL_CC, c, c), False, 8),
-    "mul_pt": (lambda ch, c: ch.op(Opcode.MUL_CP, c, "p"), True, 12),
-    "rot_mul_pt": (lambda ch, c: ch.op(Opcode.MUL_CP, _rot(ch, c), "p"), True, 12),
-    "rot_square": (lambda ch, c: ch.op(Opcode.MUL_CC, *[_rot(ch, c)] * 2), False, 8),
-    "sum_cc": (lambda ch, c: _products(ch, c, True), False, 6),
-    "sum_pt": (lambda ch, c: _products(ch, c, False), True, 10),
-    "evalsum_pt": (lambda ch, c: _window(ch, ch.op(Opcode.MUL_CP, c, "p")), True, 12),
-    "evalsum_cc": (lambda ch, c: _window(ch, ch.op(Opcode.MUL_CC, c, c)), False, 8),
+def _by_k(ch: _Chain, c: str) -> str:
+    return ch.op(Opcode.MUL_CP, c, "k")
+
+
+_STEPS: dict[str, tuple[Callable[[_Chain, str], str], bool, int, int | None]] = {
+    "rot_add": (lambda ch, c: ch.op(Opcode.ADD_CC, c, _rot(ch, c)), False, 16, None),
+    "evalsum": (_window, False, 12, None),
+    "square": (lambda ch, c: ch.op(Opcode.MUL_CC, c, c), False, 8, None),
+    "mul_pt": (lambda ch, c: ch.op(Opcode.MUL_CP, c, "p"), True, 12, None),
+    "rot_mul_pt": (lambda ch, c: ch.op(Opcode.MUL_CP, _rot(ch, c), "p"), True, 12, None),
+    "rot_square": (lambda ch, c: ch.op(Opcode.MUL_CC, *[_rot(ch, c)] * 2), False, 8, None),
+    "sum_cc": (lambda ch, c: _products(ch, c, True), False, 6, None),
+    "sum_pt": (lambda ch, c: _products(ch, c, False), True, 10, None),
+    "evalsum_pt": (lambda ch, c: _window(ch, ch.op(Opcode.MUL_CP, c, "p")), True, 12, None),
+    "evalsum_cc": (lambda ch, c: _window(ch, ch.op(Opcode.MUL_CC, c, c)), False, 8, None),
+    "mul_const": (_by_k, False, 20, T - 1),
+    "rot_mul_const": (lambda ch, c: _by_k(ch, _rot(ch, c)), False, 24, 255),
+    "square_const": (lambda ch, c: _by_k(ch, ch.op(Opcode.MUL_CC, c, c)), False, 8, 16),
 }
 
 PATTERNS: dict[str, tuple[Callable[[int], Program], int]] = {
-    name: (_rounds(name, step, plaintext), most) for name, (step, plaintext, most) in _STEPS.items()
+    name: (_rounds(name, step, plaintext, constant), most)
+    for name, (step, plaintext, most, constant) in _STEPS.items()
 }
 """Each pattern's builder (length -> program) and the longest length tried: ``rot_add``
 rotates by one and adds, ``evalsum`` sums the 16-slot window; ``square`` squares, ``mul_pt``
 multiplies by the plaintext input ``p``; ``rot_*`` rotate first; ``sum_cc`` / ``sum_pt`` add
 16 products of the value's rotations with the value / with ``p`` (relinearized once);
-``evalsum_*`` multiply, then EvalSum."""
+``evalsum_*`` multiply, then EvalSum; ``*_const`` multiply by a constant of one value in
+every slot: t - 1 (the largest residue, 16 bits of growth), 255 after a rotation, 16 after
+a squaring (as Harris does)."""
 
 
 def edge(pattern: str, param_set: ParameterSet) -> int:
@@ -211,6 +224,11 @@ class Primitive:
     mul_pt: float  # growth of ct*pt, the most over fresh, rotated and multiplied operands
     mul_cc: float  # growth of ct*ct over the sum of its operands' noise
     add_pt: float  # change of a plaintext addition
+    mul_const: float  # growth of ct*pt by a uniform constant c, over log2 (c mod t)
+
+
+CONSTANTS = (2, 3, 16, 255, 4096, 32768, T - 16, T - 1)
+"""The uniform constants :func:`primitives` multiplies by (as the runtime packs them)."""
 
 
 def primitives(param_set: ParameterSet, seed: int = 0) -> Primitive:
@@ -238,6 +256,12 @@ def primitives(param_set: ParameterSet, seed: int = 0) -> Primitive:
     pairs = ((x, y), (rotated, y), (relinearized, relinearized), (scaled, rotated))
     growth_cc = [bits(cc.EvalMultNoRelin(a, b)) - _lse(bits(a), bits(b)) for a, b in pairs]
     added = bits(relinearized) - bits(product)
+    n = param_set.ring_dim
+    growth_const = [
+        bits(cc.EvalMult(c, cc.MakePackedPlaintext([k] * n))) - bits(c) - float(np.log2(k))
+        for k in CONSTANTS
+        for c in (x, rotated, scaled)
+    ]
     return Primitive(
         fresh=max(bits(x), bits(y)),
         key_switch=bits(rotated),
@@ -245,6 +269,7 @@ def primitives(param_set: ParameterSet, seed: int = 0) -> Primitive:
         mul_pt=max(growth_pt),
         mul_cc=max(growth_cc),
         add_pt=bits(cc.EvalAdd(scaled, p)) - bits(scaled),
+        mul_const=max(growth_const),
     )
 
 

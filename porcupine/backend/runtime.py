@@ -320,11 +320,23 @@ def pack(cc: openfhe.CryptoContext, slots: Slots) -> openfhe.Plaintext:
 
 @functools.lru_cache(maxsize=8)
 def _constants(cc: openfhe.CryptoContext) -> dict[str, openfhe.Plaintext]:
-    """The kernel's constants as packed plaintexts, made once per context, not per call."""
-    return {
-        name: pack(cc, np.resize(np.array(values, dtype=np.int64), SLOTS))
-        for name, values in _CONSTANT_VALUES.items()
-    }
+    """The kernel's constants as packed plaintexts, made once per context, not per call.
+
+    A constant of one value in every slot fills all N slots (both rows): its plaintext
+    polynomial is then that value mod t itself, and multiplying a ciphertext by it grows
+    the noise by only log2 of it (packed into one row, 16 grew it by 11 bits, a general
+    plaintext by up to 28; measured). Rotations stay within a row, so the second row never
+    reaches the first. Other constants (masks) are tiled across the first row (``pack``).
+    """
+    plaintexts = {}
+    for name, values in _CONSTANT_VALUES.items():
+        residues = {v % PLAINTEXT_MODULUS for v in values}
+        if len(residues) == 1:
+            value = residues.pop()
+            plaintexts[name] = cc.MakePackedPlaintext([value] * cc.GetRingDimension())
+        else:
+            plaintexts[name] = pack(cc, np.resize(np.array(values, dtype=np.int64), SLOTS))
+    return plaintexts
 
 
 def _integers(name: str, values: object) -> npt.NDArray[Any]:
