@@ -91,6 +91,18 @@ class SketchEncoding:
             for w in "ab"
         }
         self._values: dict[tuple[int, int, int], Any] = {}  # (model id, value, slot)
+        # (model id, component, operand, slot): the sum op reads its operand at every slot
+        # of its window, and each of those is also another slot's plain operand.
+        self._operands: dict[tuple[int, int, str, int], Any] = {}
+        # The hole tests the selections are made of, built once.
+        self._op_is = [[o == i for i in range(len(self.ops))] for o in self._op]
+        self._val_is = {
+            w: [[x == v for v in range(self.n_leaves + k)] for k, x in enumerate(xs)]
+            for w, xs in self._val.items()
+        }
+        self._rot_is = {
+            w: [[x == r for r in range(len(self.rots))] for x in xs] for w, xs in self._rot.items()
+        }
         self.wellformed: list[Any] = []
         self.symmetry: list[Any] = []  # kept apart: tests check kernels in any order
         self._domains()
@@ -337,10 +349,9 @@ class SketchEncoding:
                     else apply_scalar(model.ring, op, [a, b][: OPS[op].arity])
                     for op in self.ops
                 ]
-                term = outs[0]
-                for i in range(1, len(outs)):
-                    term = model.ite(self._op[k] == i, outs[i], term)
-                self._values[key] = term
+                is_op = self._op_is[k]
+                cases = [(is_op[i], outs[i]) for i in range(1, len(outs))]
+                self._values[key] = model.select(outs[0], cases)
         return self._values[key]
 
     def _amount(self, op: Opcode) -> int | None:
@@ -363,18 +374,27 @@ class SketchEncoding:
 
     def _operand(self, model: ValueModel, k: int, w: str, slot: int) -> Any:
         """Operand ``w`` of component ``k`` at ``slot``: the chosen value, rotated."""
+        if model.slot_invariant:
+            slot = 0
+        key = (id(model), k, w, slot)
+        if key in self._operands:
+            return self._operands[key]
         n = self.space.n
+        is_rot, is_val = self._rot_is[w][k], self._val_is[w][k]
         per_value = []
         for v in range(self.n_leaves + k):
             term = self.value(model, v, slot)
             if self.space.is_ct(v) and not model.slot_invariant:
-                for r in range(1, len(self.rots)):
-                    shifted = self.value(model, v, (slot + self.rots[r]) % n)
-                    term = model.ite(self._rot[w][k] == r, shifted, term)
+                shifted = [
+                    (is_rot[r], self.value(model, v, (slot + self.rots[r]) % n))
+                    for r in range(1, len(self.rots))
+                ]
+                term = model.select(term, shifted)
             per_value.append(term)
-        term = per_value[0]
-        for v in range(1, len(per_value)):
-            term = model.ite(self._val[w][k] == v, per_value[v], term)
+        term = model.select(
+            per_value[0], [(is_val[v], per_value[v]) for v in range(1, len(per_value))]
+        )
+        self._operands[key] = term
         return term
 
     # -- solving --------------------------------------------------------------------------

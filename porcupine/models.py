@@ -52,8 +52,47 @@ class ValueModel(Protocol):
         """``a`` if ``cond`` else ``b``."""
         ...
 
+    def select(self, default: Any, cases: Sequence[tuple[Any, Any]]) -> Any:
+        """The value of the case whose condition holds, else ``default``: the chain
+        ``ite(c_n, v_n, ... ite(c_1, v_1, default))``. The conditions must exclude each
+        other (an index hole equal to distinct constants), so a case whose value equals
+        the default is left out of the chain without changing its meaning."""
+        ...
+
 
 # --- narrow bit-vector terms with constant folding -----------------------------------
+#
+# Building a sketch's values makes hundreds of thousands of selections; z3.If and z3's
+# operators coerce and inspect their arguments on every call. The terms here are already
+# of one sort, so they call Z3's C API directly (the same terms, built several times
+# faster).
+
+
+def _bv_ite(cond: Any, a: Any, b: Any) -> Any:
+    ctx = a.ctx
+    return z3.BitVecRef(z3.Z3_mk_ite(ctx.ref(), cond.as_ast(), a.as_ast(), b.as_ast()), ctx)
+
+
+def _bool_ite(cond: Any, a: Any, b: Any) -> Any:
+    ctx = cond.ctx
+    return z3.BoolRef(z3.Z3_mk_ite(ctx.ref(), cond.as_ast(), a.as_ast(), b.as_ast()), ctx)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a`` and ``b`` are the same term (a Python constant, or one Z3 object)."""
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    return a is b
+
+
+def _chain(default: Any, cases: Sequence[tuple[Any, Any]], ite: Any) -> Any:
+    """``ite(c_n, v_n, ... ite(c_1, v_1, default))``, leaving out cases equal to the
+    default (the conditions exclude each other)."""
+    term = default
+    for cond, value in cases:
+        if not _same(value, default):
+            term = ite(cond, value, term)
+    return term
 
 
 class BitVecTerms:
@@ -64,16 +103,35 @@ class BitVecTerms:
     def __init__(self, width: int) -> None:
         self.width = width
         self.mask = (1 << width) - 1
+        self._consts: dict[int, Any] = {}
 
     def lift(self, t: Term) -> Any:
-        return z3.BitVecVal(t & self.mask, self.width) if isinstance(t, int) else t
+        if not isinstance(t, int):
+            return t
+        t &= self.mask
+        c = self._consts.get(t)
+        if c is None:
+            c = self._consts[t] = z3.BitVecVal(t, self.width)
+        return c
 
     def ite(self, cond: Any, a: Term, b: Term) -> Term:
         if isinstance(a, int) and isinstance(b, int) and (a - b) & self.mask == 0:
             return a & self.mask
         if a is b:
             return a
-        return z3.If(cond, self.lift(a), self.lift(b))
+        return _bv_ite(cond, self.lift(a), self.lift(b))
+
+    def select(self, default: Term, cases: Sequence[tuple[Any, Term]]) -> Term:
+        """See :meth:`ValueModel.select` (constants are compared mod 2^width)."""
+        if isinstance(default, int):
+            default &= self.mask
+        term = default
+        for cond, value in cases:
+            if isinstance(value, int):
+                value &= self.mask
+            if not _same(value, default):
+                term = _bv_ite(cond, self.lift(value), self.lift(term))
+        return term
 
     def add(self, a: Term, b: Term) -> Term:
         if isinstance(a, int) and isinstance(b, int):
@@ -82,10 +140,14 @@ class BitVecTerms:
             return b
         if isinstance(b, int) and b & self.mask == 0:
             return a
-        return self.lift(a) + self.lift(b)
+        x, y = self.lift(a), self.lift(b)
+        ctx = x.ctx
+        return z3.BitVecRef(z3.Z3_mk_bvadd(ctx.ref(), x.as_ast(), y.as_ast()), ctx)
 
     def neg(self, a: Term) -> Term:
-        return -a & self.mask if isinstance(a, int) else -a
+        if isinstance(a, int):
+            return -a & self.mask
+        return z3.BitVecRef(z3.Z3_mk_bvneg(a.ctx.ref(), a.as_ast()), a.ctx)
 
     def mul(self, a: Term, b: Term) -> Term:
         if isinstance(a, int) and isinstance(b, int):
@@ -99,8 +161,10 @@ class BitVecTerms:
             if b == 1:
                 return a
             if b == self.mask:
-                return -a
-        return a * self.lift(b)
+                return self.neg(a)
+        y = self.lift(b)
+        ctx = a.ctx
+        return z3.BitVecRef(z3.Z3_mk_bvmul(ctx.ref(), a.as_ast(), y.as_ast()), ctx)
 
 
 class _BitVecRing:
@@ -142,6 +206,9 @@ class ExampleModel:
     def ite(self, cond: Any, a: Term, b: Term) -> Term:
         return self.bv.ite(cond, a, b)
 
+    def select(self, default: Term, cases: Sequence[tuple[Any, Term]]) -> Term:
+        return self.bv.select(default, cases)
+
 
 # --- polynomials with solver coefficients ------------------------------------------------
 
@@ -154,6 +221,7 @@ class _PolyRing:
 
     def __init__(self, bv: BitVecTerms, degree: int, bits: frozenset[int]) -> None:
         self.bv, self.degree, self.bits = bv, degree, bits
+        self._products: dict[tuple[Monomial, Monomial], Monomial | None] = {}
 
     def const(self, c: int) -> Poly:
         return {(): c & self.bv.mask} if c & self.bv.mask else {}
@@ -174,12 +242,23 @@ class _PolyRing:
         out: Poly = {}
         for ma, ca in a.items():
             for mb, cb in b.items():
-                m = self.monomial(ma + mb)
-                if len(m) > self.degree:
+                m = self.product(ma, mb)
+                if m is None:
                     continue
                 term = self.bv.mul(ca, cb)
                 out[m] = self.bv.add(out[m], term) if m in out else term
         return out
+
+    def product(self, ma: Monomial, mb: Monomial) -> Monomial | None:
+        """The monomial ``ma * mb``, None if it is truncated (above the degree)."""
+        key = (ma, mb)
+        if key in self._products:
+            return self._products[key]
+        m: Monomial | None = self.monomial(ma + mb)
+        if m is not None and len(m) > self.degree:
+            m = None
+        self._products[key] = m
+        return m
 
     def monomial(self, vs: tuple[int, ...]) -> Monomial:
         ordered = sorted(vs)
@@ -220,6 +299,19 @@ class ExactModel:
                 out[m] = t
         return out
 
+    def select(self, default: Poly, cases: Sequence[tuple[Any, Poly]]) -> Poly:
+        """One selection per monomial, over the cases whose coefficient differs from the
+        default's (a monomial usually appears in few of them)."""
+        monomials = dict.fromkeys(default)
+        for _, p in cases:
+            monomials.update(dict.fromkeys(p))
+        out: Poly = {}
+        for m in monomials:
+            t = self.bv.select(default.get(m, 0), [(c, p.get(m, 0)) for c, p in cases])
+            if not (isinstance(t, int) and t == 0):
+                out[m] = t
+        return out
+
     def equal(self, got: Poly, want: Mapping[Monomial, int]) -> list[Any]:
         """Constraints that ``got`` has the coefficients of ``want`` (integers mod T, read
         centred and reduced to the narrow width)."""
@@ -240,10 +332,26 @@ class ExactModel:
 Support = dict[Monomial, Any]  # monomial -> "may be present" (a Z3 Bool or Python True)
 
 
+def _bool_op(mk: Any, a: Any, b: Any) -> Any:
+    ctx = a.ctx
+    args = (z3.Ast * 2)(a.as_ast(), b.as_ast())
+    return z3.BoolRef(mk(ctx.ref(), 2, args), ctx)
+
+
 def _or(a: Any, b: Any) -> Any:
     if a is True or b is True:
         return True
-    return z3.Or(a, b)
+    return _bool_op(z3.Z3_mk_or, a, b)
+
+
+def _any(ps: Sequence[Any]) -> Any:
+    ctx = ps[0].ctx
+    args = (z3.Ast * len(ps))(*(p.as_ast() for p in ps))
+    return z3.BoolRef(z3.Z3_mk_or(ctx.ref(), len(ps), args), ctx)
+
+
+def _bool(p: Any) -> Any:
+    return z3.BoolVal(p) if isinstance(p, bool) else p
 
 
 def _and(a: Any, b: Any) -> Any:
@@ -251,7 +359,7 @@ def _and(a: Any, b: Any) -> Any:
         return b
     if b is True:
         return a
-    return z3.And(a, b)
+    return _bool_op(z3.Z3_mk_and, a, b)
 
 
 class _SupportRing:
@@ -277,14 +385,22 @@ class _SupportRing:
         return a
 
     def mul(self, a: Support, b: Support) -> Support:
-        out: Support = {}
+        # A monomial's products are gathered first and joined in one Or (the nested binary
+        # Ors this replaces were most of the time spent on deep sketches); None: present.
+        acc: dict[Monomial, list[Any] | None] = {}
         for ma, pa in a.items():
             for mb, pb in b.items():
-                m = self.poly.monomial(ma + mb)
-                if len(m) > self.poly.degree:
+                m = self.poly.product(ma, mb)
+                if m is None or (m in acc and acc[m] is None):
                     continue
                 p = _and(pa, pb)
-                out[m] = _or(out[m], p) if m in out else p
+                if p is True:
+                    acc[m] = None
+                else:
+                    acc.setdefault(m, []).append(p)  # type: ignore[union-attr]
+        out: Support = {}
+        for m, ps in acc.items():
+            out[m] = True if ps is None else ps[0] if len(ps) == 1 else _any(ps)
         return out
 
 
@@ -310,6 +426,22 @@ class SupportModel:
         for m in a.keys() | b.keys():
             pa, pb = a.get(m, False), b.get(m, False)
             out[m] = pa if pa is pb else z3.If(cond, pa, pb)
+        return out
+
+    def select(self, default: Support, cases: Sequence[tuple[Any, Support]]) -> Support:
+        """One selection per monomial, as :meth:`ExactModel.select` (absent is False)."""
+        monomials = dict.fromkeys(default)
+        for _, p in cases:
+            monomials.update(dict.fromkeys(p))
+        out: Support = {}
+        for m in monomials:
+            d = default.get(m, False)
+            term = d
+            for cond, p in cases:
+                q = p.get(m, False)
+                if q is not d:
+                    term = _bool_ite(cond, _bool(q), _bool(term))
+            out[m] = term
         return out
 
     def contains(self, got: Support, monomials: Sequence[Monomial]) -> list[Any]:
@@ -356,3 +488,6 @@ class DegreeModel:
 
     def ite(self, cond: Any, a: Any, b: Any) -> Any:
         return z3.If(cond, a, b)
+
+    def select(self, default: Any, cases: Sequence[tuple[Any, Any]]) -> Any:
+        return _chain(default, cases, _bv_ite)
