@@ -50,6 +50,9 @@ from quill.slots import T
 from quill.spec import Spec, load_spec, parse_spec
 from quill.stats import counts
 
+# Its module-scoped fixtures are built once: its tests share one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_backend")
+
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels"
 FEW = settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -41,6 +41,9 @@ from quill.slots import T
 from quill.spec import Spec, load_spec, parse_spec
 from quill.verify import verify
 
+# Its module-scoped fixtures are built once: its tests share one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_backend_layouts")
+
 ROOT = Path(__file__).resolve().parent.parent
 LAYOUTS = ROOT / "kernels" / "layouts"
 SPECS = sorted(LAYOUTS.glob("*.spec"))

@@ -37,6 +37,9 @@ from quill.parser import parse_program
 from quill.slots import T
 from quill.spec import parse_spec
 
+# Its module-scoped fixtures are built once: its tests share one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_backend_module")
+
 RUNTIME = Path(runtime_module.__file__)
 
 RANGED_SPEC = parse_spec(

@@ -35,6 +35,9 @@ from quill.params import by_name  # noqa: E402
 from quill.parser import load_program, parse_program  # noqa: E402
 from quill.spec import load_spec  # noqa: E402
 
+# Its module-scoped fixtures are built once: its tests share one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_eval")
+
 KERNELS = ROOT / "kernels"
 
 

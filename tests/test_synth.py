@@ -20,6 +20,9 @@ from quill.spec import Spec, load_spec, parse_spec
 from quill.stats import counts
 from quill.verify import verify
 
+# Its module-scoped fixtures are built once: its tests share one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_synth")
+
 KERNELS = Path(__file__).parent.parent / "kernels"
 PAPER = Options(goal=Objective.INSTRUCTIONS)
 """The published kernels are the fewest instructions; latency (the default) may differ."""
