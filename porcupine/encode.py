@@ -335,8 +335,9 @@ class SketchEncoding:
             slot = 0
         key = (id(model), v, slot)
         if key not in self._values:
-            if len(self._values) % 256 == 0:  # building a big query takes seconds
-                self.budget.check()
+            # Building a big query takes seconds, and one value of an abstraction (a product
+            # of large monomial sets) up to a tenth of one: check before each.
+            self.budget.check()
             if v < self.n_leaves:
                 leaf = self.space.leaves[v]
                 self._values[key] = model.leaf(leaf.name, leaf.constant, slot)
