@@ -165,17 +165,23 @@ def paper(names: Sequence[str], timeout: float, say: Callable[[str], None]) -> l
 
 
 def corpus(
-    names: Sequence[str], timeout: float, say: Callable[[str], None], group: str = "corpus"
+    names: Sequence[str],
+    timeout: float,
+    say: Callable[[str], None],
+    group: str = "corpus",
+    options: Options | None = None,
 ) -> list[Row]:
-    """Corpus specs under the default objective, each run encrypted."""
+    """Corpus specs (under the default objective unless ``options`` say), each run
+    encrypted; the default objective's kernels are kept for the tests."""
     rows = []
     for name in names:
         spec = load_spec(KERNELS / "corpus" / f"{name}.spec")
-        row, result = _measure(group, name, spec, _How(timeout))
+        row, result = _measure(group, name, spec, _How(timeout, options))
         if result is not None:
             row = _with(row, _encrypted(spec, result))
-            # The corpus's kernels are kept, so the tests re-verify them (tests/test_corpus.py).
-            write_atomically(CORPUS_RESULTS / f"{name}.quill", format_program(result.program))
+            if options is None:  # kept, so the tests re-verify them (tests/test_corpus.py)
+                path = CORPUS_RESULTS / f"{name}.quill"
+                write_atomically(path, format_program(result.program))
         rows.append(row)
         say(_line(row))
     return rows
@@ -245,7 +251,7 @@ def goals(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
             f"slowest {worst:.1f} s; failing: {', '.join(slow) or 'none'}", not slow)  # fmt: skip
         whole = sum(r.total_s for r in pap)
         add("whole suite <= 60 s", f"{whole:.1f} s ({len(pap)} kernels)", whole <= 60)
-    rob = by.get(("flat", "roberts_flat"))
+    rob = by.get(("flat (paper objective)", "roberts_flat")) or by.get(("flat", "roberts_flat"))
     if rob is not None:
         add("flat Roberts cross found and proven optimal <= 60 s",
             f"found {rob.first_s:.1f} s, end {rob.total_s:.1f} s, optimal {rob.optimal}",
@@ -319,7 +325,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += layouts(QUICK["layouts"], args.timeout, say)
     else:
         rows += paper(SUITE, args.timeout, say)
-        rows += corpus(FLAT, max(args.timeout, 300.0), say, group="flat")  # a larger budget
+        # the issue's limits for flat formulas (found in 120 s); under both objectives, as the
+        # goals were set in the paper's counts
+        rows += corpus(FLAT, max(args.timeout, 120.0), say, group="flat")
+        rows += corpus(FLAT, max(args.timeout, 120.0), say, "flat (paper objective)", PAPER)
         rows += corpus([n for n in corpus_names if n not in FLAT], args.timeout, say)
         rows += layouts(layout_names, args.timeout, say)
     seconds = time.monotonic() - start
