@@ -277,7 +277,9 @@ def goals(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
 
 def report(rows: Sequence[Row], seconds: float, start_load: str) -> str:
     """``synthesis.md``."""
-    info = "\n".join(f"- {k}: {v}" for k, v in machine_info().items())
+    info = "\n".join(
+        f"- {k}: {v}" for k, v in machine_info().items() if not k.startswith("load average")
+    )
     goal_lines = "\n".join(f"| {g} | {m} | {v} |" for g, m, v in goals(rows))
     return f"""# Synthesis benchmark
 
