@@ -8,8 +8,8 @@ spec's own inputs and output, in the spec's slots (SPEC_SLOTS of them), exactly 
 kernel's module does; the packing constants say what the kernel takes (CIPHERTEXTS, of
 SLOTS slots), where each of their slots comes from (GATHER) and where each output element
 lands (OUTPUT_GATHER). The runtime's ``check_inputs``, ``encode``, ``encrypt`` and
-``decode`` are replaced by :mod:`~porcupine.backend.packed_io`'s; a natural kernel's module
-is untouched by any of this.
+``unpack_output`` (the identity for a natural kernel) are replaced by
+:mod:`~porcupine.backend.packed_io`'s.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from quill.ops import Kind
 PACKED_IO_BEGIN = "# --- packed I/O"
 """The marker in :mod:`porcupine.backend.packed_io` after which its source is copied."""
 
-REPLACED = ("check_inputs", "encode", "encrypt", "decode")
+REPLACED = ("check_inputs", "encode", "encrypt", "unpack_output")
 """The runtime's functions a packed kernel's module has :mod:`packed_io`'s versions of."""
 
 Gather = tuple[str, str, tuple[int, ...], tuple[int, ...]]

@@ -4,10 +4,11 @@ A packed kernel (:mod:`porcupine.layouts`) takes ciphertexts whose slots the cli
 gathered from the spec's inputs (``A__0``, ``a__b``, ``h__1``), and leaves each output
 element in a slot of the packing's choosing. Its emitted module is the runtime
 (:mod:`porcupine.backend.runtime`) with the functions below in place of the runtime's
-``check_inputs``, ``encode``, ``encrypt`` and ``decode``, so an application never sees
-slots: ``encrypt`` takes the spec's inputs by their names and natural shapes, gathers every
-ciphertext's slots (GATHER) and encrypts them; ``decode`` returns the spec's output in its
-natural shape, each element read from the slot the packing put it in (OUTPUT_GATHER). The
+``check_inputs``, ``encode``, ``encrypt`` and ``unpack_output``, so an application never
+sees slots: ``encrypt`` takes the spec's inputs by their names and natural shapes, gathers
+every ciphertext's slots (GATHER) and encrypts them; the runtime's ``decode`` returns the
+spec's output in its natural shape, each element read (``unpack_output``) from the slot the
+packing put it in (OUTPUT_GATHER). The
 gather tables are data in the module's kernel constants
 (:mod:`porcupine.backend.packed_emit` writes them), so it still imports only ``openfhe`` and
 ``numpy``.
@@ -26,13 +27,10 @@ import openfhe
 
 from porcupine.backend.runtime import (
     INPUTS,
-    OUTPUT_LAYOUT,
-    OUTPUT_SLOTS,
     SLOTS,
     KernelContextError,
     Slots,
     check_context,
-    decode_slots,
     input_slots,
     pack,
 )
@@ -129,21 +127,3 @@ def unpack_output(slots: Slots) -> Slots:
     spec_slots, kernel_slots = OUTPUT_GATHER
     out[np.asarray(spec_slots, dtype=np.int64)] = slots[np.asarray(kernel_slots, dtype=np.int64)]
     return out
-
-
-def decode(
-    cc: openfhe.CryptoContext, keys: openfhe.KeyPair, ciphertext: openfhe.Ciphertext
-) -> np.ma.MaskedArray[Any, np.dtype[np.int64]] | int:
-    """The spec's output, decrypted, in its natural shape (values in [0, t)).
-
-    A scalar output is an int. A vector or image is a numpy masked array shaped like
-    OUTPUT_LAYOUT whose masked elements are the don't-care ones (the spec does not
-    constrain them): ``out.filled(0)`` gives a plain array, ``~out.mask`` marks the elements
-    that matter. ``decode_slots`` gives the kernel's raw slots instead.
-    """
-    slots = unpack_output(decode_slots(cc, keys, ciphertext))
-    if OUTPUT_LAYOUT.ndim == 0:
-        return int(slots[OUTPUT_LAYOUT])
-    dont_care = ~np.isin(OUTPUT_LAYOUT, OUTPUT_SLOTS)
-    # numpy's stubs leave the MaskedArray constructor untyped.
-    return np.ma.masked_array(slots[OUTPUT_LAYOUT], mask=dont_care)  # type: ignore[no-untyped-call]

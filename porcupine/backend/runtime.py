@@ -422,6 +422,12 @@ def decode_slots(
     return decoded
 
 
+def unpack_output(slots: Slots) -> Slots:
+    """The kernel's output slots in the spec's output layout: the same slots here; a
+    kernel under a client packing reads them from where the packing put them."""
+    return slots
+
+
 def decode(
     cc: openfhe.CryptoContext, keys: openfhe.KeyPair, ciphertext: openfhe.Ciphertext
 ) -> np.ma.MaskedArray[Any, np.dtype[np.int64]] | int:
@@ -432,7 +438,7 @@ def decode(
     constrain them, so they hold whatever the kernel left there): ``out.filled(0)`` gives
     a plain array with zeros there, ``~out.mask`` marks the elements that matter.
     """
-    slots = decode_slots(cc, keys, ciphertext)
+    slots = unpack_output(decode_slots(cc, keys, ciphertext))
     if OUTPUT_LAYOUT.ndim == 0:
         return int(slots[OUTPUT_LAYOUT])
     dont_care = ~np.isin(OUTPUT_LAYOUT, OUTPUT_SLOTS)
