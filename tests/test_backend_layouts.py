@@ -6,7 +6,6 @@ finding the packing of a Quill file, run --kernel) and a natural kernel with mas
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before openfhe loads (see test_
 import numpy as np
 import pytest
 from test_backend import ruff
+from test_backend_module import imports_of
 
 from porcupine.backend import (
     emit_python,
@@ -177,23 +177,13 @@ def test_the_application_sees_only_the_specs_inputs_and_output(
         assert np.array_equal(out.filled(0)[matters], expected[matters]), name
 
 
-def _imports(text: str) -> set[str]:
-    tree = ast.parse(text)
-    return {
-        alias.name if isinstance(node, ast.Import) else f"{node.module}.{alias.name}"
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import | ast.ImportFrom)
-        for alias in node.names
-    }
-
-
 def test_packed_modules_are_standalone_and_ruff_clean(
     kernels: dict[str, Packed], tmp_path: Path
 ) -> None:
-    runtime_imports = _imports(Path(runtime_module.__file__).read_text())
+    runtime_imports = imports_of(Path(runtime_module.__file__).read_text())
     for name, k in kernels.items():
         text = emit_python(k.program, k.spec, packing=k.packing)
-        assert _imports(text) == runtime_imports  # openfhe, numpy and the standard library
+        assert imports_of(text) == runtime_imports  # openfhe, numpy and the standard library
         assert "GATHER" in text and "def gather(" in text
         (tmp_path / f"{name}.py").write_text(text)
     checked = ruff("check", tmp_path)

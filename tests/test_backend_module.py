@@ -87,7 +87,8 @@ def _constants(text: str) -> list[str]:
     return [n for n in names if not n.startswith("_") or n == "_CONSTANT_VALUES"]
 
 
-def _imports(text: str) -> set[str]:
+def imports_of(text: str) -> set[str]:
+    """Every module a Python text imports (``module.name`` for ``from`` imports)."""
     tree = ast.parse(text)
     return {
         alias.name if isinstance(node, ast.Import) else f"{node.module}.{alias.name}"
@@ -106,7 +107,7 @@ def test_the_generated_constants_are_the_runtimes_placeholders(clear: dict[str, 
 
 def test_emitted_modules_hold_the_runtime_verbatim(clear: dict[str, Kernel]) -> None:
     runtime = RuntimeText.load()
-    imports = _imports(RUNTIME.read_text())
+    imports = imports_of(RUNTIME.read_text())
     assert {name.split(".")[0] for name in imports} == {
         "__future__",
         "functools",
@@ -119,7 +120,7 @@ def test_emitted_modules_hold_the_runtime_verbatim(clear: dict[str, Kernel]) -> 
     for k in clear.values():
         text = emit_python(k.program, k.spec)
         assert runtime.head in text and runtime.middle in text
-        assert _imports(text) == imports
+        assert imports_of(text) == imports
 
 
 def test_the_runtime_alone_is_a_working_kernel() -> None:
