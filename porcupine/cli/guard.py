@@ -45,6 +45,8 @@ INTERRUPT_GRACE_S = 0.5
 REINTERRUPT_S = 0.1
 """After a Ctrl-C, running solvers are interrupted again this often: one that starts just
 as the first interrupt is sent would otherwise run on."""
+REPEAT_S = 0.5
+"""After a forced stop, how often it is raised again until the command has stopped."""
 
 
 class Stopped(BaseException):
@@ -144,7 +146,10 @@ class Guard:
 
     def _arm(self, seconds: float | None) -> None:
         if "sigalrm" in self._saved:  # only where the handler is ours: SIGALRM kills otherwise
-            signal.setitimer(signal.ITIMER_REAL, 0.0 if seconds is None else seconds)
+            # Repeating: a Stopped raised inside a Z3 finalizer is swallowed by Python, and
+            # the next alarm raises it again where it can reach the command.
+            again = 0.0 if seconds is None else REPEAT_S
+            signal.setitimer(signal.ITIMER_REAL, 0.0 if seconds is None else seconds, again)
 
     # -- signal handlers (main thread) ------------------------------------------------------
 
