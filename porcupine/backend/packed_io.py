@@ -28,9 +28,8 @@ import openfhe
 from porcupine.backend.runtime import (
     INPUTS,
     SLOTS,
-    KernelContextError,
     Slots,
-    check_context,
+    check_key_tags,
     input_slots,
     pack,
 )
@@ -69,13 +68,7 @@ def check_inputs(cc: openfhe.CryptoContext, /, **inputs: object) -> None:
             )
         if kind == "ct":
             tags[name] = value.GetKeyTag()
-    if len(set(tags.values())) > 1:
-        under = ", ".join(f"{name} under {tag[:8]}" for name, tag in tags.items())
-        raise KernelContextError(
-            f"the ciphertext arguments are encrypted under different key pairs ({under}): "
-            "make them all with one encrypt(cc, keys, ...)"
-        )
-    check_context(cc, next(iter(tags.values()), None))
+    check_key_tags(cc, tags, "arguments", "make them all with one encrypt(cc, keys, ...)")
 
 
 def gather(**inputs: object) -> dict[str, Slots]:

@@ -298,11 +298,16 @@ def check_inputs(cc: openfhe.CryptoContext, /, **inputs: object) -> None:
                 f"input {name!r} must be a plaintext, got {type(value).__name__}: "
                 f"pass encode(cc, {name!r}, values)"
             )
+    check_key_tags(cc, tags, "inputs", "encrypt every input with the same keys")
+
+
+def check_key_tags(cc: openfhe.CryptoContext, tags: dict[str, str], what: str, fix: str) -> None:
+    """The ciphertexts (``tags``: name -> key tag) are under one key pair, and ``cc`` is the
+    kernel's context (``check_context``); ``what`` names them, ``fix`` says what to do."""
     if len(set(tags.values())) > 1:
         under = ", ".join(f"{name} under {tag[:8]}" for name, tag in tags.items())
         raise KernelContextError(
-            f"the ciphertext inputs are encrypted under different key pairs ({under}): "
-            "encrypt every input with the same keys"
+            f"the ciphertext {what} are encrypted under different key pairs ({under}): {fix}"
         )
     check_context(cc, next(iter(tags.values()), None))
 
