@@ -48,6 +48,8 @@ from quill.spec_eval import (
     StageSlot,
     Sub,
     Term,
+    children,
+    leaves,
 )
 from quill.spec_resolve import instantiate
 from quill.verify import reference
@@ -130,27 +132,11 @@ def decompose(spec: Spec) -> Spec | None:
 # --- finding factors ------------------------------------------------------------------------
 
 
-def _leaves(t: Term) -> Iterator[Term]:
-    todo = [t]
-    while todo:
-        x = todo.pop()
-        if isinstance(x, (InputSlot, StageSlot)):
-            yield x
-        elif isinstance(x, Add):
-            todo.extend(x.parts)
-        elif isinstance(x, (Sub, Mul)):
-            todo += (x.left, x.right)
-        elif isinstance(x, Negate):
-            todo.append(x.operand)
-        elif isinstance(x, Power):
-            todo.append(x.base)
-
-
 def _is_ct(t: Term, cts: set[str], staged: set[str]) -> bool:
     return any(
         (isinstance(x, InputSlot) and x.name in cts)
         or (isinstance(x, StageSlot) and x.name in staged)
-        for x in _leaves(t)
+        for x in leaves(t)
     )
 
 
@@ -188,24 +174,12 @@ def _compound(t: Term) -> bool:
 
 def _proper_compounds(t: Term) -> Iterator[Term]:
     """The compound subterms of ``t`` other than ``t`` itself."""
-    todo = list(_children(t))
+    todo = list(children(t))
     while todo:
         x = todo.pop()
         if _compound(x):
             yield x
-            todo.extend(_children(x))
-
-
-def _children(t: Term) -> tuple[Term, ...]:
-    if isinstance(t, Add):
-        return t.parts
-    if isinstance(t, (Sub, Mul)):
-        return (t.left, t.right)
-    if isinstance(t, Negate):
-        return (t.operand,)
-    if isinstance(t, Power):
-        return (t.base,)
-    return ()
+            todo.extend(children(x))
 
 
 def _round(

@@ -38,7 +38,7 @@ from quill.spec_ast import (
     SlotsDecl,
     SpecFile,
 )
-from quill.spec_eval import InputSlot, StageSlot, Term
+from quill.spec_eval import InputSlot, StageSlot, Term, children
 from quill.spec_resolve import instantiate
 from quill.verify import symbolic_inputs
 
@@ -116,16 +116,9 @@ def leaves(t: Term) -> list[InputSlot]:
     if isinstance(t, StageSlot):
         return []
     out: list[InputSlot] = []
-    for child in _children(t):
+    for child in children(t):
         out += leaves(child)
     return out
-
-
-def _children(t: Term) -> tuple[Term, ...]:
-    for attr in ("parts",):
-        if hasattr(t, attr):
-            return tuple(getattr(t, attr))
-    return tuple(getattr(t, a) for a in ("left", "right", "operand", "base") if hasattr(t, a))
 
 
 def term_shape(t: Term) -> object:
@@ -139,7 +132,7 @@ def term_shape(t: Term) -> object:
             return (x.name, k)
         if isinstance(x, StageSlot):
             return None
-        kids = _children(x)
+        kids = children(x)
         return (type(x).__name__, getattr(x, "value", None), getattr(x, "exponent", None),
                 tuple(go(c) for c in kids))  # fmt: skip
 

@@ -20,7 +20,7 @@ from quill.ir import Const, Instr, Param, Program
 from quill.ops import Kind, Opcode
 from quill.slots import T, normalize_amount
 from quill.spec import Spec
-from quill.spec_eval import Add, InputSlot, Mul, Negate, Power, StageSlot, Sub, Term
+from quill.spec_eval import Add, InputSlot, Mul, Negate, Power, StageSlot, Sub, Term, children
 from quill.spec_eval import Const as ConstTerm
 from quill.transform import simplify
 
@@ -121,19 +121,7 @@ def _reads(t: Term) -> list[tuple[str, int]]:
         return [(t.name, t.slot)]
     if isinstance(t, StageSlot):
         raise ValueError("stages are lowered one by one")
-    return [r for c in _children(t) for r in _reads(c)]
-
-
-def _children(t: Term) -> tuple[Term, ...]:
-    if isinstance(t, Add):
-        return t.parts
-    if isinstance(t, (Sub, Mul)):
-        return (t.left, t.right)
-    if isinstance(t, Negate):
-        return (t.operand,)
-    if isinstance(t, Power):
-        return (t.base,)
-    return ()
+    return [r for c in children(t) for r in _reads(c)]
 
 
 def _shape(t: Term) -> object:
@@ -142,7 +130,7 @@ def _shape(t: Term) -> object:
     if isinstance(t, ConstTerm):
         return ("const", t.value)
     extra = t.exponent if isinstance(t, Power) else None
-    return (type(t).__name__, extra, tuple(_shape(c) for c in _children(t)))
+    return (type(t).__name__, extra, tuple(_shape(c) for c in children(t)))
 
 
 def _gather(b: _Builder, spec: Spec, name: str, source: dict[int, int]) -> Value | None:

@@ -78,6 +78,19 @@ class Power:
 Term = Const | InputSlot | StageSlot | Add | Sub | Mul | Negate | Power
 
 
+def children(t: Term) -> tuple[Term, ...]:
+    """The terms ``t`` is built from, in order (none for a constant or a read)."""
+    if isinstance(t, Add):
+        return t.parts
+    if isinstance(t, (Sub, Mul)):
+        return (t.left, t.right)
+    if isinstance(t, Negate):
+        return (t.operand,)
+    if isinstance(t, Power):
+        return (t.base,)
+    return ()
+
+
 def leaves(term: Term) -> list[InputSlot | StageSlot]:
     """The input and stage slots ``term`` reads (with repetitions), without recursion."""
     out: list[InputSlot | StageSlot] = []
@@ -86,14 +99,8 @@ def leaves(term: Term) -> list[InputSlot | StageSlot]:
         t = todo.pop()
         if isinstance(t, (InputSlot, StageSlot)):
             out.append(t)
-        elif isinstance(t, Add):
-            todo.extend(t.parts)
-        elif isinstance(t, (Sub, Mul)):
-            todo += (t.left, t.right)
-        elif isinstance(t, Negate):
-            todo.append(t.operand)
-        elif isinstance(t, Power):
-            todo.append(t.base)
+        else:
+            todo.extend(children(t))
     return out
 
 

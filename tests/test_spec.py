@@ -3,7 +3,6 @@ numpy computations; params, stages, domains and the expression printer behave.""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -187,12 +186,14 @@ def test_param_overrides_and_output_slots() -> None:
     assert len(spec("harris").output_slots()) == 25
 
 
-def test_box_blur_64x64_is_fast() -> None:
-    start = time.perf_counter()
+def test_box_blur_64x64_reference() -> None:
+    # How fast this is, is measured by eval/app_sizes.py (64x64 kernels), not here.
     s = spec("box_blur", w=64, h=64)
-    ref = s.reference(s.random_inputs(np.random.default_rng(1)))
+    x = s.random_inputs(np.random.default_rng(1))
+    ref = s.reference(x)
     assert (s.n, len(ref)) == (4096, 63 * 63)
-    assert time.perf_counter() - start < 1.0
+    row = x["x"]
+    assert ref[65] == (row[65] + row[66] + row[129] + row[130]) % 65537
 
 
 HINTED = """spec hinted
