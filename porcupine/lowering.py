@@ -75,10 +75,8 @@ def lower(spec: Spec) -> Program | None:
     it has stages."""
     if spec.stages:
         return None
-    terms = dict(spec._unrolled.terms[spec.output.name])
+    terms, template, shape = _formula(spec)
     slots = sorted(terms)
-    template = terms[slots[len(slots) // 2]]
-    shape = _shape(template)
     if any(_shape(t) != shape for t in terms.values()):
         return None
     reads = {o: _reads(t) for o, t in terms.items()}
@@ -103,10 +101,7 @@ def needs_movement(spec: Spec) -> bool:
     synthesized stage by stage and do not come here.)"""
     if spec.stages:
         return False
-    terms = dict(spec._unrolled.terms[spec.output.name])
-    slots = sorted(terms)
-    template = terms[slots[len(slots) // 2]]
-    shape = _shape(template)
+    terms, _, shape = _formula(spec)
     offsets: defaultdict[int, set[int]] = defaultdict(set)
     for o, t in terms.items():
         if _shape(t) != shape:
@@ -114,6 +109,14 @@ def needs_movement(spec: Spec) -> bool:
         for p, (_, s) in enumerate(_reads(t)):
             offsets[p].add(normalize_amount(s - o, spec.n))
     return any(len(v) > 1 for v in offsets.values())
+
+
+def _formula(spec: Spec) -> tuple[dict[int, Term], Term, object]:
+    """The output's term at every slot that matters, the one at the middle slot (the
+    formula), and that formula's shape."""
+    terms = dict(spec._unrolled.terms[spec.output.name])
+    template = terms[sorted(terms)[len(terms) // 2]]
+    return terms, template, _shape(template)
 
 
 def _reads(t: Term) -> list[tuple[str, int]]:
