@@ -253,11 +253,11 @@ def search(
     )
 
 
-def meets_lower_bound(program: Program, spec: Spec, options: Options) -> bool:
-    """Whether ``program`` (a verified kernel for ``spec``) costs what any kernel for the
-    spec must (:func:`porcupine.bounds.lower_bound`): then it is optimal outright, whatever
-    the sketch, as a lifted kernel can be without a search at its own size."""
-    ref = reference(spec)
+def meets_lower_bound(program: Program, ref: Reference, options: Options) -> bool:
+    """Whether ``program`` (a verified kernel for ``ref``'s spec) costs what any kernel for
+    the spec must (:func:`porcupine.bounds.lower_bound`): then it is optimal outright,
+    whatever the sketch, as a lifted kernel can be without a search at its own size."""
+    spec = ref.spec
     restrictions = derive(ref)
     ring = ring_for(restrictions, spec.n, options.table)
     c = counts(program)
