@@ -42,6 +42,11 @@ class Budget:
         deadline = end if self.deadline is None else min(end, self.deadline)
         return Budget(deadline, self._cancelled, self._running)
 
+    def share(self, fraction: float) -> Budget:
+        """A budget for ``fraction`` of the time left (this one when it has no deadline)."""
+        left = self.remaining_ms()
+        return self if left is None else self.within(left / 1000 * fraction)
+
     @contextlib.contextmanager
     def watching(self, ctx: z3.Context) -> Iterator[None]:
         """While the body solves in ``ctx``: interrupt it at the deadline (from a timer, not

@@ -62,12 +62,10 @@ def search_layouts(spec: Spec, budget: Budget, options: Options) -> tuple[Tried,
     for k, packing in enumerate(candidates):
         if budget.over:
             break
-        share = budget.remaining_ms()
-        slice_s = None if share is None else share / 1000 / (len(candidates) - k)
         log.info("packing %s: %d slots, %d ciphertexts", packing.name, packing.slots,
                  len(packing.ciphertexts))  # fmt: skip
         start = time.monotonic()
-        sub = budget if slice_s is None else budget.within(slice_s)
+        sub = budget.share(1 / (len(candidates) - k))  # an even share of the time left
         try:
             result = synthesize(packing.spec, budget=sub, options=options)
             tried.append(Tried(packing, result, "", time.monotonic() - start))

@@ -256,11 +256,6 @@ finds nothing in its share takes its formula written out (:func:`_direct`), so o
 step cannot leave the whole kernel without a result."""
 
 
-def _step_budget(budget: Budget, steps_left: int) -> Budget:
-    left = budget.remaining_ms()
-    return budget if left is None else budget.within(left / 1000 * STEP_SHARE / steps_left)
-
-
 def _step_kernel(step: Spec, found: SearchResult, budget: Budget, keys: int | None) -> Program:
     """The step's kernel: the search's, or, when only its share of the time ran out, the
     step's formula written out."""
@@ -307,7 +302,8 @@ def _result(spec: Spec, options: Options, partial: _Partial, start: float) -> Sy
         params = parameters(partial.program, spec.n, options.table)
     except NoiseBudgetExceeded as e:
         raise NoiseBudgetError(partial.program, e) from None
-    keys = measures(partial.program, params.param_set, options.table).keys
+    priced = measures(partial.program, params.param_set, options.table)
+    keys = priced.keys
     if options.max_keys is not None and keys > options.max_keys:
         # Staged, lifted, lowered and initial kernels are not searched under the key bound,
         # so it is enforced here, on whatever kernel would be returned.
@@ -320,7 +316,7 @@ def _result(spec: Spec, options: Options, partial: _Partial, start: float) -> Sy
         program=partial.program,
         optimal=partial.optimal,
         optimal_scope=partial.scope,
-        measures=measures(partial.program, params.param_set, options.table),
+        measures=priced,
         params=params,
         options=options,
         seconds=time.monotonic() - start,
@@ -367,7 +363,7 @@ def _multi_step(spec: Spec, budget: Budget, options: Options) -> _Partial:
     for k, name in enumerate(order):
         step = steps[name]
         log.info("step %s: %d slots matter", name, len(step.output_slots()))
-        found = search(step, _step_budget(budget, len(order) - k), options)
+        found = search(step, budget.share(STEP_SHARE / (len(order) - k)), options)
         kernel = _step_kernel(step, found, budget, options.max_keys)
         optimal = found.optimal and found.best is not None
         stages.append(StageResult(name, kernel, optimal))
