@@ -172,15 +172,11 @@ def search(
     )
     st = _State(ref, space, ring_dim, row, options, budget, refiner)
     if initial is not None and _within_keys(initial, st):
-        rank = objective(initial, ring_dim, options.table, options.goal)
-        c = counts(initial)
-        st.best = Found(initial, rank, c.instructions - c.rotations)
+        st.best = _known(initial, st)
         st.first_size = st.best.components  # a kernel of that size exists
         log.info("initial bound from %s: %s", initial.name, _describe(initial, st))
     elif fallback is not None and _within_keys(fallback, st):
-        c = counts(fallback)
-        rank = objective(fallback, ring_dim, options.table, options.goal)
-        st.best = Found(fallback, rank, c.instructions - c.rotations)
+        st.best = _known(fallback, st)
         log.info(
             "bound from the formula as written, a verified kernel: %s", _describe(fallback, st)
         )
@@ -265,6 +261,13 @@ def meets_lower_bound(program: Program, ref: Reference, options: Options) -> boo
     row = row_us(options.table, ring)
     floor = lower_bound(ref, restrictions, components, row, options.goal)
     return objective(program, ring, options.table, options.goal) == floor
+
+
+def _known(program: Program, st: _State) -> Found:
+    """A verified kernel given to the search, as if found: its rank and components."""
+    c = counts(program)
+    rank = objective(program, st.ring_dim, st.options.table, st.options.goal)
+    return Found(program, rank, c.instructions - c.rotations)
 
 
 def _within_keys(program: Program, st: _State) -> bool:
