@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.machine import load_average, machine_info
+from eval.report import md_table
 from eval.synthesize_suite import PAPER, SUITE, published_block
 from porcupine.backend import run_encrypted
 from porcupine.files import write_atomically
@@ -216,23 +217,17 @@ def _line(r: Row) -> str:
     )
 
 
-def _table(rows: Sequence[Row]) -> str:
-    out = [
-        "| group | kernel | instr | rot | ct*ct | est. ms | first kernel s | total s | optimal "
-        "| notes |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        if not r.found:
-            out.append(f"| {r.group} | {r.name} | - | - | - | - | - | {r.total_s:.1f} | - "
-                       f"| nothing found: {r.note} |")  # fmt: skip
-            continue
-        out.append(
-            f"| {r.group} | {r.name} | {r.instructions} | {r.rotations} | {r.ct_ct_mults} | "
-            f"{r.cost_ms} | {r.first_s:.1f} | {r.total_s:.1f} | "
-            f"{'yes' if r.optimal else 'no'} | {r.note} |"
-        )
-    return "\n".join(out)
+TABLE = ("group", "kernel", "instr", "rot", "ct*ct", "est. ms", "first kernel s", "total s",
+         "optimal", "notes")  # fmt: skip
+
+
+def _cells(r: Row) -> list[str]:
+    if not r.found:
+        return [r.group, r.name, "-", "-", "-", "-", "-", f"{r.total_s:.1f}", "-",
+                f"nothing found: {r.note}"]  # fmt: skip
+    return [r.group, r.name, str(r.instructions), str(r.rotations), str(r.ct_ct_mults),
+            str(r.cost_ms), f"{r.first_s:.1f}", f"{r.total_s:.1f}",
+            "yes" if r.optimal else "no", r.note]  # fmt: skip
 
 
 def goals(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
@@ -280,7 +275,8 @@ def report(rows: Sequence[Row], seconds: float, start_load: str) -> str:
     info = "\n".join(
         f"- {k}: {v}" for k, v in machine_info().items() if not k.startswith("load average")
     )
-    goal_lines = "\n".join(f"| {g} | {m} | {v} |" for g, m, v in goals(rows))
+    goal_lines = "\n".join(md_table(("goal", "measured", "verdict"), goals(rows)))
+    kernel_lines = "\n".join(md_table(TABLE, (_cells(r) for r in rows)))
     return f"""# Synthesis benchmark
 
 Written by `python -m eval.synthesis_bench`; total wall time {seconds:.0f} s. Every spec is
@@ -296,13 +292,11 @@ the default (estimated latency on OpenFHE at the kernel's parameter set).
 
 ## Goals
 
-| goal | measured | verdict |
-|---|---|---|
 {goal_lines}
 
 ## Kernels
 
-{_table(rows)}
+{kernel_lines}
 """
 
 
