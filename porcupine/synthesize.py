@@ -23,6 +23,7 @@ from porcupine.budget import Budget
 from porcupine.decompose import decompose
 from porcupine.diagnose import why_nothing
 from porcupine.errors import NoiseBudgetError, SynthesisError
+from porcupine.fewer_products import fewer_products
 from porcupine.instances import elementwise, smallest_instance
 from porcupine.layout_search import search_layouts
 from porcupine.layouts import Packing
@@ -194,7 +195,24 @@ def synthesize(
         )  # fmt: skip
     if initial is not None and partial.program is not initial:
         partial = _no_worse_than(partial, initial, spec, options)
-    return _result(spec, options, partial, start)
+    return _result(spec, options, _fewer_products(spec, options, partial), start)
+
+
+def _fewer_products(spec: Spec, options: Options, partial: _Partial) -> _Partial:
+    """``partial``, or its rewrite with fewer ct*ct products when that is cheaper
+    (:mod:`porcupine.fewer_products`); an optimality proof in the sketch then no longer
+    covers the kernel, which is below the sketch's optimum."""
+    program = fewer_products(
+        partial.program, spec.n, options.table, options.goal, lambda p: verify(p, spec).ok
+    )
+    if program is None:
+        return partial
+    before, after = (counts(p).ct_ct_mults for p in (partial.program, program))
+    log.info("%s: %d ct*ct products refactored into %d over Z_t", spec.name, before, after)
+    scope = f"{partial.scope}; then refactored into fewer products" + (
+        ", below the sketch's optimum: not proven optimal" if partial.optimal else ""
+    )
+    return dataclasses.replace(partial, program=program, optimal=False, scope=scope)
 
 
 def _search_layouts(spec: Spec, budget: Budget, options: Options, start: float) -> SynthesisResult:

@@ -1,0 +1,276 @@
+"""A pass over verified kernels: fewer ct*ct products, by refactoring sums of products.
+
+The tensor product of a ct*ct multiply is a kernel's dearest instruction on OpenFHE (it
+costs more than the relinearization after it). Where a value is a linear combination of
+products whose factors are linear in a few ciphertexts b (Sobel's ``gx^2 + gy^2``, Harris'
+``16 (sxx syy - sxy^2) - (sxx + syy)^2``), it is a quadratic form in b, and
+:mod:`porcupine.quadratic` writes that form with the fewest products over Z_t: one for
+Sobel instead of two, two for Harris' response instead of three. A hand-writer squares
+twice; the sketch search has no such constants (256 is a square root of -1 mod t).
+
+The constants cost noise, so the pass prices every rewrite at the parameter set it needs
+(:func:`quill.noise.parameters`) and keeps it only when the objective says it is cheaper;
+the kernel it returns is verified against the spec.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+from porcupine.quadratic import Product, Vector, centered, fewest_products, inverse, symmetric
+from quill.cost import CostTable, Objective, objective
+from quill.ir import Const, Instr, Program
+from quill.noise import NoiseBudgetExceeded, parameters, uniform_constants
+from quill.ops import Opcode
+from quill.slots import T
+from quill.transform import simplify
+
+log = logging.getLogger("porcupine.products")
+
+Form = dict[str, int]  # a linear combination of named ciphertexts, coefficients mod t
+
+MAX_ORDERS = 24
+"""Pivot orders tried per value (every order of up to four factors): each gives other
+constants, hence other noise, and the cost model picks."""
+
+
+def fewer_products(
+    program: Program,
+    slots: int,
+    table: CostTable,
+    goal: Objective,
+    verified: Callable[[Program], bool],
+) -> Program | None:
+    """A cheaper rewrite of ``program`` with fewer ct*ct products, checked by ``verified``
+    (the caller's proof against the spec), or ``None`` when there is none."""
+    best, best_rank = program, _rank(program, slots, table, goal)
+    if best_rank is None:
+        return None
+    improved = True
+    while improved:
+        improved = False
+        for root in _roots(best):
+            for candidate in _rewrites(best, root):
+                rank = _rank(candidate, slots, table, goal)
+                if rank is not None and rank < best_rank:
+                    best, best_rank, improved = candidate, rank, True
+            if improved:
+                break  # the program changed: find its roots again
+    if best is program:
+        return None
+    if not verified(best):  # an identity mod t; the proof guards the code that applied it
+        log.warning("%s: a rewrite with fewer products failed verification", program.name)
+        return None
+    return best
+
+
+def _rank(
+    program: Program, slots: int, table: CostTable, goal: Objective
+) -> tuple[int, ...] | None:
+    try:
+        where = parameters(program, slots, table).param_set
+    except NoiseBudgetExceeded:
+        return None
+    return objective(program, where, table, goal)
+
+
+def _linear(program: Program) -> dict[str, Form]:
+    """Each value that is a linear combination of others, as that combination: adds,
+    subtracts, negations, relinearizations and multiplies by a uniform constant."""
+    uniform = uniform_constants(program)
+    forms: dict[str, Form] = {}
+    for ins in program.body:
+        args = ins.args
+        if ins.opcode is Opcode.ADD_CC:
+            pairs = [(args[0], 1), (args[1], 1)]
+        elif ins.opcode is Opcode.SUB_CC:
+            pairs = [(args[0], 1), (args[1], -1)]
+        elif ins.opcode is Opcode.NEG:
+            pairs = [(args[0], -1)]
+        elif ins.opcode is Opcode.RELIN:
+            pairs = [(args[0], 1)]
+        elif ins.opcode is Opcode.MUL_CP and args[1] in uniform:
+            pairs = [(args[0], uniform[args[1]])]
+        else:
+            continue
+        form: Form = defaultdict(int)
+        for name, c in pairs:
+            form[name] = (form[name] + c) % T
+        forms[ins.dest] = dict(form)
+    return forms
+
+
+def _expand(root: str, program: Program, linear: dict[str, Form]) -> Form:
+    """``root`` as a combination of the values no linear op defines (each linear value is
+    expanded after all its users, in reverse program order: linear time on a DAG)."""
+    coeffs: defaultdict[str, int] = defaultdict(int, {root: 1})
+    for ins in reversed(program.body):
+        c = coeffs.get(ins.dest, 0)
+        if c and ins.dest in linear:
+            del coeffs[ins.dest]
+            for name, k in linear[ins.dest].items():
+                coeffs[name] = (coeffs[name] + c * k) % T
+    return {name: c for name, c in coeffs.items() if c}
+
+
+def _roots(program: Program) -> list[str]:
+    """Values worth refactoring, largest first: linear values over two or more products
+    that are not just a part of a larger linear value."""
+    linear = _linear(program)
+    products = {i.dest for i in program.body if i.opcode is Opcode.MUL_CC}
+    users: defaultdict[str, list[str]] = defaultdict(list)
+    for ins in program.body:
+        for a in set(ins.args):
+            users[a].append(ins.dest)
+    roots = []
+    for ins in reversed(program.body):
+        name = ins.dest
+        if name not in linear:
+            continue
+        inner = len(users[name]) == 1 and users[name][0] in linear
+        if inner and name != program.result:
+            continue
+        if sum(1 for v in _expand(name, program, linear) if v in products) >= 2:
+            roots.append(name)
+    return roots
+
+
+def _rewrites(program: Program, root: str) -> Iterator[Program]:
+    """``program`` with ``root`` recomputed from the fewest products, once per pivot order,
+    when that is fewer products than it has."""
+    linear = _linear(program)
+    defs = {i.dest: i for i in program.body}
+    expanded = _expand(root, program, linear)
+    products = [
+        (c, defs[v].args)
+        for v, c in expanded.items()
+        if v in defs and defs[v].opcode is Opcode.MUL_CC
+    ]
+    rest = [
+        (v, c) for v, c in expanded.items() if not (v in defs and defs[v].opcode is Opcode.MUL_CC)
+    ]
+    basis, coords = _basis([a for _, args in products for a in args], program, linear)
+    m = len(basis)
+    matrix = symmetric(m, [(c, coords[a], coords[b]) for c, (a, b) in products])
+    orders = itertools.islice(itertools.permutations(range(m)), MAX_ORDERS)
+    seen: set[tuple[Product, ...]] = set()
+    for order in orders:
+        fewest = tuple(fewest_products(matrix, order))
+        if len(fewest) >= len(products) or fewest in seen:
+            continue
+        seen.add(fewest)
+        yield _replace(program, root, basis, fewest, rest)
+
+
+def _basis(
+    operands: list[str], program: Program, linear: dict[str, Form]
+) -> tuple[list[str], dict[str, Vector]]:
+    """A basis among the product factors, and every factor's coordinates in it: factors
+    that are combinations of others (``sxx + syy`` beside ``sxx`` and ``syy``) are not
+    variables of their own. Gaussian elimination on their full expansions."""
+    basis: list[str] = []
+    rows: list[tuple[str, Form, list[int]]] = []  # pivot, row (pivot 1), row as basis combination
+    combos: dict[str, list[int]] = {}
+    for name in dict.fromkeys(operands):
+        residual = dict(_expand(name, program, linear))
+        combo: list[int] = [0] * len(basis)
+        for pivot, row, as_basis in rows:
+            c = residual.get(pivot, 0)
+            if c:
+                for v, k in row.items():
+                    residual[v] = (residual.get(v, 0) - c * k) % T
+                for i, k in enumerate(as_basis):
+                    combo[i] = (combo[i] + c * k) % T
+        residual = {v: k for v, k in residual.items() if k}
+        if residual:  # independent: a new variable
+            basis.append(name)
+            pivot = next(iter(residual))
+            inv = inverse(residual[pivot])
+            as_basis = [(-k * inv) % T for k in combo] + [inv]
+            rows = [(p, r, [*a, 0]) for p, r, a in rows]
+            rows.append((pivot, {v: k * inv % T for v, k in residual.items()}, as_basis))
+            combo = [0] * (len(basis) - 1) + [1]
+            combos = {n: [*c, 0] for n, c in combos.items()}
+        combos[name] = combo
+    m = len(basis)
+    return basis, {n: tuple(c + [0] * (m - len(c))) for n, c in combos.items()}
+
+
+def _replace(
+    program: Program,
+    root: str,
+    basis: list[str],
+    products: tuple[Product, ...],
+    rest: list[tuple[str, int]],
+) -> Program:
+    """``program`` with the instruction defining ``root`` replaced by the sum of
+    ``products`` (forms over ``basis``) and the linear ``rest``."""
+    b = _Builder(program)
+    terms: list[tuple[str, int]] = []
+    for p in products:
+        left = b.combination([(v, c) for v, c in zip(basis, p.left, strict=True) if c])
+        right = b.combination([(v, c) for v, c in zip(basis, p.right, strict=True) if c])
+        terms.append((b.op(Opcode.MUL_CC, left, right), 1))
+    value = b.combination(terms + rest)
+    body: list[Instr] = []
+    for ins in program.body:
+        if ins.dest == root:
+            body += b.body
+            continue
+        body.append(
+            Instr(
+                ins.dest, ins.opcode, tuple(value if a == root else a for a in ins.args), ins.amount
+            )
+        )
+    result = value if program.result == root else program.result
+    consts = program.consts + tuple(Const(name, (c,)) for c, name in b.consts.items())
+    return simplify(Program(program.name, program.params, consts, tuple(body), result))
+
+
+class _Builder:
+    """New instructions with fresh names: linear combinations and products."""
+
+    def __init__(self, program: Program) -> None:
+        self.taken = set(program.kinds())
+        self.body: list[Instr] = []
+        self.consts: dict[int, str] = {}
+
+    def fresh(self, stem: str) -> str:
+        for k in itertools.count():
+            name = f"{stem}{k}"
+            if name not in self.taken:
+                self.taken.add(name)
+                return name
+        raise AssertionError("unreachable")
+
+    def op(self, opcode: Opcode, *args: str) -> str:
+        dest = self.fresh("f")
+        self.body.append(Instr(dest, opcode, args))
+        return dest
+
+    def times(self, name: str, c: int) -> str:
+        """``c * name`` for c > 0: the value itself, an add for 2, a ct*pt multiply."""
+        if c == 1:
+            return name
+        if c == 2:
+            return self.op(Opcode.ADD_CC, name, name)
+        if c not in self.consts:
+            self.consts[c] = self.fresh("k")
+        return self.op(Opcode.MUL_CP, name, self.consts[c])
+
+    def combination(self, terms: list[tuple[str, int]]) -> str:
+        """``sum c * v``, constants centred so that -c is a subtraction of c * v."""
+        signed = [(v, centered(c)) for v, c in terms if c % T]
+        plus = [(v, c) for v, c in signed if c > 0]
+        minus = [(v, -c) for v, c in signed if c < 0]
+        if not plus:  # all negative: the negation of their sum
+            return self.op(Opcode.NEG, self.combination(minus))
+        acc = self.times(*plus[0])
+        for v, c in plus[1:]:
+            acc = self.op(Opcode.ADD_CC, acc, self.times(v, c))
+        for v, c in minus:
+            acc = self.op(Opcode.SUB_CC, acc, self.times(v, c))
+        return acc

@@ -1,0 +1,142 @@
+"""The fewer-products pass (porcupine.fewer_products): on the paper's kernels, on random
+programs (the rewrite computes the same slots), and through synthesize."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from porcupine.fewer_products import fewer_products
+from porcupine.synthesize import Options, synthesize
+from quill.cost import DEFAULT_TABLE, Objective, objective
+from quill.interp import interpret
+from quill.ir import Const, Instr, Param, Program
+from quill.noise import parameters
+from quill.ops import Kind, Opcode
+from quill.parser import load_program
+from quill.slots import T
+from quill.spec import load_spec
+from quill.stats import counts
+from quill.verify import verify
+
+KERNELS = Path(__file__).parent.parent / "kernels"
+
+
+def _pass(
+    name: str, kind: str, goal: Objective = Objective.LATENCY
+) -> tuple[Program, Program | None]:
+    spec = load_spec(KERNELS / f"{name}.spec")
+    program = load_program(KERNELS / kind / f"{name}.quill")
+    better = fewer_products(program, spec.n, DEFAULT_TABLE, goal, lambda p: verify(p, spec).ok)
+    return program, better
+
+
+def _latency(program: Program, n: int) -> tuple[int, ...]:
+    where = parameters(program, n, DEFAULT_TABLE).param_set
+    return objective(program, where, DEFAULT_TABLE, Objective.LATENCY)
+
+
+def test_sobel_and_roberts_take_one_product_and_harris_five() -> None:
+    for name, products in [("sobel", 1), ("roberts_cross", 1), ("harris", 5)]:
+        spec = load_spec(KERNELS / f"{name}.spec")
+        for kind in ("published", "baselines"):
+            program, better = _pass(name, kind)
+            assert better is not None, (name, kind)
+            assert counts(better).ct_ct_mults == products
+            assert counts(program).ct_ct_mults == products + 1
+            assert verify(better, spec).ok
+            assert _latency(better, spec.n) < _latency(program, spec.n)
+
+
+def test_kernels_with_one_product_per_value_are_left_alone() -> None:
+    for name in ("hamming_distance", "l2_distance", "dot_product", "polynomial_regression"):
+        for kind in ("published", "baselines"):
+            assert _pass(name, kind)[1] is None, (name, kind)
+
+
+def test_the_paper_objective_keeps_the_fewest_instructions() -> None:
+    # one product fewer, but more instructions and the same key switches
+    assert _pass("sobel", "published", Objective.INSTRUCTIONS)[1] is None
+
+
+def test_a_rewrite_that_fails_its_proof_is_not_returned() -> None:
+    program = load_program(KERNELS / "published" / "sobel.quill")
+    spec = load_spec(KERNELS / "sobel.spec")
+    assert (
+        fewer_products(program, spec.n, DEFAULT_TABLE, Objective.LATENCY, lambda p: False) is None
+    )
+
+
+def test_synthesis_uses_it_under_latency_only() -> None:
+    spec = load_spec(KERNELS / "roberts_cross.spec")
+    fast = synthesize(spec, timeout=60)
+    assert counts(fast.program).ct_ct_mults == 1 and verify(fast.program, spec).ok
+    assert not fast.optimal and "fewer products" in fast.optimal_scope
+    paper = synthesize(spec, timeout=60, options=Options(goal=Objective.INSTRUCTIONS))
+    assert counts(paper.program).ct_ct_mults == 2
+
+
+# --- random sums of products -----------------------------------------------------------------
+
+N = 8
+INPUTS = ("a", "b", "c")
+
+
+@st.composite
+def sums_of_products(draw: st.DrawFn) -> Program:
+    """``sum_k c_k * L_k * M_k + linear``, each factor a small combination of the inputs and
+    their rotations, built with adds, subtracts and constant multiplies as a kernel would."""
+    body: list[Instr] = []
+    consts: dict[int, str] = {}
+    names = iter(f"v{i}" for i in range(10_000))
+
+    def emit(op: Opcode, *args: str, amount: int | None = None) -> str:
+        dest = next(names)
+        body.append(Instr(dest, op, args, amount))
+        return dest
+
+    def const(c: int) -> str:
+        return consts.setdefault(c, f"c{len(consts)}")
+
+    leaves = list(INPUTS) + [
+        emit(Opcode.ROT, draw(st.sampled_from(INPUTS)), amount=draw(st.integers(1, N - 1)))
+        for _ in range(draw(st.integers(0, 2)))
+    ]
+
+    def linear() -> str:
+        picks = draw(st.lists(st.sampled_from(leaves), min_size=1, max_size=3))
+        acc = picks[0]
+        for v in picks[1:]:
+            op = draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC]))
+            acc = emit(op, acc, v)
+        if draw(st.booleans()):
+            acc = emit(Opcode.MUL_CP, acc, const(draw(st.integers(2, T - 1))))
+        return acc
+
+    terms = [emit(Opcode.MUL_CC, linear(), linear()) for _ in range(draw(st.integers(2, 4)))]
+    if draw(st.booleans()):
+        terms.append(linear())
+    acc = terms[0]
+    for v in terms[1:]:
+        acc = emit(draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC])), acc, v)
+    params = tuple(Param(x, Kind.CT) for x in INPUTS)
+    return Program(
+        "random", params, tuple(Const(n, (c,)) for c, n in consts.items()), tuple(body), acc
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(program=sums_of_products(), seed=st.integers(0, 2**32 - 1))
+def test_a_rewrite_computes_the_same_slots_with_fewer_products(program: Program, seed: int) -> None:
+    better = fewer_products(program, N, DEFAULT_TABLE, Objective.LATENCY, lambda p: True)
+    if better is None:
+        return
+    assert counts(better).ct_ct_mults < counts(program).ct_ct_mults
+    assert _latency(better, N) < _latency(program, N)
+    rng = np.random.default_rng(seed)
+    for _ in range(3):  # degree 2 in the inputs: a wrong rewrite agrees with chance 2/t
+        inputs = {x: rng.integers(0, T, N) for x in INPUTS}
+        assert np.array_equal(interpret(better, inputs), interpret(program, inputs))
