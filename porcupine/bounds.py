@@ -6,13 +6,16 @@
   below T, so an UNSAT answer is a proof exactly when this bound is small enough.
 * :func:`lower_bound`: what any kernel for the spec must pay, whatever the sketch: a
   kernel that meets it is optimal outright, and a sketch size whose cheapest possible
-  kernel is not cheaper than the best one found need not be searched.
+  kernel is not cheaper than the best one found need not be searched. With
+  ``in_sketch``, also what every kernel of a sketch without rotations must pay for its
+  ct*ct products (:func:`local_products`), which prunes that sketch's search only.
 """
 
 from __future__ import annotations
 
 import math
 
+from porcupine.quadratic import fewest_products, symmetric
 from porcupine.restrictions import Restrictions
 from quill.algebra import NormRing
 from quill.cost import Measures, Objective, op_us, rank, rotation_group_us
@@ -67,16 +70,45 @@ def min_rotations(ref: Reference) -> int:
     return math.ceil(math.log2(most)) if most > 1 else 0
 
 
+def local_products(ref: Reference, restrictions: Restrictions) -> int:
+    """The ct*ct products every kernel of a sketch without rotations and of depth 1 needs
+    for a spec of ciphertext degree 2 (0 when that does not apply).
+
+    Such a kernel computes, at each slot, a sum of products of linear forms in the inputs
+    at that slot (plus an affine part), so it has at least as many products as the spec's
+    quadratic form there needs over Z_t (:mod:`porcupine.quadratic`). Not a bound for every
+    kernel: with rotations and masks one product can hold different products in different
+    slots. Bit inputs (x^2 = x) and plaintext inputs leave the form undetermined: 0."""
+    if restrictions.rotations or restrictions.window is not None or restrictions.max_depth > 1:
+        return 0
+    if ref.ct_degree != 2 or ref.sym.ring.bits or ref.ct_vars != set(ref.sym.var_slot):
+        return 0
+    most = 0
+    for poly in ref.polys.values():
+        pairs = [(m, c) for m, c in poly.items() if len(m) == 2]
+        names = sorted({v for m, _ in pairs for v in m})
+        index = {v: i for i, v in enumerate(names)}
+        unit = [tuple(int(i == j) for j in range(len(names))) for i in range(len(names))]
+        form = [(c, unit[index[m[0]]], unit[index[m[1]]]) for m, c in pairs]
+        matrix = symmetric(len(names), form)
+        most = max(most, len(fewest_products(matrix, range(len(names)))))
+    return most
+
+
 def lower_bound(
     ref: Reference,
     restrictions: Restrictions,
     components: int,
     row: dict[str, int],
     goal: Objective,
+    in_sketch: bool = False,
 ) -> tuple[int, ...]:
-    """A :func:`quill.cost.rank` no kernel with ``components`` components can beat."""
+    """A :func:`quill.cost.rank` no kernel with ``components`` components can beat (with
+    ``in_sketch``, no kernel of the sketch ``restrictions`` describe)."""
     rotations = min_rotations(ref)
     products = math.ceil(math.log2(ref.ct_degree)) if ref.ct_degree > 1 else 0
+    if in_sketch:
+        products = max(products, local_products(ref, restrictions))
     relins = 1 if products else 0
     cheapest = min(row[OPS[op].cost] for op in restrictions.ops if not OPS[op].has_amount)
     moving = rotation_group_us(rotations, row)  # EvalSum rotates inside, as many times or more

@@ -23,7 +23,7 @@ from quill.cost import rank
 from quill.spec import Spec
 
 if TYPE_CHECKING:
-    from porcupine.synthesize import SynthesisResult
+    from porcupine.results import SynthesisResult
 
 log = logging.getLogger("porcupine.layouts")
 

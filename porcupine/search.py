@@ -194,7 +194,8 @@ def search(
             break
         if (
             st.best is not None
-            and lower_bound(ref, restrictions, size, row, options.goal) >= st.best.rank
+            and lower_bound(ref, restrictions, size, row, options.goal, in_sketch=True)
+            >= st.best.rank
         ):
             log.info("L=%d: cannot beat the best kernel (lower bound); done", size)
             beyond = True
@@ -206,7 +207,7 @@ def search(
             break
         st.exhausted.append(size)
         if st.best is not None and st.best.rank == lower_bound(
-            ref, restrictions, st.best.components, row, options.goal
+            ref, restrictions, st.best.components, row, options.goal, in_sketch=True
         ):
             log.info("the best kernel meets the lower bound: optimal")
             beyond = True
@@ -388,7 +389,7 @@ def _polish_keys(st: _State, initial: Program | None) -> None:
 def _caps(st: _State, size: int) -> list[int]:
     """Rising caps on the objective's first term for a first kernel of ``size`` components:
     one per key-switch count under ``INSTRUCTIONS``, growing latencies under ``LATENCY``."""
-    lb = lower_bound(st.ref, st.space.restrictions, size, st.row, st.options.goal)[0]
+    lb = lower_bound(st.ref, st.space.restrictions, size, st.row, st.options.goal, True)[0]
     if st.options.goal is Objective.INSTRUCTIONS:
         return list(range(lb, 2 * size + 2))
     return [round(lb * 1.5**k) for k in range(12)]

@@ -16,8 +16,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from porcupine.budget import Budget
 from porcupine.decompose import decompose
@@ -26,15 +24,14 @@ from porcupine.errors import NoiseBudgetError, SynthesisError
 from porcupine.fewer_products import fewer_products
 from porcupine.instances import elementwise, smallest_instance
 from porcupine.layout_search import search_layouts
-from porcupine.layouts import Packing
 from porcupine.lowering import lower, needs_movement
 from porcupine.packings import requested
+from porcupine.results import Partial, StageResult, SynthesisResult
 from porcupine.scale import LiftError, lift
 from porcupine.search import Engine, Found, Options, SearchResult, meets_lower_bound, search
-from quill.cost import Measures, measures, objective
+from quill.cost import measures, objective
 from quill.ir import Param, Program
-from quill.noise import NoiseBudgetExceeded, Parameters, parameters
-from quill.printer import format_program
+from quill.noise import NoiseBudgetExceeded, parameters
 from quill.spec import Spec
 from quill.stats import counts
 from quill.transform import inline, simplify
@@ -56,98 +53,6 @@ log = logging.getLogger("porcupine")
 DIRECT_SLOTS = 64
 """Past this many slots, a search at the spec's own size is hopeless: such specs are
 synthesized at a smaller instance (:mod:`porcupine.instances`) and lifted."""
-
-
-@dataclass(frozen=True)
-class StageResult:
-    name: str
-    program: Program
-    optimal: bool
-
-
-@dataclass(frozen=True)
-class SynthesisResult:
-    """A verified kernel and what is known about it."""
-
-    kernel: str
-    program: Program
-    optimal: bool
-    optimal_scope: str  # what the optimality proof covers, or why there is none
-    measures: Measures  # at the ring dimension the kernel needs
-    params: Parameters
-    options: Options
-    seconds: float
-    source: str  # "synthesized", "lifted", or "initial" when nothing beat the initial kernel
-    components: int
-    restrictions: str
-    candidates: int
-    counterexamples: int
-    stopped: str | None = None  # "timeout" or "interrupted": the search did not finish
-    stages: tuple[StageResult, ...] = field(default=())
-    packing: Packing | None = None  # the client packing, when not the natural one
-    layouts: tuple[dict[str, Any], ...] = ()  # every packing --layout search tried
-
-    verified = True  # by construction: every path below verifies before returning
-
-    @property
-    def cost(self) -> float:
-        """Estimated latency in milliseconds, as emitted."""
-        return self.measures.latency_ms
-
-    @property
-    def keygen_ms(self) -> float:
-        row = self.options.table.at(self.params.param_set)
-        return self.measures.keys * row["rotation_keygen"]
-
-    @property
-    def rotation_keys(self) -> tuple[int, ...]:
-        return counts(self.program).rotation_keys
-
-    def to_json(self) -> dict[str, Any]:
-        """The summary ``porcupine synth --json`` prints."""
-        return {
-            "kernel": self.kernel,
-            "program": format_program(self.program),
-            "verified": self.verified,
-            "optimal": self.optimal,
-            "optimal_scope": self.optimal_scope,
-            "stopped": self.stopped,
-            **counts(self.program).as_dict(),
-            "bfv_mult_depth": self.params.mult_depth,
-            "ring_dim": self.params.ring_dim,
-            "parameter_set": self.params.param_set.name,
-            "objective": self.options.goal.value,
-            "cost": round(self.cost, 4),
-            "keygen_ms": round(self.keygen_ms, 4),
-            "seconds": round(self.seconds, 3),
-            "source": self.source,
-            "components": self.components,
-            "restrictions": self.restrictions,
-            "candidates": self.candidates,
-            "counterexamples": self.counterexamples,
-            "stages": [
-                {"name": s.name, "program": format_program(s.program), "optimal": s.optimal}
-                for s in self.stages
-            ],
-            "packing": self.packing.name if self.packing else "natural",
-            "layouts": list(self.layouts),
-        }
-
-
-@dataclass(frozen=True)
-class _Partial:
-    """A verified kernel on its way to a result."""
-
-    program: Program
-    optimal: bool
-    scope: str
-    source: str
-    components: int
-    restrictions: str
-    candidates: int
-    counterexamples: int
-    stopped: str | None
-    stages: tuple[StageResult, ...] = ()
 
 
 def synthesize(
@@ -189,30 +94,37 @@ def synthesize(
         if initial is None or not budget.over:
             raise
         log.info("%s: stopped before a kernel was found; keeping the initial kernel", spec.name)
-        partial = _Partial(
+        partial = Partial(
             initial, False, f"search {budget.stop_reason()} before a proof", "initial", 0, "",
             0, 0, budget.stop_reason(),
         )  # fmt: skip
     if initial is not None and partial.program is not initial:
         partial = _no_worse_than(partial, initial, spec, options)
-    return _result(spec, options, _fewer_products(spec, options, partial), start)
+    return _result(spec, options, _refactored(spec, options, partial), start)
 
 
-def _fewer_products(spec: Spec, options: Options, partial: _Partial) -> _Partial:
-    """``partial``, or its rewrite with fewer ct*ct products when that is cheaper
-    (:mod:`porcupine.fewer_products`); an optimality proof in the sketch then no longer
-    covers the kernel, which is below the sketch's optimum."""
-    program = fewer_products(
-        partial.program, spec.n, options.table, options.goal, lambda p: verify(p, spec).ok
-    )
+def _fewer_products(spec: Spec, options: Options, program: Program) -> Program | None:
+    """``program`` rewritten with fewer ct*ct products, when that is cheaper and verified
+    (:mod:`porcupine.fewer_products`)."""
+    verified = lambda p: verify(p, spec).ok  # noqa: E731
+    return fewer_products(program, spec.n, options.table, options.goal, verified)
+
+
+def _refactored(spec: Spec, options: Options, partial: Partial) -> Partial:
+    """``partial`` with its products refactored (when that pays). The kernel is then
+    outside the sketch, which has no such constants, so it is not claimed optimal."""
+    program = _fewer_products(spec, options, partial.program)
     if program is None:
         return partial
-    before, after = (counts(p).ct_ct_mults for p in (partial.program, program))
-    log.info("%s: %d ct*ct products refactored into %d over Z_t", spec.name, before, after)
-    scope = f"{partial.scope}; then refactored into fewer products" + (
-        ", below the sketch's optimum: not proven optimal" if partial.optimal else ""
-    )
-    return dataclasses.replace(partial, program=program, optimal=False, scope=scope)
+    return _outside_sketch(dataclasses.replace(partial, program=program), partial.program)
+
+
+def _outside_sketch(partial: Partial, before: Program) -> Partial:
+    after = partial.program
+    log.info("%s: %d ct*ct products refactored into %d over Z_t", after.name,
+             counts(before).ct_ct_mults, counts(after).ct_ct_mults)  # fmt: skip
+    scope = f"{partial.scope}; refactored into fewer products (outside the sketch): not proven"
+    return dataclasses.replace(partial, optimal=False, scope=scope)
 
 
 def _search_layouts(spec: Spec, budget: Budget, options: Options, start: float) -> SynthesisResult:
@@ -230,27 +142,32 @@ def _search_layouts(spec: Spec, budget: Budget, options: Options, start: float) 
     )
 
 
-def _at_size(spec: Spec, budget: Budget, options: Options, initial: Program | None) -> _Partial:
+def _at_size(spec: Spec, budget: Budget, options: Options, initial: Program | None) -> Partial:
     """Synthesize ``spec`` at its own size: by its stages, by automatic ones, or whole."""
     if spec.stages:
         return _multi_step(spec, budget, options)
-    if needs_movement(spec) and (direct := _lowered(spec)) is not None:
-        return direct
+    if needs_movement(spec) and (lowered := _lowered(spec)) is not None:
+        return lowered
     staged = decompose(spec)
     if staged is not None:
         return _decomposed(spec, staged, budget, options, initial)
     # The formula written out is a verified kernel from the start: whatever the search
     # finds in the time given must beat it, and when it finds nothing it is the result.
-    fallback = _direct(spec) if initial is None else None
+    # Refactored first, so that the search has the cheaper bound to beat.
+    direct = _direct(spec) if initial is None else None
+    refactored = None if direct is None else _fewer_products(spec, options, direct)
+    fallback = refactored or direct
     found = search(spec, budget, options, initial, fallback=fallback)
     partial = _from_search(spec, found, budget, initial, options.max_keys)
     if fallback is not None and partial.program is fallback:
         log.info("%s: nothing beat the formula as written", spec.name)
         partial = dataclasses.replace(partial, source="direct")
+        if refactored is not None and direct is not None:
+            partial = _outside_sketch(partial, direct)
     return partial
 
 
-def _lowered(spec: Spec) -> _Partial | None:
+def _lowered(spec: Spec) -> Partial | None:
     """The direct kernel with masks (:mod:`porcupine.lowering`), verified, for a spec whose
     reads need data movement: the sketch has no per-slot masks."""
     program = _direct(spec)
@@ -258,7 +175,7 @@ def _lowered(spec: Spec) -> _Partial | None:
         return None
     log.info("%s: reads need data movement: a direct kernel with masks", spec.name)
     scope = "a direct kernel with masks; the sketch has no per-slot masks, so none was searched"
-    return _Partial(program, False, scope, "lowered", len(program.body), "", 0, 0, None)
+    return Partial(program, False, scope, "lowered", len(program.body), "", 0, 0, None)
 
 
 def _direct(spec: Spec) -> Program | None:
@@ -294,28 +211,28 @@ def _from_search(
     budget: Budget,
     initial: Program | None,
     keys: int | None = None,  # the rotation-key bound searched under
-) -> _Partial:
+) -> Partial:
     if found.best is None:
         raise _nothing_found(spec, found, budget, keys)
     source = "initial" if initial is not None and found.best.program is initial else "synthesized"
-    return _Partial(
+    return Partial(
         found.best.program, found.optimal, found.scope, source, found.best.components,
         found.restrictions.describe(), found.candidates, found.counterexamples, found.stopped,
     )  # fmt: skip
 
 
-def _no_worse_than(partial: _Partial, initial: Program, spec: Spec, options: Options) -> _Partial:
+def _no_worse_than(partial: Partial, initial: Program, spec: Spec, options: Options) -> Partial:
     """``partial``, or the (verified) initial kernel when that is cheaper."""
     if _cheaper(initial, partial.program, spec, options):
         log.info("the initial kernel %s is cheaper than the one found; keeping it", initial.name)
-        return _Partial(
+        return Partial(
             initial, False, "not proven", "initial", 0, partial.restrictions,
             partial.candidates, partial.counterexamples, partial.stopped, partial.stages,
         )  # fmt: skip
     return partial
 
 
-def _result(spec: Spec, options: Options, partial: _Partial, start: float) -> SynthesisResult:
+def _result(spec: Spec, options: Options, partial: Partial, start: float) -> SynthesisResult:
     try:
         params = parameters(partial.program, spec.n, options.table)
     except NoiseBudgetExceeded as e:
@@ -366,7 +283,7 @@ def _nothing_found(
     return SynthesisError(f"{spec.name}: {why}")
 
 
-def _multi_step(spec: Spec, budget: Budget, options: Options) -> _Partial:
+def _multi_step(spec: Spec, budget: Budget, options: Options) -> Partial:
     """Synthesize each stage over the stages it reads, in dependency order, then the output
     over the stages; inline and simplify, and verify the whole against ``spec``."""
     params = tuple(Param(d.name, d.kind) for d in spec.inputs)
@@ -402,7 +319,7 @@ def _multi_step(spec: Spec, budget: Budget, options: Options) -> _Partial:
         if all(s.optimal for s in stages)
         else "not proven"
     )
-    return _Partial(
+    return Partial(
         program, False, scope, "synthesized", components, restrictions, candidates,
         counterexamples, stopped, tuple(stages),
     )  # fmt: skip
@@ -419,7 +336,7 @@ WHOLE_SECONDS = 60.0
 
 def _decomposed(
     spec: Spec, staged: Spec, budget: Budget, options: Options, initial: Program | None
-) -> _Partial:
+) -> Partial:
     """Synthesize ``spec`` through its automatic stages; when the kernel is small, search
     the flat spec too, seeded with it, for a cheaper kernel or a proof."""
     log.info(
@@ -459,7 +376,7 @@ def _cheaper(a: Program, b: Program, spec: Spec, options: Options) -> bool:
     )
 
 
-def _lifted(spec: Spec, small: Spec, budget: Budget, options: Options) -> _Partial | None:
+def _lifted(spec: Spec, small: Spec, budget: Budget, options: Options) -> Partial | None:
     """Synthesize ``small``, lift the kernel to ``spec``'s size and verify it there;
     ``None`` when it does not lift or is wrong at that size (then ``spec`` is synthesized
     at its own size)."""
@@ -487,7 +404,7 @@ def _lifted(spec: Spec, small: Spec, budget: Budget, options: Options) -> _Parti
     elif meets_lower_bound(program, ref, options):
         optimal = True
         scope = f"lifted from the {sizes} instance; it meets the lower bound at {spec.n} slots"
-    return _Partial(
+    return Partial(
         program, optimal, scope, "lifted", found.components, found.restrictions,
         found.candidates, found.counterexamples, found.stopped, found.stages,
     )  # fmt: skip

@@ -40,22 +40,26 @@ DEBUG_ENV = "PORCUPINE_DEBUG"
 """Set to 1 to see the traceback of an internal error (for developers)."""
 
 
-def _quiet_z3_finalizers(unraisable: sys.UnraisableHookArgs) -> None:
-    """Drop the errors of Z3 objects freed after their context was torn down.
+def _quiet_forced_stops(unraisable: sys.UnraisableHookArgs) -> None:
+    """Drop the errors of Z3 objects freed after their context was torn down, and forced
+    stops that landed where Python swallows exceptions.
 
     When the deadline or Ctrl-C stops a search inside Z3, the solver's terms are freed
-    afterwards, and each ``__del__`` then fails against the dead context. Python prints those
-    as tracebacks on stderr; they say nothing the user needs (the command has already said
-    why it stopped). Anything else goes to the default hook."""
+    afterwards, and each ``__del__`` then fails against the dead context. A stop raised
+    inside a finalizer or a garbage-collector callback is swallowed (the guard raises it
+    again, where it reaches the command). Python prints both as tracebacks on stderr; they
+    say nothing the user needs (the command says why it stopped). Anything else goes to
+    the default hook."""
     where = getattr(unraisable.object, "__module__", "") or ""
-    if where.startswith("z3") and os.environ.get(DEBUG_ENV) != "1":
+    stop = unraisable.exc_type is not None and issubclass(unraisable.exc_type, Stopped)
+    if (where.startswith("z3") or stop) and os.environ.get(DEBUG_ENV) != "1":
         return
     sys.__unraisablehook__(unraisable)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``porcupine`` console script; returns the exit status."""
-    sys.unraisablehook = _quiet_z3_finalizers
+    sys.unraisablehook = _quiet_forced_stops
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # argparse has printed usage or help
