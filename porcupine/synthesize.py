@@ -123,7 +123,9 @@ def _outside_sketch(partial: Partial, before: Program) -> Partial:
     after = partial.program
     log.info("%s: %d ct*ct products refactored into %d over Z_t", after.name,
              counts(before).ct_ct_mults, counts(after).ct_ct_mults)  # fmt: skip
-    scope = f"{partial.scope}; refactored into fewer products (outside the sketch): not proven"
+    scope = f"{partial.scope}; then refactored into fewer products" + (
+        " (outside the sketch): not proven optimal" if partial.optimal else ""
+    )
     return dataclasses.replace(partial, optimal=False, scope=scope)
 
 

@@ -140,3 +140,30 @@ def test_a_rewrite_computes_the_same_slots_with_fewer_products(program: Program,
     for _ in range(3):  # degree 2 in the inputs: a wrong rewrite agrees with chance 2/t
         inputs = {x: rng.integers(0, T, N) for x in INPUTS}
         assert np.array_equal(interpret(better, inputs), interpret(program, inputs))
+
+
+# --- the in-sketch lower bound on products ---------------------------------------------------
+
+
+def test_the_product_bound_reads_the_spec_quadratic_form() -> None:
+    from porcupine.bounds import local_products
+    from porcupine.restrictions import derive
+    from quill.verify import reference
+
+    expected = {"det2": 2, "complex_norm": 1, "energy3": 2, "point_distance": 1}
+    for name, products in expected.items():
+        ref = reference(load_spec(KERNELS / "corpus" / f"{name}.spec"))
+        assert local_products(ref, derive(ref)) == products, name
+    # not a bound where rotations may move products between slots, nor for bit inputs
+    for name in ("l2_distance", "hamming_distance", "sobel"):
+        ref = reference(load_spec(KERNELS / f"{name}.spec"))
+        assert local_products(ref, derive(ref)) == 0, name
+
+
+def test_the_bound_proves_the_formula_optimal_in_the_sketch() -> None:
+    # a*d - b*c needs two products over Z_t (rank 4, a square discriminant): the formula as
+    # written is the cheapest kernel of the sketch, proven without searching every size
+    spec = load_spec(KERNELS / "corpus" / "det2.spec")
+    result = synthesize(spec, timeout=60)
+    assert result.optimal and "any size" in result.optimal_scope
+    assert counts(result.program).ct_ct_mults == 2
