@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 
 from porcupine.backend import run_encrypted
 from porcupine.synthesize import Options, synthesize
-from quill.cost import Objective
+from quill.cost import Objective, objective
 from quill.ir import Program
+from quill.noise import parameters
 from quill.parser import load_program, parse_program
 from quill.spec import Spec, load_spec
 from quill.verify import verify
@@ -37,7 +38,7 @@ from eval import synthesize_suite as suite  # noqa: E402
 
 KERNELS = ROOT / "kernels"
 SUITE: tuple[str, ...] = suite.SUITE
-AT_MOST_PUBLISHED = ("instructions", "rotations", "ct_ct_mults", "mult_depth")
+AT_MOST_PUBLISHED = ("rotations", "ct_ct_mults", "mult_depth")
 FROM_SCRATCH = ("box_blur", "gx", "linear_regression")  # each well under 10 s
 
 
@@ -104,12 +105,20 @@ def test_result_counts_are_its_programs(name: str) -> None:
 
 @pytest.mark.parametrize("name", SUITE)
 def test_result_is_no_worse_than_published(name: str) -> None:
+    """No more rotations, products or depth than the paper's kernel, no higher cost, and no
+    worse by the objective the suite is synthesized under (key switches, then instructions):
+    fewer instructions, or fewer key switches bought with more (harris: the fewer-products
+    pass saves a relinearization and a product for four ct*pt multiplies and adds)."""
     spec = _spec(name)
-    mine = suite.counts(_program(name), spec)
-    published = suite.counts(load_program(KERNELS / "published" / f"{name}.quill"), spec)
+    program, paper = _program(name), load_program(KERNELS / "published" / f"{name}.quill")
+    mine, published = suite.counts(program, spec), suite.counts(paper, spec)
     for key in AT_MOST_PUBLISHED:
         assert mine[key] <= published[key], (key, mine[key], published[key])
     assert mine["cost"] <= published["cost"]
+    ranks = [objective(p, parameters(p, spec.n).param_set) for p in (program, paper)]
+    assert ranks[0] <= ranks[1]
+    if mine["instructions"] > published["instructions"]:
+        assert ranks[0][0] < ranks[1][0], "more instructions without fewer key switches"
 
 
 def test_hamming_distance_needs_at_most_six_instructions() -> None:
