@@ -46,6 +46,8 @@ def fewer_products(
 ) -> Program | None:
     """A cheaper rewrite of ``program`` with fewer ct*ct products, checked by ``verified``
     (the caller's proof against the spec), or ``None`` when there is none."""
+    if not _roots(program):
+        return None
     best, best_rank = program, _rank(program, slots, table, goal)
     if best_rank is None:
         return None
