@@ -146,14 +146,9 @@ def _rewrites(program: Program, root: str) -> Iterator[Program]:
     linear = _linear(program)
     defs = {i.dest: i for i in program.body}
     expanded = _expand(root, program, linear)
-    products = [
-        (c, defs[v].args)
-        for v, c in expanded.items()
-        if v in defs and defs[v].opcode is Opcode.MUL_CC
-    ]
-    rest = [
-        (v, c) for v, c in expanded.items() if not (v in defs and defs[v].opcode is Opcode.MUL_CC)
-    ]
+    is_product = {v: v in defs and defs[v].opcode is Opcode.MUL_CC for v in expanded}
+    products = [(c, defs[v].args) for v, c in expanded.items() if is_product[v]]
+    rest = [(v, c) for v, c in expanded.items() if not is_product[v]]
     basis, coords = _basis([a for _, args in products for a in args], program, linear)
     m = len(basis)
     matrix = symmetric(m, [(c, coords[a], coords[b]) for c, (a, b) in products])

@@ -106,7 +106,10 @@ def synthesize(
 def _fewer_products(spec: Spec, options: Options, program: Program) -> Program | None:
     """``program`` rewritten with fewer ct*ct products, when that is cheaper and verified
     (:mod:`porcupine.fewer_products`)."""
-    verified = lambda p: verify(p, spec).ok  # noqa: E731
+
+    def verified(candidate: Program) -> bool:
+        return verify(candidate, spec).ok
+
     return fewer_products(program, spec.n, options.table, options.goal, verified)
 
 
