@@ -15,16 +15,18 @@ the kernel it returns is verified against the spec.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 from porcupine.quadratic import Product, Vector, centered, fewest_products, inverse, symmetric
+from quill.algebra import SlotAlgebra
 from quill.cost import CostTable, Objective, objective
 from quill.ir import Const, Instr, Program
 from quill.noise import NoiseBudgetExceeded, parameters, uniform_constants
-from quill.ops import Opcode
+from quill.ops import Kind, Opcode, apply
 from quill.slots import T
 from quill.transform import simplify
 
@@ -79,29 +81,59 @@ def _rank(
     return objective(program, where, table, goal)
 
 
+class _NotLinear(Exception):
+    pass
+
+
+class _Forms:
+    """The op table's semantics (:func:`quill.ops.apply`) on linear forms: a value is a
+    :data:`Form`, or an ``int`` for a uniform constant; what is not linear raises."""
+
+    def add(self, a: Form | int, b: Form | int) -> Form:
+        return self._sum(a, b, 1)
+
+    def sub(self, a: Form | int, b: Form | int) -> Form:
+        return self._sum(a, b, -1)
+
+    def mul(self, a: Form | int, b: Form | int) -> Form:
+        if isinstance(a, int) and isinstance(b, dict):
+            a, b = b, a
+        if isinstance(a, dict) and isinstance(b, int):
+            return self._sum({}, a, b)
+        raise _NotLinear  # a product of ciphertexts, or of constants
+
+    def neg(self, a: Form | int) -> Form:
+        return self._sum({}, a, -1)
+
+    def rot(self, a: Form | int, k: int) -> Form:
+        raise _NotLinear  # linear, but it moves slots: a variable of its own
+
+    @staticmethod
+    def _sum(a: Form | int, b: Form | int, c: int) -> Form:
+        if isinstance(a, int) or isinstance(b, int):
+            raise _NotLinear  # affine (a plaintext addend): left as a variable
+        out = defaultdict(int, a)
+        for name, k in b.items():
+            out[name] = (out[name] + c * k) % T
+        return dict(out)
+
+
 def _linear(program: Program) -> dict[str, Form]:
-    """Each value that is a linear combination of others, as that combination: adds,
-    subtracts, negations, relinearizations and multiplies by a uniform constant."""
+    """Each value that is a linear combination of others, as that combination (an add,
+    subtract, negation, relinearization or multiply by a uniform constant, by the op
+    table's own semantics)."""
     uniform = uniform_constants(program)
+    kinds = program.kinds()
+    algebra: SlotAlgebra[Form | int] = _Forms()
     forms: dict[str, Form] = {}
     for ins in program.body:
-        args = ins.args
-        if ins.opcode is Opcode.ADD_CC:
-            pairs = [(args[0], 1), (args[1], 1)]
-        elif ins.opcode is Opcode.SUB_CC:
-            pairs = [(args[0], 1), (args[1], -1)]
-        elif ins.opcode is Opcode.NEG:
-            pairs = [(args[0], -1)]
-        elif ins.opcode is Opcode.RELIN:
-            pairs = [(args[0], 1)]
-        elif ins.opcode is Opcode.MUL_CP and args[1] in uniform:
-            pairs = [(args[0], uniform[args[1]])]
-        else:
-            continue
-        form: Form = defaultdict(int)
-        for name, c in pairs:
-            form[name] = (form[name] + c) % T
-        forms[ins.dest] = dict(form)
+        if any(kinds[a] is Kind.PT and a not in uniform for a in ins.args):
+            continue  # a plaintext that differs between slots: not a scalar
+        args = [uniform.get(a, {a: 1}) for a in ins.args]
+        with contextlib.suppress(_NotLinear):
+            form = apply(algebra, ins.opcode, args, ins.amount)
+            if isinstance(form, dict):
+                forms[ins.dest] = form
     return forms
 
 
