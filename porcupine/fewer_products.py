@@ -293,6 +293,7 @@ class _Builder:
     def combination(self, terms: list[tuple[str, int]]) -> str:
         """``sum c * v``, constants centred so that -c is a subtraction of c * v."""
         signed = [(v, centered(c)) for v, c in terms if c % T]
+        assert signed, "the forms of a product are never zero (each has rank one)"
         plus = [(v, c) for v, c in signed if c > 0]
         minus = [(v, -c) for v, c in signed if c < 0]
         if not plus:  # all negative: the negation of their sum
