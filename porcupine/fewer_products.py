@@ -48,21 +48,18 @@ def fewer_products(
 ) -> Program | None:
     """A cheaper rewrite of ``program`` with fewer ct*ct products, checked by ``verified``
     (the caller's proof against the spec), or ``None`` when there is none."""
-    if not _roots(program):
-        return None
-    best, best_rank = program, _rank(program, slots, table, goal)
-    if best_rank is None:
-        return None
-    improved = True
-    while improved:
-        improved = False
-        for root in _roots(best):
-            for candidate in _rewrites(best, root):
+    roots = _roots(program)
+    best, best_rank = program, _rank(program, slots, table, goal) if roots else None
+    while roots and best_rank is not None:
+        changed = best
+        for root in roots:
+            for candidate in _rewrites(changed, root):
                 rank = _rank(candidate, slots, table, goal)
                 if rank is not None and rank < best_rank:
-                    best, best_rank, improved = candidate, rank, True
-            if improved:
+                    best, best_rank = candidate, rank
+            if best is not changed:
                 break  # the program changed: find its roots again
+        roots = _roots(best) if best is not changed else []
     if best is program:
         return None
     if not verified(best):  # an identity mod t; the proof guards the code that applied it
@@ -224,8 +221,7 @@ def _basis(
             combo = [0] * (len(basis) - 1) + [1]
             combos = {n: [*c, 0] for n, c in combos.items()}
         combos[name] = combo
-    m = len(basis)
-    return basis, {n: tuple(c + [0] * (m - len(c))) for n, c in combos.items()}
+    return basis, {n: tuple(c) for n, c in combos.items()}  # each padded as the basis grew
 
 
 def _replace(

@@ -389,7 +389,9 @@ def _polish_keys(st: _State, initial: Program | None) -> None:
 def _caps(st: _State, size: int) -> list[int]:
     """Rising caps on the objective's first term for a first kernel of ``size`` components:
     one per key-switch count under ``INSTRUCTIONS``, growing latencies under ``LATENCY``."""
-    lb = lower_bound(st.ref, st.space.restrictions, size, st.row, st.options.goal, True)[0]
+    lb = lower_bound(st.ref, st.space.restrictions, size, st.row, st.options.goal, in_sketch=True)[
+        0
+    ]
     if st.options.goal is Objective.INSTRUCTIONS:
         return list(range(lb, 2 * size + 2))
     return [round(lb * 1.5**k) for k in range(12)]
