@@ -21,11 +21,12 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
-from porcupine.quadratic import Product, Vector, centered, fewest_products, inverse, symmetric
+from porcupine.quadratic import Product, Vector, fewest_products, inverse, symmetric
+from porcupine.rewriting import Builder, rank
 from quill.algebra import SlotAlgebra
-from quill.cost import CostTable, Objective, objective
+from quill.cost import CostTable, Objective
 from quill.ir import Const, Instr, Program
-from quill.noise import NoiseBudgetExceeded, parameters, uniform_constants
+from quill.noise import uniform_constants
 from quill.ops import Kind, Opcode, apply
 from quill.slots import T
 from quill.transform import simplify
@@ -49,14 +50,14 @@ def fewer_products(
     """A cheaper rewrite of ``program`` with fewer ct*ct products, checked by ``verified``
     (the caller's proof against the spec), or ``None`` when there is none."""
     roots = _roots(program)
-    best, best_rank = program, _rank(program, slots, table, goal) if roots else None
+    best, best_rank = program, rank(program, slots, table, goal) if roots else None
     while roots and best_rank is not None:
         changed = best
         for root in roots:
             for candidate in _rewrites(changed, root):
-                rank = _rank(candidate, slots, table, goal)
-                if rank is not None and rank < best_rank:
-                    best, best_rank = candidate, rank
+                cost = rank(candidate, slots, table, goal)
+                if cost is not None and cost < best_rank:
+                    best, best_rank = candidate, cost
             if best is not changed:
                 break  # the program changed: find its roots again
         roots = _roots(best) if best is not changed else []
@@ -66,16 +67,6 @@ def fewer_products(
         log.warning("%s: a rewrite with fewer products failed verification", program.name)
         return None
     return best
-
-
-def _rank(
-    program: Program, slots: int, table: CostTable, goal: Objective
-) -> tuple[int, ...] | None:
-    try:
-        where = parameters(program, slots, table).param_set
-    except NoiseBudgetExceeded:
-        return None
-    return objective(program, where, table, goal)
 
 
 class _NotLinear(Exception):
@@ -233,7 +224,7 @@ def _replace(
 ) -> Program:
     """``program`` with the instruction defining ``root`` replaced by the sum of
     ``products`` (forms over ``basis``) and the linear ``rest``."""
-    b = _Builder(program)
+    b = Builder(program)
     terms: list[tuple[str, int]] = []
     for p in products:
         left = b.combination([(v, c) for v, c in zip(basis, p.left, strict=True) if c])
@@ -253,50 +244,3 @@ def _replace(
     result = value if program.result == root else program.result
     consts = program.consts + tuple(Const(name, (c,)) for c, name in b.consts.items())
     return simplify(Program(program.name, program.params, consts, tuple(body), result))
-
-
-class _Builder:
-    """New instructions with fresh names: linear combinations and products."""
-
-    def __init__(self, program: Program) -> None:
-        self.taken = set(program.kinds())
-        self.body: list[Instr] = []
-        self.consts: dict[int, str] = {}
-
-    def fresh(self, stem: str) -> str:
-        for k in itertools.count():
-            name = f"{stem}{k}"
-            if name not in self.taken:
-                self.taken.add(name)
-                return name
-        raise AssertionError("unreachable")
-
-    def op(self, opcode: Opcode, *args: str) -> str:
-        dest = self.fresh("f")
-        self.body.append(Instr(dest, opcode, args))
-        return dest
-
-    def times(self, name: str, c: int) -> str:
-        """``c * name`` for c > 0: the value itself, an add for 2, a ct*pt multiply."""
-        if c == 1:
-            return name
-        if c == 2:
-            return self.op(Opcode.ADD_CC, name, name)
-        if c not in self.consts:
-            self.consts[c] = self.fresh("k")
-        return self.op(Opcode.MUL_CP, name, self.consts[c])
-
-    def combination(self, terms: list[tuple[str, int]]) -> str:
-        """``sum c * v``, constants centred so that -c is a subtraction of c * v."""
-        signed = [(v, centered(c)) for v, c in terms if c % T]
-        assert signed, "the forms of a product are never zero (each has rank one)"
-        plus = [(v, c) for v, c in signed if c > 0]
-        minus = [(v, -c) for v, c in signed if c < 0]
-        if not plus:  # all negative: the negation of their sum
-            return self.op(Opcode.NEG, self.combination(minus))
-        acc = self.times(*plus[0])
-        for v, c in plus[1:]:
-            acc = self.op(Opcode.ADD_CC, acc, self.times(v, c))
-        for v, c in minus:
-            acc = self.op(Opcode.SUB_CC, acc, self.times(v, c))
-        return acc

@@ -16,12 +16,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 
 from porcupine.budget import Budget
 from porcupine.decompose import decompose
 from porcupine.diagnose import why_nothing
 from porcupine.errors import NoiseBudgetError, SynthesisError
 from porcupine.fewer_products import fewer_products
+from porcupine.flat_rotations import flat_rotations
 from porcupine.instances import elementwise, smallest_instance
 from porcupine.layout_search import search_layouts
 from porcupine.lowering import lower, needs_movement
@@ -103,30 +105,44 @@ def synthesize(
     return _result(spec, options, _refactored(spec, options, partial), start)
 
 
-def _fewer_products(spec: Spec, options: Options, program: Program) -> Program | None:
-    """``program`` rewritten with fewer ct*ct products, when that is cheaper and verified
-    (:mod:`porcupine.fewer_products`)."""
+def _proof(spec: Spec) -> Callable[[Program], bool]:
+    """The check a pass's rewrite must pass: verification against ``spec``."""
 
     def verified(candidate: Program) -> bool:
         return verify(candidate, spec).ok
 
-    return fewer_products(program, spec.n, options.table, options.goal, verified)
+    return verified
+
+
+def _fewer_products(spec: Spec, options: Options, program: Program) -> Program | None:
+    """``program`` rewritten with fewer ct*ct products, when that is cheaper and verified
+    (:mod:`porcupine.fewer_products`)."""
+    return fewer_products(program, spec.n, options.table, options.goal, _proof(spec))
 
 
 def _refactored(spec: Spec, options: Options, partial: Partial) -> Partial:
-    """``partial`` with its products refactored (when that pays). The kernel is then
-    outside the sketch, which has no such constants, so it is not claimed optimal."""
+    """``partial`` after the passes over verified kernels, each kept when it pays: products
+    refactored over Z_t, then chains of rotations flattened for hoisting. Either kernel is
+    outside the sketch (no such constants; more components), so it is not claimed optimal."""
     program = _fewer_products(spec, options, partial.program)
-    if program is None:
+    if program is not None:
+        log.info("%s: %d ct*ct products refactored into %d over Z_t", spec.name,
+                 counts(partial.program).ct_ct_mults, counts(program).ct_ct_mults)  # fmt: skip
+        partial = _outside_sketch(
+            dataclasses.replace(partial, program=program), "refactored into fewer products"
+        )
+    flat = flat_rotations(
+        partial.program, spec.n, options.table, options.goal, _proof(spec), options.max_keys
+    )
+    if flat is None:
         return partial
-    return _outside_sketch(dataclasses.replace(partial, program=program), partial.program)
+    log.info("%s: rotations flattened for hoisting (%d -> %d)", spec.name,
+             counts(partial.program).rotations, counts(flat).rotations)  # fmt: skip
+    return _outside_sketch(dataclasses.replace(partial, program=flat), "rotations flattened")
 
 
-def _outside_sketch(partial: Partial, before: Program) -> Partial:
-    after = partial.program
-    log.info("%s: %d ct*ct products refactored into %d over Z_t", after.name,
-             counts(before).ct_ct_mults, counts(after).ct_ct_mults)  # fmt: skip
-    scope = f"{partial.scope}; then refactored into fewer products" + (
+def _outside_sketch(partial: Partial, what: str) -> Partial:
+    scope = f"{partial.scope}; then {what}" + (
         " (outside the sketch): not proven optimal" if partial.optimal else ""
     )
     return dataclasses.replace(partial, optimal=False, scope=scope)
@@ -168,7 +184,7 @@ def _at_size(spec: Spec, budget: Budget, options: Options, initial: Program | No
         log.info("%s: nothing beat the formula as written", spec.name)
         partial = dataclasses.replace(partial, source="direct")
         if refactored is not None and direct is not None:
-            partial = _outside_sketch(partial, direct)
+            partial = _outside_sketch(partial, "refactored into fewer products")
     return partial
 
 

@@ -1,0 +1,78 @@
+"""What the passes over verified kernels share: pricing a candidate rewrite by the objective
+at the parameter set its own noise needs, and building the instructions of a rewrite."""
+
+from __future__ import annotations
+
+import itertools
+
+from porcupine.quadratic import centered
+from quill.cost import CostTable, Objective, measures, objective
+from quill.ir import Instr, Program
+from quill.noise import NoiseBudgetExceeded, parameters
+from quill.ops import Opcode
+from quill.slots import T
+
+
+def rank(
+    program: Program,
+    slots: int,
+    table: CostTable,
+    goal: Objective,
+    max_keys: int | None = None,
+) -> tuple[int, ...] | None:
+    """``program``'s objective at the cheapest parameter set its noise allows, or ``None``
+    when no set holds its noise or it needs more than ``max_keys`` rotation keys."""
+    try:
+        where = parameters(program, slots, table).param_set
+    except NoiseBudgetExceeded:
+        return None
+    if max_keys is not None and measures(program, where, table).keys > max_keys:
+        return None
+    return objective(program, where, table, goal)
+
+
+class Builder:
+    """New instructions with fresh names: linear combinations, products and rotations."""
+
+    def __init__(self, program: Program) -> None:
+        self.taken = set(program.kinds())
+        self.body: list[Instr] = []
+        self.consts: dict[int, str] = {}
+
+    def fresh(self, stem: str) -> str:
+        for k in itertools.count():
+            name = f"{stem}{k}"
+            if name not in self.taken:
+                self.taken.add(name)
+                return name
+        raise AssertionError("unreachable")
+
+    def op(self, opcode: Opcode, *args: str, amount: int | None = None) -> str:
+        dest = self.fresh("f")
+        self.body.append(Instr(dest, opcode, args, amount))
+        return dest
+
+    def times(self, name: str, c: int) -> str:
+        """``c * name`` for c > 0: the value itself, an add for 2, a ct*pt multiply."""
+        if c == 1:
+            return name
+        if c == 2:
+            return self.op(Opcode.ADD_CC, name, name)
+        if c not in self.consts:
+            self.consts[c] = self.fresh("k")
+        return self.op(Opcode.MUL_CP, name, self.consts[c])
+
+    def combination(self, terms: list[tuple[str, int]]) -> str:
+        """``sum c * v``, constants centred so that -c is a subtraction of c * v."""
+        signed = [(v, centered(c)) for v, c in terms if c % T]
+        assert signed, "a combination of nothing: callers never build a zero value"
+        plus = [(v, c) for v, c in signed if c > 0]
+        minus = [(v, -c) for v, c in signed if c < 0]
+        if not plus:  # all negative: the negation of their sum
+            return self.op(Opcode.NEG, self.combination(minus))
+        acc = self.times(*plus[0])
+        for v, c in plus[1:]:
+            acc = self.op(Opcode.ADD_CC, acc, self.times(v, c))
+        for v, c in minus:
+            acc = self.op(Opcode.SUB_CC, acc, self.times(v, c))
+        return acc

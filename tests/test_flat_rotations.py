@@ -1,0 +1,153 @@
+"""The flat-rotations pass (porcupine.flat_rotations): on the paper's kernels, on random
+chains of rotations (the rewrite computes the same slots), under a key bound, and through
+synthesize."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from porcupine.flat_rotations import flat_rotations
+from porcupine.synthesize import synthesize
+from quill.cost import DEFAULT_TABLE, Objective, measures, objective
+from quill.interp import interpret
+from quill.ir import Const, Instr, Param, Program
+from quill.noise import parameters
+from quill.ops import Kind, Opcode
+from quill.parser import load_program, parse_program
+from quill.slots import T
+from quill.spec import load_spec
+from quill.stats import counts
+from quill.verify import verify
+
+KERNELS = Path(__file__).parent.parent / "kernels"
+
+
+def _latency(program: Program, n: int) -> tuple[int, ...]:
+    where = parameters(program, n, DEFAULT_TABLE).param_set
+    return objective(program, where, DEFAULT_TABLE, Objective.LATENCY)
+
+
+def _keys(program: Program, n: int) -> int:
+    return measures(program, parameters(program, n, DEFAULT_TABLE).param_set).keys
+
+
+def _flat(
+    program: Program, n: int, goal: Objective = Objective.LATENCY, max_keys: int | None = None
+) -> Program | None:
+    return flat_rotations(program, n, DEFAULT_TABLE, goal, lambda p: True, max_keys)
+
+
+def test_the_published_box_blur_chain_becomes_three_hoisted_rotations() -> None:
+    spec = load_spec(KERNELS / "box_blur.spec")
+    chain = load_program(KERNELS / "published" / "box_blur.quill")
+    flat = _flat(chain, spec.n)
+    assert flat is not None and verify(flat, spec).ok
+    rotated = {i.args[0] for i in flat.body if i.opcode is Opcode.ROT}
+    assert rotated == {"x"}  # every rotation is of the input: one precompute
+    assert counts(flat).rotation_keys == (1, 4, 5)
+    assert _latency(flat, spec.n) < _latency(chain, spec.n)
+
+
+def test_harris_window_sums_are_hoisted_and_its_products_kept() -> None:
+    spec = load_spec(KERNELS / "harris.spec")
+    program = load_program(KERNELS / "published" / "harris.quill")
+    flat = _flat(program, spec.n)
+    assert flat is not None and verify(flat, spec).ok
+    assert counts(flat).ct_ct_mults == counts(program).ct_ct_mults
+    products = {i.dest for i in flat.body if i.opcode is Opcode.MUL_CC}
+    rotated = {i.args[0] for i in flat.body if i.opcode is Opcode.ROT}
+    assert rotated <= products | {"x"}  # only the input and the products are rotated
+    assert _latency(flat, spec.n) < _latency(program, spec.n)
+
+
+def test_the_paper_objective_keeps_the_fewest_rotations() -> None:
+    spec = load_spec(KERNELS / "box_blur.spec")
+    assert _flat(load_program(KERNELS / "published" / "box_blur.quill"), spec.n,
+                 Objective.INSTRUCTIONS) is None  # fmt: skip
+
+
+def test_the_key_bound_is_kept() -> None:
+    spec = load_spec(KERNELS / "box_blur.spec")
+    chain = load_program(KERNELS / "published" / "box_blur.quill")
+    assert _flat(chain, spec.n, max_keys=2) is None  # the flat form needs keys 1, 4 and 5
+    assert _flat(chain, spec.n, max_keys=3) is not None
+
+
+def test_a_library_sum_stays_whole() -> None:
+    program = parse_program(
+        "kernel s(a: ct, b: ct) {\n p = mul(a, b)\n q = rot(p, 4)\n r = add(p, q)\n"
+        " u = rot(r, 8)\n w = add(r, u)\n s = sum(w, 4)\n return s\n}\n"
+    )
+    flat = _flat(program, 64)
+    assert flat is not None  # the chain under the sum is flattened ...
+    assert sum(1 for i in flat.body if i.opcode is Opcode.SUM) == 1  # ... the sum is kept
+    inputs = {x: np.arange(64) * (k + 3) % T for k, x in enumerate("ab")}
+    assert np.array_equal(interpret(flat, inputs), interpret(program, inputs))
+
+
+def test_a_rewrite_that_fails_its_proof_is_not_returned() -> None:
+    program = load_program(KERNELS / "published" / "box_blur.quill")
+    n = load_spec(KERNELS / "box_blur.spec").n
+    assert flat_rotations(program, n, DEFAULT_TABLE, Objective.LATENCY, lambda p: False) is None
+
+
+def test_synthesis_flattens_under_latency_only() -> None:
+    spec = load_spec(KERNELS / "harris.spec")
+    fast = synthesize(spec, timeout=120)
+    assert verify(fast.program, spec).ok and "rotations flattened" in fast.optimal_scope
+    assert _keys(fast.program, spec.n) <= 8  # the baseline's keys
+
+
+# --- random chains of rotations ---------------------------------------------------------------
+
+N = 16
+INPUTS = ("a", "b")
+
+
+@st.composite
+def chains(draw: st.DrawFn) -> Program:
+    """Rotate-and-add chains over the inputs and a product, with constant multiplies and
+    subtractions, as a search would leave them; the result is a product of two of them or a
+    chain itself."""
+    body: list[Instr] = []
+    consts: dict[int, str] = {}
+    names = iter(f"v{i}" for i in range(10_000))
+
+    def emit(op: Opcode, *args: str, amount: int | None = None) -> str:
+        dest = next(names)
+        body.append(Instr(dest, op, args, amount))
+        return dest
+
+    def chain(base: str) -> str:
+        acc = base
+        for _ in range(draw(st.integers(1, 3))):
+            moved = emit(Opcode.ROT, acc, amount=draw(st.integers(-N + 1, N - 1)))
+            acc = emit(draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC])), acc, moved)
+            if draw(st.booleans()):
+                c = draw(st.integers(2, T - 1))
+                acc = emit(Opcode.MUL_CP, acc, consts.setdefault(c, f"c{len(consts)}"))
+        return acc
+
+    product = emit(Opcode.MUL_CC, chain("a"), chain(draw(st.sampled_from(INPUTS))))
+    result = chain(product) if draw(st.booleans()) else product
+    params = tuple(Param(x, Kind.CT) for x in INPUTS)
+    return Program(
+        "random", params, tuple(Const(n, (c,)) for c, n in consts.items()), tuple(body), result
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(program=chains(), seed=st.integers(0, 2**32 - 1))
+def test_a_flattened_kernel_computes_the_same_slots(program: Program, seed: int) -> None:
+    flat = _flat(program, N)
+    if flat is None:
+        return
+    assert _latency(flat, N) < _latency(program, N)
+    rng = np.random.default_rng(seed)
+    for _ in range(3):
+        inputs = {x: rng.integers(0, T, N) for x in INPUTS}
+        assert np.array_equal(interpret(flat, inputs), interpret(program, inputs))
