@@ -176,8 +176,8 @@ def _rewrites(program: Program, root: str) -> Iterator[Program]:
     seen: set[tuple[Product, ...]] = set()
     for order in orders:
         fewest = tuple(fewest_products(matrix, order))
-        if len(fewest) >= len(products) or fewest in seen:
-            continue
+        if len(fewest) >= len(products) or fewest in seen or not (fewest or rest):
+            continue  # (nothing left: the value is zero, which takes no product to write)
         seen.add(fewest)
         yield _replace(program, root, basis, fewest, rest)
 

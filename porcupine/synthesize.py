@@ -23,12 +23,12 @@ from porcupine.decompose import decompose
 from porcupine.diagnose import why_nothing
 from porcupine.errors import NoiseBudgetError, SynthesisError
 from porcupine.fewer_products import fewer_products
-from porcupine.flat_rotations import flat_rotations
 from porcupine.instances import elementwise, smallest_instance
 from porcupine.layout_search import search_layouts
 from porcupine.lowering import lower, needs_movement
 from porcupine.packings import requested
 from porcupine.results import Partial, StageResult, SynthesisResult
+from porcupine.rotation_forms import rearranged_rotations
 from porcupine.scale import LiftError, lift
 from porcupine.search import Engine, Found, Options, SearchResult, meets_lower_bound, search
 from quill.cost import measures, objective
@@ -114,38 +114,53 @@ def _proof(spec: Spec) -> Callable[[Program], bool]:
     return verified
 
 
-def _fewer_products(spec: Spec, options: Options, program: Program) -> Program | None:
-    """``program`` rewritten with fewer ct*ct products, when that is cheaper and verified
-    (:mod:`porcupine.fewer_products`)."""
-    return fewer_products(program, spec.n, options.table, options.goal, _proof(spec))
+@dataclasses.dataclass(frozen=True)
+class _Rewritten:
+    """A verified kernel after the passes, and what they did to it."""
+
+    program: Program
+    steps: tuple[str, ...]
+
+
+def _passes(spec: Spec, options: Options, program: Program) -> _Rewritten:
+    """``program`` after the passes over verified kernels, each kept when the objective says
+    it pays and the rewrite is verified: products refactored over Z_t
+    (:mod:`porcupine.fewer_products`), then rotations rearranged for hoisting, flat or
+    separable (:mod:`porcupine.rotation_forms`)."""
+    steps: list[str] = []
+    fewer = fewer_products(program, spec.n, options.table, options.goal, _proof(spec))
+    if fewer is not None:
+        log.info("%s: %d ct*ct products refactored into %d over Z_t", spec.name,
+                 counts(program).ct_ct_mults, counts(fewer).ct_ct_mults)  # fmt: skip
+        program = fewer
+        steps.append("refactored into fewer products")
+    moved = rearranged_rotations(
+        program, spec.n, options.table, options.goal, _proof(spec), options.max_keys
+    )
+    if moved is not None:
+        log.info("%s: rotations rearranged for hoisting (%d -> %d)", spec.name,
+                 counts(program).rotations, counts(moved).rotations)  # fmt: skip
+        program = moved
+        steps.append("rotations rearranged")
+    return _Rewritten(program, tuple(steps))
 
 
 def _refactored(spec: Spec, options: Options, partial: Partial) -> Partial:
-    """``partial`` after the passes over verified kernels, each kept when it pays: products
-    refactored over Z_t, then chains of rotations flattened for hoisting. Either kernel is
-    outside the sketch (no such constants; more components), so it is not claimed optimal."""
-    program = _fewer_products(spec, options, partial.program)
-    if program is not None:
-        log.info("%s: %d ct*ct products refactored into %d over Z_t", spec.name,
-                 counts(partial.program).ct_ct_mults, counts(program).ct_ct_mults)  # fmt: skip
-        partial = _outside_sketch(
-            dataclasses.replace(partial, program=program), "refactored into fewer products"
-        )
-    flat = flat_rotations(
-        partial.program, spec.n, options.table, options.goal, _proof(spec), options.max_keys
-    )
-    if flat is None:
+    """``partial`` after the passes (:func:`_passes`)."""
+    done = _passes(spec, options, partial.program)
+    if not done.steps:
         return partial
-    log.info("%s: rotations flattened for hoisting (%d -> %d)", spec.name,
-             counts(partial.program).rotations, counts(flat).rotations)  # fmt: skip
-    return _outside_sketch(dataclasses.replace(partial, program=flat), "rotations flattened")
+    return _outside_sketch(dataclasses.replace(partial, program=done.program), done.steps)
 
 
-def _outside_sketch(partial: Partial, what: str) -> Partial:
-    scope = f"{partial.scope}; then {what}" + (
-        " (outside the sketch): not proven optimal" if partial.optimal else ""
+def _outside_sketch(partial: Partial, steps: tuple[str, ...]) -> Partial:
+    """``partial`` (already rewritten) with the passes' steps in its scope. A rewrite lies
+    outside the sketch (constants it lacks, more components), but it is only ever cheaper:
+    a proof that no kernel of the sketch is cheaper than the kernel before still holds."""
+    scope = f"{partial.scope}; then {' and '.join(steps)}" + (
+        ", outside the sketch and cheaper than every kernel in it" if partial.optimal else ""
     )
-    return dataclasses.replace(partial, optimal=False, scope=scope)
+    return dataclasses.replace(partial, scope=scope)
 
 
 def _search_layouts(spec: Spec, budget: Budget, options: Options, start: float) -> SynthesisResult:
@@ -174,17 +189,17 @@ def _at_size(spec: Spec, budget: Budget, options: Options, initial: Program | No
         return _decomposed(spec, staged, budget, options, initial)
     # The formula written out is a verified kernel from the start: whatever the search
     # finds in the time given must beat it, and when it finds nothing it is the result.
-    # Refactored first, so that the search has the cheaper bound to beat.
+    # Through the passes first, so that the search has the cheaper bound to beat.
     direct = _direct(spec) if initial is None else None
-    refactored = None if direct is None else _fewer_products(spec, options, direct)
-    fallback = refactored or direct
+    rewritten = None if direct is None else _passes(spec, options, direct)
+    fallback = None if rewritten is None else rewritten.program
     found = search(spec, budget, options, initial, fallback=fallback)
     partial = _from_search(spec, found, budget, initial, options.max_keys)
     if fallback is not None and partial.program is fallback:
         log.info("%s: nothing beat the formula as written", spec.name)
         partial = dataclasses.replace(partial, source="direct")
-        if refactored is not None and direct is not None:
-            partial = _outside_sketch(partial, "refactored into fewer products")
+        if rewritten is not None and rewritten.steps:
+            partial = _outside_sketch(partial, rewritten.steps)
     return partial
 
 

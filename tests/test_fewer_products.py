@@ -167,3 +167,15 @@ def test_the_bound_proves_the_formula_optimal_in_the_sketch() -> None:
     result = synthesize(spec, timeout=60)
     assert result.optimal and "any size" in result.optimal_scope
     assert counts(result.program).ct_ct_mults == 2
+
+
+def test_a_sum_of_products_that_cancels_is_left_alone() -> None:
+    # a*a - a*a is zero: no product to write, and no combination to build (found by the
+    # property above)
+    body = (
+        Instr("v1", Opcode.MUL_CC, ("a", "a")),
+        Instr("v2", Opcode.MUL_CC, ("a", "a")),
+        Instr("v3", Opcode.SUB_CC, ("v1", "v2")),
+    )
+    program = Program("zero", (Param("a", Kind.CT),), (), body, "v3")
+    assert fewer_products(program, N, DEFAULT_TABLE, Objective.LATENCY, lambda p: True) is None

@@ -1,18 +1,24 @@
-"""A pass over verified kernels: chains of rotations flattened into hoisted ones.
+"""A pass over verified kernels: linear combinations of rotations, rearranged for hoisting.
 
 On OpenFHE (BV key switching) k rotations of ONE ciphertext cost one precompute and k cheap
 hoisted rotations, while a chain of dependent rotations pays a full rotation each
-(n8192_q180: 0.91 + 0.37k ms against 1.32k ms; the emitter hoists by the cost table). A
-window sum found as a chain, ``t = p + rot(p, 1)`` then ``t + rot(t, 8)``, is
-``p + rot(p, 1) + rot(p, 8) + rot(p, 9)``: one more rotation and key, but cheaper hoisted.
-The search meets the chain first (fewer components) and may stop before the flat form.
+(n8192_q180: 0.91 + 0.37k ms against 1.32k ms; the emitter hoists by the cost table). So
+the cheapest way to compute ``sum c_k rot(p, k)`` depends on its shape and the table:
 
-The pass writes values that are linear combinations of rotations of a few ciphertexts (their
-roots: inputs, products, library sums) as that combination, so that the emitter hoists each
-root's rotations, and keeps a rewrite only when the objective prices it cheaper at the
-parameter set its own noise needs and within the rotation-key bound. Rotation is exact
-algebra on the kernel's cyclic slots (``rot(rot(p, a), b) = rot(p, a + b)``); the kernel it
-returns is verified against the spec all the same.
+* flat: one hoisted rotation per offset. A window sum found as a chain,
+  ``t = p + rot(p, 1)`` then ``t + rot(t, 8)``, is ``p + rot(p, 1) + rot(p, 8) + rot(p, 9)``:
+  one more rotation and key, but cheaper hoisted;
+* separable: when the offsets, split by a stride s into ``q s + r``, have a rank-one grid of
+  coefficients ``u[q] v[r]`` over Z_t (a 3x3 Gaussian blur is [1 2 1] x [1 2 1]), a hoisted
+  pass over rows then one over columns: 2 + 2 rotations instead of 8.
+
+The search meets the chain first (fewer components) and rarely reaches either form in its
+time. The pass expands each value that is a linear combination of rotations of a few
+ciphertexts (its roots: inputs, products, library sums, which stay whole) and tries those
+forms, alone and in groups that share a root's precompute, keeping a rewrite only when the
+objective prices it cheaper at the parameter set its own noise needs and within the
+rotation-key bound. Rotation is exact algebra on the kernel's cyclic slots
+(``rot(rot(p, a), b) = rot(p, a + b)``); the kernel returned is verified against the spec.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
+from porcupine.quadratic import centered, inverse
 from porcupine.rewriting import Builder, rank
 from quill.algebra import SlotAlgebra
 from quill.cost import CostTable, Objective
@@ -35,9 +42,11 @@ log = logging.getLogger("porcupine.rotations")
 
 Term = tuple[str, int]  # rot(name, k), k mod the slot count
 Form = dict[Term, int]  # a linear combination of rotated values, coefficients mod t
+Plan = tuple[Form, ...]  # stages: the first over roots, each next over the stage before
+PREVIOUS = ""  # the name a stage's form gives the value of the stage before it
 
 
-def flat_rotations(
+def rearranged_rotations(
     program: Program,
     slots: int,
     table: CostTable,
@@ -149,42 +158,103 @@ def _outputs(program: Program, linear: dict[str, Form]) -> list[str]:
 
 
 def _rewrites(program: Program, slots: int) -> Iterator[Program]:
-    """``program`` with some of its linear outputs flattened: each alone, all that rotate one
-    root (so their rotations share a precompute), and all together."""
+    """``program`` with some of its linear outputs rearranged: each alone, flat or separable;
+    flat, all that rotate one root (so their rotations share a precompute); all flat."""
     linear = _linear(program, slots)
     forms = {v: _expand(v, program, linear, slots) for v in _outputs(program, linear)}
     rotating = {v: f for v, f in forms.items() if f and any(k for _, k in f)}
-    groups: list[frozenset[str]] = [frozenset({v}) for v in rotating]
-    roots = {name for form in rotating.values() for name, k in form if k}
-    groups += [frozenset(v for v, f in rotating.items() if _rotates(f, r)) for r in sorted(roots)]
-    groups.append(frozenset(rotating))
-    seen: set[frozenset[str]] = set()
-    for group in groups:
-        if group and group not in seen:
-            seen.add(group)
-            yield _flattened(program, {v: rotating[v] for v in group}, slots)
+    flat: dict[str, Plan] = {v: (f,) for v, f in rotating.items()}
+    plans: list[dict[str, Plan]] = [{v: p} for v, p in flat.items()]
+    plans += [{v: p} for v, f in rotating.items() for p in _separable(f, slots)]
+    roots = sorted({name for form in rotating.values() for name, k in form if k})
+    plans += [{v: p for v, p in flat.items() if _rotates(p[0], r)} for r in roots]
+    plans.append(flat)
+    seen: list[dict[str, Plan]] = []
+    for plan in plans:
+        if plan and plan not in seen:
+            seen.append(plan)
+            yield _rebuilt(program, plan, slots)
 
 
 def _rotates(form: Form, root: str) -> bool:
     return any(name == root and k for name, k in form)
 
 
-def _flattened(program: Program, forms: dict[str, Form], slots: int) -> Program:
-    """``program`` with each value of ``forms`` recomputed as its form: one rotation per
-    term of each root (shared between the values), then the combination."""
+def _separable(form: Form, slots: int) -> Iterator[Plan]:
+    """Two-stage plans for a form over one root whose offsets, split by a stride s into
+    ``q * s + r``, have a rank-one coefficient grid ``u[q] * v[r]`` over Z_t (a separable
+    stencil: rows of ``w`` slots, then columns): ``t = sum u[q] rot(root, q s)``, then
+    ``sum v[r] rot(t, r)``."""
+    roots = {name for name, _ in form}
+    if len(roots) != 1:
+        return
+    (root,) = roots
+    found: list[Plan] = []
+    for s in range(2, slots // 2 + 1):
+        grid: defaultdict[int, dict[int, int]] = defaultdict(dict)
+        for (_, k), c in form.items():
+            k = normalize_amount(k, slots)
+            q = (k + s // 2) // s
+            grid[q][k - q * s] = c
+        factors = _rank_one(grid) if len(grid) > 1 else None
+        if factors is None or len(factors[1]) < 2:
+            continue
+        u, v = factors
+        plan = (
+            {(root, q * s % slots): c for q, c in u.items()},
+            {(PREVIOUS, r % slots): c for r, c in v.items()},
+        )
+        if plan not in found:
+            found.append(plan)
+            yield plan
+
+
+def _rank_one(grid: dict[int, dict[int, int]]) -> tuple[dict[int, int], dict[int, int]] | None:
+    """``(u, v)`` with ``grid[q][r] = u[q] v[r]`` mod t, scaled so that the larger centred
+    constant of the two is smallest (less noise), or ``None``."""
+    rows = sorted(grid)
+    first = grid[rows[0]]
+    if any(set(grid[q]) != set(first) for q in rows):
+        return None  # a rank-one grid of nonzero entries fills a rectangle
+    r0 = min(first)
+    v = {r: c * inverse(first[r0]) % T for r, c in first.items()}
+    u = {q: grid[q][r0] for q in rows}
+    if any(grid[q][r] != u[q] * v[r] % T for q in rows for r in v):
+        return None
+    best: tuple[int, dict[int, int], dict[int, int]] | None = None
+    for scale in {v[r] for r in v}:  # v / v[r] has a 1 at r; u takes the factor
+        inv = inverse(scale)
+        su = {q: c * scale % T for q, c in u.items()}
+        sv = {r: c * inv % T for r, c in v.items()}
+        size = max(abs(centered(c)) for c in su.values()) + max(
+            abs(centered(c)) for c in sv.values()
+        )
+        if best is None or size < best[0]:
+            best = (size, su, sv)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _rebuilt(program: Program, plans: dict[str, Plan], slots: int) -> Program:
+    """``program`` with each value of ``plans`` recomputed by its plan: per stage, one
+    rotation per term (shared between the values), then the combination."""
     b = Builder(program)
     rotated: dict[Term, str] = {}
     rename: dict[str, str] = {}
     body: list[Instr] = []
     for ins in program.body:
-        if ins.dest in forms:
-            terms = []
-            for (name, k), c in sorted(forms[ins.dest].items()):
-                name = rename.get(name, name)
-                if k and (name, k) not in rotated:
-                    rotated[name, k] = b.op(Opcode.ROT, name, amount=normalize_amount(k, slots))
-                terms.append((rotated[name, k] if k else name, c))
-            rename[ins.dest] = b.combination(terms)
+        if ins.dest in plans:
+            value = PREVIOUS
+            for stage in plans[ins.dest]:
+                terms = []
+                for (name, k), c in sorted(stage.items()):
+                    name = value if name == PREVIOUS else name
+                    if k and (name, k) not in rotated:
+                        amount = normalize_amount(k, slots)
+                        rotated[name, k] = b.op(Opcode.ROT, name, amount=amount)
+                    terms.append((rotated[name, k] if k else name, c))
+                value = b.combination(terms)
+            rename[ins.dest] = value
             body += b.body
             b.body = []
             continue
