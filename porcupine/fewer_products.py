@@ -8,6 +8,11 @@ products whose factors are linear in a few ciphertexts b (Sobel's ``gx^2 + gy^2`
 Sobel instead of two, two for Harris' response instead of three. A hand-writer squares
 twice; the sketch search has no such constants (256 is a square root of -1 mod t).
 
+Products under a full sum (``sum(x, n)`` over all n slots, the same value in every slot)
+meet in one form too: a product of two full sums is the full sum of one summand times the
+other sum, and a combination of full sums is one full sum. Variance, ``n sum(a^2) -
+sum(a)^2``, is then ``sum(a (n a - sum(a)))``: one product instead of two (covariance alike).
+
 The constants cost noise, so the pass prices every rewrite at the parameter set it needs
 (:func:`quill.noise.parameters`) and keeps it only when the objective says it is cheaper;
 the kernel it returns is verified against the spec.
@@ -29,6 +34,7 @@ from quill.ir import Const, Instr, Program
 from quill.noise import uniform_constants
 from quill.ops import Kind, Opcode, apply
 from quill.slots import T
+from quill.stats import counts
 from quill.transform import simplify
 
 log = logging.getLogger("porcupine.products")
@@ -49,8 +55,33 @@ def fewer_products(
 ) -> Program | None:
     """A cheaper rewrite of ``program`` with fewer ct*ct products, checked by ``verified``
     (the caller's proof against the spec), or ``None`` when there is none."""
+    best: Program = program
+    best_rank: tuple[int, ...] | None = None
+    for start in (program, _under_one_sum(program, slots)):
+        if start is None or not _roots(start):
+            continue
+        if best_rank is None:
+            best_rank = rank(program, slots, table, goal)
+            if best_rank is None:
+                return None  # no set holds it: nothing to compare with
+        found, found_rank = _descend(start, slots, table, goal)
+        fewer = counts(found).ct_ct_mults < counts(program).ct_ct_mults
+        if fewer and found_rank is not None and found_rank < best_rank:
+            best, best_rank = found, found_rank
+    if best is program:
+        return None
+    if not verified(best):  # an identity mod t; the proof guards the code that applied it
+        log.warning("%s: a rewrite with fewer products failed verification", program.name)
+        return None
+    return best
+
+
+def _descend(
+    program: Program, slots: int, table: CostTable, goal: Objective
+) -> tuple[Program, tuple[int, ...] | None]:
+    """The cheapest program reached from ``program`` by rewriting one value at a time."""
+    best, best_rank = program, rank(program, slots, table, goal)
     roots = _roots(program)
-    best, best_rank = program, rank(program, slots, table, goal) if roots else None
     while roots and best_rank is not None:
         changed = best
         for root in roots:
@@ -61,12 +92,58 @@ def fewer_products(
             if best is not changed:
                 break  # the program changed: find its roots again
         roots = _roots(best) if best is not changed else []
-    if best is program:
-        return None
-    if not verified(best):  # an identity mod t; the proof guards the code that applied it
-        log.warning("%s: a rewrite with fewer products failed verification", program.name)
-        return None
-    return best
+    return best, best_rank
+
+
+def _under_one_sum(program: Program, slots: int) -> Program | None:
+    """``program`` with its full sums merged, so that products under them meet in one
+    quadratic form, or ``None`` if it has none to merge.
+
+    A full sum ``S = sum(x, n)`` over all n slots is the same in every slot, so a product of
+    two, ``sum(x, n) * sum(y, n)``, is ``sum(x * sum(y, n), n)``, and a linear combination of
+    full sums is the full sum of the combination. Variance
+    ``n sum(a^2) - sum(a)^2`` becomes ``sum(n a^2 - a sum(a))``, whose form is
+    ``a (n a - sum(a))``: one product instead of two.
+    """
+    defs = {i.dest: i for i in program.body}
+
+    def full(ins: Instr | None) -> bool:
+        return ins is not None and ins.opcode is Opcode.SUM and ins.amount == slots
+
+    b = Builder(program)
+    body: list[Instr] = []
+    moved = False
+    for ins in program.body:  # products of full sums, as full sums
+        if ins.opcode is Opcode.MUL_CC and all(full(defs.get(a)) for a in ins.args):
+            u, v = ins.args
+            inner = b.op(Opcode.MUL_CC, defs[u].args[0], v)
+            body += [*b.body, Instr(ins.dest, Opcode.SUM, (inner,), slots)]
+            b.body = []
+            moved = True
+        else:
+            body.append(ins)
+    program = Program(program.name, program.params, program.consts, tuple(body), program.result)
+    merged = False
+    while roots := _roots(program, full):  # combinations of full sums, as one full sum
+        defs = {i.dest: i for i in program.body}
+        expanded = _expand(roots[0], program, _linear(program))
+        sums = [(defs[v].args[0], c) for v, c in expanded.items() if full(defs.get(v))]
+        rest = [(v, c) for v, c in expanded.items() if not full(defs.get(v))]
+        program = _replace(program, roots[0], _sum_of(sums, rest, slots))
+        merged = True
+    return simplify(program) if moved or merged else None
+
+
+def _sum_of(
+    summands: list[tuple[str, int]], rest: list[tuple[str, int]], slots: int
+) -> Callable[[Builder], str]:
+    """Builds ``sum(combination of summands, slots) + combination of rest``."""
+
+    def build(b: Builder) -> str:
+        total = b.op(Opcode.SUM, b.combination(summands), amount=slots)
+        return b.combination([(total, 1), *rest])
+
+    return build
 
 
 class _NotLinear(Exception):
@@ -138,11 +215,12 @@ def _expand(root: str, program: Program, linear: dict[str, Form]) -> Form:
     return {name: c for name, c in coeffs.items() if c}
 
 
-def _roots(program: Program) -> list[str]:
-    """Values worth refactoring, largest first: linear values over two or more products
-    that are not just a part of a larger linear value."""
+def _roots(program: Program, counted: Callable[[Instr], bool] | None = None) -> list[str]:
+    """Values worth refactoring, largest first: linear values over two or more products (or
+    values ``counted`` picks) that are not just a part of a larger linear value."""
     linear = _linear(program)
-    products = {i.dest for i in program.body if i.opcode is Opcode.MUL_CC}
+    is_counted = counted or (lambda i: i.opcode is Opcode.MUL_CC)
+    products = {i.dest for i in program.body if is_counted(i)}
     users: defaultdict[str, list[str]] = defaultdict(list)
     for ins in program.body:
         for a in set(ins.args):
@@ -179,7 +257,7 @@ def _rewrites(program: Program, root: str) -> Iterator[Program]:
         if len(fewest) >= len(products) or fewest in seen or not (fewest or rest):
             continue  # (nothing left: the value is zero, which takes no product to write)
         seen.add(fewest)
-        yield _replace(program, root, basis, fewest, rest)
+        yield _replace(program, root, _sum_of_products(basis, fewest, rest))
 
 
 def _basis(
@@ -215,32 +293,34 @@ def _basis(
     return basis, {n: tuple(c) for n, c in combos.items()}  # each padded as the basis grew
 
 
-def _replace(
-    program: Program,
-    root: str,
-    basis: list[str],
-    products: tuple[Product, ...],
-    rest: list[tuple[str, int]],
-) -> Program:
-    """``program`` with the instruction defining ``root`` replaced by the sum of
-    ``products`` (forms over ``basis``) and the linear ``rest``."""
+def _replace(program: Program, root: str, build: Callable[[Builder], str]) -> Program:
+    """``program`` with the instruction defining ``root`` replaced by what ``build`` makes
+    (it returns the new value's name)."""
     b = Builder(program)
-    terms: list[tuple[str, int]] = []
-    for p in products:
-        left = b.combination([(v, c) for v, c in zip(basis, p.left, strict=True) if c])
-        right = b.combination([(v, c) for v, c in zip(basis, p.right, strict=True) if c])
-        terms.append((b.op(Opcode.MUL_CC, left, right), 1))
-    value = b.combination(terms + rest)
+    value = build(b)
     body: list[Instr] = []
     for ins in program.body:
         if ins.dest == root:
             body += b.body
             continue
-        body.append(
-            Instr(
-                ins.dest, ins.opcode, tuple(value if a == root else a for a in ins.args), ins.amount
-            )
-        )
+        args = tuple(value if a == root else a for a in ins.args)
+        body.append(Instr(ins.dest, ins.opcode, args, ins.amount))
     result = value if program.result == root else program.result
     consts = program.consts + tuple(Const(name, (c,)) for c, name in b.consts.items())
     return simplify(Program(program.name, program.params, consts, tuple(body), result))
+
+
+def _sum_of_products(
+    basis: list[str], products: tuple[Product, ...], rest: list[tuple[str, int]]
+) -> Callable[[Builder], str]:
+    """Builds the sum of ``products`` (forms over ``basis``) and the linear ``rest``."""
+
+    def build(b: Builder) -> str:
+        terms: list[tuple[str, int]] = []
+        for p in products:
+            left = b.combination([(v, c) for v, c in zip(basis, p.left, strict=True) if c])
+            right = b.combination([(v, c) for v, c in zip(basis, p.right, strict=True) if c])
+            terms.append((b.op(Opcode.MUL_CC, left, right), 1))
+        return b.combination(terms + rest)
+
+    return build

@@ -16,7 +16,7 @@ from quill.interp import interpret
 from quill.ir import Const, Instr, Param, Program
 from quill.noise import parameters
 from quill.ops import Kind, Opcode
-from quill.parser import load_program
+from quill.parser import load_program, parse_program
 from quill.slots import T
 from quill.spec import load_spec
 from quill.stats import counts
@@ -179,3 +179,72 @@ def test_a_sum_of_products_that_cancels_is_left_alone() -> None:
     )
     program = Program("zero", (Param("a", Kind.CT),), (), body, "v3")
     assert fewer_products(program, N, DEFAULT_TABLE, Objective.LATENCY, lambda p: True) is None
+
+
+# --- products of full sums ---------------------------------------------------------------------
+
+
+def test_variance_and_covariance_take_one_product() -> None:
+    # n sum(a^2) - sum(a)^2 = sum(a (n a - sum(a))): a full sum is the same in every slot
+    covariance = parse_program(
+        "kernel covariance(x: ct, y: ct) {\n n = const(8)\n sx = sum(x, 8)\n sy = sum(y, 8)\n"
+        " p = mul(x, y)\n sp = sum(p, 8)\n q = mul(sx, sy)\n np = mul(sp, n)\n"
+        " c = sub(np, q)\n return c\n}\n"
+    )
+    variance = parse_program(  # as the search finds it
+        "kernel variance(a: ct) {\n n = const(8)\n s = sum(a, 8)\n p = mul(a, a)\n"
+        " sp = sum(p, 8)\n q = mul(s, s)\n np = mul(sp, n)\n v = sub(np, q)\n return v\n}\n"
+    )
+    for program in (variance, covariance):
+        spec = load_spec(KERNELS / "corpus" / f"{program.name}.spec")
+        assert verify(program, spec).ok and counts(program).ct_ct_mults == 2
+        better = fewer_products(
+            program, spec.n, DEFAULT_TABLE, Objective.LATENCY, lambda p, s=spec: verify(p, s).ok
+        )
+        assert better is not None and verify(better, spec).ok, program.name
+        assert counts(better).ct_ct_mults == 1, program.name
+        assert _latency(better, spec.n) < _latency(program, spec.n)
+
+
+@st.composite
+def sums_of_full_sums(draw: st.DrawFn) -> Program:
+    """``sum_k c_k * s(L_k) * s(M_k) + d_k * s(L_k * M_k)``, s the full sum over N slots
+    and L, M inputs, written as a kernel would."""
+    body: list[Instr] = []
+    consts: dict[int, str] = {}
+    names = iter(f"v{i}" for i in range(10_000))
+
+    def emit(op: Opcode, *args: str, amount: int | None = None) -> str:
+        dest = next(names)
+        body.append(Instr(dest, op, args, amount))
+        return dest
+
+    terms = []
+    for _ in range(draw(st.integers(1, 3))):
+        a, b = draw(st.sampled_from(INPUTS)), draw(st.sampled_from(INPUTS))
+        if draw(st.booleans()):
+            term = emit(Opcode.MUL_CC, emit(Opcode.SUM, a, amount=N), emit(Opcode.SUM, b, amount=N))
+        else:
+            term = emit(Opcode.SUM, emit(Opcode.MUL_CC, a, b), amount=N)
+        c = draw(st.integers(1, T - 1))
+        terms.append(emit(Opcode.MUL_CP, term, consts.setdefault(c, f"c{len(consts)}")))
+    acc = terms[0]
+    for v in terms[1:]:
+        acc = emit(draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC])), acc, v)
+    params = tuple(Param(x, Kind.CT) for x in INPUTS)
+    return Program(
+        "random", params, tuple(Const(n, (c,)) for c, n in consts.items()), tuple(body), acc
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(program=sums_of_full_sums(), seed=st.integers(0, 2**32 - 1))
+def test_a_merged_sum_computes_the_same_slots(program: Program, seed: int) -> None:
+    better = fewer_products(program, N, DEFAULT_TABLE, Objective.LATENCY, lambda p: True)
+    if better is None:
+        return
+    assert counts(better).ct_ct_mults < counts(program).ct_ct_mults
+    rng = np.random.default_rng(seed)
+    for _ in range(3):
+        inputs = {x: rng.integers(0, T, N) for x in INPUTS}
+        assert np.array_equal(interpret(better, inputs), interpret(program, inputs))
