@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
@@ -44,6 +45,7 @@ Term = tuple[str, int]  # rot(name, k), k mod the slot count
 Form = dict[Term, int]  # a linear combination of rotated values, coefficients mod t
 Plan = tuple[Form, ...]  # stages: the first over roots, each next over the stage before
 PREVIOUS = ""  # the name a stage's form gives the value of the stage before it
+OVER_THE_KEY_BOUND = (sys.maxsize,)  # ranks after every kernel within the bound
 
 
 def rearranged_rotations(
@@ -54,9 +56,12 @@ def rearranged_rotations(
     verified: Callable[[Program], bool],
     max_keys: int | None = None,
 ) -> Program | None:
-    """A cheaper rewrite of ``program`` whose rotations are of fewer, hoistable ciphertexts,
-    checked by ``verified`` (the caller's proof against the spec), or ``None``."""
+    """A cheaper rewrite of ``program`` with its rotations rearranged (flat or separable),
+    checked by ``verified`` (the caller's proof against the spec), or ``None``. A kernel over
+    the key bound ``max_keys`` is beaten by any rewrite within it."""
     best, best_rank = program, rank(program, slots, table, goal, max_keys)
+    if best_rank is None and rank(program, slots, table, goal) is not None:
+        best_rank = OVER_THE_KEY_BOUND
     while best_rank is not None:
         current = best
         for candidate in _rewrites(current, slots):
@@ -68,7 +73,7 @@ def rearranged_rotations(
     if best is program:
         return None
     if not verified(best):  # exact rotation algebra; the proof guards the code that applied it
-        log.warning("%s: a kernel with flattened rotations failed verification", program.name)
+        log.warning("%s: rearranged rotations failed verification", program.name)
         return None
     return best
 

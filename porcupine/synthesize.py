@@ -155,10 +155,11 @@ def _refactored(spec: Spec, options: Options, partial: Partial) -> Partial:
 
 def _outside_sketch(partial: Partial, steps: tuple[str, ...]) -> Partial:
     """``partial`` (already rewritten) with the passes' steps in its scope. A rewrite lies
-    outside the sketch (constants it lacks, more components), but it is only ever cheaper:
-    a proof that no kernel of the sketch is cheaper than the kernel before still holds."""
+    outside the sketch (constants it lacks, more components), but it is never dearer than
+    the kernel it came from, so a proof that no kernel of the sketch is cheaper than that
+    one (or, for the formula written out, than the rewrite itself) still holds."""
     scope = f"{partial.scope}; then {' and '.join(steps)}" + (
-        ", outside the sketch and cheaper than every kernel in it" if partial.optimal else ""
+        " (outside the sketch; no kernel in it is cheaper)" if partial.optimal else ""
     )
     return dataclasses.replace(partial, scope=scope)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from quill.ir import Const, Instr, Param, Program
-from quill.ops import MNEMONICS, OPS, Kind
+from quill.ops import MNEMONICS, OPS, Kind, Opcode
 from quill.parser import RESERVED
 from quill.printer import format_program
 from quill.slots import T
@@ -109,3 +109,26 @@ def mutated_sources(draw: st.DrawFn) -> str:
             chars[i], chars[j] = chars[j], chars[i]
             text = "".join(chars)
     return text
+
+
+class Writer:
+    """A kernel written instruction by instruction, as the passes' strategies draw them:
+    fresh names ``v0, v1, ...``, uniform constants ``c0, c1, ...`` shared by value."""
+
+    def __init__(self, inputs: tuple[str, ...]) -> None:
+        self.inputs = inputs
+        self.body: list[Instr] = []
+        self.consts: dict[int, str] = {}
+
+    def emit(self, op: Opcode, *args: str, amount: int | None = None) -> str:
+        dest = f"v{len(self.body)}"
+        self.body.append(Instr(dest, op, args, amount))
+        return dest
+
+    def const(self, c: int) -> str:
+        return self.consts.setdefault(c, f"c{len(self.consts)}")
+
+    def program(self, result: str, name: str = "random") -> Program:
+        params = tuple(Param(x, Kind.CT) for x in self.inputs)
+        consts = tuple(Const(n, (c,)) for c, n in self.consts.items())
+        return Program(name, params, consts, tuple(self.body), result)

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import Writer
 
 from porcupine.fewer_products import fewer_products
 from porcupine.synthesize import Options, synthesize
 from quill.cost import DEFAULT_TABLE, Objective, objective
 from quill.interp import interpret
-from quill.ir import Const, Instr, Param, Program
+from quill.ir import Instr, Param, Program
 from quill.noise import parameters
 from quill.ops import Kind, Opcode
 from quill.parser import load_program, parse_program
@@ -89,20 +90,9 @@ INPUTS = ("a", "b", "c")
 def sums_of_products(draw: st.DrawFn) -> Program:
     """``sum_k c_k * L_k * M_k + linear``, each factor a small combination of the inputs and
     their rotations, built with adds, subtracts and constant multiplies as a kernel would."""
-    body: list[Instr] = []
-    consts: dict[int, str] = {}
-    names = iter(f"v{i}" for i in range(10_000))
-
-    def emit(op: Opcode, *args: str, amount: int | None = None) -> str:
-        dest = next(names)
-        body.append(Instr(dest, op, args, amount))
-        return dest
-
-    def const(c: int) -> str:
-        return consts.setdefault(c, f"c{len(consts)}")
-
+    w = Writer(INPUTS)
     leaves = list(INPUTS) + [
-        emit(Opcode.ROT, draw(st.sampled_from(INPUTS)), amount=draw(st.integers(1, N - 1)))
+        w.emit(Opcode.ROT, draw(st.sampled_from(INPUTS)), amount=draw(st.integers(1, N - 1)))
         for _ in range(draw(st.integers(0, 2)))
     ]
 
@@ -110,22 +100,22 @@ def sums_of_products(draw: st.DrawFn) -> Program:
         picks = draw(st.lists(st.sampled_from(leaves), min_size=1, max_size=3))
         acc = picks[0]
         for v in picks[1:]:
-            op = draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC]))
-            acc = emit(op, acc, v)
+            acc = w.emit(draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC])), acc, v)
         if draw(st.booleans()):
-            acc = emit(Opcode.MUL_CP, acc, const(draw(st.integers(2, T - 1))))
+            acc = w.emit(Opcode.MUL_CP, acc, w.const(draw(st.integers(2, T - 1))))
         return acc
 
-    terms = [emit(Opcode.MUL_CC, linear(), linear()) for _ in range(draw(st.integers(2, 4)))]
+    terms = [w.emit(Opcode.MUL_CC, linear(), linear()) for _ in range(draw(st.integers(2, 4)))]
     if draw(st.booleans()):
         terms.append(linear())
+    return w.program(_signed_sum(draw, w, terms))
+
+
+def _signed_sum(draw: st.DrawFn, w: Writer, terms: list[str]) -> str:
     acc = terms[0]
     for v in terms[1:]:
-        acc = emit(draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC])), acc, v)
-    params = tuple(Param(x, Kind.CT) for x in INPUTS)
-    return Program(
-        "random", params, tuple(Const(n, (c,)) for c, n in consts.items()), tuple(body), acc
-    )
+        acc = w.emit(draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC])), acc, v)
+    return acc
 
 
 @settings(max_examples=60, deadline=None)
@@ -210,31 +200,17 @@ def test_variance_and_covariance_take_one_product() -> None:
 def sums_of_full_sums(draw: st.DrawFn) -> Program:
     """``sum_k c_k * s(L_k) * s(M_k) + d_k * s(L_k * M_k)``, s the full sum over N slots
     and L, M inputs, written as a kernel would."""
-    body: list[Instr] = []
-    consts: dict[int, str] = {}
-    names = iter(f"v{i}" for i in range(10_000))
-
-    def emit(op: Opcode, *args: str, amount: int | None = None) -> str:
-        dest = next(names)
-        body.append(Instr(dest, op, args, amount))
-        return dest
-
+    w = Writer(INPUTS)
     terms = []
     for _ in range(draw(st.integers(1, 3))):
         a, b = draw(st.sampled_from(INPUTS)), draw(st.sampled_from(INPUTS))
         if draw(st.booleans()):
-            term = emit(Opcode.MUL_CC, emit(Opcode.SUM, a, amount=N), emit(Opcode.SUM, b, amount=N))
+            sa, sb = w.emit(Opcode.SUM, a, amount=N), w.emit(Opcode.SUM, b, amount=N)
+            term = w.emit(Opcode.MUL_CC, sa, sb)
         else:
-            term = emit(Opcode.SUM, emit(Opcode.MUL_CC, a, b), amount=N)
-        c = draw(st.integers(1, T - 1))
-        terms.append(emit(Opcode.MUL_CP, term, consts.setdefault(c, f"c{len(consts)}")))
-    acc = terms[0]
-    for v in terms[1:]:
-        acc = emit(draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC])), acc, v)
-    params = tuple(Param(x, Kind.CT) for x in INPUTS)
-    return Program(
-        "random", params, tuple(Const(n, (c,)) for c, n in consts.items()), tuple(body), acc
-    )
+            term = w.emit(Opcode.SUM, w.emit(Opcode.MUL_CC, a, b), amount=N)
+        terms.append(w.emit(Opcode.MUL_CP, term, w.const(draw(st.integers(1, T - 1)))))
+    return w.program(_signed_sum(draw, w, terms))
 
 
 @settings(max_examples=60, deadline=None)
