@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 from porcupine.quadratic import fewest_products, symmetric
@@ -62,12 +63,38 @@ def spec_norm(ref: Reference) -> int:
     return max((sum(abs(residue(c)) for c in p.values()) for p in ref.polys.values()), default=0)
 
 
+def most_offsets(ref: Reference) -> int:
+    """The most distinct offsets from which one input reaches one output slot."""
+    return max((len(o) for slot in ref.polys for o in ref.offsets(slot).values()), default=1)
+
+
 def min_rotations(ref: Reference) -> int:
     """Rotations any kernel needs: an input slot at offset o from the output slot reaches
     it along a path whose rotation amounts sum to o, and the paths through r rotation
     instructions offer at most 2^r sums, so r >= log2(distinct offsets of one input)."""
-    most = max((len(o) for slot in ref.polys for o in ref.offsets(slot).values()), default=1)
+    most = most_offsets(ref)
     return math.ceil(math.log2(most)) if most > 1 else 0
+
+
+def rotations_us(offsets: int, row: dict[str, int]) -> int:
+    """The least latency of the rotations any kernel needs to bring ``offsets`` distinct
+    offsets of one input to an output slot.
+
+    Group the rotation instructions by the ciphertext they rotate. A path from the input to
+    the output passes through at most one rotation of each group (to pass through a second
+    it would have to return to that ciphertext), so groups of k_1, k_2, ... distinct amounts
+    offer at most prod (1 + k_i) path sums, and a group of k costs at least
+    ``rotation_group_us(k)`` (plain or hoisted). A 3x3 stencil needs 2 + 2 hoisted or 8
+    hoisted rotations, not 4 hoisted ones, which is what the count alone allows.
+    """
+
+    @functools.cache
+    def least(need: int) -> int:
+        if need <= 1:
+            return 0
+        return min(rotation_group_us(k, row) + least(-(-need // (1 + k))) for k in range(1, need))
+
+    return least(offsets)
 
 
 def local_products(ref: Reference, restrictions: Restrictions) -> int:
@@ -102,16 +129,20 @@ def lower_bound(
     row: dict[str, int],
     goal: Objective,
     in_sketch: bool = False,
+    grouped: bool = True,
 ) -> tuple[int, ...]:
     """A :func:`quill.cost.rank` no kernel with ``components`` components can beat (with
-    ``in_sketch``, no kernel of the sketch ``restrictions`` describe)."""
+    ``in_sketch``, no kernel of the sketch ``restrictions`` describe). Rotations are priced
+    by their grouping (:func:`rotations_us`), or, without ``grouped``, as the fewest
+    rotations in one hoisted group."""
     rotations = min_rotations(ref)
     products = math.ceil(math.log2(ref.ct_degree)) if ref.ct_degree > 1 else 0
     if in_sketch:
         products = max(products, local_products(ref, restrictions))
     relins = 1 if products else 0
     cheapest = min(row[OPS[op].cost] for op in restrictions.ops if not OPS[op].has_amount)
-    moving = rotation_group_us(rotations, row)  # EvalSum rotates inside, as many times or more
+    offsets = most_offsets(ref)  # EvalSum rotates inside, as much or more
+    moving = rotations_us(offsets, row) if grouped else rotation_group_us(rotations, row)
     if restrictions.window is not None:
         moving = min(moving, op_us(Opcode.SUM, restrictions.window, row))
     latency = components * cheapest + moving

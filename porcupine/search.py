@@ -206,10 +206,14 @@ def search(
             complete = False
             break
         st.exhausted.append(size)
-        if st.best is not None and st.best.rank == lower_bound(
-            ref, restrictions, st.best.components, row, options.goal, in_sketch=True
+        # Sizes up to this one are exhausted; every larger one is bounded from below. (The
+        # best kernel meeting the bound at its own size proves nothing when it has more
+        # components than the sizes searched: a size between may hold a cheaper kernel.)
+        if st.best is not None and (
+            lower_bound(ref, restrictions, size + 1, row, options.goal, in_sketch=True)
+            >= st.best.rank
         ):
-            log.info("the best kernel meets the lower bound: optimal")
+            log.info("no larger size can beat the best kernel (lower bound): optimal")
             beyond = True
             break
     stopped = budget.stop_reason()
@@ -260,7 +264,10 @@ def meets_lower_bound(program: Program, ref: Reference, options: Options) -> boo
     c = counts(program)
     components = c.instructions - c.rotations
     row = row_us(options.table, ring)
-    floor = lower_bound(ref, restrictions, components, row, options.goal)
+    # The floor at the kernel's own component count rules out no kernel with fewer
+    # components; the count-based rotation floor (not the grouped one, which hoisted
+    # stencils meet exactly) keeps this claim where it was.
+    floor = lower_bound(ref, restrictions, components, row, options.goal, grouped=False)
     return objective(program, ring, options.table, options.goal) == floor
 
 

@@ -1,0 +1,75 @@
+"""The search's latency lower bound on rotations (porcupine.bounds.rotations_us): against a
+brute force over groupings, and below what every known kernel pays."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from porcupine.bounds import most_offsets, rotations_us
+from quill.cost import DEFAULT_TABLE, rotation_group_us, row_us
+from quill.ir import Program
+from quill.noise import parameters
+from quill.ops import Opcode
+from quill.params import SETS
+from quill.parser import load_program
+from quill.spec import load_spec
+from quill.verify import reference
+
+KERNELS = Path(__file__).parent.parent / "kernels"
+ROWS = ("n2048_q50_w10", "n4096_q108_w27", "n8192_q180_w0")
+KNOWN = [  # EvalSum has rounds of its own: the search takes the lesser of the two bounds
+    p
+    for p in sorted(KERNELS.glob("published/*.quill")) + sorted(KERNELS.glob("baselines/*.quill"))
+    if all(i.opcode is not Opcode.SUM for i in load_program(p).body)
+]
+
+
+def _row(name: str) -> dict[str, int]:
+    return row_us(DEFAULT_TABLE, next(s for s in SETS if s.name == name))
+
+
+def _brute(offsets: int, row: dict[str, int]) -> int:
+    """Every multiset of group sizes whose prod (1 + k) reaches ``offsets``."""
+    best = math.inf
+    for groups in range(1, offsets.bit_length() + 1):
+        for sizes in itertools.combinations_with_replacement(range(1, offsets), groups):
+            if math.prod(1 + k for k in sizes) >= offsets:
+                best = min(best, sum(rotation_group_us(k, row) for k in sizes))
+    return int(best)
+
+
+@pytest.mark.parametrize("name", ROWS)
+def test_the_bound_is_the_cheapest_grouping(name: str) -> None:
+    row = _row(name)
+    assert rotations_us(1, row) == 0
+    for offsets in range(2, 20):
+        assert rotations_us(offsets, row) == _brute(offsets, row), offsets
+        # never below the old bound, which priced ceil(log2 D) rotations as one group
+        assert rotations_us(offsets, row) >= rotation_group_us(math.ceil(math.log2(offsets)), row)
+
+
+def _rotation_us(program: Program, row: dict[str, int]) -> int:
+    amounts: defaultdict[str, set[int]] = defaultdict(set)
+    for ins in program.body:
+        if ins.opcode is Opcode.ROT and ins.amount is not None:
+            amounts[ins.args[0]].add(ins.amount)
+    return sum(rotation_group_us(len(a), row) for a in amounts.values())
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((KERNELS / "published").glob("*.quill"))
+    + sorted((KERNELS / "baselines").glob("*.quill")),
+)
+def test_no_known_kernel_pays_less_than_the_bound(path: Path) -> None:
+    program = load_program(path)
+    spec = load_spec(KERNELS / f"{path.stem}.spec")
+    offsets = most_offsets(reference(spec))
+    for name in (*ROWS, parameters(program, spec.n).param_set.name):
+        row = _row(name)
+        assert _rotation_us(program, row) >= rotations_us(offsets, row), (path.stem, name)
