@@ -19,7 +19,7 @@ import math
 from porcupine.quadratic import fewest_products, symmetric
 from porcupine.restrictions import Restrictions
 from quill.algebra import NormRing
-from quill.cost import Measures, Objective, op_us, rank, rotation_group_us
+from quill.cost import Measures, Objective, op_us, rank, rotation_group_us, sum_switches
 from quill.ops import OPS, Opcode, apply_scalar
 from quill.ranges import residue
 from quill.verify import Reference
@@ -129,23 +129,58 @@ def lower_bound(
     row: dict[str, int],
     goal: Objective,
     in_sketch: bool = False,
-    grouped: bool = True,
 ) -> tuple[int, ...]:
     """A :func:`quill.cost.rank` no kernel with ``components`` components can beat (with
-    ``in_sketch``, no kernel of the sketch ``restrictions`` describe). Rotations are priced
-    by their grouping (:func:`rotations_us`), or, without ``grouped``, as the fewest
-    rotations in one hoisted group."""
+    ``in_sketch``, no kernel of the sketch ``restrictions`` describe); with ``components``
+    0, no kernel at all (every kernel has at least :func:`least_components`).
+
+    Two kinds of kernel, and the lesser bound of the two: without a library sum, one of
+    ``min_rotations`` rotations priced by grouping (:func:`rotations_us`); with one, its key
+    switches and its price (the sum is one of the components, already priced at the
+    cheapest op, so only the rest is added)."""
+    offsets = most_offsets(ref)
     rotations = min_rotations(ref)
     products = math.ceil(math.log2(ref.ct_degree)) if ref.ct_degree > 1 else 0
     if in_sketch:
         products = max(products, local_products(ref, restrictions))
     relins = 1 if products else 0
     cheapest = min(row[OPS[op].cost] for op in restrictions.ops if not OPS[op].has_amount)
-    offsets = most_offsets(ref)  # EvalSum rotates inside, as much or more
-    moving = rotations_us(offsets, row) if grouped else rotation_group_us(rotations, row)
-    if restrictions.window is not None:
-        moving = min(moving, op_us(Opcode.SUM, restrictions.window, row))
-    latency = components * cheapest + moving
-    latency += products * (row["mul_cc"] - cheapest) + relins * row["relin"]
-    measures = Measures(rotations + relins, components + rotations, latency, 1 if rotations else 0)
-    return rank(measures, goal)
+
+    def floor(count: int, switches: int, moved: int, moving_us: int) -> tuple[int, ...]:
+        latency = count * cheapest + moving_us
+        latency += products * (row["mul_cc"] - cheapest) + relins * row["relin"]
+        keys = 1 if switches else 0
+        return rank(Measures(switches + relins, count + moved, latency, keys), goal)
+
+    least = least_components(ref, products, None)
+    best = floor(max(components, least), rotations, rotations, rotations_us(offsets, row))
+    window = restrictions.window
+    if window is not None:
+        least = least_components(ref, products, window)
+        moving = op_us(Opcode.SUM, window, row) - cheapest
+        best = min(best, floor(max(components, least), sum_switches(window), 0, moving))
+    return best
+
+
+def least_components(ref: Reference, products: int, window: int | None) -> int:
+    """Instructions other than rotations that every kernel has (with library sums over
+    ``window`` slots, if given, and ``products`` ct*ct products at least).
+
+    Paths from an input to an output slot multiply only at an instruction with two
+    ciphertext operands (at most doubled) or a library sum (times its window), so reaching D
+    offsets of one input takes b such instructions and s sums with 2^b window^s >= D; the
+    products are among the b. A plaintext input needs one more instruction to enter."""
+    offsets = most_offsets(ref)
+
+    def binary(reach: int) -> int:
+        return max(products, math.ceil(math.log2(reach)) if reach > 1 else 0)
+
+    if window is None:
+        least = binary(offsets)
+    else:  # at least one sum: that is the kind of kernel this counts
+        most = 1  # sums worth counting: until they alone reach every offset
+        while window > 1 and window**most < offsets:
+            most += 1
+        least = min(s + binary(-(-offsets // window**s)) for s in range(1, most + 1))
+    plaintext = any(v not in ref.ct_vars for poly in ref.polys.values() for m in poly for v in m)
+    return least + (1 if plaintext else 0)
