@@ -68,12 +68,16 @@ def most_offsets(ref: Reference) -> int:
     return max((len(o) for slot in ref.polys for o in ref.offsets(slot).values()), default=1)
 
 
-def min_rotations(ref: Reference) -> int:
+def min_rotations(ref: Reference, offsets: int | None = None) -> int:
     """Rotations any kernel needs: an input slot at offset o from the output slot reaches
     it along a path whose rotation amounts sum to o, and the paths through r rotation
-    instructions offer at most 2^r sums, so r >= log2(distinct offsets of one input)."""
-    most = most_offsets(ref)
-    return math.ceil(math.log2(most)) if most > 1 else 0
+    instructions offer at most 2^r sums, so r >= log2(distinct offsets of one input)
+    (``offsets``: :func:`most_offsets`, if known)."""
+    return _log2_ceil(most_offsets(ref) if offsets is None else offsets)
+
+
+def _log2_ceil(n: int) -> int:
+    return math.ceil(math.log2(n)) if n > 1 else 0
 
 
 def rotations_us(offsets: int, row: dict[str, int]) -> int:
@@ -138,8 +142,8 @@ def lower_bound(
     ``min_rotations`` rotations priced by grouping (:func:`rotations_us`); with one, its key
     switches and its price (the sum is one of the components, already priced at the
     cheapest op, so only the rest is added)."""
-    offsets = most_offsets(ref)
-    rotations = min_rotations(ref)
+    offsets = most_offsets(ref)  # the spec's polynomials, read once
+    rotations = min_rotations(ref, offsets)
     products = math.ceil(math.log2(ref.ct_degree)) if ref.ct_degree > 1 else 0
     if in_sketch:
         products = max(products, local_products(ref, restrictions))
@@ -152,28 +156,28 @@ def lower_bound(
         keys = 1 if switches else 0
         return rank(Measures(switches + relins, count + moved, latency, keys), goal)
 
-    least = least_components(ref, products, None)
+    least = least_components(ref, offsets, products, None)
     best = floor(max(components, least), rotations, rotations, rotations_us(offsets, row))
     window = restrictions.window
     if window is not None:
-        least = least_components(ref, products, window)
+        least = least_components(ref, offsets, products, window)
         moving = op_us(Opcode.SUM, window, row) - cheapest
         best = min(best, floor(max(components, least), sum_switches(window), 0, moving))
     return best
 
 
-def least_components(ref: Reference, products: int, window: int | None) -> int:
+def least_components(ref: Reference, offsets: int, products: int, window: int | None) -> int:
     """Instructions other than rotations that every kernel has (with library sums over
-    ``window`` slots, if given, and ``products`` ct*ct products at least).
+    ``window`` slots, if given, and ``products`` ct*ct products at least), for ``offsets``
+    (:func:`most_offsets`).
 
     Paths from an input to an output slot multiply only at an instruction with two
     ciphertext operands (at most doubled) or a library sum (times its window), so reaching D
     offsets of one input takes b such instructions and s sums with 2^b window^s >= D; the
     products are among the b. A plaintext input needs one more instruction to enter."""
-    offsets = most_offsets(ref)
 
     def binary(reach: int) -> int:
-        return max(products, math.ceil(math.log2(reach)) if reach > 1 else 0)
+        return max(products, _log2_ceil(reach))
 
     if window is None:
         least = binary(offsets)
@@ -182,5 +186,6 @@ def least_components(ref: Reference, products: int, window: int | None) -> int:
         while window > 1 and window**most < offsets:
             most += 1
         least = min(s + binary(-(-offsets // window**s)) for s in range(1, most + 1))
-    plaintext = any(v not in ref.ct_vars for poly in ref.polys.values() for m in poly for v in m)
+    ct = ref.ct_vars  # a property that builds the set: once
+    plaintext = any(v not in ct for poly in ref.polys.values() for m in poly for v in m)
     return least + (1 if plaintext else 0)

@@ -92,9 +92,8 @@ def test_no_known_kernel_beats_the_floor_over_every_kernel(path: Path) -> None:
     ring = ring_for(restrictions, spec.n)
     row = row_us(DEFAULT_TABLE, ring)
     c = counts(program)
-    assert c.instructions - c.rotations >= least_components(
-        ref, 0, restrictions.window if c.sums else None
-    )
+    window = restrictions.window if c.sums else None
+    assert c.instructions - c.rotations >= least_components(ref, most_offsets(ref), 0, window)
     for goal in Objective:
         floor = lower_bound(ref, restrictions, 0, row, goal)
         assert objective(program, ring, DEFAULT_TABLE, goal) >= floor, goal
@@ -108,6 +107,7 @@ def test_a_window_sum_needs_as_many_adds_as_doublings() -> None:
         " + x[k+6] + x[k+7] where k < 8\n"
     )
     ref = reference(spec)
-    assert least_components(ref, 0, None) == 3
-    assert least_components(ref, 0, 8) == 1
-    assert least_components(ref, 0, 2) == 3  # sums of two: one doubling each
+    assert most_offsets(ref) == 8
+    assert least_components(ref, 8, 0, None) == 3
+    assert least_components(ref, 8, 0, 8) == 1
+    assert least_components(ref, 8, 0, 2) == 3  # sums of two: one doubling each
