@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 from porcupine.quadratic import fewest_products, symmetric
 from porcupine.restrictions import Restrictions
@@ -68,14 +69,6 @@ def most_offsets(ref: Reference) -> int:
     return max((len(o) for slot in ref.polys for o in ref.offsets(slot).values()), default=1)
 
 
-def min_rotations(ref: Reference, offsets: int | None = None) -> int:
-    """Rotations any kernel needs: an input slot at offset o from the output slot reaches
-    it along a path whose rotation amounts sum to o, and the paths through r rotation
-    instructions offer at most 2^r sums, so r >= log2(distinct offsets of one input)
-    (``offsets``: :func:`most_offsets`, if known)."""
-    return _log2_ceil(most_offsets(ref) if offsets is None else offsets)
-
-
 def _log2_ceil(n: int) -> int:
     return math.ceil(math.log2(n)) if n > 1 else 0
 
@@ -126,66 +119,79 @@ def local_products(ref: Reference, restrictions: Restrictions) -> int:
     return most
 
 
-def lower_bound(
-    ref: Reference,
-    restrictions: Restrictions,
-    components: int,
-    row: dict[str, int],
-    goal: Objective,
-    in_sketch: bool = False,
-) -> tuple[int, ...]:
-    """A :func:`quill.cost.rank` no kernel with ``components`` components can beat (with
-    ``in_sketch``, no kernel of the sketch ``restrictions`` describe); with ``components``
-    0, no kernel at all (every kernel has at least :func:`least_components`).
+@dataclass(frozen=True)
+class Floor:
+    """What the lower bound reads from a spec and a sketch, read once (the search prices it
+    at every size; at 64 slots reading Harris' polynomials takes about 0.2 s)."""
 
-    Two kinds of kernel, and the lesser bound of the two: without a library sum, one of
-    ``min_rotations`` rotations priced by grouping (:func:`rotations_us`); with one, its key
-    switches and its price (the sum is one of the components, already priced at the
-    cheapest op, so only the rest is added)."""
-    offsets = most_offsets(ref)  # the spec's polynomials, read once
-    rotations = min_rotations(ref, offsets)
-    products = math.ceil(math.log2(ref.ct_degree)) if ref.ct_degree > 1 else 0
+    restrictions: Restrictions
+    offsets: int  # most_offsets
+    products: int  # ct*ct products every kernel has
+    plaintext: bool  # the spec reads a plaintext input
+
+    def least_components(self, window: int | None) -> int:
+        """Instructions other than rotations that every kernel has (with library sums over
+        ``window`` slots, if given).
+
+        Paths from an input to an output slot multiply only at an instruction with two
+        ciphertext operands (at most doubled) or a library sum (times its window), so
+        reaching D offsets of one input takes b such instructions and s sums with
+        2^b window^s >= D; the products are among the b. A plaintext input needs one more
+        instruction to enter."""
+
+        def binary(reach: int) -> int:
+            return max(self.products, _log2_ceil(reach))
+
+        if window is None:
+            least = binary(self.offsets)
+        else:  # at least one sum: that is the kind of kernel this counts
+            most = 1  # sums worth counting: until they alone reach every offset
+            while window > 1 and window**most < self.offsets:
+                most += 1
+            least = min(s + binary(-(-self.offsets // window**s)) for s in range(1, most + 1))
+        return least + (1 if self.plaintext else 0)
+
+
+def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = False) -> Floor:
+    """The :class:`Floor` of ``ref``'s spec for any kernel (with ``in_sketch``, for the kernels
+    of the sketch ``restrictions`` describe: their products, :func:`local_products`)."""
+    products = _log2_ceil(ref.ct_degree)
     if in_sketch:
         products = max(products, local_products(ref, restrictions))
-    relins = 1 if products else 0
-    cheapest = min(row[OPS[op].cost] for op in restrictions.ops if not OPS[op].has_amount)
+    ct = ref.ct_vars  # a property that builds the set: once
+    plaintext = any(v not in ct for poly in ref.polys.values() for m in poly for v in m)
+    return Floor(restrictions, most_offsets(ref), products, plaintext)
 
-    def floor(count: int, switches: int, moved: int, moving_us: int) -> tuple[int, ...]:
+
+def lower_bound(
+    floor: Floor, components: int, row: dict[str, int], goal: Objective
+) -> tuple[int, ...]:
+    """A :func:`quill.cost.rank` no kernel with ``components`` components can beat; with
+    ``components`` 0, no kernel at all (every kernel has at least
+    :meth:`Floor.least_components`).
+
+    Two kinds of kernel, and the lesser bound of the two: without a library sum, its
+    rotations: an input slot at offset o from the output slot reaches it along a path whose
+    rotation amounts sum to o, and r rotations offer at most 2^r sums, so r >= log2 of the
+    offsets, priced by grouping (:func:`rotations_us`); with a sum, its key switches and its
+    price (the sum is one of the components, already priced at the cheapest op, so only the
+    rest is added)."""
+    ops, products = floor.restrictions.ops, floor.products
+    rotations = _log2_ceil(floor.offsets)
+    relins = 1 if products else 0
+    cheapest = min(row[OPS[op].cost] for op in ops if not OPS[op].has_amount)
+
+    def priced(count: int, switches: int, moved: int, moving_us: int) -> tuple[int, ...]:
         latency = count * cheapest + moving_us
         latency += products * (row["mul_cc"] - cheapest) + relins * row["relin"]
         keys = 1 if switches else 0
         return rank(Measures(switches + relins, count + moved, latency, keys), goal)
 
-    least = least_components(ref, offsets, products, None)
-    best = floor(max(components, least), rotations, rotations, rotations_us(offsets, row))
-    window = restrictions.window
+    count = max(components, floor.least_components(None))
+    best = priced(count, rotations, rotations, rotations_us(floor.offsets, row))
+    window = floor.restrictions.window
     if window is not None:
-        least = least_components(ref, offsets, products, window)
+        count = max(components, floor.least_components(window))
         moving = op_us(Opcode.SUM, window, row) - cheapest
-        best = min(best, floor(max(components, least), sum_switches(window), 0, moving))
+        best = min(best, priced(count, sum_switches(window), 0, moving))
     return best
-
-
-def least_components(ref: Reference, offsets: int, products: int, window: int | None) -> int:
-    """Instructions other than rotations that every kernel has (with library sums over
-    ``window`` slots, if given, and ``products`` ct*ct products at least), for ``offsets``
-    (:func:`most_offsets`).
-
-    Paths from an input to an output slot multiply only at an instruction with two
-    ciphertext operands (at most doubled) or a library sum (times its window), so reaching D
-    offsets of one input takes b such instructions and s sums with 2^b window^s >= D; the
-    products are among the b. A plaintext input needs one more instruction to enter."""
-
-    def binary(reach: int) -> int:
-        return max(products, _log2_ceil(reach))
-
-    if window is None:
-        least = binary(offsets)
-    else:  # at least one sum: that is the kind of kernel this counts
-        most = 1  # sums worth counting: until they alone reach every offset
-        while window > 1 and window**most < offsets:
-            most += 1
-        least = min(s + binary(-(-offsets // window**s)) for s in range(1, most + 1))
-    ct = ref.ct_vars  # a property that builds the set: once
-    plaintext = any(v not in ct for poly in ref.polys.values() for m in poly for v in m)
-    return least + (1 if plaintext else 0)

@@ -20,26 +20,24 @@ the kernel it returns is verified against the spec.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
+from porcupine.linear_forms import Form, expand, linear_values
 from porcupine.quadratic import Product, Vector, fewest_products, inverse, symmetric
 from porcupine.rewriting import Builder, rank
-from quill.algebra import SlotAlgebra
 from quill.cost import CostTable, Objective
-from quill.ir import Const, Instr, Program
-from quill.noise import uniform_constants
-from quill.ops import Kind, Opcode, apply
+from quill.ir import Instr, Program
+from quill.ops import Opcode
 from quill.slots import T
 from quill.stats import counts
 from quill.transform import simplify
 
 log = logging.getLogger("porcupine.products")
 
-Form = dict[str, int]  # a linear combination of named ciphertexts, coefficients mod t
+Named = dict[str, int]  # a combination of named values (no rotation tracked), mod t
 
 MAX_ORDERS = 24
 """Pivot orders tried per value (every order of up to four factors): each gives other
@@ -126,7 +124,7 @@ def _under_one_sum(program: Program, slots: int) -> Program | None:
     merged = False
     while roots := _roots(program, full):  # combinations of full sums, as one full sum
         defs = {i.dest: i for i in program.body}
-        expanded = _expand(roots[0], program, _linear(program))
+        expanded = _expand(roots[0], program, linear_values(program))
         sums = [(defs[v].args[0], c) for v, c in expanded.items() if full(defs.get(v))]
         rest = [(v, c) for v, c in expanded.items() if not full(defs.get(v))]
         program = _replace(program, roots[0], _sum_of(sums, rest, slots))
@@ -146,79 +144,16 @@ def _sum_of(
     return build
 
 
-class _NotLinear(Exception):
-    pass
-
-
-class _Forms:
-    """The op table's semantics (:func:`quill.ops.apply`) on linear forms: a value is a
-    :data:`Form`, or an ``int`` for a uniform constant; what is not linear raises."""
-
-    def add(self, a: Form | int, b: Form | int) -> Form:
-        return self._sum(a, b, 1)
-
-    def sub(self, a: Form | int, b: Form | int) -> Form:
-        return self._sum(a, b, -1)
-
-    def mul(self, a: Form | int, b: Form | int) -> Form:
-        if isinstance(a, int) and isinstance(b, dict):
-            a, b = b, a
-        if isinstance(a, dict) and isinstance(b, int):
-            return self._sum({}, a, b)
-        raise _NotLinear  # a product of ciphertexts, or of constants
-
-    def neg(self, a: Form | int) -> Form:
-        return self._sum({}, a, -1)
-
-    def rot(self, a: Form | int, k: int) -> Form:
-        raise _NotLinear  # linear, but it moves slots: a variable of its own
-
-    @staticmethod
-    def _sum(a: Form | int, b: Form | int, c: int) -> Form:
-        if isinstance(a, int) or isinstance(b, int):
-            raise _NotLinear  # affine (a plaintext addend): left as a variable
-        out = defaultdict(int, a)
-        for name, k in b.items():
-            out[name] = (out[name] + c * k) % T
-        return dict(out)
-
-
-def _linear(program: Program) -> dict[str, Form]:
-    """Each value that is a linear combination of others, as that combination (an add,
-    subtract, negation, relinearization or multiply by a uniform constant, by the op
-    table's own semantics)."""
-    uniform = uniform_constants(program)
-    kinds = program.kinds()
-    algebra: SlotAlgebra[Form | int] = _Forms()
-    forms: dict[str, Form] = {}
-    for ins in program.body:
-        if any(kinds[a] is Kind.PT and a not in uniform for a in ins.args):
-            continue  # a plaintext that differs between slots: not a scalar
-        args = [uniform.get(a, {a: 1}) for a in ins.args]
-        with contextlib.suppress(_NotLinear):
-            form = apply(algebra, ins.opcode, args, ins.amount)
-            if isinstance(form, dict):
-                forms[ins.dest] = form
-    return forms
-
-
-def _expand(root: str, program: Program, linear: dict[str, Form]) -> Form:
-    """``root`` as a combination of the values no linear op defines (each linear value is
-    expanded after all its users, in reverse program order: linear time on a DAG)."""
-    coeffs: defaultdict[str, int] = defaultdict(int, {root: 1})
-    for ins in reversed(program.body):
-        c = coeffs.get(ins.dest, 0)
-        if c and ins.dest in linear:
-            del coeffs[ins.dest]
-            for name, k in linear[ins.dest].items():
-                coeffs[name] = (coeffs[name] + c * k) % T
-    return {name: c for name, c in coeffs.items() if c}
+def _expand(root: str, program: Program, linear: dict[str, Form]) -> Named:
+    """``root`` as a combination of the values no linear op defines (rotated values are
+    variables of their own here)."""
+    return {name: c for (name, _), c in expand(root, program, linear).items()}
 
 
 def _roots(program: Program, counted: Callable[[Instr], bool] | None = None) -> list[str]:
     """Values worth refactoring, largest first: linear values over two or more products (or
     values ``counted`` picks) that are not just a part of a larger linear value."""
-    linear = _linear(program)
+    linear = linear_values(program)
     is_counted = counted or (lambda i: i.opcode is Opcode.MUL_CC)
     products = {i.dest for i in program.body if is_counted(i)}
     users: defaultdict[str, list[str]] = defaultdict(list)
@@ -241,7 +176,7 @@ def _roots(program: Program, counted: Callable[[Instr], bool] | None = None) -> 
 def _rewrites(program: Program, root: str) -> Iterator[Program]:
     """``program`` with ``root`` recomputed from the fewest products, once per pivot order,
     when that is fewer products than it has."""
-    linear = _linear(program)
+    linear = linear_values(program)
     defs = {i.dest: i for i in program.body}
     expanded = _expand(root, program, linear)
     is_product = {v: v in defs and defs[v].opcode is Opcode.MUL_CC for v in expanded}
@@ -267,7 +202,7 @@ def _basis(
     that are combinations of others (``sxx + syy`` beside ``sxx`` and ``syy``) are not
     variables of their own. Gaussian elimination on their full expansions."""
     basis: list[str] = []
-    rows: list[tuple[str, Form, list[int]]] = []  # pivot, row (pivot 1), row as basis combination
+    rows: list[tuple[str, Named, list[int]]] = []  # pivot, row (pivot 1), row as basis combination
     combos: dict[str, list[int]] = {}
     for name in dict.fromkeys(operands):
         residual = dict(_expand(name, program, linear))
@@ -306,8 +241,7 @@ def _replace(program: Program, root: str, build: Callable[[Builder], str]) -> Pr
         args = tuple(value if a == root else a for a in ins.args)
         body.append(Instr(ins.dest, ins.opcode, args, ins.amount))
     result = value if program.result == root else program.result
-    consts = program.consts + tuple(Const(name, (c,)) for c, name in b.consts.items())
-    return simplify(Program(program.name, program.params, consts, tuple(body), result))
+    return b.finish(program, body, result)
 
 
 def _sum_of_products(

@@ -7,10 +7,11 @@ import itertools
 
 from porcupine.quadratic import centered
 from quill.cost import CostTable, Objective, measures, objective
-from quill.ir import Instr, Program
+from quill.ir import Const, Instr, Program
 from quill.noise import NoiseBudgetExceeded, parameters
 from quill.ops import Opcode
 from quill.slots import T
+from quill.transform import simplify
 
 
 def rank(
@@ -38,6 +39,12 @@ class Builder:
         self.taken = set(program.kinds())
         self.body: list[Instr] = []
         self.consts: dict[int, str] = {}
+
+    def finish(self, program: Program, body: list[Instr], result: str) -> Program:
+        """``program`` with ``body`` and ``result``, the constants built here added,
+        simplified (common subexpressions merged, dead code dropped)."""
+        consts = program.consts + tuple(Const(name, (c,)) for c, name in self.consts.items())
+        return simplify(Program(program.name, program.params, consts, tuple(body), result))
 
     def fresh(self, stem: str) -> str:
         for k in itertools.count():

@@ -23,26 +23,21 @@ rotation-key bound. Rotation is exact algebra on the kernel's cyclic slots
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
+from porcupine.linear_forms import Form, Term, expand, linear_values
 from porcupine.quadratic import centered, inverse
 from porcupine.rewriting import Builder, rank
-from quill.algebra import SlotAlgebra
 from quill.cost import CostTable, Objective
-from quill.ir import Const, Instr, Program
-from quill.noise import uniform_constants
-from quill.ops import OPS, Family, Kind, Opcode, apply
+from quill.ir import Instr, Program
+from quill.ops import Opcode
 from quill.slots import T, normalize_amount
-from quill.transform import simplify
 
 log = logging.getLogger("porcupine.rotations")
 
-Term = tuple[str, int]  # rot(name, k), k mod the slot count
-Form = dict[Term, int]  # a linear combination of rotated values, coefficients mod t
 Plan = tuple[Form, ...]  # stages: the first over roots, each next over the stage before
 PREVIOUS = ""  # the name a stage's form gives the value of the stage before it
 OVER_THE_KEY_BOUND = (sys.maxsize,)  # ranks after every kernel within the bound
@@ -78,83 +73,6 @@ def rearranged_rotations(
     return best
 
 
-class _NotLinear(Exception):
-    pass
-
-
-class _RotatedForms:
-    """The op table's semantics (:func:`quill.ops.apply`) on linear forms over rotated
-    values: a value is a :data:`Form`, or an ``int`` for a uniform constant."""
-
-    def __init__(self, slots: int) -> None:
-        self.slots = slots
-
-    def add(self, a: Form | int, b: Form | int) -> Form:
-        return _sum(a, b, 1)
-
-    def sub(self, a: Form | int, b: Form | int) -> Form:
-        return _sum(a, b, -1)
-
-    def mul(self, a: Form | int, b: Form | int) -> Form:
-        if isinstance(a, int) and isinstance(b, dict):
-            a, b = b, a
-        if isinstance(a, dict) and isinstance(b, int):
-            return _sum({}, a, b)
-        raise _NotLinear  # a product of ciphertexts, or of constants
-
-    def neg(self, a: Form | int) -> Form:
-        return _sum({}, a, -1)
-
-    def rot(self, a: Form | int, k: int) -> Form:
-        if isinstance(a, int):
-            raise _NotLinear
-        return {(name, (j + k) % self.slots): c for (name, j), c in a.items()}
-
-
-def _sum(a: Form | int, b: Form | int, c: int) -> Form:
-    if isinstance(a, int) or isinstance(b, int):
-        raise _NotLinear  # affine (a plaintext addend): a root of its own
-    out = defaultdict(int, a)
-    for term, k in b.items():
-        out[term] = (out[term] + c * k) % T
-    return {term: k for term, k in out.items() if k}
-
-
-def _linear(program: Program, slots: int) -> dict[str, Form]:
-    """Each value that is a linear combination of rotations of others, over its operands.
-    A library sum stays whole (it is a fast path, not a chain to flatten)."""
-    uniform = uniform_constants(program)
-    kinds = program.kinds()
-    algebra: SlotAlgebra[Form | int] = _RotatedForms(slots)
-    forms: dict[str, Form] = {}
-    for ins in program.body:
-        if OPS[ins.opcode].family is Family.SUM:
-            continue
-        if any(kinds[a] is Kind.PT and a not in uniform for a in ins.args):
-            continue  # a plaintext that differs between slots: not a scalar
-        args: list[Form | int] = [uniform.get(a, {(a, 0): 1}) for a in ins.args]
-        with contextlib.suppress(_NotLinear):
-            form = apply(algebra, ins.opcode, args, ins.amount)
-            if isinstance(form, dict):
-                forms[ins.dest] = form
-    return forms
-
-
-def _expand(name: str, program: Program, linear: dict[str, Form], slots: int) -> Form:
-    """``name`` as a combination of rotations of the values no linear op defines (each
-    linear value expanded after all its users, in reverse program order)."""
-    coeffs: defaultdict[Term, int] = defaultdict(int, {(name, 0): 1})
-    for ins in reversed(program.body):
-        if ins.dest not in linear:
-            continue
-        shifts = [(j, coeffs.pop((v, j))) for v, j in list(coeffs) if v == ins.dest]
-        for j, c in shifts:
-            for (v, k), d in linear[ins.dest].items():
-                term = (v, (j + k) % slots)
-                coeffs[term] = (coeffs[term] + c * d) % T
-    return {term: c for term, c in coeffs.items() if c}
-
-
 def _outputs(program: Program, linear: dict[str, Form]) -> list[str]:
     """The linear values something else needs: the result, or operands of a nonlinear op."""
     needed = {a for i in program.body if i.dest not in linear for a in i.args}
@@ -165,8 +83,8 @@ def _outputs(program: Program, linear: dict[str, Form]) -> list[str]:
 def _rewrites(program: Program, slots: int) -> Iterator[Program]:
     """``program`` with some of its linear outputs rearranged: each alone, flat or separable;
     flat, all that rotate one root (so their rotations share a precompute); all flat."""
-    linear = _linear(program, slots)
-    forms = {v: _expand(v, program, linear, slots) for v in _outputs(program, linear)}
+    linear = linear_values(program, slots)
+    forms = {v: expand(v, program, linear, slots) for v in _outputs(program, linear)}
     rotating = {v: f for v, f in forms.items() if f and any(k for _, k in f)}
     flat: dict[str, Plan] = {v: (f,) for v, f in rotating.items()}
     plans: list[dict[str, Plan]] = [{v: p} for v, p in flat.items()]
@@ -266,5 +184,4 @@ def _rebuilt(program: Program, plans: dict[str, Plan], slots: int) -> Program:
         args = tuple(rename.get(a, a) for a in ins.args)
         body.append(Instr(ins.dest, ins.opcode, args, ins.amount))
     result = rename.get(program.result, program.result)
-    consts = program.consts + tuple(Const(name, (c,)) for c, name in b.consts.items())
-    return simplify(Program(program.name, program.params, consts, tuple(body), result))
+    return b.finish(program, body, result)

@@ -30,7 +30,7 @@ from typing import Any
 
 import z3
 
-from porcupine.bounds import coefficient_bound, lower_bound, spec_norm
+from porcupine.bounds import Floor, coefficient_bound, floor_for, lower_bound, spec_norm
 from porcupine.budget import Budget, OutOfBudget
 from porcupine.encode import SketchEncoding
 from porcupine.refine import ExactSlots, NarrowExamples, Refiner
@@ -105,6 +105,7 @@ class SearchResult:
 @dataclass
 class _State:
     ref: Reference
+    floor: Floor  # the sketch's lower bound, read from the spec once
     space: Space
     ring_dim: ParameterSet  # what kernels are priced at (ring_for)
     row: dict[str, int]
@@ -170,7 +171,8 @@ def search(
         if engine is Engine.EXACT
         else NarrowExamples(ref, options.width, options.seed)
     )
-    st = _State(ref, space, ring_dim, row, options, budget, refiner)
+    floor = floor_for(ref, restrictions, in_sketch=True)
+    st = _State(ref, floor, space, ring_dim, row, options, budget, refiner)
     if initial is not None and _within_keys(initial, st):
         st.best = _known(initial, st)
         st.first_size = st.best.components  # a kernel of that size exists
@@ -192,11 +194,7 @@ def search(
     for size in range(1, limit + 1):
         if st.first_size is not None and size > st.first_size + options.extra_components:
             break
-        if (
-            st.best is not None
-            and lower_bound(ref, restrictions, size, row, options.goal, in_sketch=True)
-            >= st.best.rank
-        ):
+        if st.best is not None and lower_bound(floor, size, row, options.goal) >= st.best.rank:
             log.info("L=%d: cannot beat the best kernel (lower bound); done", size)
             beyond = True
             break
@@ -209,10 +207,7 @@ def search(
         # Sizes up to this one are exhausted; every larger one is bounded from below. (The
         # best kernel meeting the bound at its own size proves nothing when it has more
         # components than the sizes searched: a size between may hold a cheaper kernel.)
-        if st.best is not None and (
-            lower_bound(ref, restrictions, size + 1, row, options.goal, in_sketch=True)
-            >= st.best.rank
-        ):
+        if st.best is not None and lower_bound(floor, size + 1, row, options.goal) >= st.best.rank:
             log.info("no larger size can beat the best kernel (lower bound): optimal")
             beyond = True
             break
@@ -263,8 +258,8 @@ def meets_lower_bound(program: Program, ref: Reference, options: Options) -> boo
     ring = ring_for(restrictions, spec.n, options.table)
     row = row_us(options.table, ring)
     # Components 0: the floor over every kernel, whatever its size (least_components).
-    floor = lower_bound(ref, restrictions, 0, row, options.goal)
-    return objective(program, ring, options.table, options.goal) <= floor
+    least = lower_bound(floor_for(ref, restrictions), 0, row, options.goal)
+    return objective(program, ring, options.table, options.goal) <= least
 
 
 def _known(program: Program, st: _State) -> Found:
@@ -392,9 +387,7 @@ def _polish_keys(st: _State, initial: Program | None) -> None:
 def _caps(st: _State, size: int) -> list[int]:
     """Rising caps on the objective's first term for a first kernel of ``size`` components:
     one per key-switch count under ``INSTRUCTIONS``, growing latencies under ``LATENCY``."""
-    lb = lower_bound(st.ref, st.space.restrictions, size, st.row, st.options.goal, in_sketch=True)[
-        0
-    ]
+    lb = lower_bound(st.floor, size, st.row, st.options.goal)[0]
     if st.options.goal is Objective.INSTRUCTIONS:
         return list(range(lb, 2 * size + 2))
     return [round(lb * 1.5**k) for k in range(12)]

@@ -14,6 +14,7 @@ this module; progress goes to the ``porcupine`` logger.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from quill.noise import NoiseBudgetExceeded, parameters
 from quill.spec import Spec
 from quill.stats import counts
 from quill.transform import inline, simplify
-from quill.verify import reference, verify
+from quill.verify import Reference, reference, verify
 
 __all__ = [
     "Engine",
@@ -106,10 +107,15 @@ def synthesize(
 
 
 def _proof(spec: Spec) -> Callable[[Program], bool]:
-    """The check a pass's rewrite must pass: verification against ``spec``."""
+    """The check a pass's rewrite must pass: verification against ``spec``, whose reference
+    is evaluated once, when first needed (at 64 slots it is the dearer half of a proof)."""
+
+    @functools.cache
+    def ref() -> Reference:
+        return reference(spec)
 
     def verified(candidate: Program) -> bool:
-        return verify(candidate, spec).ok
+        return verify(candidate, ref()).ok
 
     return verified
 
@@ -130,7 +136,8 @@ def _passes(
     (:mod:`porcupine.fewer_products`), then, if ``rotations``, rotations rearranged for
     hoisting, flat or separable (:mod:`porcupine.rotation_forms`)."""
     steps: list[str] = []
-    fewer = fewer_products(program, spec.n, options.table, options.goal, _proof(spec))
+    proof = _proof(spec)
+    fewer = fewer_products(program, spec.n, options.table, options.goal, proof)
     if fewer is not None:
         log.info("%s: %d ct*ct products refactored into %d over Z_t", spec.name,
                  counts(program).ct_ct_mults, counts(fewer).ct_ct_mults)  # fmt: skip
@@ -139,7 +146,7 @@ def _passes(
     moved = None
     if rotations:
         moved = rearranged_rotations(
-            program, spec.n, options.table, options.goal, _proof(spec), options.max_keys
+            program, spec.n, options.table, options.goal, proof, options.max_keys
         )
     if moved is not None:
         log.info("%s: rotations rearranged for hoisting (%d -> %d)", spec.name,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from porcupine.bounds import least_components, lower_bound, most_offsets, rotations_us
+from porcupine.bounds import floor_for, lower_bound, most_offsets, rotations_us
 from porcupine.restrictions import derive
 from porcupine.search import ring_for
 from quill.cost import DEFAULT_TABLE, Objective, objective, rotation_group_us, row_us
@@ -92,11 +92,11 @@ def test_no_known_kernel_beats_the_floor_over_every_kernel(path: Path) -> None:
     ring = ring_for(restrictions, spec.n)
     row = row_us(DEFAULT_TABLE, ring)
     c = counts(program)
+    floor = floor_for(ref, restrictions)
     window = restrictions.window if c.sums else None
-    assert c.instructions - c.rotations >= least_components(ref, most_offsets(ref), 0, window)
+    assert c.instructions - c.rotations >= floor.least_components(window)
     for goal in Objective:
-        floor = lower_bound(ref, restrictions, 0, row, goal)
-        assert objective(program, ring, DEFAULT_TABLE, goal) >= floor, goal
+        assert objective(program, ring, DEFAULT_TABLE, goal) >= lower_bound(floor, 0, row, goal)
 
 
 def test_a_window_sum_needs_as_many_adds_as_doublings() -> None:
@@ -107,7 +107,8 @@ def test_a_window_sum_needs_as_many_adds_as_doublings() -> None:
         " + x[k+6] + x[k+7] where k < 8\n"
     )
     ref = reference(spec)
-    assert most_offsets(ref) == 8
-    assert least_components(ref, 8, 0, None) == 3
-    assert least_components(ref, 8, 0, 8) == 1
-    assert least_components(ref, 8, 0, 2) == 3  # sums of two: one doubling each
+    floor = floor_for(ref, derive(ref))
+    assert floor.offsets == 8 and floor.products == 0 and not floor.plaintext
+    assert floor.least_components(None) == 3
+    assert floor.least_components(8) == 1
+    assert floor.least_components(2) == 3  # sums of two: one doubling each
