@@ -73,8 +73,22 @@ def search_layouts(spec: Spec, budget: Budget, options: Options) -> tuple[Tried,
         except SynthesisError as e:  # this packing gave no kernel in its time
             tried.append(Tried(packing, None, str(e), time.monotonic() - start))
             log.info("packing %s: %s", packing.name, e)
+    if tried and tried[0].packing.name == "natural" and tried[0].result is not None:
+        tried += _padded(spec, tried[0].result, budget, options)
     found = [t for t in tried if t.result is not None]
     if not found:
         return (tried[0] if tried else Tried(candidates[0], None, "out of time", 0.0)), tuple(tried)
     best = min(found, key=lambda t: rank(t.result.measures, options.goal) if t.result else ())
     return best, tuple(tried)
+
+
+def _padded(spec: Spec, natural: SynthesisResult, budget: Budget, options: Options) -> list[Tried]:
+    """The natural kernel with its products packed into spare slots, if that pays: derived
+    from the natural kernel (:mod:`porcupine.slot_packing`), not searched from scratch."""
+    from porcupine.synthesize import padded_result  # it calls this module: import when used
+
+    start = time.monotonic()
+    result = padded_result(spec, options, natural, budget)
+    if result.packing is None:
+        return []
+    return [Tried(result.packing, result, "", time.monotonic() - start)]

@@ -73,20 +73,17 @@ class Packing:
 
 def natural(spec: Spec) -> Packing:
     """Every input as its layout says."""
-    cts = tuple(
-        Ciphertext(
-            d.name, d.kind, tuple((d.name, s) if s < d.layout.size else None for s in range(spec.n))
-        )
-        for d in spec.inputs
-    )
+    cts = tuple(own(spec, d.name) for d in spec.inputs)
     return Packing("natural", cts, tuple((s, s) for s in spec.output_slots()), spec)
 
 
-def own(spec: Spec, name: str) -> Ciphertext:
-    """Input ``name`` in a ciphertext of its own, as its layout says."""
+def own(spec: Spec, name: str, slots: int | None = None) -> Ciphertext:
+    """Input ``name`` in a ciphertext of its own, as its layout says (of ``slots`` slots,
+    by default the spec's; the slots past its layout hold 0)."""
     d = spec.input(name)
+    n = spec.n if slots is None else slots
     return Ciphertext(
-        name, d.kind, tuple((name, s) if s < d.layout.size else None for s in range(spec.n))
+        name, d.kind, tuple((name, s) if s < d.layout.size else None for s in range(n))
     )
 
 

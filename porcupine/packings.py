@@ -28,8 +28,20 @@ from porcupine.layouts import (
 )
 from porcupine.spec_build import Leaves, polynomial, shifted, term_expr, total
 from quill.ops import Kind
+from quill.params import SETS
 from quill.spec import Spec
-from quill.spec_ast import BinOp, Comparison, DefinitionAst, Expr, LayoutAst, Name, Num, Read
+from quill.spec_ast import (
+    BinOp,
+    Comparison,
+    DefinitionAst,
+    Expr,
+    LayoutAst,
+    Name,
+    Num,
+    Read,
+    SlotsDecl,
+    SpecFile,
+)
 from quill.spec_eval import Add, InputSlot, StageSlot, Term
 
 
@@ -269,6 +281,24 @@ def packed(spec: Spec, groups: Sequence[Sequence[str]] | None = None) -> Packing
     return Packing(
         "packed " + " + ".join(g[0] for g in groups), tuple(cts), natural(spec).output, built
     )
+
+
+def padded(spec: Spec, factor: int) -> Packing | None:
+    """Every input as its layout says, in ``factor`` times the spec's slots, the rest 0.
+
+    The client moves no data: each element keeps its slot, and the ciphertext repeats every
+    ``factor * n`` slots instead of every ``n``. The spare slots are what a kernel can use
+    to compute two values in one ciphertext (:mod:`porcupine.slot_packing`)."""
+    n = spec.n * factor
+    if factor < 2 or n > max(s.slots for s in SETS):  # no parameter set's row holds it
+        return None
+    source = spec._unrolled.origin.source
+    decls = tuple(SlotsDecl(Num(n)) if isinstance(d, SlotsDecl) else d for d in source.decls)
+    built = build(spec, SpecFile(source.file, source.text, decls))
+    if built is None:
+        return None
+    cts = tuple(own(spec, d.name, n) for d in spec.inputs)
+    return Packing(f"padded x{factor}", cts, natural(spec).output, built)
 
 
 def requested(spec: Spec) -> Packing:

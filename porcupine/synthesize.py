@@ -32,6 +32,7 @@ from porcupine.results import Partial, StageResult, SynthesisResult
 from porcupine.rotation_forms import rearranged_rotations
 from porcupine.scale import LiftError, lift
 from porcupine.search import Engine, Found, Options, SearchResult, meets_lower_bound, search
+from porcupine.slot_packing import packed_products
 from quill.cost import measures, objective
 from quill.ir import Param, Program
 from quill.noise import NoiseBudgetExceeded, parameters
@@ -74,7 +75,9 @@ def synthesize(
     ``spec`` (e.g. a hand-written baseline), is verified and then bounds the search: the
     result is never worse. ``layout="search"`` tries the client packings
     (:mod:`porcupine.layout_search`) and keeps the cheapest; by default the inputs are
-    packed as the spec says. Raises :class:`SynthesisError` when no kernel is found.
+    packed as the spec says; ``layout="padded"`` keeps the spec's layout but lets the client
+    zero pad each input (:mod:`porcupine.slot_packing`) when the spare slots make the kernel
+    cheaper. Raises :class:`SynthesisError` when no kernel is found.
     """
     options = options or Options()
     budget = budget or Budget.seconds(timeout)
@@ -103,7 +106,33 @@ def synthesize(
         )  # fmt: skip
     if initial is not None and partial.program is not initial:
         partial = _no_worse_than(partial, initial, spec, options)
-    return _result(spec, options, _refactored(spec, options, partial), start)
+    result = _result(spec, options, _refactored(spec, options, partial), start)
+    return padded_result(spec, options, result, budget) if layout == "padded" else result
+
+
+def padded_result(
+    spec: Spec, options: Options, natural: SynthesisResult, budget: Budget
+) -> SynthesisResult:
+    """``natural`` (a kernel in the spec's own packing), or, when it is cheaper, the kernel
+    with its products packed into the spare slots of a zero-padded packing
+    (:mod:`porcupine.slot_packing`), proven equal to the padded spec."""
+    start = time.monotonic() - natural.seconds
+    found = packed_products(natural.program, spec, options, budget)
+    if found is None:
+        return natural
+    before, after = found.products
+    log.info("%s: %d ct*ct products packed into %d (%s)", spec.name, before, after,
+             found.packing.name)  # fmt: skip
+    partial = Partial(
+        found.program,
+        False,  # a kernel of another spec: the natural kernel's proof says nothing of it
+        f"{natural.optimal_scope}; then its {before} products packed into {after} in the "
+        f"spare slots of {found.packing.name} (not searched: no optimality claim)",
+        natural.source, natural.components, natural.restrictions, natural.candidates,
+        natural.counterexamples, natural.stopped, natural.stages,
+    )  # fmt: skip
+    result = _result(found.packing.spec, options, partial, start)
+    return dataclasses.replace(result, kernel=spec.name, packing=found.packing)
 
 
 def _proof(spec: Spec) -> Callable[[Program], bool]:

@@ -19,6 +19,7 @@ dead code dropped, rotations of one ciphertext hoisted where that is cheaper.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import reprlib
@@ -201,19 +202,37 @@ class Measures:
 def measures(program: Program, where: Pricing, table: CostTable = DEFAULT_TABLE) -> Measures:
     """The :class:`Measures` of ``program`` on a parameter set."""
     row = row_us(table, where)
+    shape = _shape(program)
+    latency = sum(op_us(opcode, amount, row) for opcode, amount in shape.ops)
+    latency += sum(rotation_group_us(c, row) for c in shape.rotation_groups)
+    return Measures(shape.key_switches, shape.instructions, latency, shape.keys)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What pricing a program needs that no parameter set changes (computed once per
+    program: the parameter choice prices a program on every set)."""
+
+    ops: tuple[tuple[Opcode, int | None], ...]  # live instructions but rotations
+    rotation_groups: tuple[int, ...]  # distinct rotations of each rotated ciphertext
+    key_switches: int
+    instructions: int
+    keys: int
+
+
+@functools.lru_cache(maxsize=1024)
+def _shape(program: Program) -> _Shape:
     live = live_instructions(place_relinearizations(program))
     rotations = {(i.args[0], i.amount) for i in live if i.opcode is Opcode.ROT}
-    groups = Counter(src for src, _ in rotations)
-    latency = sum(op_us(i.opcode, i.amount, row) for i in live if i.opcode is not Opcode.ROT)
-    latency += sum(rotation_group_us(c, row) for c in groups.values())
     relins = sum(1 for i in live if OPS[i.opcode].relinearizes)
     # An EvalSum counts as the rotations and additions it performs, as the paper would.
     sums = [sum_switches(i.amount) for i in live if i.opcode is Opcode.SUM and i.amount]
     others = sum(1 for i in live if i.opcode is not Opcode.ROT) - relins - len(sums)
-    return Measures(
+    return _Shape(
+        ops=tuple((i.opcode, i.amount) for i in live if i.opcode is not Opcode.ROT),
+        rotation_groups=tuple(Counter(src for src, _ in rotations).values()),
         key_switches=len(rotations) + relins + sum(sums),
         instructions=others + len(rotations) + 2 * sum(sums),
-        latency_us=latency,
         keys=len(counts(program).rotation_keys),
     )
 

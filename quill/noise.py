@@ -229,19 +229,20 @@ def shared_parameters(
     Raises :class:`NoiseBudgetExceeded` when no set accepts them all.
     """
     lowered = [place_relinearizations(p) for p in programs]
-    fitting = [
-        s for s in SETS if s.name in table.latency_ms and all(accepts(s, p, slots) for p in lowered)
-    ]
-    if not fitting:
-        raise NoiseBudgetExceeded(_why_none(lowered, slots))
+    need = max(slots_needed(p, slots) for p in lowered)
+    priced = [s for s in SETS if s.name in table.latency_ms and s.slots >= need]
 
     def price(s: ParameterSet) -> tuple[float, ...]:
         costs = [measures(p, s, table) for p in lowered]
         keygen = sum(m.keys for m in costs) * table.at(s)["rotation_keygen"]
         return (sum(m.latency_us for m in costs), keygen, s.ring_dim)
 
-    best = min(fitting, key=price)
-    return max((assess(p, best) for p in lowered), key=lambda p: p.noise_bits)
+    # Cheapest first, so that the noise (the dearer check) is predicted only until a set
+    # holds it; the sort is stable, so ties go to the earlier set as before.
+    for best in sorted(priced, key=price):
+        if all(accepts(best, p, slots) for p in lowered):
+            return max((assess(p, best) for p in lowered), key=lambda p: p.noise_bits)
+    raise NoiseBudgetExceeded(_why_none(lowered, slots))
 
 
 def parameters(program: Program, slots: int = 1, table: CostTable = DEFAULT_TABLE) -> Parameters:

@@ -18,6 +18,7 @@ places the fewest relinearizations the rule allows.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 from quill.ir import Instr, Program
@@ -87,6 +88,8 @@ def needs_relinearization(program: Program) -> set[str]:
     size. Past :data:`EXHAUSTIVE` of them, relinearizations are added in program order where
     a use forces them, and any that turn out unneeded are dropped again.
     """
+    if valid(program, set()):  # already placed (every consumer lowers what it is given)
+        return set()
     need: set[str] = set()
     while forced := {v for v, product in _violations(program, need) if product}:
         need |= forced
@@ -104,6 +107,7 @@ def needs_relinearization(program: Program) -> set[str]:
     return need
 
 
+@functools.lru_cache(maxsize=1024)
 def place_relinearizations(program: Program) -> Program:
     """``program`` with a ``relin`` after every value of :func:`needs_relinearization`,
     and every use reading the relinearized value."""

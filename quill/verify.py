@@ -155,6 +155,20 @@ def verify(program: Program, spec: Spec | Reference, seed: int = 0) -> Verdict:
     return Verdict(True)
 
 
+def agrees_on_random(program: Program, spec: Spec, draws: int = 2, seed: int = 0) -> bool:
+    """Whether ``program`` matches ``spec`` on ``draws`` random inputs: a refutation that
+    costs a few interpreter runs, for rewrites tried by the dozen before one is proven (a
+    wrong rewrite's polynomials can be far larger than the spec's)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(draws):
+        inputs = spec.random_inputs(rng)
+        got = interpret(program, {p.name: inputs[p.name] for p in program.params})
+        want = spec.reference(inputs)
+        if any(int(got[slot]) != want[slot] % T for slot in spec.output_slots()):
+            return False
+    return True
+
+
 def _counterexample(
     program: Program, spec: Spec, sym: SymbolicInputs, diff: Poly, seed: int
 ) -> Mismatch:

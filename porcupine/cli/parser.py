@@ -84,10 +84,12 @@ def _synth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--layout",
-        choices=["given", "search"],
+        choices=["given", "padded", "search"],
         default="given",
-        help="given: pack the inputs as the spec says (default); search: also try the client "
-        "packings the compiler knows and keep the cheapest",
+        help="given: pack the inputs as the spec says (default); padded: as the spec says, "
+        "zero padded to up to 8x the slots when the spare slots make the kernel cheaper (no "
+        "element moves); search: also try the client packings the compiler knows (padded "
+        "included) and keep the cheapest",
     )
     p.add_argument(
         "--engine",
