@@ -123,7 +123,5 @@ def test_a_packed_kernel_decrypts_to_the_spec(seed: int) -> None:
     assert found is not None
     rng = np.random.default_rng(seed)
     inputs = spec.random_inputs(rng)
-    got = run_encrypted(
-        spec, program=found.program, packing=found.packing, inputs=inputs, reps=1
-    )
+    got = run_encrypted(spec, program=found.program, packing=found.packing, inputs=inputs, reps=1)
     assert got.ok, got.mismatches
