@@ -46,6 +46,7 @@ from porcupine.backend import (
     matching_set,
     timed_keys,
 )
+from porcupine.layouts import Packing
 from quill.ir import Program
 from quill.noise import accepts, shared_parameters
 from quill.params import ParameterSet, by_name
@@ -182,20 +183,29 @@ def defaults_depth(baseline: Program) -> int:
     return max(1, ct_ct_depth(baseline))
 
 
-def _cells(programs: Mapping[str, Program], spec: SpecLike, out: Measured) -> list[_Cell]:
+def _cells(
+    programs: Mapping[str, Program],
+    spec: SpecLike,
+    out: Measured,
+    packings: Mapping[str, Packing],
+) -> list[_Cell]:
     """Emit every variant for every context it is measured in, and build the contexts."""
     cells: list[_Cell] = []
     shared_variants = [v for v in ("ours", "published", "baseline") if v in programs]
     if shared_variants:
-        shared = shared_parameters([programs[v] for v in shared_variants], spec.n).param_set
-        modules = {v: emitted_module(programs[v], spec, param_set=shared) for v in shared_variants}
+        slots = max([spec.n, *(p.slots for v, p in packings.items() if v in shared_variants)])
+        shared = shared_parameters([programs[v] for v in shared_variants], slots).param_set
+        modules = {
+            v: emitted_module(programs[v], spec, param_set=shared, packing=packings.get(v))
+            for v in shared_variants
+        }
         advanced = any(m.ADVANCED_SHE for m in modules.values())
         cc = modules[shared_variants[0]].new_context(None, advanced_she=advanced)
         out.settings["shared"] = _setting(cc, shared)
         cells += [_Cell(f"a_{v}", m, cc) for v, m in modules.items()]
     own: ParameterSet | None = None
     if "ours" in programs:
-        module = emitted_module(programs["ours"], spec)
+        module = emitted_module(programs["ours"], spec, packing=packings.get("ours"))
         own = by_name(module.PARAMETER_SET)
         cc = module.new_context(None, advanced_she=module.ADVANCED_SHE)
         out.settings["ours"] = _setting(cc, own)
@@ -266,12 +276,14 @@ def measure(
     keygen_reps: int,
     seed: int = 0,
     say: Say = lambda _m: None,
+    packings: Mapping[str, Packing] | None = None,
 ) -> Measured:
     """Measure ``programs`` (variant -> program: ``ours``, ``published``, ``baseline``, any
-    of them) of ``spec`` in every cell that applies (see the module docstring)."""
+    of them) of ``spec`` in every cell that applies (see the module docstring); a variant
+    in ``packings`` takes that client packing (its module packs the inputs)."""
     out = Measured()
     clear_rotation_keys()
-    cells = _cells(programs, spec, out)
+    cells = _cells(programs, spec, out, packings or {})
     key_cells = [c for c in cells if c.name in KEY_CELLS]
     say(f"key generation, {keygen_reps} interleaved rounds")
     samples = _keygen_rounds(key_cells, keygen_reps)

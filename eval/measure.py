@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eval.latency import Measured, measure
+from porcupine.layouts import Packing
 from porcupine.search import Options
 from porcupine.synthesize import SynthesisError, synthesize
 from quill.cost import Objective, program_cost
@@ -74,6 +75,7 @@ class SynthRuns:
     source: str
     error: str = ""  # why a run found nothing
     differing: bool = False  # whether later runs returned another kernel
+    packing: Packing | None = None  # the client packing of the first run's kernel, if not natural
 
     @property
     def median_s(self) -> float | None:
@@ -101,7 +103,16 @@ class KernelEval:
 
     def counts(self, variant: str) -> Counts | None:
         program = self.programs.get(variant)
-        return None if program is None else Counts.of(program, self.slots)
+        return None if program is None else Counts.of(program, self.slots_of(variant))
+
+    def packings(self) -> dict[str, Packing]:
+        """The variants that take a client packing other than the natural one (ours, when
+        its inputs are zero padded)."""
+        return {} if self.synth.packing is None else {"ours": self.synth.packing}
+
+    def slots_of(self, variant: str) -> int:
+        packing = self.packings().get(variant)
+        return self.slots if packing is None else packing.slots
 
     def kernel_speedup(self, variant: str = "baseline") -> float | None:
         """(a): ``variant``'s latency over ours, in the shared context."""
@@ -137,23 +148,28 @@ class Setup:
     timeouts: dict[str, float] = field(default_factory=dict)  # per-kernel overrides
     seed: int = 0
     verbose: bool = False
+    layout: str = "padded"  # synthesize's layout for ours: the spec's, zero padded if it pays
 
     def timeout_for(self, name: str) -> float:
         return self.timeouts.get(name, self.timeout)
 
 
-def synthesize_runs(spec: Spec, runs: int, timeout: float, say: Say) -> SynthRuns:
-    """Synthesize ``spec`` from scratch ``runs`` times with the default objective; the
-    first kernel found is kept. A run that finds nothing ends the repetitions."""
+def synthesize_runs(
+    spec: Spec, runs: int, timeout: float, say: Say, layout: str = "given"
+) -> SynthRuns:
+    """Synthesize ``spec`` from scratch ``runs`` times with the default objective and
+    ``layout``; the first kernel found is kept. A run that finds nothing ends the
+    repetitions."""
     seconds: list[float] = []
     programs: list[Program] = []
     optimal, scope, source, error = False, "", "none", ""
+    packing: Packing | None = None
     goal = Options().goal
     for run in range(runs):
         say(f"synthesis ({goal.value}) run {run + 1}/{runs}")
         start = time.monotonic()
         try:
-            result = synthesize(spec, timeout=timeout)
+            result = synthesize(spec, timeout=timeout, layout=layout)
         except SynthesisError as e:
             seconds.append(time.monotonic() - start)
             error = str(e)
@@ -163,6 +179,7 @@ def synthesize_runs(spec: Spec, runs: int, timeout: float, say: Say) -> SynthRun
         say(f"  {seconds[-1]:.1f} s, optimal: {result.optimal}")
         if not programs:
             optimal, scope, source = result.optimal, result.optimal_scope, result.source
+            packing = result.packing
         programs.append(result.program)
     return SynthRuns(
         program=programs[0] if programs else None,
@@ -172,6 +189,7 @@ def synthesize_runs(spec: Spec, runs: int, timeout: float, say: Say) -> SynthRun
         source=source,
         error=error,
         differing=len({canonical(p) for p in programs}) > 1,
+        packing=packing,
     )
 
 
@@ -227,7 +245,7 @@ def evaluate_kernel(name: str, setup: Setup, say: Say) -> KernelEval:
     """Synthesize, count and measure kernel ``name`` (``kernels_dir/NAME.spec``)."""
     spec = load_spec(setup.kernels_dir / f"{name}.spec")
     timeout = setup.timeout_for(name)
-    synth = synthesize_runs(spec, setup.runs, timeout, say)
+    synth = synthesize_runs(spec, setup.runs, timeout, say, setup.layout)
     ev = KernelEval(name, spec.n, timeout, known_programs(name, setup.kernels_dir), synth)
     if synth.program is None:
         ev.notes.append(f"ours: {synth.error}")
@@ -235,6 +253,11 @@ def evaluate_kernel(name: str, setup: Setup, say: Say) -> KernelEval:
         ev.programs["ours"] = synth.program
         if not synth.optimal:
             ev.notes.append(f"ours: not proven optimal: {synth.scope}")
+        if synth.packing is not None:
+            ev.notes.append(
+                f"ours: client packing {synth.packing.name} (each input zero padded to "
+                f"{synth.packing.slots} slots, no element moved; its module pads them itself)"
+            )
         if synth.differing:
             ev.notes.append(
                 "ours: the runs returned different kernels; the first run's is measured"
@@ -249,6 +272,7 @@ def evaluate_kernel(name: str, setup: Setup, say: Say) -> KernelEval:
         keygen_reps=setup.keygen_reps,
         seed=setup.seed,
         say=say,
+        packings=ev.packings(),
     )
     ev.notes += ev.measured.notes
     return ev
