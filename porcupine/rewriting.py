@@ -70,16 +70,32 @@ class Builder:
         return self.op(Opcode.MUL_CP, name, self.consts[c])
 
     def combination(self, terms: list[tuple[str, int]]) -> str:
-        """``sum c * v``, constants centred so that -c is a subtraction of c * v."""
+        """``sum c * v``, constants centred so that -c is a subtraction of c * v, and the
+        values of one coefficient magnitude summed before their one multiply (``7a + 7b -
+        7c`` is ``7 (a + b - c)``: a multiply, not three)."""
         signed = [(v, centered(c)) for v, c in terms if c % T]
         assert signed, "a combination of nothing: callers never build a zero value"
-        plus = [(v, c) for v, c in signed if c > 0]
-        minus = [(v, -c) for v, c in signed if c < 0]
-        if not plus:  # all negative: the negation of their sum
-            return self.op(Opcode.NEG, self.combination(minus))
+        magnitudes = sorted({abs(c) for _, c in signed})
+        grouped = []
+        for m in magnitudes:
+            inner, sign = self._signed_sum(
+                [(v, 1 if c > 0 else -1) for v, c in signed if abs(c) == m]
+            )
+            grouped.append((inner, m * sign))
+        value, sign = self._signed_sum(grouped)
+        return value if sign > 0 else self.op(Opcode.NEG, value)
+
+    def _signed_sum(self, terms: list[tuple[str, int]]) -> tuple[str, int]:
+        """``sum c * v`` as ``(value, sign)``: the sum, or its negation when every ``c`` is
+        negative (the caller folds the sign into what it does next)."""
+        plus = [(v, c) for v, c in terms if c > 0]
+        minus = [(v, -c) for v, c in terms if c < 0]
+        sign = 1
+        if not plus:
+            plus, minus, sign = minus, [], -1
         acc = self.times(*plus[0])
         for v, c in plus[1:]:
             acc = self.op(Opcode.ADD_CC, acc, self.times(v, c))
         for v, c in minus:
             acc = self.op(Opcode.SUB_CC, acc, self.times(v, c))
-        return acc
+        return acc, sign
