@@ -88,7 +88,14 @@ def _rewrites(program: Program, slots: int) -> Iterator[Program]:
     rotating = {v: f for v, f in forms.items() if f and any(k for _, k in f)}
     flat: dict[str, Plan] = {v: (f,) for v, f in rotating.items()}
     plans: list[dict[str, Plan]] = [{v: p} for v, p in flat.items()]
-    plans += [{v: p} for v, f in rotating.items() for p in _separable(f, slots)]
+    split: defaultdict[tuple[int, bool], dict[str, Plan]] = defaultdict(dict)
+    for v, f in rotating.items():
+        for how, p in _separable(f, slots):
+            plans.append({v: p})
+            split[how][v] = p
+    # Values split alike, together: a first stage with the same coefficients is one value,
+    # and the second stages' rotations of it share one precompute (Harris' window sums).
+    plans += [group for group in split.values() if len(group) > 1]
     roots = sorted({name for form in rotating.values() for name, k in form if k})
     plans += [{v: p for v, p in flat.items() if _rotates(p[0], r)} for r in roots]
     plans.append(flat)
@@ -103,11 +110,11 @@ def _rotates(form: Form, root: str) -> bool:
     return any(name == root and k for name, k in form)
 
 
-def _separable(form: Form, slots: int) -> Iterator[Plan]:
+def _separable(form: Form, slots: int) -> Iterator[tuple[tuple[int, bool], Plan]]:
     """Two-stage plans for a form over one root whose offsets, split by a stride s into
     ``q * s + r``, have a rank-one coefficient grid ``u[q] * v[r]`` over Z_t (a separable
     stencil: rows of ``w`` slots, then columns): ``t = sum u[q] rot(root, q s)``, then
-    ``sum v[r] rot(t, r)``."""
+    ``sum v[r] rot(t, r)``, or the other way round; each with its stride and order."""
     roots = {name for name, _ in form}
     if len(roots) != 1:
         return
@@ -123,13 +130,17 @@ def _separable(form: Form, slots: int) -> Iterator[Plan]:
         if factors is None or len(factors[1]) < 2:
             continue
         u, v = factors
-        plan = (
-            {(root, q * s % slots): c for q, c in u.items()},
-            {(PREVIOUS, r % slots): c for r, c in v.items()},
-        )
-        if plan not in found:
-            found.append(plan)
-            yield plan
+        strided = {q * s % slots: c for q, c in u.items()}
+        near = {r % slots: c for r, c in v.items()}
+        for strided_first in (True, False):
+            first, second = (strided, near) if strided_first else (near, strided)
+            plan = (
+                {(root, k): c for k, c in first.items()},
+                {(PREVIOUS, k): c for k, c in second.items()},
+            )
+            if plan not in found:
+                found.append(plan)
+                yield (s, strided_first), plan
 
 
 def _rank_one(grid: dict[int, dict[int, int]]) -> tuple[dict[int, int], dict[int, int]] | None:
