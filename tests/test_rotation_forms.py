@@ -83,6 +83,40 @@ def test_a_separable_stencil_becomes_two_hoisted_passes() -> None:
     assert counts(flat).ct_pt_mults == 0  # the weights 2 and 4 are adds
 
 
+def test_values_split_alike_share_their_first_stage() -> None:
+    # Two sums of three window sums (at 0, 16, 32) with different weights: each is rank one;
+    # together, one first stage serves both (split by 16: the window sum, rotated by 16 and
+    # 32; or by 8, cheaper here: x + rot(x, 1), rotated by 8, 16, ..., 40).
+    weights = {"a": (3, 5), "b": (4, 6)}  # of the windows at 16 and 32; 1 at 0
+    lines = [f"    {v}{w} = const({w})" for v, ws in weights.items() for w in ws]
+    for v, (w1, w2) in weights.items():
+        for k in range(3):
+            rots = ["x"] + [f"{v}{k}_{o}" for o in (1, 8, 9)]
+            if k:
+                rots[0] = f"{v}{k}_0"
+                lines.append(f"    {rots[0]} = rot(x, {16 * k})")
+            lines += [f"    {v}{k}_{o} = rot(x, {16 * k + o})" for o in (1, 8, 9)]
+            lines.append(f"    {v}w{k}a = add({rots[0]}, {rots[1]})")
+            lines.append(f"    {v}w{k}b = add({rots[2]}, {rots[3]})")
+            lines.append(f"    {v}w{k} = add({v}w{k}a, {v}w{k}b)")
+        lines.append(f"    {v}s1 = mul({v}w1, {v}{w1})")
+        lines.append(f"    {v}s2 = mul({v}w2, {v}{w2})")
+        lines.append(f"    {v}t = add({v}w0, {v}s1)")
+        lines.append(f"    {v} = add({v}t, {v}s2)")
+    text = "kernel two(x: ct) {\n" + "\n".join(lines) + "\n    y = mul(a, b)\n    return y\n}\n"
+    program = parse_program(text)
+    moved = _flat(program, 128)
+    assert moved is not None
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, T, 128)
+    assert list(interpret(moved, {"x": x})) == list(interpret(program, {"x": x}))
+    rotations = [(i.args[0], i.amount) for i in moved.body if i.opcode is Opcode.ROT]
+    # one first stage of x, rotated for both: fewer rotations than the 11 flat ones
+    assert len({v for v, _ in rotations if v != "x"}) == 1
+    assert len(rotations) < 11
+    assert _latency(moved, 128) < _latency(program, 128)
+
+
 def test_a_stencil_of_rank_two_is_not_split() -> None:
     spec = load_spec(KERNELS / "corpus" / "laplacian.spec")
     flat = _flat(_direct(spec), spec.n)
