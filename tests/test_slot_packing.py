@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from porcupine.backend import load_module
 from porcupine.budget import Budget
+from porcupine.cli import main
 from porcupine.layouts import check
 from porcupine.packings import padded
 from porcupine.search import Options
@@ -125,3 +127,16 @@ def test_a_packed_kernel_decrypts_to_the_spec(seed: int) -> None:
     inputs = spec.random_inputs(rng)
     got = run_encrypted(spec, program=found.program, packing=found.packing, inputs=inputs, reps=1)
     assert got.ok, got.mismatches
+
+
+def test_cli_synth_padded_emit_python_then_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = str(KERNELS / "corpus" / "energy3.spec")  # x^2 + y^2 + z^2: spare slots pay
+    target = tmp_path / "energy3.py"
+    argv = ["synth", spec, "--layout", "padded", "--emit", "python", "-o", str(target)]
+    assert main([*argv, "--quiet", "--timeout", "60"]) == 0
+    assert 'PACKING = "padded x' in target.read_text()
+    assert main(["run", spec, "--kernel", str(target), "--reps", "1"]) == 0
+    assert "correct on all 8 output slots that matter" in capsys.readouterr().out
+    assert load_module(target, cleartext_backend=True).SLOTS > 8  # the padded ciphertexts'
