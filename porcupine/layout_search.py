@@ -5,6 +5,8 @@ budget and is synthesized like any spec; the kernel whose objective (at the para
 needs) is lowest wins, and every packing tried is reported with its cost, or why it gave
 none. The packings are proven equal to the spec before any is tried
 (:func:`porcupine.layouts.check`), and each kernel is proven equal to its packing's spec.
+The zero-padded packings are not searched from scratch: the natural kernel's products are
+packed into their spare slots (:mod:`porcupine.slot_packing`), and tried when that pays.
 """
 
 from __future__ import annotations
