@@ -149,17 +149,23 @@ class Setup:
     seed: int = 0
     verbose: bool = False
     layout: str = "padded"  # synthesize's layout for ours: the spec's, zero padded if it pays
+    baseline_keys: bool = False  # ours within the baseline's rotation keys (--max-rotation-keys)
 
     def timeout_for(self, name: str) -> float:
         return self.timeouts.get(name, self.timeout)
 
 
 def synthesize_runs(
-    spec: Spec, runs: int, timeout: float, say: Say, layout: str = "given"
+    spec: Spec,
+    runs: int,
+    timeout: float,
+    say: Say,
+    layout: str = "given",
+    max_keys: int | None = None,
 ) -> SynthRuns:
-    """Synthesize ``spec`` from scratch ``runs`` times with the default objective and
-    ``layout``; the first kernel found is kept. A run that finds nothing ends the
-    repetitions."""
+    """Synthesize ``spec`` from scratch ``runs`` times with the default objective,
+    ``layout`` and at most ``max_keys`` rotation keys; the first kernel found is kept. A
+    run that finds nothing ends the repetitions."""
     seconds: list[float] = []
     programs: list[Program] = []
     optimal, scope, source, error = False, "", "none", ""
@@ -169,7 +175,8 @@ def synthesize_runs(
         say(f"synthesis ({goal.value}) run {run + 1}/{runs}")
         start = time.monotonic()
         try:
-            result = synthesize(spec, timeout=timeout, layout=layout)
+            options = Options(max_keys=max_keys)
+            result = synthesize(spec, timeout=timeout, layout=layout, options=options)
         except SynthesisError as e:
             seconds.append(time.monotonic() - start)
             error = str(e)
@@ -245,8 +252,14 @@ def evaluate_kernel(name: str, setup: Setup, say: Say) -> KernelEval:
     """Synthesize, count and measure kernel ``name`` (``kernels_dir/NAME.spec``)."""
     spec = load_spec(setup.kernels_dir / f"{name}.spec")
     timeout = setup.timeout_for(name)
-    synth = synthesize_runs(spec, setup.runs, timeout, say, setup.layout)
-    ev = KernelEval(name, spec.n, timeout, known_programs(name, setup.kernels_dir), synth)
+    known = known_programs(name, setup.kernels_dir)
+    max_keys = None
+    if setup.baseline_keys and "baseline" in known:
+        max_keys = len(counts(known["baseline"]).rotation_keys)
+    synth = synthesize_runs(spec, setup.runs, timeout, say, setup.layout, max_keys)
+    ev = KernelEval(name, spec.n, timeout, known, synth)
+    if max_keys is not None:
+        ev.notes.append(f"ours: within the baseline's {max_keys} rotation keys")
     if synth.program is None:
         ev.notes.append(f"ours: {synth.error}")
     else:

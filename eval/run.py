@@ -2,7 +2,10 @@
 
 For every kernel ``kernels/NAME.spec`` that has a hand-written baseline
 (``kernels/baselines/NAME.quill``): synthesize it from scratch with the default objective
-(estimated latency; ``--runs`` timed runs), count it, the baseline and the paper's published
+(estimated latency; ``--runs`` timed runs) and ``--layout padded`` (the spec's packing, each
+input zero padded where the spare slots make the kernel cheaper; ``--layout given`` for the
+spec's packing alone; ``--keys-of-baseline`` to stay within the baseline's rotation keys),
+count it, the baseline and the paper's published
 kernel, and measure them encrypted on OpenFHE in one interleaved run (:mod:`eval.latency`):
 (a) the three in one shared context, (b) ours at its own parameter set against the baseline
 at OpenFHE's defaults for its depth, (c) the baseline at our set; key generation and the
@@ -10,7 +13,7 @@ rotation keys' number and size. Every decryption is checked against the spec. Wr
 ``results.md``, ``results.csv`` and ``speedup.png`` into ``--out`` (default ``eval/``).
 
 Run: ``./dev eval`` or ``.venv/bin/python -m eval.run [--quick] [--out DIR] [--timeout S]
-[--kernel-timeout NAME=S ...] [NAME ...]``. Progress goes to stderr. Exit status 1 when a
+[--kernel-timeout NAME=S ...] [--layout given|padded] [--keys-of-baseline] [NAME ...]``. Progress goes to stderr. Exit status 1 when a
 kernel's evaluation failed or a decryption was wrong.
 """
 
@@ -100,6 +103,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the encrypted inputs")
     p.add_argument(
+        "--keys-of-baseline",
+        action="store_true",
+        help="ours within each baseline's rotation-key count (--max-rotation-keys K per kernel)",
+    )
+    p.add_argument(
         "--layout",
         choices=["given", "padded"],
         default="padded",
@@ -130,6 +138,9 @@ def settings(args: argparse.Namespace) -> dict[str, str]:
             if args.layout == "padded"
             else " (the spec's)"
         ),
+        "rotation keys of ours": "at most the baseline's (--max-rotation-keys per kernel)"
+        if args.keys_of_baseline
+        else "unbounded (keys break ties only)",
         "synthesis runs per kernel": str(args.runs),
         "timeout per synthesis": f"{args.timeout:.0f} s (per-kernel overrides: {overrides})",
         "interleaved latency rounds": str(args.reps),
@@ -152,6 +163,7 @@ def evaluate_all(
         seed=args.seed,
         verbose=args.verbose,
         layout=args.layout,
+        baseline_keys=args.keys_of_baseline,
     )
     evals: list[KernelEval] = []
     failed: dict[str, str] = {}
