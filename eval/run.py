@@ -13,8 +13,9 @@ rotation keys' number and size. Every decryption is checked against the spec. Wr
 ``results.md``, ``results.csv`` and ``speedup.png`` into ``--out`` (default ``eval/``).
 
 Run: ``./dev eval`` or ``.venv/bin/python -m eval.run [--quick] [--out DIR] [--timeout S]
-[--kernel-timeout NAME=S ...] [--layout given|padded] [--keys-of-baseline] [NAME ...]``. Progress goes to stderr. Exit status 1 when a
-kernel's evaluation failed or a decryption was wrong.
+[--kernel-timeout NAME=S ...] [--layout given|padded] [--keys-of-baseline] [NAME ...]``.
+Progress goes to stderr. Exit status 1 when a kernel's evaluation failed or a decryption
+was wrong.
 """
 
 from __future__ import annotations
