@@ -473,6 +473,13 @@ def _lifted(spec: Spec, small: Spec, budget: Budget, options: Options) -> Partia
     if not verify(program, ref).ok:
         log.info("%s: the kernel found at %s is wrong at %d slots", spec.name, sizes, spec.n)
         return None
+    keys = len(counts(program).rotation_keys)
+    if options.max_keys is not None and keys > options.max_keys:
+        # A reduction lifts to a longer one (EvalSum over more slots: more keys); at its
+        # own size the search keeps to the bound.
+        log.info("%s: the kernel lifted from %s needs %d rotation keys, more than %d",
+                 spec.name, sizes, keys, options.max_keys)  # fmt: skip
+        return None
     log.info("%s: whole kernel verified (lifted from %s)", spec.name, sizes)
     scope = f"lifted from the {sizes} instance ({found.optimal_scope})"
     # An elementwise kernel is optimal at every size once it is at one: on inputs that

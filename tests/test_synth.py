@@ -233,3 +233,12 @@ def test_a_step_out_of_its_share_takes_its_formula_as_written() -> None:
     assert verify(kernel, step).ok
     with pytest.raises(SynthesisError, match="within the timeout"):  # the command is over
         _step_kernel(step, nothing, Budget.seconds(0), None)
+
+
+def test_a_lifted_reduction_over_the_key_bound_is_synthesized_at_its_size() -> None:
+    # dot_product lifts from 4 slots, where EvalSum(4) needs 3 keys; at 8 slots EvalSum
+    # needs 4. Under a bound of 3 the kernel is found at 8 slots instead (a tree: 1, 2, 4).
+    spec = load_spec(KERNELS / "dot_product.spec")
+    result = synthesize(spec, timeout=60, options=Options(max_keys=3))
+    assert verify(result.program, spec).ok
+    assert len(counts(result.program).rotation_keys) <= 3
