@@ -140,3 +140,24 @@ def test_cli_synth_padded_emit_python_then_run(
     assert main(["run", spec, "--kernel", str(target), "--reps", "1"]) == 0
     assert "correct on all 8 output slots that matter" in capsys.readouterr().out
     assert load_module(target, cleartext_backend=True).SLOTS > 8  # the padded ciphertexts'
+
+
+def test_a_padded_kernel_saved_as_quill_is_checked_emitted_and_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A .quill file records only the program: the padding is found again, by proof.
+    spec = str(KERNELS / "corpus" / "energy3.spec")
+    quill = tmp_path / "energy3.quill"
+    argv = ["synth", spec, "--layout", "padded", "-o", str(quill), "--quiet"]
+    assert main([*argv, "--timeout", "60"]) == 0
+    assert main(["check", str(quill), "--spec", spec]) == 0
+    assert "under the client packing padded x" in capsys.readouterr().out
+    module = tmp_path / "energy3.py"
+    assert main(["emit", str(quill), "--spec", spec, "-o", str(module)]) == 0
+    assert main(["run", spec, "--kernel", str(module), "--reps", "1"]) == 0
+    assert "correct on all 8 output slots that matter" in capsys.readouterr().out
+    # A wrong natural kernel is still reported as wrong, with a counterexample.
+    wrong = tmp_path / "wrong.quill"
+    wrong.write_text(quill.read_text().replace("sub(", "add(", 1))
+    assert main(["check", str(wrong), "--spec", spec]) == 1
+    assert "differs from energy3 at slot" in capsys.readouterr().err

@@ -18,17 +18,21 @@ the packing back, to gather the inputs and read the output. It is found, not nam
 * None passing is a kernel that does not fit the spec (exit 2, the status for a kernel of
   another spec): it may be right for a packing the compiler does not offer, so it cannot be
   called wrong.
+* A kernel under a zero-padded packing (``--layout padded``) takes the spec's own inputs,
+  in more slots. One that is not equal to the spec on random inputs but is, on random
+  inputs and then by proof, to a padded packing's spec, is that packing's.
 """
 
 from __future__ import annotations
 
 from porcupine.cli.errors import UsageError
 from porcupine.layouts import Packing
-from porcupine.packings import options
+from porcupine.packings import options, padded
+from porcupine.slot_packing import FACTORS
 from quill.errors import QuillError
 from quill.ir import Program
 from quill.spec import Spec
-from quill.verify import check_signature, verify
+from quill.verify import agrees_on_random, check_signature, verify
 
 
 def packing_for(spec: Spec, program: Program) -> Packing | None:
@@ -37,7 +41,7 @@ def packing_for(spec: Spec, program: Program) -> Packing | None:
     proven equal to. Raises :class:`UsageError` when there is none."""
     try:
         check_signature(program, spec)
-        return None
+        return None if agrees_on_random(program, spec) else _padding_of(spec, program)
     except QuillError:
         pass  # not the spec's inputs: perhaps a packing's ciphertexts
     try:
@@ -64,3 +68,14 @@ def packing_for(spec: Spec, program: Program) -> Packing | None:
         f"kernel {program.name} takes ({shown}): not the inputs of spec {spec.name} "
         f"({inputs}), {why}"
     )
+
+
+def _padding_of(spec: Spec, program: Program) -> Packing | None:
+    """The zero-padded packing ``program`` is proven equal to, or ``None`` (then it is a
+    natural kernel that is wrong, and the caller's verification says where)."""
+    for factor in FACTORS:
+        packing = padded(spec, factor)
+        sampled = packing is not None and agrees_on_random(program, packing.spec)
+        if packing is not None and sampled and verify(program, packing.spec).ok:
+            return packing
+    return None
