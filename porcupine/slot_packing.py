@@ -28,6 +28,7 @@ from porcupine.packings import padded
 from porcupine.rewriting import Builder, rank
 from porcupine.rotation_forms import rearranged_rotations
 from porcupine.search import Options
+from quill.cost import program_cost
 from quill.ir import Instr, Program
 from quill.noise import parameters
 from quill.ops import Opcode
@@ -118,6 +119,9 @@ def _greedy(
             break
         current_rank, current = best
         merged = True
+        where = parameters(current, slots, options.table).param_set
+        log.info("%s: %s: %d ct*ct products, est. %.3f ms", program.name, packing.name,
+                 len(_products(current)), program_cost(current, where, options.table))  # fmt: skip
     return (current_rank, current) if merged and current_rank is not None else None
 
 
