@@ -9,7 +9,8 @@ independent products ``a * b`` and ``c * d`` of a verified kernel become one::
 where the shift ``s`` is a multiple of the spec's slots. The cross terms ``a * rot(d, -s)``
 and ``rot(c, -s) * b`` vanish at the slots that matter when the padding keeps the two
 copies' non-zero slots apart; nothing here reasons about supports: every merge is tried on
-random inputs, and the kernel kept is proven equal to the padded spec. A rotation of ``P``
+random inputs, and the kernel kept is proven equal to the padded spec (itself proven equal
+to the spec, :func:`porcupine.layouts.check`). A rotation of ``P``
 and up to two of the operands replace a ct*ct multiply (and a relinearization, when the
 product was not one of a sum relinearized once), and the rotations pass
 (:mod:`porcupine.rotation_forms`) then hoists them with the kernel's others, so the objective
@@ -23,7 +24,7 @@ import logging
 from dataclasses import dataclass
 
 from porcupine.budget import Budget
-from porcupine.layouts import Packing
+from porcupine.layouts import Packing, check
 from porcupine.packings import padded
 from porcupine.rewriting import Builder, rank
 from porcupine.rotation_forms import rearranged_rotations
@@ -83,7 +84,9 @@ def packed_products(
     if best is None:
         return None
     _, packing, kernel = best
-    if not verify(kernel, packing.spec).ok:  # the proof; the merges were only sampled
+    # The proofs: the padded spec is the spec, and the kernel (its merges only sampled so
+    # far) is the padded spec.
+    if not check(packing, spec) or not verify(kernel, packing.spec).ok:
         log.warning("%s: products packed into spare slots failed verification", spec.name)
         return None
     return PackedProducts(packing, kernel, (len(products), len(_products(kernel))))
