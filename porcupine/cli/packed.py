@@ -26,7 +26,7 @@ the packing back, to gather the inputs and read the output. It is found, not nam
 from __future__ import annotations
 
 from porcupine.cli.errors import UsageError
-from porcupine.layouts import Packing
+from porcupine.layouts import Packing, check
 from porcupine.packings import options, padded
 from porcupine.slot_packing import FACTORS
 from quill.errors import QuillError
@@ -77,5 +77,5 @@ def _padding_of(spec: Spec, program: Program) -> Packing | None:
         packing = padded(spec, factor)
         sampled = packing is not None and agrees_on_random(program, packing.spec)
         if packing is not None and sampled and verify(program, packing.spec).ok:
-            return packing
+            return packing if check(packing, spec) else None
     return None
