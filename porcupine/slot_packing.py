@@ -81,7 +81,7 @@ def packed_products(
         # needed a larger ring (a spec of many slots).
         if best is not None and parameters(best[2], best[1].spec.n, options.table).ring_dim <= ring:
             break
-    if best is None:
+    if best is None or budget.over:  # no proof is started past the budget: keep the natural
         return None
     _, packing, kernel = best
     # The proofs: the padded spec is the spec, and the kernel (its merges only sampled so
@@ -108,6 +108,8 @@ def _greedy(
         best: tuple[tuple[int, ...], Program] | None = None
         for first, second in itertools.permutations(_products(current), 2):
             for shift in range(n, slots, n):
+                if budget.over:
+                    break
                 candidate = _merged(current, first, second, normalize_amount(shift, slots))
                 if candidate is None or not agrees_on_random(candidate, packing.spec):
                     continue

@@ -161,3 +161,13 @@ def test_a_padded_kernel_saved_as_quill_is_checked_emitted_and_run(
     wrong.write_text(quill.read_text().replace("sub(", "add(", 1))
     assert main(["check", str(wrong), "--spec", spec]) == 1
     assert "differs from energy3 at slot" in capsys.readouterr().err
+
+
+def test_past_the_budget_no_merge_is_kept() -> None:
+    # Ctrl-C (a cancelled budget) or the deadline during the pass: the caller keeps the
+    # natural kernel, already proven, rather than wait for a proof it has no time for.
+    spec = load_spec(KERNELS / "sobel.spec")
+    program = load_program(KERNELS / "baselines" / "sobel.quill")
+    budget = Budget.seconds(None)
+    budget.cancel()
+    assert packed_products(program, spec, Options(), budget) is None
