@@ -19,6 +19,7 @@ prices what the merge really costs. Merges are greedy, the cheapest first, until
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from quill.noise import parameters
 from quill.ops import Opcode
 from quill.slots import normalize_amount
 from quill.spec import Spec
-from quill.transform import simplify
+from quill.transform import live_values
 from quill.verify import agrees_on_random, verify
 
 log = logging.getLogger("porcupine.slot_packing")
@@ -143,9 +144,9 @@ def _merged(program: Program, first: str, second: str, shift: int) -> Program | 
     """``program`` with products ``first`` and ``second`` computed by one product, the
     operands of ``second`` rotated ``shift`` slots past those of ``first``; ``None`` when
     one product depends on the other."""
-    defined = {i.dest: i for i in program.body}
-    if _depends(defined, first, second) or _depends(defined, second, first):
+    if _reads(program, first, second) or _reads(program, second, first):
         return None
+    defined = {i.dest: i for i in program.body}
     (a, b), (c, d) = defined[first].args, defined[second].args
     build = Builder(program)
     c_moved = build.op(Opcode.ROT, c, amount=-shift)
@@ -159,26 +160,15 @@ def _merged(program: Program, first: str, second: str, shift: int) -> Program | 
     ]
     rest = [i for i in program.body if i.dest not in (first, second)]
     known = {p.name for p in program.params} | {c.name for c in program.consts}
-    body = _in_order(rest + merged, known)
-    return simplify(Program(program.name, program.params, program.consts, body, program.result))
+    return build.finish(program, _in_order(rest + merged, known), program.result)
 
 
-def _depends(defined: dict[str, Instr], value: str, on: str) -> bool:
+def _reads(program: Program, value: str, on: str) -> bool:
     """Whether computing ``value`` reads ``on``."""
-    seen: set[str] = set()
-    todo = [value]
-    while todo:
-        name = todo.pop()
-        if name == on and name != value:
-            return True
-        if name in seen or name not in defined:
-            continue
-        seen.add(name)
-        todo.extend(defined[name].args)
-    return False
+    return on != value and on in live_values(dataclasses.replace(program, result=value))
 
 
-def _in_order(body: list[Instr], known: set[str]) -> tuple[Instr, ...]:
+def _in_order(body: list[Instr], known: set[str]) -> list[Instr]:
     """``body`` ordered so that every value is defined before it is read, otherwise as
     given (the merged product goes where both products' operands exist)."""
     done = set(known)
@@ -189,4 +179,4 @@ def _in_order(body: list[Instr], known: set[str]) -> tuple[Instr, ...]:
         ins = waiting.pop(ready)
         ordered.append(ins)
         done.add(ins.dest)
-    return tuple(ordered)
+    return ordered
