@@ -252,6 +252,11 @@ class Spec:
     hints: Hints
     _unrolled: Unrolled = field(compare=False, repr=False)
 
+    @property
+    def origin(self) -> Origin:
+        """Where the spec comes from: its parsed file and the derivations applied since."""
+        return self._unrolled.origin
+
     def at(self, params: Mapping[str, int] | None = None) -> Spec:
         """The same spec instantiated with other parameters (``None``: its defaults), from the
         parsed file kept on it (no text is parsed again); a spec derived by
