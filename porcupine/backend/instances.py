@@ -83,8 +83,8 @@ def _instance_array(name: str, values: npt.ArrayLike) -> Slots:
     if array.ndim != layout.ndim + 1 or array.shape[1:] != layout.shape:
         raise ValueError(
             f"input {name!r} has shape {array.shape}; a batch of instances has shape "
-            f"(instances, {', '.join(map(str, layout.shape))}) (one instance per row of "
-            "the first axis)"
+            f"({', '.join(['instances', *map(str, layout.shape)])}): one instance per "
+            "index of the first axis"
         )
     if name in INPUT_RANGES:
         low, high = INPUT_RANGES[name]
@@ -94,7 +94,9 @@ def _instance_array(name: str, values: npt.ArrayLike) -> Slots:
             what = "bits (0 or 1)" if name in BIT_INPUTS else f"values in {low}..{high}"
             raise ValueError(
                 f"input {name!r} must hold {what}, its declared range (the kernel relies on "
-                f"it), but instance {where[0]}'s element {where[1:]} is {array[where]}"
+                f"it), but instance {where[0]}"
+                + (f"'s element {where[1:]}" if layout.ndim else "")
+                + f" is {array[where]}"
             )
     count = array.shape[0]
     residues = (array % PLAINTEXT_MODULUS).astype(np.int64).reshape(count, layout.size)
