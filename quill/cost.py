@@ -106,10 +106,11 @@ MAX_MS = 1e6
 values would overflow the sums (a 1e307 ms entry did)."""
 
 
-def check_rows(rows: object) -> dict[str, dict[str, float]]:
+def check_rows(rows: object, *, complete: bool = True) -> dict[str, dict[str, float]]:
     """``rows`` (a table's ``latency_ms``) as latencies, or a ValueError saying what is wrong:
-    a row for every parameter set of :mod:`quill.params` and no other key, every row all
-    :data:`KEYS` as milliseconds from :data:`MIN_MS` to :data:`MAX_MS`."""
+    a row for every parameter set of :mod:`quill.params` (some of them, unless
+    ``complete``) and no other key, every row all :data:`KEYS` as milliseconds from
+    :data:`MIN_MS` to :data:`MAX_MS`."""
     if not isinstance(rows, dict) or not rows:
         raise ValueError("'latency_ms' must map parameter set names to rows of latencies")
     table: dict[str, dict[str, float]] = {}
@@ -142,7 +143,7 @@ def check_rows(rows: object) -> dict[str, dict[str, float]]:
                 )
         table[name] = {k: float(row[k]) for k in KEYS}
     absent = [s for s in BY_NAME if s not in table]
-    if absent:
+    if absent and complete:
         raise ValueError(
             f"'latency_ms' has no row for parameter set {', '.join(absent)}: a table prices "
             "every set (the compiler would silently never choose a missing one)"
@@ -150,11 +151,13 @@ def check_rows(rows: object) -> dict[str, dict[str, float]]:
     return table
 
 
-def load_table(path: str | Path) -> CostTable:
+def load_table(path: str | Path, *, complete: bool = True) -> CostTable:
     """Read a table written by ``porcupine calibrate`` (or the package's own); ValueError
-    when it is not one (:func:`check_rows`)."""
+    when it is not one (:func:`check_rows`; a table of some sets only with ``complete``
+    false, as ``calibrate(sets=...)`` measures)."""
     data = json.loads(Path(path).read_text())
-    return CostTable(check_rows(data.get("latency_ms")), source=str(data.get("source", path)))
+    rows = check_rows(data.get("latency_ms"), complete=complete)
+    return CostTable(rows, source=str(data.get("source", path)))
 
 
 DEFAULT_TABLE_PATH = Path(__file__).with_name("data") / "costs.json"
