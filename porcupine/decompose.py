@@ -213,7 +213,10 @@ def _stages(
     """Stages for ``factors``, one per shape up to translation, except a factor that
     contains another one (``sxx + syy`` waits for the round after ``sxx`` and ``syy`` are
     stages, and then reads them). A reduction's stages are scalars, read unshifted only."""
+    # A factor that is a constant (``0 * a``) or a scaled read (``2 * a``) is no step of its
+    # own: it is left in the formula, where the lowering folds or scales it.
     placed = [(f, *_canonical(f, s0, layout)) for f in factors]
+    placed = [(f, key, shift) for f, key, shift in placed if not _read_or_constant(key)]
     keys = {key for _, key, _ in placed}
     found: dict[Key, list[Position]] = {}
     for f, key, shift in placed:
@@ -258,17 +261,23 @@ def _shifted(p: Placed, by: Position) -> Placed:
     }
 
 
-def _lowest(p: Placed) -> Position:
-    return min(off for m in p for _, off in m)
+def _lowest(p: Placed) -> Position | None:
+    """The smallest offset ``p`` reads; ``None`` for a constant (it reads nothing)."""
+    return min((off for m in p for _, off in m), default=None)
+
+
+def _read_or_constant(key: Key) -> bool:
+    """Whether the polynomial ``key`` is a constant or a multiple of one read."""
+    return len(key) <= 1 and all(len(m) <= 1 for m, _ in key)
 
 
 def _canonical(t: Term, s0: int, layout: _Layout) -> tuple[Key, Position]:
     """``t``'s polynomial with leaves as offsets from its smallest one, and that offset
     (from output slot ``s0``)."""
     placed = _placed(t, s0, layout)
-    if not placed:
-        return (), tuple(0 for _ in layout.shape)
     shift = _lowest(placed)
+    if shift is None:  # a constant: the same at every offset
+        return tuple(sorted(placed.items())), tuple(0 for _ in layout.shape)
     moved = _shifted(placed, tuple(-d for d in shift))
     return tuple(sorted(moved.items())), shift
 
@@ -287,7 +296,7 @@ def _substitute(term: Term, s0: int, layout: _Layout, stages: list[_Stage]) -> T
     def grouped(parts: list[Term]) -> list[Term]:
         placed = [_placed(p, s0, layout) for p in parts]
         for stage in sorted(stages, key=lambda st: -len(st.key)):
-            for shift in {_lowest(p) for p in placed if p}:
+            for shift in {at for p in placed if (at := _lowest(p)) is not None}:
                 remaining = _shifted(dict(stage.key), shift)
                 chosen = []
                 for i, p in enumerate(placed):

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from quill.errors import QuillError
 from quill.ops import Kind
+from quill.params import LARGEST_ROW
 from quill.spec import Spec
 from quill.spec_ast import (
     Decl,
@@ -45,7 +46,7 @@ from quill.verify import symbolic_inputs
 log = logging.getLogger("porcupine.layouts")
 
 Element = tuple[str, int]  # (input, flat element index)
-MAX_SLOTS = 1 << 15  # a packing must fit a BFV row at the largest usual ring dimension
+MAX_SLOTS = LARGEST_ROW  # a packing must fit a row of the largest ring of quill.params
 
 
 @dataclass(frozen=True)

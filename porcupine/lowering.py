@@ -2,13 +2,16 @@
 
 The sketch search finds kernels whose every slot computes the same formula, moved by
 rotations. A spec whose inputs do not line up with its output (a filter in the first
-slots, a matrix product in row-major order) needs data movement first: for each read of
-the formula, a ciphertext holding, at every output slot, the element that read takes
-there. :func:`lower` builds each such ciphertext from masks (a ct*pt multiply by a 0/1
+slots, a matrix product in row-major order, a read past the end of a ``pad zero`` input)
+needs data movement first: for each read of the formula, a ciphertext holding, at every
+output slot, the element that read takes there (0 where it reads past a padded input's
+end). :func:`lower` builds each such ciphertext from masks (a ct*pt multiply by a 0/1
 plaintext) and rotations, grouping the slots that move by the same offset, or by one mask
 and an ``EvalSum`` when every slot takes the same element; then it evaluates the formula
-slot by slot. The kernel is verified like any other; it is a correct starting point, not
-an optimum.
+slot by slot. Arithmetic on constants alone is folded into one plaintext constant; a value
+with no ciphertext in it that must meet another plaintext (there is no plaintext-plaintext
+instruction) is first added to a ciphertext of zeros. The kernel is verified like any
+other; it is a correct starting point, not an optimum.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from quill.ir import Const, Instr, Param, Program
-from quill.ops import Kind, Opcode
+from quill.ops import OPS, Kind, Opcode
 from quill.slots import T, normalize_amount
 from quill.spec import Spec
 from quill.spec_eval import Add, InputSlot, Mul, Negate, Power, StageSlot, Sub, Term, children
@@ -25,16 +28,19 @@ from quill.spec_eval import Const as ConstTerm
 from quill.transform import simplify
 
 Value = tuple[str, Kind]  # a name in the program, and its kind
+Operand = Value | int  # a named value, or a constant (mod t, the same in every slot) not yet named
+Read = tuple[str, int | None]  # an input and the slot a read takes; None: 0, past a padded end
 
 
 class _Builder:
-    """Straight-line Quill with fresh names and constants."""
+    """Straight-line Quill with fresh names and constants; every instruction well-typed."""
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.body: list[Instr] = []
         self.consts: dict[tuple[int, ...], str] = {}
         self.count = 0
+        self.zeros: Value | None = None
 
     def fresh(self) -> str:
         self.count += 1
@@ -46,77 +52,149 @@ class _Builder:
         return self.consts[values], Kind.PT
 
     def op(self, opcode: Opcode, *args: Value, amount: int | None = None) -> Value:
+        kinds = tuple(k for _, k in args)
+        assert kinds == OPS[opcode].operands, f"{opcode.value} takes {OPS[opcode].operands}"
         name = self.fresh()
         self.body.append(Instr(name, opcode, tuple(a for a, _ in args), amount))
         return name, Kind.CT
 
-    def binary(self, family: str, a: Value, b: Value) -> Value:
-        """add, sub or mul of two values, a plaintext second (swapped where it commutes)."""
-        if a[1] is Kind.PT and b[1] is Kind.CT and family != "sub":
+    def named(self, x: Operand) -> Value:
+        return self.const((x % T,)) if isinstance(x, int) else x
+
+    def ciphertext(self, x: Operand) -> Value:
+        """``x`` as a ciphertext: a plaintext or constant is added to a ciphertext of zeros
+        (one input minus itself), the only way to compute on it further."""
+        if not isinstance(x, int) and x[1] is Kind.CT:
+            return x
+        if self.zeros is None:
+            first = next(d.name for d in self.spec.inputs if d.kind is Kind.CT)
+            self.zeros = self.op(Opcode.SUB_CC, (first, Kind.CT), (first, Kind.CT))
+        if x == 0:
+            return self.zeros
+        return self.op(Opcode.ADD_CP, self.zeros, self.named(x))
+
+    def binary(self, family: str, a: Operand, b: Operand) -> Operand:
+        """add, sub or mul of two values: constants folded, a plaintext second (swapped
+        where it commutes)."""
+        if isinstance(a, int) and isinstance(b, int):
+            return {"add": a + b, "sub": a - b, "mul": a * b}[family] % T
+        if family == "mul" and 0 in (a, b):
+            return 0
+        if (family == "mul" and a == 1) or (family == "add" and a == 0):
+            return b
+        if (family == "mul" and b == 1) or (family in ("add", "sub") and b == 0):
+            return a
+        if not _is_ct(a) and not _is_ct(b):
+            a = self.ciphertext(a)
+        if not _is_ct(a) and family != "sub":
             a, b = b, a
-        if a[1] is Kind.PT:  # pt - ct: negate, then add
-            return self.binary("add", self.op(Opcode.NEG, b), a)
+        if not _is_ct(a):  # pt - ct: negate, then add
+            return self.binary("add", self.op(Opcode.NEG, self.ciphertext(b)), a)
+        b = self.named(b)
         table = {
             ("add", Kind.CT): Opcode.ADD_CC, ("sub", Kind.CT): Opcode.SUB_CC,
             ("mul", Kind.CT): Opcode.MUL_CC, ("add", Kind.PT): Opcode.ADD_CP,
             ("sub", Kind.PT): Opcode.SUB_CP, ("mul", Kind.PT): Opcode.MUL_CP,
         }  # fmt: skip
+        assert not isinstance(a, int)
         return self.op(table[family, b[1]], a, b)
 
-    def program(self, result: Value) -> Program:
+    def negate(self, a: Operand) -> Operand:
+        if isinstance(a, int):
+            return -a % T
+        return self.op(Opcode.NEG, self.ciphertext(a))
+
+    def program(self, result: Operand) -> Program:
+        out = self.ciphertext(result)
         params = tuple(Param(d.name, d.kind) for d in self.spec.inputs)
         consts = tuple(Const(name, values) for values, name in self.consts.items())
-        return Program(self.spec.name, params, consts, tuple(self.body), result[0])
+        return Program(self.spec.name, params, consts, tuple(self.body), out[0])
+
+
+def _is_ct(x: Operand) -> bool:
+    return not isinstance(x, int) and x[1] is Kind.CT
 
 
 def lower(spec: Spec) -> Program | None:
     """The direct kernel for ``spec``, or ``None`` when its output slots do not all compute
-    one formula (up to which elements they read), a plaintext input would need moving, or
-    it has stages."""
-    if spec.stages:
+    one formula (up to which elements they read, and reads past a padded input's end), a
+    plaintext input would need moving, it has no ciphertext input, or it has stages."""
+    if spec.stages or all(d.kind is not Kind.CT for d in spec.inputs):
         return None
-    terms, template, shape = _formula(spec)
-    slots = sorted(terms)
-    if any(_shape(t) != shape for t in terms.values()):
+    reads = _aligned_reads(spec)
+    if reads is None:
         return None
-    reads = {o: _reads(t) for o, t in terms.items()}
+    template, by_slot = reads
     b = _Builder(spec)
-    gathered: list[Value] = []
+    gathered: list[Operand] = []
     for p, (name, _) in enumerate(_reads(template)):
-        source = {o: reads[o][p][1] for o in slots}
-        value = _gather(b, spec, name, source)
+        value = _gather(b, spec, name, {o: r[p][1] for o, r in by_slot.items()})
         if value is None:
             return None
         gathered.append(value)
-    result = _evaluate(b, template, iter(gathered))
-    if result[1] is Kind.PT:
-        return None
-    return simplify(b.program(result))
+    return simplify(b.program(_evaluate(b, template, iter(gathered))))
 
 
 def needs_movement(spec: Spec) -> bool:
     """Whether some read of the formula takes its element at a different offset from
-    different output slots (a filter's tap, a matrix row): rotations alone, which move
-    every slot by the same amount, cannot line that up; masks can. (Specs with stages are
-    synthesized stage by stage and do not come here.)"""
+    different output slots (a filter's tap, a matrix row), or reads past a padded input's
+    end at some slots only: rotations alone, which move every slot by the same amount,
+    cannot line that up; masks can. (Specs with stages are synthesized stage by stage and
+    do not come here.)"""
     if spec.stages:
         return False
-    terms, _, shape = _formula(spec)
-    offsets: defaultdict[int, set[int]] = defaultdict(set)
-    for o, t in terms.items():
-        if _shape(t) != shape:
-            continue
-        for p, (_, s) in enumerate(_reads(t)):
-            offsets[p].add(normalize_amount(s - o, spec.n))
+    reads = _aligned_reads(spec)
+    if reads is None:
+        return False
+    offsets: defaultdict[int, set[int | None]] = defaultdict(set)
+    for o, rs in reads[1].items():
+        for p, (_, s) in enumerate(rs):
+            offsets[p].add(None if s is None else normalize_amount(s - o, spec.n))
     return any(len(v) > 1 for v in offsets.values())
 
 
-def _formula(spec: Spec) -> tuple[dict[int, Term], Term, object]:
-    """The output's term at every slot that matters, the one at the middle slot (the
-    formula), and that formula's shape."""
-    terms = dict(spec._unrolled.terms[spec.output.name])
-    template = terms[sorted(terms)[len(terms) // 2]]
-    return terms, template, _shape(template)
+def _aligned_reads(spec: Spec) -> tuple[Term, dict[int, list[Read]]] | None:
+    """The formula (the output's term with the most reads, the middle slot's if it is one of
+    them) and, at every output slot that matters, the reads its term takes in the formula's
+    order; ``None`` when some slot computes another formula."""
+    terms = spec._unrolled.terms[spec.output.name]
+    slots = sorted(terms)
+    middle = slots[len(slots) // 2]
+    counts = {o: len(_reads(t)) for o, t in terms.items()}
+    template = terms[max([middle, *slots], key=lambda o: counts[o])]
+    padded = {d.name for d in spec.inputs if d.pad}
+    by_slot: dict[int, list[Read]] = {}
+    for o in slots:
+        matched = _match(template, terms[o], padded)
+        if matched is None:
+            return None
+        by_slot[o] = matched
+    return template, by_slot
+
+
+def _match(x: Term, y: Term, padded: set[str]) -> list[Read] | None:
+    """The reads of ``y`` where it is ``x``'s formula up to which elements it reads (a 0
+    standing for a read of a padded input), in ``x``'s order; ``None`` when it is not."""
+    if isinstance(x, InputSlot):
+        if isinstance(y, InputSlot) and y.name == x.name:
+            return [(y.name, y.slot)]
+        return [(x.name, None)] if x.name in padded and y == ConstTerm(0) else None
+    if isinstance(x, StageSlot):
+        raise ValueError("stages are lowered one by one")
+    if isinstance(x, ConstTerm) or type(x) is not type(y):
+        return [] if x == y else None
+    if isinstance(x, Power) and isinstance(y, Power) and x.exponent != y.exponent:
+        return None
+    xs, ys = children(x), children(y)
+    if len(xs) != len(ys):
+        return None
+    out: list[Read] = []
+    for a, c in zip(xs, ys, strict=True):
+        got = _match(a, c, padded)
+        if got is None:
+            return None
+        out += got
+    return out
 
 
 def _reads(t: Term) -> list[tuple[str, int]]:
@@ -127,39 +205,39 @@ def _reads(t: Term) -> list[tuple[str, int]]:
     return [r for c in children(t) for r in _reads(c)]
 
 
-def _shape(t: Term) -> object:
-    if isinstance(t, InputSlot):
-        return t.name
-    if isinstance(t, ConstTerm):
-        return ("const", t.value)
-    extra = t.exponent if isinstance(t, Power) else None
-    return (type(t).__name__, extra, tuple(_shape(c) for c in children(t)))
-
-
-def _gather(b: _Builder, spec: Spec, name: str, source: dict[int, int]) -> Value | None:
-    """A value holding, at each output slot ``o``, element ``source[o]`` of input ``name``."""
+def _gather(b: _Builder, spec: Spec, name: str, source: dict[int, int | None]) -> Operand | None:
+    """A value holding, at each output slot ``o``, element ``source[o]`` of input ``name``
+    (0 where that is ``None``)."""
     n, decl = spec.n, spec.input(name)
     here: Value = (name, decl.kind)
     by_offset: defaultdict[int, set[int]] = defaultdict(set)
     for o, s in source.items():
-        by_offset[normalize_amount(s - o, n)].add(s)
-    if list(by_offset) == [0]:
+        if s is not None:
+            by_offset[normalize_amount(s - o, n)].add(s)
+    if not by_offset:
+        return 0
+    zero_at = {o for o, s in source.items() if s is None}
+    if list(by_offset) == [0] and not zero_at:
         return here
     if decl.kind is Kind.PT:
         return None  # a plaintext is not moved: no rotation or mask applies to it
     every = set(range(decl.layout.size)) if decl.zero_outside else set(range(n))
-    if len(set(source.values())) == 1 and n & (n - 1) == 0 and len(source) > 1:
-        (s,) = set(source.values())  # one element everywhere: mask it, then add up all slots
-        return b.op(Opcode.SUM, b.binary("mul", here, b.const(_mask({s}, n))), amount=n)
+    if len(set(source.values())) == 1 and n & (n - 1) == 0 and len(source) > 1 and not zero_at:
+        # One element everywhere: mask it, then add up all slots.
+        (s,) = set().union(*by_offset.values())
+        return b.op(Opcode.SUM, b.op(Opcode.MUL_CP, here, b.const(_mask({s}, n))), amount=n)
     pieces = []
     for offset, needed in sorted(by_offset.items()):
-        # Slots moving by another offset must not come along; others are don't-care.
-        others = set().union(*(v for k, v in by_offset.items() if k != offset))
-        part = here if not (others & every) else b.binary("mul", here, b.const(_mask(needed, n)))
+        # Output slots that take another offset, or 0, must get nothing from this piece
+        # (other slots are don't-care): unless what lands there is 0 anyway, mask.
+        elsewhere = {o for o, s in source.items() if s is None or (s - o - offset) % n}
+        landing = {(o + offset) % n for o in elsewhere}
+        masked = bool(landing & every)
+        part = b.op(Opcode.MUL_CP, here, b.const(_mask(needed, n))) if masked else here
         pieces.append(part if offset == 0 else b.op(Opcode.ROT, part, amount=offset))
     total = pieces[0]
     for p in pieces[1:]:
-        total = b.binary("add", total, p)
+        total = b.op(Opcode.ADD_CC, total, p)
     return total
 
 
@@ -167,14 +245,14 @@ def _mask(slots: set[int], n: int) -> tuple[int, ...]:
     return tuple(1 if s in slots else 0 for s in range(n))
 
 
-def _evaluate(b: _Builder, t: Term, leaves: Iterator[Value]) -> Value:
+def _evaluate(b: _Builder, t: Term, leaves: Iterator[Operand]) -> Operand:
     """``t`` slot by slot, its reads taken in order from ``leaves``."""
 
-    def go(x: Term) -> Value:
+    def go(x: Term) -> Operand:
         if isinstance(x, InputSlot):
             return next(leaves)
         if isinstance(x, ConstTerm):
-            return b.const((x.value % T,))
+            return x.value % T
         if isinstance(x, Add):
             acc = go(x.parts[0])
             for p in x.parts[1:]:
@@ -185,7 +263,7 @@ def _evaluate(b: _Builder, t: Term, leaves: Iterator[Value]) -> Value:
         if isinstance(x, Mul):
             return b.binary("mul", go(x.left), go(x.right))
         if isinstance(x, Negate):
-            return b.op(Opcode.NEG, go(x.operand))
+            return b.negate(go(x.operand))
         assert isinstance(x, Power)
         base = go(x.base)
         out = base

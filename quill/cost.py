@@ -97,10 +97,20 @@ class CostTable:
         return self.latency_ms[param_set.name]
 
 
-def check_rows(rows: object) -> dict[str, dict[str, float]]:
+MIN_MS = 0.001
+"""The smallest latency a table may give: one microsecond, the unit costs are summed in
+(:func:`row_us`); less would price an instruction at nothing."""
+
+MAX_MS = 1e6
+"""The largest latency a table may give: 1000 s for one instruction is a typo, and larger
+values would overflow the sums (a 1e307 ms entry did)."""
+
+
+def check_rows(rows: object, *, complete: bool = True) -> dict[str, dict[str, float]]:
     """``rows`` (a table's ``latency_ms``) as latencies, or a ValueError saying what is wrong:
-    every key a parameter set of :mod:`quill.params`, every row all :data:`KEYS` as positive
-    finite milliseconds."""
+    a row for every parameter set of :mod:`quill.params` (some of them, unless
+    ``complete``) and no other key, every row all :data:`KEYS` as milliseconds from
+    :data:`MIN_MS` to :data:`MAX_MS`."""
     if not isinstance(rows, dict) or not rows:
         raise ValueError("'latency_ms' must map parameter set names to rows of latencies")
     table: dict[str, dict[str, float]] = {}
@@ -126,15 +136,28 @@ def check_rows(rows: object) -> dict[str, dict[str, float]]:
             if not numeric or not math.isfinite(value) or value <= 0:
                 shown = reprlib.repr(value)
                 raise ValueError(f"{where}[{key!r}] is {shown}: must be a positive number of ms")
+            if not MIN_MS <= value <= MAX_MS:
+                raise ValueError(
+                    f"{where}[{key!r}] is {value:g} ms: a latency must lie between {MIN_MS:g} "
+                    f"and {MAX_MS:g} ms"
+                )
         table[name] = {k: float(row[k]) for k in KEYS}
+    absent = [s for s in BY_NAME if s not in table]
+    if absent and complete:
+        raise ValueError(
+            f"'latency_ms' has no row for parameter set {', '.join(absent)}: a table prices "
+            "every set (the compiler would silently never choose a missing one)"
+        )
     return table
 
 
-def load_table(path: str | Path) -> CostTable:
+def load_table(path: str | Path, *, complete: bool = True) -> CostTable:
     """Read a table written by ``porcupine calibrate`` (or the package's own); ValueError
-    when it is not one (:func:`check_rows`)."""
+    when it is not one (:func:`check_rows`; a table of some sets only with ``complete``
+    false, as ``calibrate(sets=...)`` measures)."""
     data = json.loads(Path(path).read_text())
-    return CostTable(check_rows(data.get("latency_ms")), source=str(data.get("source", path)))
+    rows = check_rows(data.get("latency_ms"), complete=complete)
+    return CostTable(rows, source=str(data.get("source", path)))
 
 
 DEFAULT_TABLE_PATH = Path(__file__).with_name("data") / "costs.json"

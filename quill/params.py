@@ -127,6 +127,10 @@ SETS: tuple[ParameterSet, ...] = tuple(
 )  # fmt: skip
 """Every set the compiler may choose, by ring dimension, then capacity."""
 
+LARGEST_ROW = max(s.slots for s in SETS)
+"""The most slots a kernel may use: a row of the largest ring of :data:`SETS`. Larger data
+is tiled by the application (one kernel call per block)."""
+
 BY_NAME: dict[str, ParameterSet] = {s.name: s for s in SETS}
 assert len(BY_NAME) == len(SETS), "set names are unique"
 

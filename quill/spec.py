@@ -48,8 +48,9 @@ Beyond the brief, documented here:
 * Stages may be declared in any order; reading each other in a cycle is an error, and so is
   a stage no slot that matters depends on.
 * ``hint rotations`` amounts are normalised into ``(-n/2, n/2]`` (the same rotation), deduped.
-* Limits that keep a typo from hanging the tool: ``n <= 65536``, exponents ``<= 64``, and at
-  most a few million unrolled terms per spec.
+* Limits: ``n`` at most a row of the largest ring of :mod:`quill.params` (8192 slots; larger
+  data is tiled by the application), and, to keep a typo from hanging the tool, exponents
+  ``<= 64`` and at most a few million unrolled terms per spec.
 * :class:`InputDecl` has one extra field, ``zero_outside`` (default ``True``): ``False`` marks
   an input whose slots outside its layout are arbitrary, as for a stage that
   :meth:`Spec.with_stages_as_inputs` turned into an input (an earlier kernel computed it and

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 
 from quill.errors import Location, QuillSemanticError
 from quill.ops import Kind, Opcode
+from quill.params import LARGEST_ROW
 from quill.slots import T, is_power_of_two, normalize_amount
 from quill.spec_ast import (
     Comparison,
@@ -39,7 +40,7 @@ from quill.spec_model import (
 )
 from quill.spec_unroll import assemble
 
-MAX_SLOTS = 1 << 16  # the most slots a BFV row offers at the largest usual ring dimension
+MAX_SLOTS = LARGEST_ROW  # a row of the largest ring of quill.params: nothing larger can run
 MAX_VALUE = (T - 1) // 2  # input ranges lie in -MAX_VALUE..MAX_VALUE: one value per residue
 
 
@@ -55,6 +56,21 @@ def instantiate(source: SpecFile, params: Mapping[str, int] | None = None) -> Sp
         raise QuillSemanticError(
             "expression nested too deeply", Location(source.file, 1, 1), "simplify the spec"
         ) from None
+
+
+def _fitting(ctx: Context, e: Expr, params: dict[str, int], overrides: Mapping[str, int]) -> str:
+    """The largest size that fits, said as the override to give where one was given."""
+    for key in overrides:
+        value = params[key] // 2
+        while value >= 1:
+            try:
+                n = param_value(ctx, e, {**params, key: value}, "`slots`")
+            except QuillSemanticError:
+                break
+            if n <= MAX_SLOTS and is_power_of_two(n):
+                return f"the largest that fits is --param {key}={value} ({n} slots)"
+            value //= 2
+    return f"at most {MAX_SLOTS} slots fit"
 
 
 class _Layers:
@@ -184,7 +200,11 @@ def _instantiate(f: SpecFile, overrides: dict[str, int]) -> Spec:
         )
     if n > MAX_SLOTS:
         raise ctx.error(
-            f"`slots` is {n}, more than the {MAX_SLOTS} a BFV ciphertext holds", slots.span
+            f"`slots` is {n}, more than the {MAX_SLOTS} in a row of the largest ring the "
+            f"compiler has (N = {2 * MAX_SLOTS}): no parameter set can run it",
+            slots.span,
+            f"{_fitting(ctx, slots.expr, params, overrides)}; larger data is tiled by the "
+            f"application, one kernel call per block of at most {MAX_SLOTS} slots",
         )
 
     inputs = tuple(_input(ctx, d, params, n) for d in input_decls)

@@ -86,6 +86,23 @@ def test_a_param_given_twice_is_refused() -> None:
     assert_clean(porcupine("synth", BLUR_SPEC, "--param", "w=4", "--param", "w=8"), 2, "twice")
 
 
+@pytest.mark.parametrize(
+    ("spec", "param", "fits"),
+    [
+        ("box_blur.spec", "w=4096", "--param w=2048"),
+        ("dot_product.spec", "n=16384", "--param n=8192"),
+    ],
+)
+def test_sizes_past_the_largest_ring_are_refused_saying_what_fits(
+    spec: str, param: str, fits: str
+) -> None:
+    out = porcupine("synth", str(KERNELS / spec), "--param", param)
+    assert_clean(out, 2, "more than the 8192 in a row of the largest ring")
+    assert f"the largest that fits is {fits} (8192 slots)" in out.stderr
+    assert "tiled by the application" in out.stderr
+    assert not _started(out.stderr)
+
+
 def _table(tmp_path: Path, edit: object) -> str:
     data = json.loads(DEFAULT_TABLE_PATH.read_text())
     path = tmp_path / "costs.json"
@@ -96,6 +113,14 @@ def _table(tmp_path: Path, edit: object) -> str:
 def _set(ring: str, key: str, value: object) -> object:
     def edit(data: dict[str, dict[str, dict[str, object]]]) -> str:
         data["latency_ms"][ring][key] = value
+        return json.dumps(data)
+
+    return edit
+
+
+def _drop(name: str) -> object:
+    def edit(data: dict[str, dict[str, object]]) -> str:
+        del data["latency_ms"][name]
         return json.dumps(data)
 
     return edit
@@ -122,6 +147,9 @@ def _set(ring: str, key: str, value: object) -> object:
         (_set("n8192_q120_w0", "relin", float("nan")), "'relin'] is nan"),
         (_set("n8192_q120_w0", "relin", float("inf")), "'relin'] is inf"),
         (_set("n4096_q108_w0", "rotate_fast", 1.0), "unknown rows 'rotate_fast'"),
+        (_set("n4096_q108_w0", "rotate", 1e307), "'rotate'] is 1e+307 ms: a latency must lie"),
+        (_set("n8192_q120_w0", "add", 1e-9), "'add'] is 1e-09 ms: a latency must lie"),
+        (_drop("n8192_q162_w27"), "no row for parameter set n8192_q162_w27"),
         ('{"latency_ms": {"n4096_q108_w0": {"add": 1' + "0" * 5000 + "}}}", "is not JSON"),
     ],
 )
