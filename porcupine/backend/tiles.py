@@ -25,8 +25,6 @@ slots: an elementwise stencil).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,6 +44,10 @@ TILE_MARGINS: tuple[tuple[int, int], ...] = ((0, 0),)
 TILE_FILL: dict[str, int] = {}
 TILE_REASON = ""
 # --- tiles: copied into every emitted module (after the runtime) ---
+# The section goes after the runtime's code, which imports math, numpy (np, npt) and Any;
+# what it needs besides is imported here.
+from collections.abc import Iterable, Iterator, Mapping  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 
 MaskedOutput = np.ma.MaskedArray[Any, np.dtype[np.int64]]
 

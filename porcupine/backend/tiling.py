@@ -40,7 +40,8 @@ from quill.verify import reference
 
 Index = tuple[int, ...]
 RelVar = tuple[int, Index]  # (input position in spec.inputs, offset from the output element)
-RelMonomial = tuple[RelVar, ...]
+Formula = frozenset[tuple[tuple[RelVar, ...], int]]
+"""A formula relative to its output element: (term's variables, coefficient) pairs."""
 
 KINDS = ("stencil", "reduction", "fixed")
 
@@ -63,8 +64,8 @@ class Tiling:
     reason: str = ""
 
 
-def _fixed(reason: str) -> Tiling:
-    return Tiling("fixed", reason=reason)
+def _fixed(reason: str) -> tuple[Tiling, Formula]:
+    return Tiling("fixed", reason=reason), frozenset()
 
 
 def derive_tiling(spec: Spec) -> Tiling:
@@ -76,7 +77,7 @@ def derive_tiling(spec: Spec) -> Tiling:
     """
     default = spec.at()
     base = default if default.n <= spec.n else spec
-    found = _classify(base)
+    found, formula = _derive(base)
     if found.kind == "fixed" or not base.params:
         return found
     doubled = {name: 2 * value for name, value in base.params}
@@ -87,15 +88,20 @@ def derive_tiling(spec: Spec) -> Tiling:
         return _fixed(
             f"the spec cannot be instantiated at twice its size ({at}: {e.message}), so its "
             f"formula cannot be confirmed to be the same at every size"
-        )
-    again = _classify(larger)
+        )[0]
+    again, formula_again = _derive(larger)
+    if again == found and formula_again != formula:
+        return _fixed(
+            f"the formula changes with the size: at {at} its terms or coefficients differ "
+            f"from those at {_params(base)} (a param used as a value?)"
+        )[0]
     if again != found:
         what = again.reason if again.kind == "fixed" else f"reads {again.reads}"
         return _fixed(
             f"the formula changes with the size: {found.kind} with reads {found.reads} and "
             f"margins {found.margins} at {_params(base)}, but at {at}: {what}"
             + ("" if again.kind == "fixed" else f", margins {again.margins}")
-        )
+        )[0]
     return found
 
 
@@ -103,8 +109,14 @@ def _params(spec: Spec) -> str:
     return ", ".join(f"{k} = {v}" for k, v in spec.params)
 
 
-def _classify(spec: Spec) -> Tiling:
-    """The tiling of ``spec`` at its own size alone."""
+def tiling_at(spec: Spec) -> Tiling:
+    """The tiling of ``spec`` at its own size alone, not confirmed at another size (what
+    :func:`derive_tiling` computes at two sizes)."""
+    return _derive(spec)[0]
+
+
+def _derive(spec: Spec) -> tuple[Tiling, Formula]:
+    """The tiling of ``spec`` at its size, and the formula each output element is."""
     for decl in spec.inputs:
         if not decl.zero_outside:
             return _fixed(f"input {decl.name}'s slots outside its layout are not zero")
@@ -191,7 +203,7 @@ class _Codes:
         return p, tuple(offset)
 
 
-def _stencil(spec: Spec) -> Tiling:
+def _stencil(spec: Spec) -> tuple[Tiling, Formula]:
     out = spec.output
     layout = out.layout
     for decl in spec.inputs:
@@ -277,16 +289,18 @@ def _stencil(spec: Spec) -> Tiling:
     ):
         return _fixed(
             f"at {_params(spec)} no output element that matters reads its whole window "
-            f"(reads {reads}, margins {margins}): instantiate the spec larger"
+            f"(reads {reads}, margins {margins}): a read wraps around the border, or the "
+            "spec's size is too small for its window"
         )
     fill = tuple((d.name, _fill(d)) for d in spec.inputs if _fill(d) != 0)
-    return Tiling("stencil", reads, margins, fill)
+    relative = frozenset((tuple(decoded[m]), c) for m, c in formula.items())
+    return Tiling("stencil", reads, margins, fill), relative
 
 
 # --- reductions ----------------------------------------------------------------------------
 
 
-def _reduction(spec: Spec) -> Tiling:
+def _reduction(spec: Spec) -> tuple[Tiling, Formula]:
     shapes = {d.layout.shape for d in spec.inputs}
     if not spec.inputs or any(d.layout.kind != "vector" for d in spec.inputs) or len(shapes) > 1:
         layouts = ", ".join(f"{d.name}: {d.layout}" for d in spec.inputs)
@@ -324,7 +338,8 @@ def _reduction(spec: Spec) -> Tiling:
                 f"index {k} contributes another polynomial than index 0: the output is not "
                 "one term summed over every index"
             )
-    return Tiling("reduction", ((0, 0),), ((0, 0),))
+    relative = frozenset((tuple((p, (0,)) for p in m), c) for m, c in g.items())
+    return Tiling("reduction", ((0, 0),), ((0, 0),)), relative
 
 
 # --- the emitted constants -----------------------------------------------------------------

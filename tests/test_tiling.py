@@ -1,0 +1,570 @@
+"""Tiling: how data of any size maps onto a kernel (porcupine.backend.tiling derives it from
+the spec, porcupine.backend.tiles cuts the data and stitches the outputs).
+
+The runtime section is tested as the emitted module runs it: its text below the marker,
+executed after the constants :func:`tiling_constants` writes for a spec and that spec's
+layouts. Tiles are run through the spec's reference at the tile size and stitched; the
+result must be the spec's reference at the whole size, don't-care set included.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before openfhe loads (see test_backend.py)
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from porcupine.backend import tiles
+from porcupine.backend.planning import io_layouts
+from porcupine.backend.pytext import LINE
+from porcupine.backend.tiling import Tiling, derive_tiling, tiling_at, tiling_constants
+from quill.slots import T
+from quill.spec import Spec, load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+KERNELS = ROOT / "kernels"
+
+# --- specs written here -----------------------------------------------------------------
+
+PAD_1D = """
+spec pad1
+param n = 8
+slots n
+input x: ct vector(n) pad zero
+output y[k]: vector(n) = x[k - 1] + 2 * x[k] + 3 * x[k + 2]
+"""
+
+PAD_2D = """
+spec pad2
+param w = 8
+param h = 8
+slots w * h
+input x: ct image(h, w) pad zero
+input g: pt image(h, w)
+output y[i][j]: image(h, w) = x[i-1][j] * g[i][j] + x[i][j+1]^2 - x[i+1][j-1]
+    where i < h - 1
+"""
+
+POSITION = """
+spec position
+param n = 8
+slots n
+input x: ct vector(n)
+output y[i]: vector(n) = i * x[i]
+"""
+
+CYCLIC = """
+spec cyclic
+param n = 8
+slots n
+input x: ct vector(n)
+output y[i]: vector(n) = x[i] + x[(i + 1) mod n]
+"""
+
+# Every output is the same formula (a wrapped read of a pad-zero input is 0 at the border
+# either way), but its window spans more than n elements: no output reads all of it.
+CYCLIC_PAD = """
+spec cyclic_pad
+param n = 8
+slots n
+input x: ct vector(n) pad zero
+output y[i]: vector(n) = x[(i + 1) mod n]
+"""
+
+PARAM_VALUE = """
+spec scaled
+param n = 8
+slots n
+input x: ct vector(n)
+output y[i]: vector(n) = n * x[i]
+"""
+
+ABSOLUTE_WHERE = """
+spec absolute
+param n = 8
+slots n
+input x: ct vector(n)
+output y[i]: vector(n) = x[i] + x[i + 1]
+    where i < 3
+"""
+
+CONSTANT_TERM = """
+spec shifted_sum
+param n = 8
+slots n
+input a: ct vector(n)
+output s: scalar = sum(k in 0..n) (a[k] + 1)
+"""
+
+PARTIAL_SUM = """
+spec partial_sum
+param n = 8
+slots n
+input a: ct vector(n)
+output s: scalar = sum(k in 0..n - 1) a[k]
+"""
+
+PAD_NO_ZERO = """
+spec pad_ranged
+param n = 8
+slots n
+input x: ct vector(n) pad zero in 1..9
+output y[k]: vector(n) = x[k] + x[k + 1]
+"""
+
+RANGED = """
+spec ranged
+param n = 8
+slots n
+input x: ct vector(n) in 1..9
+output y[k]: vector(n) = x[k] * x[k + 1]
+    where k < n - 1
+"""
+
+TEXTS = {"pad1": PAD_1D, "pad2": PAD_2D}
+
+
+@functools.cache
+def spec_at(name: str, params: tuple[tuple[str, int], ...] = ()) -> Spec:
+    """A spec by file stem (kernels/, corpus/, layouts/) or by its name in TEXTS."""
+    if name in TEXTS:
+        return parse_spec(TEXTS[name], f"<{name}>", dict(params))
+    (path,) = [p for p in KERNELS.glob("**/*.spec") if p.stem == name and "results" not in p.parts]
+    return load_spec(path, dict(params))
+
+
+@functools.cache
+def tiling_of(name: str) -> Tiling:
+    return derive_tiling(spec_at(name))
+
+
+# --- the derivation ----------------------------------------------------------------------
+
+S = "stencil"
+R = "reduction"
+F = "fixed"
+NONE = ((0, 0),)
+
+# By reading each spec: per axis (before, after) of the reads and of the where.
+EXPECTED: dict[str, tuple[str, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]] = {
+    "box_blur": (S, ((0, 1), (0, 1)), ((0, 1), (0, 1))),
+    "dot_product": (R, NONE, NONE),
+    "gx": (S, ((1, 1), (1, 1)), ((1, 1), (1, 1))),
+    "gy": (S, ((1, 1), (1, 1)), ((1, 1), (1, 1))),
+    "hamming_distance": (R, NONE, NONE),
+    # gx, gy read one around; the 2x2 window sums read 0..1 after; where 1 <= i < h - 2.
+    "harris": (S, ((1, 2), (1, 2)), ((1, 2), (1, 2))),
+    "l2_distance": (R, NONE, NONE),
+    "linear_regression": (S, NONE, NONE),
+    "polynomial_regression": (S, NONE, NONE),
+    "roberts_cross": (S, ((0, 1), (0, 1)), ((0, 1), (0, 1))),
+    "sobel": (S, ((1, 1), (1, 1)), ((1, 1), (1, 1))),
+    "blur3": (S, ((1, 1), (1, 1)), ((1, 1), (1, 1))),
+    "complex_norm": (S, NONE, NONE),
+    "conv1d": (S, ((0, 2),), ((0, 2),)),
+    "conv2d": (S, ((0, 1), (0, 1)), ((0, 1), (0, 1))),
+    "covariance": (F, (), ()),  # n * sum(x y) - sum(x) sum(y): products across indices
+    "det2": (S, NONE, NONE),
+    "dot_cc": (R, NONE, NONE),
+    "energy3": (S, NONE, NONE),
+    "gaussian3": (S, ((1, 1), (1, 1)), ((1, 1), (1, 1))),
+    "hamming16": (R, NONE, NONE),
+    "hamming8": (R, NONE, NONE),
+    "harris_flat": (S, ((1, 2), (1, 2)), ((1, 2), (1, 2))),
+    "laplacian": (S, ((1, 1), (1, 1)), ((1, 1), (1, 1))),
+    "moving_sum5": (S, ((0, 4),), ((0, 4),)),
+    "point_distance": (S, NONE, NONE),
+    "poly_eval": (S, NONE, NONE),
+    "prewitt": (S, ((1, 1), (1, 1)), ((1, 1), (1, 1))),
+    "roberts_flat": (S, ((0, 1), (0, 1)), ((0, 1), (0, 1))),
+    "sharpen": (S, ((1, 1), (1, 1)), ((1, 1), (1, 1))),
+    "sobel_flat": (S, ((1, 1), (1, 1)), ((1, 1), (1, 1))),
+    "sum_squares": (R, NONE, NONE),
+    "variance": (F, (), ()),  # n sum(a^2) - sum(a)^2
+    "conv1d2_natural": (F, (), ()),  # the filter h is vector(2), x vector(n)
+    "conv1d_natural": (F, (), ()),
+    "matmul2": (F, (), ()),
+    "matmul4": (F, (), ()),
+    "matvec8": (F, (), ()),
+    "pairwise4": (F, (), ()),
+    "pad1": (S, ((1, 2),), NONE),  # pad zero: every output matters
+    "pad2": (S, ((1, 1), (1, 1)), ((0, 1), (0, 0))),
+}
+
+
+def test_the_table_covers_every_spec_file() -> None:
+    stems = {
+        p.stem for d in (KERNELS, KERNELS / "corpus", KERNELS / "layouts") for p in d.glob("*.spec")
+    }
+    assert stems <= set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_kind_reads_and_margins_are_what_the_spec_says(name: str) -> None:
+    tiling = tiling_of(name)
+    assert (tiling.kind, tiling.reads, tiling.margins) == EXPECTED[name], tiling.reason
+    assert bool(tiling.reason) == (tiling.kind == F)
+
+
+@pytest.mark.parametrize(
+    ("name", "sizes"),
+    [
+        ("box_blur", ({"w": 4, "h": 4}, {"w": 16, "h": 8}, {"w": 32, "h": 32})),
+        ("gx", ({"w": 4, "h": 4}, {"w": 8, "h": 16})),
+        ("sobel", ({"w": 4, "h": 4}, {"w": 16, "h": 16})),
+        ("moving_sum5", ({"n": 16}, {"n": 64})),
+        ("conv1d", ({"n": 8}, {"n": 32})),
+        ("dot_product", ({"n": 4}, {"n": 64})),
+        ("pad2", ({"w": 4, "h": 4}, {"w": 16, "h": 8})),
+    ],
+)
+def test_reads_and_margins_do_not_change_with_the_size(
+    name: str, sizes: tuple[dict[str, int], ...]
+) -> None:
+    found = {tiling_at(spec_at(name, tuple(s.items()))) for s in sizes}
+    assert len(found) == 1 and found.pop().kind != F
+
+
+def test_a_larger_instance_derives_at_the_small_one() -> None:
+    assert derive_tiling(spec_at("box_blur", (("w", 64), ("h", 64)))) == tiling_of("box_blur")
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (POSITION, "depends on the position"),
+        (CYCLIC, "wraps around"),
+        (CYCLIC_PAD, "wraps around the border"),
+        (PARAM_VALUE, "changes with the size"),
+        (ABSOLUTE_WHERE, "changes with the size"),
+        (CONSTANT_TERM, "constant term"),
+        (PARTIAL_SUM, "index 7"),
+        (PAD_NO_ZERO, "excludes 0"),
+    ],
+)
+def test_specs_that_do_not_tile_are_fixed_with_a_reason(text: str, says: str) -> None:
+    tiling = derive_tiling(parse_spec(text))
+    assert tiling.kind == F and says in tiling.reason, tiling
+
+
+def test_a_range_without_zero_fills_the_halo_inside_it() -> None:
+    tiling = derive_tiling(parse_spec(RANGED))
+    assert (tiling.kind, tiling.reads, tiling.margins, tiling.fill) == (
+        S,
+        ((0, 1),),
+        ((0, 1),),
+        (("x", 1),),
+    )
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: tiling_of("harris"), lambda: derive_tiling(parse_spec(RANGED))]
+)
+def test_tiling_constants_are_the_tilings_fields(make: Callable[[], Tiling]) -> None:
+    tiling = make()
+    namespace: dict[str, Any] = {}
+    lines = tiling_constants(tiling)
+    exec("\n".join(lines), namespace)
+    assert namespace["TILE_KIND"] == tiling.kind
+    assert namespace["TILE_READS"] == tiling.reads
+    assert namespace["TILE_MARGINS"] == tiling.margins
+    assert namespace["TILE_FILL"] == dict(tiling.fill)
+    assert namespace["TILE_REASON"] == tiling.reason
+    assert all(len(line) <= LINE for line in lines)
+
+
+def test_a_long_reason_is_wrapped_within_the_line_length() -> None:
+    tiling = tiling_of("matmul4")
+    lines = tiling_constants(tiling)
+    namespace: dict[str, Any] = {}
+    exec("\n".join(lines), namespace)
+    assert namespace["TILE_REASON"] == tiling.reason and len(tiling.reason) > LINE
+    assert all(len(line) <= LINE for line in lines)
+
+
+# --- the runtime section, as an emitted module runs it -----------------------------------
+
+MARKER = "# --- tiles"
+
+
+@functools.cache
+def section() -> str:
+    """The tiles section as the lead copies it: the source below the marker."""
+    lines = Path(tiles.__file__).read_text().splitlines()
+    (begin,) = (i for i, line in enumerate(lines) if line.startswith(MARKER))
+    return "\n".join(lines[begin + 1 :])
+
+
+HEAD = """
+from __future__ import annotations
+import math
+from typing import Any
+import numpy as np
+import numpy.typing as npt
+from porcupine.backend.runtime import _integers
+"""
+
+
+def tiles_module(spec: Spec, tiling: Tiling | None = None, **constants: Any) -> Any:
+    """The tiles section run with ``spec``'s layouts (the kernel's size) and the constants
+    ``tiling_constants`` writes for it (``constants`` override them)."""
+    layouts = io_layouts(spec)
+    module = types.ModuleType(f"tiles_{spec.name}_{len(sys.modules)}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(HEAD, module.__dict__)
+    module.__dict__.update(
+        PLAINTEXT_MODULUS=T,
+        INPUTS={io.name: str(io.kind) for io in layouts.inputs},
+        INPUT_LAYOUTS={io.name: io.slots for io in layouts.inputs},
+        OUTPUT_LAYOUT=layouts.output.slots,
+        OUTPUT_SLOTS=layouts.output_slots,
+    )
+    exec("\n".join(tiling_constants(tiling or derive_tiling(spec))), module.__dict__)
+    module.__dict__.update(constants)
+    exec(section(), module.__dict__)
+    return module
+
+
+def slot_vector(spec: Spec, name: str, values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Input ``name`` given in its natural shape as ``spec``'s slot vector."""
+    vec = np.zeros(spec.n, dtype=np.int64)
+    vec[list(spec.input(name).layout.slots())] = np.asarray(values).ravel()
+    return vec
+
+
+def run_tile(spec: Spec, inputs: dict[str, npt.NDArray[np.int64]], rng: np.random.Generator) -> Any:
+    """What decoding the kernel's output on one tile gives: the spec's reference at the
+    output slots that matter, garbage elsewhere (masked)."""
+    ref = spec.reference({k: slot_vector(spec, k, v) for k, v in inputs.items()})
+    layout = spec.output.layout
+    if layout.kind == "scalar":
+        return ref[0]
+    slots = np.array(layout.slots()).reshape(layout.shape)
+    got = rng.integers(0, T, size=spec.n)
+    for slot, value in ref.items():
+        got[slot] = value
+    return np.ma.masked_array(got[slots], mask=~np.isin(slots, spec.output_slots()))
+
+
+STENCILS = {
+    "box_blur": "image",
+    "gx": "image",
+    "gy": "image",
+    "sobel": "image",
+    "harris": "image",
+    "blur3": "image",
+    "conv2d": "image",
+    "roberts_flat": "image",
+    "sharpen": "image",
+    "pad2": "image",
+    "conv1d": "vector",
+    "moving_sum5": "vector",
+    "complex_norm": "vector",
+    "pad1": "vector",
+}
+
+
+def tile_params(name: str, shape: tuple[int, ...]) -> tuple[tuple[str, int], ...]:
+    return (("h", shape[0]), ("w", shape[1])) if STENCILS[name] == "image" else (("n", shape[0]),)
+
+
+@functools.cache
+def kernel_module(name: str) -> tuple[Spec, Any]:
+    """The stencil at 8 (x 8) elements per tile, and its tiles module."""
+    shape = (8, 8) if STENCILS[name] == "image" else (8,)
+    spec = spec_at(name, tile_params(name, shape))
+    return spec, tiles_module(spec, tiling_of(name))
+
+
+def whole_shapes(name: str) -> st.SearchStrategy[tuple[int, ...]]:
+    # Powers of two, so that the spec instantiates at the whole size; harris stays small.
+    sizes = [16] if name == "harris" else [8, 16, 32]
+    if STENCILS[name] == "image":
+        return st.tuples(st.sampled_from(sizes), st.sampled_from(sizes))
+    return st.tuples(st.sampled_from([16, 32, 64]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_stitched_stencil_tiles_are_the_spec_at_the_whole_size(data: st.DataObject) -> None:
+    name = data.draw(st.sampled_from(sorted(STENCILS)), label="spec")
+    shape = data.draw(whole_shapes(name), label="whole shape")
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    rng = np.random.default_rng(seed)
+    tile_spec, module = kernel_module(name)
+    whole = spec_at(name, tile_params(name, shape))
+    slots = whole.random_inputs(rng)
+    values = {
+        d.name: slots[d.name][list(d.layout.slots())].reshape(d.layout.shape) for d in whole.inputs
+    }
+    plan = module.plan_tiles(shape)
+    cut = {k: module.tile_inputs(plan, k, v) for k, v in values.items()}
+    outputs = (
+        run_tile(tile_spec, {k: next(cut[k]) for k in values}, rng) for _ in range(plan.count)
+    )
+    got = module.stitch(plan, outputs)
+    assert all(next(it, None) is None for it in cut.values())  # one tile per output
+    layout = whole.output.layout
+    grid = np.array(layout.slots()).reshape(layout.shape)
+    want = whole.reference({k: slot_vector(whole, k, v) for k, v in values.items()})
+    assert got.shape == layout.shape
+    assert np.array_equal(got.mask, ~np.isin(grid, whole.output_slots()))
+    for index in zip(*np.nonzero(~got.mask), strict=True):
+        assert got[index] == want[int(grid[index])] % T, (index, plan)
+
+
+REDUCTIONS: dict[str, Callable[[list[int], list[int]], int]] = {
+    "dot_product": lambda a, b: sum(x * y for x, y in zip(a, b, strict=True)),
+    "hamming_distance": lambda a, b: sum(x ^ y for x, y in zip(a, b, strict=True)),
+    "l2_distance": lambda a, b: sum((x - y) ** 2 for x, y in zip(a, b, strict=True)),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    name=st.sampled_from(sorted(REDUCTIONS)),
+    chunks=st.integers(0, 6),
+    rest=st.integers(0, 7),
+    seed=st.integers(0, 2**32 - 1),
+    summed=st.booleans(),
+)
+def test_summed_chunks_are_the_reduction_of_the_whole_vector(
+    name: str, chunks: int, rest: int, seed: int, summed: bool
+) -> None:
+    length = 8 * chunks + rest
+    if length == 0:
+        return
+    spec = spec_at(name, (("n", 8),))
+    module = tiles_module(spec, tiling_of(name))
+    rng = np.random.default_rng(seed)
+    high = 2 if name == "hamming_distance" else T
+    a, b = (rng.integers(0, high, size=length) for _ in range(2))
+    plan = module.plan_tiles((length,))
+    assert plan.count == -(-length // 8)
+    outputs = [
+        run_tile(spec, {"a": x, "b": y}, rng)
+        for x, y in zip(
+            module.tile_inputs(plan, "a", a), module.tile_inputs(plan, "b", b), strict=True
+        )
+    ]
+    if summed:  # what the server does: one ciphertext, the chunks' outputs added
+        outputs = [sum(outputs) % T]
+    assert module.stitch(plan, outputs) == REDUCTIONS[name](a.tolist(), b.tolist()) % T
+
+
+# --- the placeholder kernel (y = x + x on 8 slots) and errors ---------------------------
+
+
+def test_the_placeholder_section_tiles_an_elementwise_kernel() -> None:
+    plan = tiles.plan_tiles((20,))
+    assert plan == tiles.TilePlan((20,), (3,)) and plan.count == 3
+    cut = list(tiles.tile_inputs(plan, "x", np.arange(20)))
+    assert [c.tolist() for c in cut] == [
+        list(range(8)),
+        list(range(8, 16)),
+        [16, 17, 18, 19, 0, 0, 0, 0],
+    ]
+    got = tiles.stitch(plan, [np.ma.masked_array(2 * c, mask=False) for c in cut])
+    assert isinstance(got, np.ma.MaskedArray)
+    assert got.tolist() == [2 * i for i in range(20)] and not got.mask.any()
+
+
+def test_a_plan_goes_through_json_and_is_rederived() -> None:
+    _, module = kernel_module("harris")
+    plan = module.plan_tiles((40, 17))
+    assert module.TilePlan.from_json(plan.to_json()) == plan
+    bad = {**plan.to_json(), "tiles": [1, 1]}
+    with pytest.raises(ValueError, match="different kernels"):
+        module.TilePlan.from_json(bad)
+    with pytest.raises(ValueError, match="for a reduction kernel"):
+        module.TilePlan.from_json({**plan.to_json(), "kind": "reduction"})
+    with pytest.raises(ValueError, match="list of integers"):
+        module.TilePlan.from_json({**plan.to_json(), "shape": [40.0, 17]})
+
+
+def test_data_too_small_for_the_margins_is_refused() -> None:
+    _, module = kernel_module("gx")
+    with pytest.raises(ValueError, match="2 elements along axis 0, too few"):
+        module.plan_tiles((2, 10))
+    assert module.plan_tiles((3, 3)).tiles == (1, 1)  # one output element
+
+
+def test_a_kernel_too_small_for_its_halo_is_refused() -> None:
+    spec = spec_at("moving_sum5", (("n", 16),))
+    module = tiles_module(spec, tiling_of("moving_sum5"), TILE_READS=((8, 8),))
+    with pytest.raises(ValueError, match="too few for its halo"):
+        module.plan_tiles((100,))
+
+
+def test_wrong_rank_and_empty_data_are_refused() -> None:
+    _, module = kernel_module("box_blur")
+    with pytest.raises(ValueError, match="has 1 axes, this kernel's inputs have 2"):
+        module.plan_tiles((64,))
+    with pytest.raises(ValueError, match="empty"):
+        module.plan_tiles((0, 64))
+    plan = module.plan_tiles((16, 16))
+    with pytest.raises(ValueError, match="'x' is empty"):
+        module.tile_inputs(plan, "x", np.zeros((0, 16), dtype=np.int64))
+    with pytest.raises(ValueError, match="'x' has shape \\(16,\\)"):
+        module.tile_inputs(plan, "x", np.zeros(16, dtype=np.int64))
+    with pytest.raises(ValueError, match="'x' must hold integers"):
+        module.tile_inputs(plan, "x", np.ones((16, 16)))
+    with pytest.raises(KeyError, match="no input 'y'"):
+        module.tile_inputs(plan, "y", np.ones((16, 16), dtype=np.int64))
+    with pytest.raises(ValueError, match="empty"):
+        tiles.plan_tiles((0,))
+
+
+def test_a_fixed_kernel_takes_its_own_shape_only() -> None:
+    spec = spec_at("matvec8")
+    module = tiles_module(spec, tiling_of("matvec8"))
+    with pytest.raises(ValueError, match=r"its own shape \(8, 8\) only"):
+        module.plan_tiles((16, 16))
+    m, v = np.ones((8, 8), dtype=np.int64), np.arange(8)
+    plan = module.plan_inputs({"M": m, "v": v})
+    assert plan.count == 1
+    assert [t.tolist() for t in module.tile_inputs(plan, "v", v)] == [v.tolist()]
+    with pytest.raises(ValueError, match="'v' has shape"):
+        module.plan_inputs({"M": m, "v": np.arange(16)})
+    out = np.ma.masked_array(np.arange(8), mask=False)
+    assert module.stitch(plan, [out]).tolist() == out.tolist()
+
+
+def test_inputs_of_different_shapes_are_refused() -> None:
+    _, module = kernel_module("conv1d")
+    shapes = {"x": np.zeros(20), "h0": np.zeros(20), "h1": np.zeros(20), "h2": np.zeros(21)}
+    with pytest.raises(ValueError, match="one shape"):
+        module.plan_inputs(shapes)
+    with pytest.raises(ValueError, match="missing"):
+        module.plan_inputs({"x": np.zeros(20)})
+
+
+def test_stitch_refuses_missing_extra_and_misplaced_outputs() -> None:
+    _, module = kernel_module("box_blur")
+    plan = module.plan_tiles((16, 16))
+    good = np.ma.masked_array(np.zeros((8, 8), dtype=np.int64), mask=False)
+    with pytest.raises(ValueError, match="got 1 tile outputs, the plan has 9"):
+        module.stitch(plan, [good])
+    with pytest.raises(ValueError, match="more tile outputs"):
+        module.stitch(plan, [good] * 10)
+    with pytest.raises(ValueError, match="masked"):
+        module.stitch(plan, [np.ma.masked_array(good.data, mask=True)] * 9)
+    _, reduction = kernel_module_reduction()
+    with pytest.raises(ValueError, match="one output"):
+        reduction.stitch(reduction.plan_tiles((30,)), [1, 2])
+
+
+def kernel_module_reduction() -> tuple[Spec, Any]:
+    spec = spec_at("dot_product", (("n", 8),))
+    return spec, tiles_module(spec, tiling_of("dot_product"))
