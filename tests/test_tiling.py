@@ -10,7 +10,9 @@ result must be the spec's reference at the whole size, don't-care set included.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
+import subprocess
 import sys
 import types
 from collections.abc import Callable
@@ -24,8 +26,10 @@ import numpy.typing as npt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_backend import ruff
 
-from porcupine.backend import tiles
+from porcupine.backend import runtime, tiles
+from porcupine.backend.openfhe_emit import CODE_BEGIN, CONSTANTS_END
 from porcupine.backend.planning import io_layouts
 from porcupine.backend.pytext import LINE
 from porcupine.backend.tiling import Tiling, derive_tiling, tiling_at, tiling_constants
@@ -277,6 +281,10 @@ def test_a_range_without_zero_fills_the_halo_inside_it() -> None:
         ((0, 1),),
         (("x", 1),),
     )
+    module = tiles_module(parse_spec(RANGED), tiling)
+    plan = module.plan_tiles((10,))  # outputs 0..8, 7 per tile
+    cut = [t.tolist() for t in module.tile_inputs(plan, "x", np.arange(2, 12))]
+    assert cut == [list(range(2, 10)), [9, 10, 11, 1, 1, 1, 1, 1]]
 
 
 @pytest.mark.parametrize(
@@ -583,3 +591,54 @@ def test_stitch_refuses_missing_extra_and_misplaced_outputs() -> None:
 def kernel_module_reduction() -> tuple[Spec, Any]:
     spec = spec_at("dot_product", (("n", 8),))
     return spec, tiles_module(spec, tiling_of("dot_product"))
+
+
+def compose(tiling: Tiling) -> str:
+    """The runtime's source with ``tiling``'s constants at the end of its constants block
+    and the tiles section before its kernel code: an emitted module of the runtime's
+    placeholder kernel, as the lead composes it."""
+    lines = Path(runtime.__file__).read_text().splitlines()
+    end = next(i for i, line in enumerate(lines) if line.startswith(CONSTANTS_END))
+    code = next(i for i, line in enumerate(lines) if line.startswith(CODE_BEGIN))
+    return "\n".join(
+        [
+            *lines[:end],
+            *tiling_constants(tiling),
+            *lines[end:code],
+            *section().splitlines(),
+            "",
+            "",
+            *lines[code:],
+            "",
+        ]
+    )
+
+
+@pytest.mark.parametrize("name", ["pad1", "matmul4"])
+def test_the_section_is_clean_and_runs_inside_the_runtime(name: str, tmp_path: Path) -> None:
+    path = tmp_path / f"{name}_module.py"
+    path.write_text(compose(tiling_of(name)))
+    assert ruff("check", path).returncode == 0, ruff("check", path).stdout
+    assert ruff("format", "--check", "--diff", path).returncode == 0
+    typed = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--ignore-missing-imports", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert typed.returncode == 0, typed.stdout
+    loaded = importlib.util.spec_from_file_location(path.stem, path)
+    assert loaded is not None and loaded.loader is not None
+    module = importlib.util.module_from_spec(loaded)
+    sys.modules[path.stem] = module
+    loaded.loader.exec_module(module)
+    if name == "matmul4":  # fixed: the placeholder's 8 slots and nothing else
+        assert module.plan_tiles((8,)).count == 1
+        with pytest.raises(ValueError, match="its own shape"):
+            module.plan_tiles((9,))
+        return
+    # pad1's reads (1, 2) on the placeholder's 8 slots: 5 outputs per tile.
+    plan = module.plan_tiles((12,))
+    assert plan.tiles == (3,)
+    cut = [t.tolist() for t in module.tile_inputs(plan, "x", np.arange(1, 13))]
+    assert cut == [[0, *range(1, 8)], list(range(5, 13)), [10, 11, 12, 0, 0, 0, 0, 0]]
