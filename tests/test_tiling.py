@@ -239,6 +239,12 @@ def test_a_larger_instance_derives_at_the_small_one() -> None:
     assert derive_tiling(spec_at("box_blur", (("w", 64), ("h", 64)))) == tiling_of("box_blur")
 
 
+def test_an_instance_too_small_for_its_window_derives_at_the_default() -> None:
+    small = spec_at("moving_sum5", (("n", 8),))  # 5 reads, 4 outputs that do not matter
+    assert "whole window" in tiling_at(small).reason
+    assert derive_tiling(small) == tiling_of("moving_sum5")
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [

@@ -44,6 +44,7 @@ Formula = frozenset[tuple[tuple[RelVar, ...], int]]
 """A formula relative to its output element: (term's variables, coefficient) pairs."""
 
 KINDS = ("stencil", "reduction", "fixed")
+_WINDOW = "no output element that matters reads its whole window"
 
 
 @dataclass(frozen=True)
@@ -71,13 +72,17 @@ def _fixed(reason: str) -> tuple[Tiling, Formula]:
 def derive_tiling(spec: Spec) -> Tiling:
     """Classify ``spec`` as a stencil, a reduction or a fixed kernel (see the module doc).
 
-    Derived at the smaller of ``spec`` and its default instance, then confirmed with every
-    param doubled; the result holds for the kernel at any size of the spec (the tile
-    kernel may be a larger instance than the one derived at).
+    Derived at the smaller of ``spec`` and its default instance (the larger one if no
+    output element of the smaller reads its whole window), then confirmed with every param
+    doubled; the result holds for the kernel at any size of the spec (the tile kernel may
+    be a larger instance than the one derived at).
     """
     default = spec.at()
-    base = default if default.n <= spec.n else spec
-    found, formula = _derive(base)
+    bases = sorted([spec, default] if default.n != spec.n else [default], key=lambda s: s.n)
+    for base in bases:
+        found, formula = _derive(base)
+        if _WINDOW not in found.reason:
+            break
     if found.kind == "fixed" or not base.params:
         return found
     doubled = {name: 2 * value for name, value in base.params}
@@ -288,7 +293,7 @@ def _stencil(spec: Spec) -> tuple[Tiling, Formula]:
         for (lo, hi), (m_lo, m_hi), size in zip(reads, margins, shape, strict=True)
     ):
         return _fixed(
-            f"at {_params(spec)} no output element that matters reads its whole window "
+            f"at {_params(spec)} {_WINDOW} "
             f"(reads {reads}, margins {margins}): a read wraps around the border, or the "
             "spec's size is too small for its window"
         )
