@@ -72,17 +72,22 @@ def _fixed(reason: str) -> tuple[Tiling, Formula]:
 def derive_tiling(spec: Spec) -> Tiling:
     """Classify ``spec`` as a stencil, a reduction or a fixed kernel (see the module doc).
 
-    Derived at the smaller of ``spec`` and its default instance (the larger one if no
-    output element of the smaller reads its whole window), then confirmed with every param
-    doubled; the result holds for the kernel at any size of the spec (the tile kernel may
-    be a larger instance than the one derived at).
+    Derived at the spec's default instance, or at ``spec`` itself when it is smaller and
+    tiles, and confirmed there with every param doubled; the result holds for the kernel
+    at any size of the spec (the tile kernel may be a larger instance than the one derived
+    at). A fixed kernel's reason is the default instance's.
     """
     default = spec.at()
-    bases = sorted([spec, default] if default.n != spec.n else [default], key=lambda s: s.n)
-    for base in bases:
-        found, formula = _derive(base)
-        if _WINDOW not in found.reason:
-            break
+    if spec.n < default.n:
+        found = _confirmed(spec)
+        if found.kind != "fixed":
+            return found
+    return _confirmed(default)
+
+
+def _confirmed(base: Spec) -> Tiling:
+    """The tiling at ``base``, confirmed with every param doubled."""
+    found, formula = _derive(base)
     if found.kind == "fixed" or not base.params:
         return found
     doubled = {name: 2 * value for name, value in base.params}
