@@ -47,9 +47,13 @@ KEYS = (
     "sum4",
     "sum2",
     "rotation_keygen",
+    "encrypt",
+    "decrypt",
 )
 """Rows of a latency table. The op table (``quill.ops``) names most as cost keys; ``sum4``
-and ``sum2`` price ``EvalSum`` by its rounds (:func:`op_us`)."""
+and ``sum2`` price ``EvalSum`` by its rounds (:func:`op_us`); ``encrypt`` and ``decrypt``
+(one full ciphertext, the client's side) price data of many ciphertexts, for the choice of
+an application's tile (:mod:`porcupine.app_plan`)."""
 
 
 class Objective(str, Enum):

@@ -30,8 +30,13 @@ from porcupine.backend import (
 )
 from porcupine.backend import runtime as runtime_module
 from porcupine.backend.kernel_module import MEMBERS
-from porcupine.backend.openfhe_emit import CONSTANTS_BEGIN, CONSTANTS_END, RuntimeText
 from porcupine.backend.planning import context_settings
+from porcupine.backend.sections import (
+    CONSTANTS_BEGIN,
+    CONSTANTS_END,
+    RuntimeText,
+    application_sections,
+)
 from quill.params import by_name
 from quill.parser import parse_program
 from quill.slots import T
@@ -98,28 +103,44 @@ def imports_of(text: str) -> set[str]:
     }
 
 
+def _section_constants(filename: str, begin: str, end: str) -> list[str]:
+    """The placeholder constants an application section declares between its markers."""
+    text = (RUNTIME.parent / filename).read_text()
+    return _constants(CONSTANTS_BEGIN + text[text.index(begin) : text.index(end)] + CONSTANTS_END)
+
+
 def test_the_generated_constants_are_the_runtimes_placeholders(clear: dict[str, Kernel]) -> None:
     placeholders = _constants(RUNTIME.read_text())
     assert "SLOTS" in placeholders and "_CONSTANT_VALUES" in placeholders
+    assert "KERNEL_ID" in placeholders
+    placeholders += _section_constants("tiles.py", "# --- tiling constants", "# --- tiles:")
+    placeholders += _section_constants(
+        "instances.py", "# --- instance constants", "# --- instances:"
+    )
+    assert "TILE_KIND" in placeholders and "INSTANCES_PER_CIPHERTEXT" in placeholders
     for k in clear.values():
         assert _constants(emit_python(k.program, k.spec)) == placeholders
 
 
-def test_emitted_modules_hold_the_runtime_verbatim(clear: dict[str, Kernel]) -> None:
+def test_emitted_modules_hold_the_runtime_and_sections_verbatim(
+    clear: dict[str, Kernel],
+) -> None:
     runtime = RuntimeText.load()
-    imports = imports_of(RUNTIME.read_text())
-    assert {name.split(".")[0] for name in imports} == {
-        "__future__",
-        "functools",
-        "json",
-        "math",
-        "typing",
-        "numpy",
-        "openfhe",
+    sections = application_sections()
+    imports = imports_of(RUNTIME.read_text()) | {
+        name for s in sections for name in imports_of("\n".join(s.imports))
     }
+    # The standard library, numpy and openfhe only: applications import nothing else.
+    assert {name.split(".")[0] for name in imports} <= {
+        "__future__", "argparse", "collections", "contextlib", "ctypes", "dataclasses",
+        "functools", "io", "itertools", "json", "math", "os", "struct", "sys", "time",
+        "typing", "numpy", "openfhe",
+    }  # fmt: skip
+    middle = runtime.middle.rsplit("\n", 1)[0].rstrip()  # before the kernel-code marker
     for k in clear.values():
         text = emit_python(k.program, k.spec)
-        assert runtime.head in text and runtime.middle in text
+        assert runtime.head in text and middle in text
+        assert all(s.code in text for s in sections)
         assert imports_of(text) == imports
 
 

@@ -27,11 +27,10 @@ from porcupine.backend.batching import (
     ciphertexts_needed,
     instance_constants,
     instance_layout,
-    instances_section,
     needed_positions,
 )
 from porcupine.backend.kernel_module import EmittedKernel, load_module
-from porcupine.backend.openfhe_emit import CODE_BEGIN, CONSTANTS_END, emit_python
+from porcupine.backend.openfhe_emit import emit_python
 from porcupine.backend.planning import EmitPlan, io_layouts, plan
 from porcupine.synthesize import synthesize
 from quill.interp import Slots, interpret
@@ -291,16 +290,15 @@ def test_too_small_a_stride_mixes_instances() -> None:
 
 
 def batched_text(program: Program, spec: Spec, *, batched: bool = True) -> str:
-    """``emit_python``'s module with the instance constants and section put in by hand,
-    where the lead's emitter will put them: constants at the end of the kernel constants,
-    the section before the kernel code. ``batched=False``: the constants of no batching."""
+    """``emit_python``'s module (its instance constants and section are the emitter's);
+    ``batched=False``: with the constants of no batching put in place of its own."""
     text = emit_python(program, spec)
-    layout = instance_layout(plan(program, spec.n), spec.output_slots()) if batched else None
-    constants = "\n".join(instance_constants(layout))
-    text = text.replace(CONSTANTS_END, constants + "\n" + CONSTANTS_END, 1)
-    lines = text.splitlines()
-    (code,) = (i for i, line in enumerate(lines) if line.startswith(CODE_BEGIN))
-    return "\n".join([*lines[:code], instances_section(), "", "", *lines[code:]]) + "\n"
+    if batched:
+        return text
+    layout = instance_layout(plan(program, spec.n), spec.output_slots())
+    emitted = "\n".join(instance_constants(layout))
+    assert emitted in text
+    return text.replace(emitted, "\n".join(instance_constants(None)), 1)
 
 
 def batched_module(program: Program, spec: Spec, path: Path, *, clear: bool) -> Any:

@@ -11,13 +11,10 @@ included.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
-import subprocess
 import sys
 import types
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before openfhe loads (see test_backend.py)
@@ -27,11 +24,9 @@ import numpy.typing as npt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_backend import ruff
 from test_tiling import RANGED, spec_at, tiling_of
 
-from porcupine.backend import runtime, tiles
-from porcupine.backend.openfhe_emit import CODE_BEGIN, CONSTANTS_END
+from porcupine.backend import sections, tiles
 from porcupine.backend.planning import io_layouts
 from porcupine.backend.tiling import Tiling, derive_tiling, tiling_constants
 from quill.slots import T
@@ -39,25 +34,16 @@ from quill.spec import Spec, parse_spec
 
 # --- the runtime section, as an emitted module runs it -----------------------------------
 
-MARKER = "# --- tiles"
+TILES = sections.section("tiles.py", sections.TILES_BEGIN)
+"""The tiles section as every emitted module has it: its code, and the imports it needs."""
 
-
-@functools.cache
-def section() -> str:
-    """The tiles section as the lead copies it: the source below the marker."""
-    lines = Path(tiles.__file__).read_text().splitlines()
-    (begin,) = (i for i, line in enumerate(lines) if line.startswith(MARKER))
-    return "\n".join(lines[begin + 1 :])
-
-
-HEAD = """
-from __future__ import annotations
-import math
-from typing import Any
-import numpy as np
-import numpy.typing as npt
-from porcupine.backend.runtime import _integers
-"""
+HEAD = "\n".join(
+    [
+        "from __future__ import annotations",
+        *TILES.imports,
+        "from porcupine.backend.runtime import _integers",
+    ]
+)
 
 
 def tiles_module(spec: Spec, tiling: Tiling | None = None, **constants: Any) -> Any:
@@ -76,7 +62,7 @@ def tiles_module(spec: Spec, tiling: Tiling | None = None, **constants: Any) -> 
     )
     exec("\n".join(tiling_constants(tiling or derive_tiling(spec))), module.__dict__)
     module.__dict__.update(constants)
-    exec(section(), module.__dict__)
+    exec(TILES.code, module.__dict__)
     return module
 
 
@@ -302,8 +288,8 @@ def test_inputs_of_different_shapes_are_refused() -> None:
     shapes = {"x": np.zeros(20), "h0": np.zeros(20), "h1": np.zeros(20), "h2": np.zeros(21)}
     with pytest.raises(ValueError, match="one shape"):
         module.plan_inputs(shapes)
-    with pytest.raises(ValueError, match="missing"):
-        module.plan_inputs({"x": np.zeros(20)})
+    with pytest.raises(ValueError, match="no input"):
+        module.plan_inputs({"y": np.zeros(20)})
 
 
 def test_stitch_refuses_missing_extra_and_misplaced_outputs() -> None:
@@ -324,54 +310,3 @@ def test_stitch_refuses_missing_extra_and_misplaced_outputs() -> None:
 def kernel_module_reduction() -> tuple[Spec, Any]:
     spec = spec_at("dot_product", (("n", 8),))
     return spec, tiles_module(spec, tiling_of("dot_product"))
-
-
-def compose(tiling: Tiling) -> str:
-    """The runtime's source with ``tiling``'s constants at the end of its constants block
-    and the tiles section before its kernel code: an emitted module of the runtime's
-    placeholder kernel, as the lead composes it."""
-    lines = Path(runtime.__file__).read_text().splitlines()
-    end = next(i for i, line in enumerate(lines) if line.startswith(CONSTANTS_END))
-    code = next(i for i, line in enumerate(lines) if line.startswith(CODE_BEGIN))
-    return "\n".join(
-        [
-            *lines[:end],
-            *tiling_constants(tiling),
-            *lines[end:code],
-            *section().splitlines(),
-            "",
-            "",
-            *lines[code:],
-            "",
-        ]
-    )
-
-
-@pytest.mark.parametrize("name", ["pad1", "matmul4"])
-def test_the_section_is_clean_and_runs_inside_the_runtime(name: str, tmp_path: Path) -> None:
-    path = tmp_path / f"{name}_module.py"
-    path.write_text(compose(tiling_of(name)))
-    assert ruff("check", path).returncode == 0, ruff("check", path).stdout
-    assert ruff("format", "--check", "--diff", path).returncode == 0
-    typed = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--ignore-missing-imports", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert typed.returncode == 0, typed.stdout
-    loaded = importlib.util.spec_from_file_location(path.stem, path)
-    assert loaded is not None and loaded.loader is not None
-    module = importlib.util.module_from_spec(loaded)
-    sys.modules[path.stem] = module
-    loaded.loader.exec_module(module)
-    if name == "matmul4":  # fixed: the placeholder's 8 slots and nothing else
-        assert module.plan_tiles((8,)).count == 1
-        with pytest.raises(ValueError, match="its own shape"):
-            module.plan_tiles((9,))
-        return
-    # pad1's reads (1, 2) on the placeholder's 8 slots: 5 outputs per tile.
-    plan = module.plan_tiles((12,))
-    assert plan.tiles == (3,)
-    cut = [t.tolist() for t in module.tile_inputs(plan, "x", np.arange(1, 13))]
-    assert cut == [[0, *range(1, 8)], list(range(5, 13)), [10, 11, 12, 0, 0, 0, 0, 0]]

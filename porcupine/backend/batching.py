@@ -50,8 +50,6 @@ has no mask (A = 1), the first row only otherwise.
 
 from __future__ import annotations
 
-import functools
-import importlib.resources
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -61,19 +59,6 @@ from quill.ir import Program
 from quill.ops import OPS, Family
 from quill.slots import T
 from quill.transform import live_instructions
-
-INSTANCES_BEGIN = "# --- instances"
-"""The marker in :mod:`porcupine.backend.instances` after which its source is copied."""
-
-
-@functools.cache
-def instances_section() -> str:
-    """:mod:`porcupine.backend.instances`'s source below its marker: the functions an emitted
-    module needs to batch instances (they read the constants of :func:`instance_constants`)."""
-    source = importlib.resources.files(__package__).joinpath("instances.py").read_text()
-    lines = source.splitlines()
-    (begin,) = (i for i, line in enumerate(lines) if line.startswith(INSTANCES_BEGIN))
-    return "\n".join(lines[begin + 1 :]).strip()
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,8 @@ def _operations(param_set: ParameterSet, rng: np.random.Generator) -> dict[str, 
         "rotate_precompute": lambda: cc.EvalFastRotationPrecompute(a),
         "rotate_hoisted": lambda: cc.EvalFastRotation(a, 1, order, pre),
         "rotation_keygen": lambda: cc.EvalRotateKeyGen(keys.secretKey, [next(fresh)]),
+        "encrypt": lambda: cc.Encrypt(keys.publicKey, pt),
+        "decrypt": lambda: cc.Decrypt(keys.secretKey, a),
     }
     for key, window in SUM_ROUNDS.items():
         ops[key] = functools.partial(cc.EvalSum, a, window)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import linecache
+import sys
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -86,9 +87,11 @@ def load_module(path: str | Path, *, cleartext_backend: bool = False) -> Emitted
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path} as a Python module")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import does: dataclasses look the module up
     try:
         spec.loader.exec_module(module)
     except Exception as error:  # whatever the file does wrong, say which file it was
+        del sys.modules[spec.name]
         raise ImportError(f"cannot import {path}: {type(error).__name__}: {error}") from error
     return _kernel(module, str(path), cleartext_backend)
 
@@ -119,6 +122,7 @@ def emitted_module(
     linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
     module = types.ModuleType(name)
     module.__file__ = filename
+    sys.modules[name] = module  # as an import does: dataclasses look the module up
     exec(compile(text, filename, "exec"), vars(module))
     return _kernel(module, filename, cleartext_backend)
 

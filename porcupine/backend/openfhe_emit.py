@@ -11,16 +11,15 @@ format`` style (:mod:`porcupine.backend.pytext`).
 
 from __future__ import annotations
 
-import ast
-import functools
-import importlib.resources
+import hashlib
 import keyword
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from porcupine.backend.batching import instance_constants, instance_layout
 from porcupine.backend.docstring import module_docstring
 from porcupine.backend.packed_emit import (
     PackedLayout,
@@ -47,6 +46,8 @@ from porcupine.backend.pytext import (
     int_tuple,
     wrap_comment,
 )
+from porcupine.backend.sections import RuntimeText, assemble
+from porcupine.backend.tiling import Tiling, derive_tiling, tiling_constants
 from porcupine.files import write_atomically
 from porcupine.layouts import Packing
 from quill.cost import DEFAULT_TABLE, CostTable
@@ -55,45 +56,13 @@ from quill.noise import MARGIN_BITS
 from quill.ops import OPS, Kind, Opcode
 from quill.params import ParameterSet
 from quill.slots import T
+from quill.spec import Spec
 
 RESERVED_INPUT_NAMES = frozenset({"check_inputs", "evaluate", "_constants", "openfhe", "np"})
 """Module names the kernel code uses: an input of that name would hide them."""
 
 # Names pycodestyle calls ambiguous (E741): values get another name, inputs a noqa.
 _AMBIGUOUS = frozenset({"l", "O", "I"})
-
-# The runtime's markers around the generated parts (see porcupine/backend/runtime.py).
-CONSTANTS_BEGIN = "# --- kernel constants"
-CONSTANTS_END = "# --- end of kernel constants ---"
-CODE_BEGIN = "# --- kernel code"
-
-
-@dataclass(frozen=True)
-class RuntimeText:
-    """The runtime's source around the generated parts, marker lines included."""
-
-    head: str  # after the docstring, up to the constants marker
-    middle: str  # from the end-of-constants marker to the kernel-code marker
-
-    @staticmethod
-    @functools.cache
-    def load() -> RuntimeText:
-        """Split :mod:`porcupine.backend.runtime`'s source at its markers."""
-        source = importlib.resources.files(__package__).joinpath("runtime.py").read_text()
-        docstring = ast.parse(source).body[0]
-        assert isinstance(docstring, ast.Expr), "the runtime starts with its docstring"
-        lines = source.splitlines()
-
-        def marker(prefix: str) -> int:
-            (index,) = (i for i, line in enumerate(lines) if line.startswith(prefix))
-            return index
-
-        begin, end, code = marker(CONSTANTS_BEGIN), marker(CONSTANTS_END), marker(CODE_BEGIN)
-        assert docstring.end_lineno is not None
-        return RuntimeText(
-            "\n".join(lines[docstring.end_lineno : begin + 1]),
-            "\n".join(lines[end : code + 1]),
-        )
 
 
 def emit_python(
@@ -123,19 +92,19 @@ def emit_python(
         check_signature(program, layouts.inputs)
     slots = spec.n if packing is None else packing.slots
     decided = plan(program, slots, table, hoist, param_set, security)
-    runtime = RuntimeText.load()
-    return (
-        module_docstring(spec, layouts, decided, packed)
-        + "\n"
-        + runtime.head
-        + "\n"
-        + kernel_constants(decided, layouts, packed)
-        + "\n"
-        + (runtime.middle if packed is None else packed_middle(runtime.middle))
-        + "\n\n\n"
-        + kernel_code(decided, _Names(decided.program))
-        + "\n"
+    middle = RuntimeText.load().middle
+    text = assemble(
+        module_docstring(spec, layouts, decided, packed),
+        kernel_constants(
+            decided,
+            layouts,
+            packed,
+            application_constants(spec, decided, layouts, packed is not None),
+        ),
+        middle if packed is None else packed_middle(middle),
+        kernel_code(decided, _Names(decided.program)),
     )
+    return text.replace(KERNEL_ID_PLACEHOLDER, kernel_id(text))
 
 
 def emit_to_path(
@@ -192,17 +161,46 @@ class _Names:
 
 # --- the kernel constants ------------------------------------------------------------------
 
+KERNEL_ID_PLACEHOLDER = "0" * 16
+
+
+def kernel_id(text: str) -> str:
+    """The digest that names an emitted module: of its text with the placeholder id."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def application_constants(
+    spec: SpecLike, decided: EmitPlan, layouts: Layouts, packed: bool
+) -> list[str]:
+    """The constants of the application sections: how data of any size maps onto the
+    kernel's ciphertexts (derived from the spec, :mod:`porcupine.backend.tiling`) and how
+    many instances share one (from the program as emitted,
+    :mod:`porcupine.backend.batching`)."""
+    tiling = (
+        derive_tiling(spec)
+        if isinstance(spec, Spec)
+        else Tiling("fixed", reason="emitted for a program, not a spec file")
+    )
+    instances = instance_layout(decided, layouts.output_slots, packed=packed)
+    return tiling_constants(tiling) + instance_constants(instances)
+
 
 def kernel_constants(
-    decided: EmitPlan, layouts: Layouts, packed: PackedLayout | None = None
+    decided: EmitPlan,
+    layouts: Layouts,
+    packed: PackedLayout | None = None,
+    application: Sequence[str] = (),
 ) -> str:
-    """The block of kernel constants (the runtime's placeholder block, for this kernel),
-    and a packed kernel's packing constants after it."""
+    """The block of kernel constants (the runtime's placeholder block, for this kernel), the
+    ``application`` sections' constants, and a packed kernel's packing constants."""
     p, s = decided.params, decided.param_set
     inputs = [f'"{io.name}": "{io.kind}"' for io in layouts.inputs]
     bits = [f'"{io.name}"' for io in layouts.inputs if io.bits]
     ranges = [f'"{io.name}": {int_tuple(io.bounds)}' for io in layouts.inputs if io.bounds]
     lines = [
+        f'KERNEL = "{decided.program.name}"',
+        "# Names this exact module (a digest of its text): bundles and requests carry it.",
+        f'KERNEL_ID = "{KERNEL_ID_PLACEHOLDER}"',
         f"PLAINTEXT_MODULUS = {T}",
         f"SLOTS = {decided.slots}",
         *wrap_comment(
@@ -251,6 +249,7 @@ def kernel_constants(
     lines.append(f"OUTPUT_LAYOUT: Slots = {out_expr}")
     lines.append("# The kernel's constants; each repeats periodically over the SLOTS slots.")
     lines += _constant_values(decided, taken)
+    lines += application
     if packed is not None:
         lines += packing_constants(packed, lambda base: _literal_name(base, taken))
     return "\n".join(lines)

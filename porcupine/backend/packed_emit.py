@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib.resources
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from porcupine.backend.planning import SpecLike, check_signature, io_layouts
 from porcupine.backend.pytext import INDENT, bracketed, fits, int_literal, int_tuple, wrap_comment
+from porcupine.backend.sections import section
 from porcupine.layouts import Packing
 from quill.ir import Program
 from quill.ops import Kind
@@ -129,14 +129,6 @@ def packing_constants(packed: PackedLayout, literal_name: Callable[[str], str]) 
     return lines
 
 
-def _packed_io_section() -> str:
-    """:mod:`porcupine.backend.packed_io`'s source below its marker."""
-    source = importlib.resources.files(__package__).joinpath("packed_io.py").read_text()
-    lines = source.splitlines()
-    (begin,) = (i for i, line in enumerate(lines) if line.startswith(PACKED_IO_BEGIN))
-    return "\n".join(lines[begin + 1 :]).strip()
-
-
 @functools.cache
 def packed_middle(middle: str) -> str:
     """The runtime's text between the constants and the kernel code (``middle``, ending with
@@ -152,4 +144,5 @@ def packed_middle(middle: str) -> str:
                 end += 1
             drop.update(range(node.lineno - 1, end))
     kept = [line for i, line in enumerate(lines) if i not in drop]
-    return "\n".join(kept[:-1]) + "\n" + _packed_io_section() + "\n\n\n" + kept[-1]
+    packed_io = section("packed_io.py", PACKED_IO_BEGIN).code
+    return "\n".join(kept[:-1]) + "\n" + packed_io + "\n\n\n" + kept[-1]

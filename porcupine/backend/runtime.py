@@ -30,6 +30,9 @@ def _slot_grid(base: int, shape: tuple[int, ...], strides: tuple[int, ...]) -> S
 
 
 # --- kernel constants: generated (porcupine.backend.openfhe_emit writes this block) ---
+KERNEL = "placeholder"
+# Names this exact module (a digest of its text): bundles and requests carry it.
+KERNEL_ID = "0000000000000000"
 PLAINTEXT_MODULUS = 65537
 SLOTS = 8
 # The BFV context this kernel runs in, built by new_context() and required by check_context():

@@ -25,6 +25,8 @@ slots: an elementwise stencil).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,10 +46,6 @@ TILE_MARGINS: tuple[tuple[int, int], ...] = ((0, 0),)
 TILE_FILL: dict[str, int] = {}
 TILE_REASON = ""
 # --- tiles: copied into every emitted module (after the runtime) ---
-# The section goes after the runtime's code, which imports math, numpy (np, npt) and Any;
-# what it needs besides is imported here.
-from collections.abc import Iterable, Iterator, Mapping  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
 
 MaskedOutput = np.ma.MaskedArray[Any, np.dtype[np.int64]]
 
@@ -173,16 +171,12 @@ def plan_tiles(shape: tuple[int, ...]) -> TilePlan:
 
 
 def plan_inputs(inputs: Mapping[str, object]) -> TilePlan:
-    """The plan for the kernel's inputs given in full, by name (their common shape, checked:
-    each input of a fixed kernel must have its own kernel shape)."""
-    missing = sorted(set(INPUT_LAYOUTS) - set(inputs))
+    """The plan for kernel inputs given in full, by name (their common shape, checked:
+    each input of a fixed kernel must have its own kernel shape). Each party gives the
+    inputs it holds: the client its ciphertext inputs, the server its plaintext ones."""
     unknown = sorted(set(inputs) - set(INPUT_LAYOUTS))
-    if missing or unknown:
-        raise ValueError(
-            f"give exactly the inputs {sorted(INPUT_LAYOUTS)}"
-            + (f"; missing {missing}" if missing else "")
-            + (f"; unknown {unknown}" if unknown else "")
-        )
+    if unknown or not inputs:
+        raise ValueError(f"no input {unknown}: the kernel's inputs are {sorted(INPUT_LAYOUTS)}")
     shapes = {name: np.asarray(values).shape for name, values in inputs.items()}
     if TILE_KIND == "fixed":
         for name, shape in shapes.items():

@@ -85,8 +85,19 @@ def derive_tiling(spec: Spec) -> Tiling:
     return _confirmed(default)
 
 
+_KNOWN: dict[tuple[str, tuple[tuple[str, int], ...], tuple[str | None, ...]], Tiling] = {}
+
+
 def _confirmed(base: Spec) -> Tiling:
-    """The tiling at ``base``, confirmed with every param doubled."""
+    """The tiling at ``base``, confirmed with every param doubled; remembered per spec text
+    and params (Harris takes seconds, and every emission of a kernel asks again)."""
+    key = (base.origin.source.text, base.params, base.origin.steps)
+    if key not in _KNOWN:
+        _KNOWN[key] = _derived(base)
+    return _KNOWN[key]
+
+
+def _derived(base: Spec) -> Tiling:
     found, formula = _derive(base)
     if found.kind == "fixed" or not base.params:
         return found

@@ -7,8 +7,9 @@ import sys
 
 import numpy as np
 
+from porcupine.cli.app import cmd_run_app
 from porcupine.cli.common import inputs_of, outputs_checked, require_backend, table_of
-from porcupine.cli.errors import EXIT_FAILED, EXIT_OK, Failure, say
+from porcupine.cli.errors import EXIT_FAILED, EXIT_OK, Failure, UsageError, say
 from porcupine.cli.guard import Guard
 from porcupine.cli.inputs import read_program, read_spec
 from porcupine.cli.kernel_file import check_kernel_module
@@ -137,6 +138,12 @@ def cmd_run(args: argparse.Namespace, guard: Guard) -> int:
     require_backend()
     from porcupine.backend import run_encrypted
 
+    if args.input:
+        if not args.kernel:
+            raise UsageError("--input runs an emitted module: give it with --kernel M.py")
+        return cmd_run_app(args, guard)
+    if args.output:
+        raise UsageError("--output writes the result of a run on --input data")
     table = table_of(args)
     if args.program:
         spec, program, packing = _verified(args, guard, "not running it")

@@ -156,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--program", help="a Quill kernel (emitted on the fly)")
     p.add_argument("--reps", type=values.count(1, MAX_REPS, "repetitions"), default=10)
     p.add_argument("--seed", type=values.count(0, MAX_SEED, "seed"), default=0)
+    p.add_argument(
+        "--input",
+        action="append",
+        metavar="NAME=FILE",
+        help="run on this data (.npy or grayscale .png, any size; once per input), client and "
+        "server in separate processes, checked against the spec on the whole input",
+    )
+    p.add_argument("--output", metavar="FILE", help="with --input: write the result (.npy or .png)")
     _spec_args(p)
     p.set_defaults(func=cmd_run)
 

@@ -1,0 +1,209 @@
+"""The tile and the ring for data of a given size: the compiler's choice for an application.
+
+A kernel runs on ciphertexts of one size; an application's data has its own (a 512x512
+photo, a million-element vector). :mod:`porcupine.backend.tiling` says how the spec's data
+splits (stencil tiles with halos, reduction chunks); this module chooses the kernel's size
+(its tile) and parameter set so that the whole job costs least by the cost table: for each
+tile size a power of two per axis (up to a row of the largest ring), the number of tiles
+the data needs, and per tile the kernel's estimated latency (the program lifted to that
+size, :func:`porcupine.scale.lift`) plus the client's encryption and decryption of a
+ciphertext (the table's ``encrypt`` and ``decrypt`` rows), at the cheapest parameter set
+whose noise margin holds the kernel, and for a reduction the server's sum of its chunks
+(log2(chunks) more bits). Larger tiles waste less on halos and pay fewer ciphertexts, but
+may need a larger ring.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from porcupine.backend.tiling import Tiling, derive_tiling
+from porcupine.scale import LiftError, lift
+from quill.cost import DEFAULT_TABLE, CostTable, program_cost
+from quill.errors import QuillError
+from quill.ir import Program
+from quill.noise import MARGIN_BITS, assess, slots_needed
+from quill.params import SETS
+from quill.relin import place_relinearizations
+from quill.spec import Spec
+from quill.spec_ast import InputAst, Name
+
+MAX_SLOTS = max(s.slots for s in SETS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TileOption:
+    """One tile size at its cheapest parameter set, priced for the whole data."""
+
+    params: tuple[tuple[str, int], ...]  # the spec's params for the tile kernel
+    shape: tuple[int, ...]  # the tile
+    param_set: str
+    tiles: int  # ciphertexts per input the data takes
+    kernel_ms: float  # per tile, the kernel on the server (cost model)
+    client_ms: float  # per tile, encryption and decryption on the client (cost table)
+
+    @property
+    def total_ms(self) -> float:
+        """Client and server time for the whole data, one core."""
+        return self.tiles * (self.kernel_ms + self.client_ms)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppPlan:
+    """The tile chosen for data of ``shape``, and every option it was chosen from."""
+
+    spec: str
+    shape: tuple[int, ...]
+    tiling: Tiling
+    chosen: TileOption
+    options: tuple[TileOption, ...]
+
+    def describe(self) -> str:
+        """What was chosen and why, for people."""
+        c = self.chosen
+        lines = [
+            f"{self.spec} on data of shape {self.shape} ({self.tiling.kind}): tile "
+            f"{'x'.join(map(str, c.shape))} at {c.param_set}, {c.tiles} ciphertexts per input, "
+            f"estimated {c.total_ms / 1000:.2f} s on one core "
+            f"({c.kernel_ms:.2f} ms kernel + {c.client_ms:.2f} ms encrypt/decrypt per tile)",
+            "  options (cheapest first):",
+        ]
+        for o in sorted(self.options, key=lambda o: o.total_ms)[:6]:
+            lines.append(
+                f"    {'x'.join(map(str, o.shape)):>10} {o.param_set:>16} {o.tiles:6d} tiles "
+                f"{o.total_ms / 1000:8.2f} s"
+            )
+        return "\n".join(lines)
+
+
+class NoTile(ValueError):
+    """No tile size of the spec fits the data (or the spec cannot be tiled)."""
+
+
+def axis_params(spec: Spec) -> tuple[str, ...]:
+    """The param that sizes each axis of the spec's output (``image(h, w)``: h, w); a
+    dimension written as an expression cannot be chosen, and raises :class:`NoTile`."""
+    layout = next(
+        d.layout
+        for d in spec.origin.source.decls
+        if not isinstance(d, InputAst) and getattr(d, "role", None) == "output"
+    )
+    names = []
+    for arg in layout.args:
+        if not isinstance(arg, Name) or arg.name not in dict(spec.params):
+            raise NoTile(f"the output of {spec.name} is not sized by bare params: not tiled")
+        names.append(arg.name)
+    return tuple(names)
+
+
+def plan_application(
+    spec: Spec,
+    program: Program,
+    shape: tuple[int, ...],
+    table: CostTable = DEFAULT_TABLE,
+) -> AppPlan:
+    """The cheapest tile for data of ``shape`` (every tiled input's), given ``program``,
+    a verified kernel of ``spec`` at its own size. Raises :class:`NoTile` for a fixed
+    kernel given another shape, and when no tile size holds the data."""
+    tiling = derive_tiling(spec)
+    if tiling.kind == "fixed":
+        raise NoTile(f"{spec.name} runs on its own size only: {tiling.reason}")
+    axes = axis_params(spec)
+    if len(axes) != len(shape):
+        raise NoTile(f"{spec.name}'s data has {len(axes)} axes, not {len(shape)}")
+    options = []
+    for sizes in _tile_sizes(spec, axes, shape, tiling):
+        params = {**dict(spec.params), **dict(zip(axes, sizes, strict=True))}
+        tiles = _tiles(tiling, sizes, shape)
+        if tiles < 1:
+            continue
+        option = _priced(spec, program, params, sizes, tiles, tiling, table)
+        if option is not None:
+            options.append(option)
+    if not options:
+        raise NoTile(f"no tile size of {spec.name} holds data of shape {shape}")
+    chosen = min(options, key=lambda o: (o.total_ms, o.tiles))
+    return AppPlan(
+        spec=spec.name, shape=shape, tiling=tiling, chosen=chosen, options=tuple(options)
+    )
+
+
+def _tile_sizes(
+    spec: Spec, axes: tuple[str, ...], shape: tuple[int, ...], tiling: Tiling
+) -> list[tuple[int, ...]]:
+    """Per axis powers of two from the spec's own size to the first that covers the data
+    with its halo; products up to a row of the largest ring."""
+    own = dict(spec.params)
+    choices = []
+    for axis, (name, size) in enumerate(zip(axes, shape, strict=True)):
+        lo, hi = tiling.margins[axis] if tiling.kind == "stencil" else (0, 0)
+        reads = tiling.reads[axis] if tiling.kind == "stencil" else (0, 0)
+        need = size + max(lo, reads[0]) + max(hi, reads[1])
+        sizes, s = [], max(1, own[name])
+        while True:
+            sizes.append(s)
+            if s >= need or s >= MAX_SLOTS:
+                break
+            s *= 2
+        choices.append(sizes)
+    grid: list[tuple[int, ...]] = [()]
+    for sizes in choices:
+        grid = [(*g, s) for g in grid for s in sizes]
+    return [g for g in grid if math.prod(g) <= MAX_SLOTS]
+
+
+def _tiles(tiling: Tiling, sizes: tuple[int, ...], shape: tuple[int, ...]) -> int:
+    """How many tiles of ``sizes`` the data takes (as the emitted module's tiles section
+    cuts it); 0 when a tile is too small for its halo."""
+    if tiling.kind == "reduction":
+        return -(-shape[0] // sizes[0])
+    count = 1
+    for size, data, (r_lo, r_hi), (m_lo, m_hi) in zip(
+        sizes, shape, tiling.reads, tiling.margins, strict=True
+    ):
+        step = size - max(r_lo, m_lo) - max(r_hi, m_hi)
+        if step < 1:
+            return 0
+        count *= max(1, -(-(data - m_lo - m_hi) // step))
+    return count
+
+
+def _priced(
+    spec: Spec,
+    program: Program,
+    params: Mapping[str, int],
+    sizes: tuple[int, ...],
+    tiles: int,
+    tiling: Tiling,
+    table: CostTable,
+) -> TileOption | None:
+    """The option of one tile size at its cheapest parameter set, or None when the spec
+    does not instantiate there or no set holds the kernel (with a reduction's sum)."""
+    try:
+        target = spec.at(params)
+        lifted = program if target.n == spec.n else lift(program, spec, target)
+    except (QuillError, LiftError):
+        return None
+    lowered = place_relinearizations(lifted)
+    extra = math.log2(tiles) if tiling.kind == "reduction" and tiles > 1 else 0.0
+    need = slots_needed(lowered, target.n)
+    best: TileOption | None = None
+    for s in SETS:
+        if s.name not in table.latency_ms or s.slots < need:
+            continue
+        if assess(lowered, s).margin_bits < MARGIN_BITS + extra:
+            continue
+        row = table.at(s)
+        option = TileOption(
+            params=tuple(sorted(params.items())),
+            shape=sizes,
+            param_set=s.name,
+            tiles=tiles,
+            kernel_ms=program_cost(lifted, s, table),
+            client_ms=row["encrypt"] + row["decrypt"],
+        )
+        if best is None or option.total_ms < best.total_ms:
+            best = option
+    return best

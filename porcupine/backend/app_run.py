@@ -1,0 +1,162 @@
+"""An emitted kernel run as an application runs it: a client and a server in two processes.
+
+This process is the client: it imports the emitted module, makes the keys, writes the
+public bundle and the request (the inputs at any size, cut into the kernel's tiles) to
+files. The server is a second Python process started on the module itself (``python
+KERNEL.py serve BUNDLE REQUEST RESPONSE``), which receives only those files and the
+plaintext inputs, never the secret key. Then the client decrypts the response. Every
+stage is timed and every file measured: :class:`AppRun`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from porcupine.backend.kernel_module import load_module
+
+
+class ServerFailed(RuntimeError):
+    """The server process refused the bundle or the request (its message says why)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppRun:
+    """One two-party run: what went where, how big, how long."""
+
+    kernel: str
+    parameter_set: str
+    ring_dim: int
+    mode: str  # "tiles" or "instances"
+    ciphertexts: int  # per ciphertext input
+    bundle_bytes: int
+    upload_bytes: int  # the request
+    download_bytes: int  # the response
+    keygen_s: float  # context and keys (client)
+    encrypt_s: float  # the request, serialized (client)
+    server_load_s: float  # the bundle, deserialized and checked (server)
+    evaluate_s: float  # the kernel on every ciphertext (server)
+    server_wall_s: float  # the server process, start to exit
+    decrypt_s: float  # the response, decrypted and stitched (client)
+    output: Any  # the decrypted output (masked array, int, or instances)
+
+    @property
+    def total_s(self) -> float:
+        """Client and server time end to end (without the files' transfer)."""
+        return self.keygen_s + self.encrypt_s + self.server_wall_s + self.decrypt_s
+
+    def stages(self) -> str:
+        """The per-stage seconds and bytes, one line each."""
+        mib = 1 << 20
+        rows = [
+            ("keys", self.keygen_s, f"bundle   {self.bundle_bytes / mib:9.2f} MiB"),
+            ("encrypt", self.encrypt_s, f"upload   {self.upload_bytes / mib:9.2f} MiB"),
+            (
+                "server",
+                self.server_wall_s,
+                f"(load {self.server_load_s:.3f} s, evaluate "
+                f"{self.evaluate_s:.3f} s, {self.ciphertexts} ciphertexts per input)",
+            ),
+            ("decrypt", self.decrypt_s, f"download {self.download_bytes / mib:9.2f} MiB"),
+            ("total", self.total_s, ""),
+        ]
+        return "\n".join(f"  {name:<8} {s:8.3f} s   {what}".rstrip() for name, s, what in rows)
+
+
+def _server_env() -> dict[str, str]:
+    """The server's environment: one OpenMP thread (unless set), nothing of ours to import."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def run_two_party(
+    module_path: str | Path,
+    inputs: Mapping[str, npt.ArrayLike],
+    plaintexts: Mapping[str, npt.ArrayLike] | None = None,
+    *,
+    instances: bool = False,
+    workdir: str | Path | None = None,
+) -> AppRun:
+    """Run the emitted module at ``module_path`` on ``inputs`` (its ciphertext inputs, any
+    size; with ``instances``, each shaped ``(count, *its shape)``) with a server process
+    given the ``plaintexts`` (its plaintext inputs). Files go to ``workdir`` (default: a
+    temporary folder, removed after). Raises ValueError/TypeError for inputs that do not
+    fit the kernel (before the server starts) and :class:`ServerFailed` when the server
+    refuses."""
+    module = load_module(module_path)
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="porcupine-run-") as tmp:
+            return _run(module, Path(module_path), inputs, plaintexts or {}, instances, Path(tmp))
+    return _run(module, Path(module_path), inputs, plaintexts or {}, instances, Path(workdir))
+
+
+def _run(
+    module: Any,
+    path: Path,
+    inputs: Mapping[str, npt.ArrayLike],
+    plaintexts: Mapping[str, npt.ArrayLike],
+    instances: bool,
+    folder: Path,
+) -> AppRun:
+    bundle, request, response = (
+        folder / "bundle.bin",
+        folder / "request.bin",
+        folder / "response.bin",
+    )
+    start = time.perf_counter()
+    client = module.Client()
+    with bundle.open("wb") as out:
+        client.public_bundle_into(out)
+    keyed = time.perf_counter()
+    with request.open("wb") as out:
+        if instances:
+            client.encrypt_instances_into(out, **inputs)
+        else:
+            client.encrypt_into(out, **inputs)
+    encrypted = time.perf_counter()
+    arguments = []
+    for name, values in plaintexts.items():
+        np.save(folder / f"{name}.npy", np.asarray(values))
+        arguments.append(f"{name}={folder / f'{name}.npy'}")
+    command = [sys.executable, str(path), "serve", str(bundle), str(request), str(response)]
+    server = subprocess.run(
+        [*command, *arguments], capture_output=True, text=True, env=_server_env(), check=False
+    )
+    served = time.perf_counter()
+    if server.returncode != 0:
+        raise ServerFailed(server.stderr.strip() or f"the server exited with {server.returncode}")
+    timing = json.loads(server.stdout.strip().splitlines()[-1])
+    with response.open("rb") as stream:
+        output = client.decrypt_stream(stream)
+    done = time.perf_counter()
+    with request.open("rb") as stream:
+        header = module.request_info(stream)
+    return AppRun(
+        kernel=module.KERNEL,
+        parameter_set=module.PARAMETER_SET,
+        ring_dim=module.RING_DIM,
+        mode=header["mode"],
+        ciphertexts=header["ciphertexts"],
+        bundle_bytes=bundle.stat().st_size,
+        upload_bytes=request.stat().st_size,
+        download_bytes=response.stat().st_size,
+        keygen_s=keyed - start,
+        encrypt_s=encrypted - keyed,
+        server_load_s=float(timing["load_s"]),
+        evaluate_s=float(timing["evaluate_s"]),
+        server_wall_s=served - encrypted,
+        decrypt_s=done - served,
+        output=output,
+    )
