@@ -10,13 +10,8 @@ runs encrypted, so that every check also holds for real OpenFHE objects.
 from __future__ import annotations
 
 import importlib.util
-import keyword
 import os
-import subprocess
-import sys
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 # One OpenMP thread, as porcupine.backend sets it, but before this module imports openfhe
@@ -26,13 +21,23 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import pytest
+from helpers import (
+    DEAD,
+    DEEPER,
+    KERNELS,
+    ROOT,
+    Kernel,
+    context_error,
+    emittable,
+    make_kernels,
+    ruff,
+)
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from strategies import programs
 
 from porcupine.backend import (
     RESERVED_INPUT_NAMES,
-    EmittedKernel,
     ProgramSpec,
     Session,
     compare_latency,
@@ -43,83 +48,17 @@ from porcupine.backend import (
     write_atomically,
 )
 from quill.ir import Param, Program
-from quill.noise import MARGIN_BITS, NoiseBudgetExceeded, ct_ct_depth, parameters
+from quill.noise import MARGIN_BITS, ct_ct_depth, parameters
 from quill.ops import Kind
 from quill.parser import load_program, parse_program
 from quill.slots import T
-from quill.spec import Spec, load_spec, parse_spec
 from quill.stats import counts
 
 # Its module-scoped fixtures are built once: its tests share one xdist worker.
 pytestmark = pytest.mark.xdist_group("test_backend")
 
-ROOT = Path(__file__).resolve().parent.parent
-KERNELS = ROOT / "kernels"
 FEW = settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 seeds = st.integers(0, 2**32 - 1)
-
-SQUARE_SHIFT_SPEC = """
-spec square_shift
-slots 8
-input x: ct vector(8)
-output y[i]: vector(8) = x[i]^2 + x[i+1] where i < 7
-"""
-
-SQUARE_SHIFT = """
-kernel square_shift(x: ct) {
-    s = mul(x, x)
-    r = rot(x, 1)
-    y = add(s, r)
-    return y
-}
-"""
-
-# The published Hamming distance (openfhe-bfv.md's kernel table): s = a + b; s * (2 - s).
-HAMMING = """
-kernel hamming_distance(a: ct, b: ct) {
-    two = const(2)
-    s = add(a, b)
-    m = neg(s)
-    t = add(m, two)
-    p = mul(s, t)
-    r2 = rot(p, 2)
-    q = add(p, r2)
-    r1 = rot(q, 1)
-    d = add(q, r1)
-    return d
-}
-"""
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """A spec, a program for it, its emitted module, and a context for running it."""
-
-    spec: Spec
-    program: Program
-    module: EmittedKernel
-    session: Session
-
-
-def make_kernels(*, cleartext_backend: bool = False) -> dict[str, Kernel]:
-    """The published box blur and dot product, Hamming distance (constants, bit inputs,
-    ct*ct) and a hand-made ct*ct kernel with its hand-written spec, each with a session
-    (encrypted, or on the cleartext backend)."""
-    sources = {
-        name: (load_spec(KERNELS / f"{name}.spec"), load_program(path))
-        for name in ("box_blur", "dot_product")
-        for path in [KERNELS / "published" / f"{name}.quill"]
-    }
-    sources["hamming_distance"] = (
-        load_spec(KERNELS / "hamming_distance.spec"),
-        parse_program(HAMMING),
-    )
-    sources["square_shift"] = (parse_spec(SQUARE_SHIFT_SPEC), parse_program(SQUARE_SHIFT))
-    out = {}
-    for name, (spec, program) in sources.items():
-        module = emitted_module(program, spec, cleartext_backend=cleartext_backend)
-        out[name] = Kernel(spec, program, module, Session([module]))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -130,41 +69,12 @@ def kernels() -> dict[str, Kernel]:
 
 NAMES = ["box_blur", "dot_product", "hamming_distance", "square_shift"]
 
-# OpenFHE's EvalAdd keeps its first operand's GetNoiseScaleDeg(): s reports degree 1 (b's),
-# so q reports 2 and y 1, where the kernel's ct*ct depth is 2.
-DEEPER = parse_program(
-    "kernel deeper(x: ct, b: ct) {\n  p = mul(x, x)\n  s = add(b, p)\n  q = mul(x, s)\n"
-    "  y = add(b, q)\n  return y\n}\n"
-)
-
-DEAD = parse_program(
-    "kernel dead(x: ct) {\n  two = const(2)\n  a = rot(x, 1)\n  b = rot(x, 2)\n"
-    "  c = mul(a, two)\n  y = add(x, x)\n  return y\n}\n"
-)
-
-
-def ruff(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run ruff with the project's configuration."""
-    config = ROOT / "pyproject.toml"
-    cmd = [sys.executable, "-m", "ruff", *map(str, args), "--config", str(config)]
-    return subprocess.run(cmd, capture_output=True, text=True, check=False)
-
-
-def emittable(program: Program, slots: int = 16) -> bool:
-    """Inputs become keyword arguments, so Python keywords and the module's own names are
-    refused (test_reserved_input_names_are_refused); and the noise model must accept it."""
-    if any(keyword.iskeyword(p.name) or p.name in RESERVED_INPUT_NAMES for p in program.params):
-        return False
-    try:
-        parameters(program, slots)
-    except NoiseBudgetExceeded:
-        return False
-    return True
-
 
 # --- emission ------------------------------------------------------------------------------
 
 
+@pytest.mark.openfhe
+@pytest.mark.subprocess
 def test_emitted_modules_are_ruff_clean(kernels: dict[str, Kernel], tmp_path: Path) -> None:
     odd = parse_program(
         "kernel odd(order: ct, cc_: pt) {\n  cc = mul(order, cc_)\n  np = rot(cc, 3)\n"
@@ -193,6 +103,8 @@ def test_emitted_modules_are_ruff_clean(kernels: dict[str, Kernel], tmp_path: Pa
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(programs(slots=64, max_instrs=8), min_size=15, max_size=15))
 def test_random_programs_emit_ruff_clean_code(batch: list[Program]) -> None:
@@ -216,6 +128,7 @@ def test_unknown_security_levels_are_refused() -> None:
         emit_python(DEAD, ProgramSpec(DEAD, 8), security="HEStd_64")
 
 
+@pytest.mark.openfhe
 @pytest.mark.parametrize("name", NAMES)
 def test_module_states_keys_and_parameters(kernels: dict[str, Kernel], name: str) -> None:
     k = kernels[name]
@@ -238,6 +151,7 @@ def test_module_states_keys_and_parameters(kernels: dict[str, Kernel], name: str
     assert f"log2 Q = {s.log2_q:.0f}" in doc and f"{params.margin_bits:.1f} bits below" in doc
 
 
+@pytest.mark.openfhe
 def test_large_rotation_amounts_are_reduced_mod_n() -> None:
     # OpenFHE rotates correctly only by |k| < N/2; rot(x, 16 + 3) on 16 slots is rot(x, 3).
     program = parse_program("kernel big(x: ct) {\n  y = rot(x, 19)\n  return y\n}\n")
@@ -255,6 +169,7 @@ def test_dead_code_is_not_emitted() -> None:
     assert "_constants(" not in kernel_code and "GetCyclotomicOrder" not in kernel_code
 
 
+@pytest.mark.openfhe
 def test_emission_rejects_a_program_for_another_spec(kernels: dict[str, Kernel]) -> None:
     with pytest.raises(ValueError, match="spec's inputs"):
         emit_python(kernels["box_blur"].program, kernels["dot_product"].spec)
@@ -279,6 +194,7 @@ def test_write_atomically_leaves_nothing_on_failure(
 # --- encrypted runs -------------------------------------------------------------------------
 
 
+@pytest.mark.openfhe
 @pytest.mark.parametrize("name", NAMES)
 @FEW
 @given(seed=seeds)
@@ -291,6 +207,7 @@ def test_encrypted_kernel_matches_spec(kernels: dict[str, Kernel], name: str, se
     assert k.session.depth_used(k.module, args) == ct_ct_depth(k.program)
 
 
+@pytest.mark.openfhe
 @FEW
 @given(program=programs(slots=16, max_instrs=6), seed=seeds)
 def test_random_programs_match_the_interpreter(program: Program, seed: int) -> None:
@@ -303,6 +220,7 @@ def test_random_programs_match_the_interpreter(program: Program, seed: int) -> N
     assert result.ct_ct_depth_used == ct_ct_depth(program)
 
 
+@pytest.mark.openfhe
 def test_run_encrypted_from_an_emitted_file(kernels: dict[str, Kernel], tmp_path: Path) -> None:
     k = kernels["box_blur"]
     path = write_atomically(tmp_path / "box_blur.py", emit_python(k.program, k.spec))
@@ -318,6 +236,7 @@ def test_run_encrypted_from_an_emitted_file(kernels: dict[str, Kernel], tmp_path
     assert "correct on all 9 output slots" in result.summary()
 
 
+@pytest.mark.openfhe
 def test_ct_ct_kernel_runs_at_the_depth_the_noise_model_picks(kernels: dict[str, Kernel]) -> None:
     k = kernels["square_shift"]
     result = run_encrypted(k.spec, program=k.program, reps=1)
@@ -328,6 +247,7 @@ def test_ct_ct_kernel_runs_at_the_depth_the_noise_model_picks(kernels: dict[str,
     assert "EvalMultNoRelin(x, x)" in text and "Relinearize(" in text
 
 
+@pytest.mark.openfhe
 def test_depth_used_follows_the_data_flow_not_the_degrees() -> None:
     spec = ProgramSpec(DEEPER, 8)
     module = emitted_module(DEEPER, spec)
@@ -340,6 +260,7 @@ def test_depth_used_follows_the_data_flow_not_the_degrees() -> None:
     assert result.ok and result.ct_ct_depth_used == 2, result.summary()
 
 
+@pytest.mark.openfhe
 def test_hoisted_and_plain_rotations_decrypt_identically(kernels: dict[str, Kernel]) -> None:
     spec = kernels["box_blur"].spec
     baseline = load_program(KERNELS / "baselines" / "box_blur.quill")  # x rotated by 1, 4, 5
@@ -353,6 +274,7 @@ def test_hoisted_and_plain_rotations_decrypt_identically(kernels: dict[str, Kern
     assert np.array_equal(hoisted, plain)  # every slot, not only the ones that matter
 
 
+@pytest.mark.openfhe
 def test_compare_latency_times_each_program(kernels: dict[str, Kernel]) -> None:
     spec = kernels["box_blur"].spec
     pair = [kernels["box_blur"].program, load_program(KERNELS / "baselines" / "box_blur.quill")]
@@ -363,6 +285,7 @@ def test_compare_latency_times_each_program(kernels: dict[str, Kernel]) -> None:
 # --- the emitted module's API on real OpenFHE objects (more in test_backend_module.py) --------
 
 
+@pytest.mark.openfhe
 def test_decode_gives_natural_shapes(kernels: dict[str, Kernel]) -> None:
     blur = kernels["box_blur"]
     m, cc, keys = blur.module, blur.session.cc, blur.session.keys
@@ -379,13 +302,7 @@ def test_decode_gives_natural_shapes(kernels: dict[str, Kernel]) -> None:
     assert s == int(np.dot(a, b)) % T
 
 
-def context_error(call: Callable[[], object], message: str) -> None:
-    """Assert that ``call`` raises the emitted module's KernelContextError with ``message``."""
-    with pytest.raises(ValueError, match=message) as info:
-        call()
-    assert type(info.value).__name__ == "KernelContextError"
-
-
+@pytest.mark.openfhe
 def test_missing_keys_are_named(kernels: dict[str, Kernel]) -> None:
     blur = kernels["box_blur"]
     m = blur.module
@@ -401,6 +318,7 @@ def test_missing_keys_are_named(kernels: dict[str, Kernel]) -> None:
     context_error(lambda: sq.kernel(cc, x=x), "no relinearization key.*EvalMultKeyGen")
 
 
+@pytest.mark.openfhe
 def test_blur_image_example(kernels: dict[str, Kernel], tmp_path: Path) -> None:
     k = kernels["box_blur"]
     kernel_path = write_atomically(tmp_path / "box_blur.py", emit_python(k.program, k.spec))

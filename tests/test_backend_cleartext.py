@@ -14,10 +14,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before openfhe loads (see test_
 import numpy as np
 import openfhe
 import pytest
+from helpers import DEEPER, KERNELS, emittable
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from strategies import programs, slot_counts
-from test_backend import DEEPER, KERNELS, emittable
 
 from porcupine.backend import (
     CleartextError,
@@ -79,6 +79,7 @@ def _operations(cc: Any, a: Any, b: Any, p: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.openfhe
 def test_the_fake_agrees_with_openfhe_on_every_slot() -> None:
     """Both rows of all N slots, and the noise scale degree, after each kind of op."""
     rng = np.random.default_rng(3)
@@ -252,6 +253,7 @@ def test_the_fake_refuses_mixed_keys_and_missing_relinearization_keys(
 # --- emitted kernels on the cleartext backend --------------------------------------------
 
 
+@pytest.mark.slow
 @MANY
 @given(data=st.data(), slots=slot_counts, seed=st.integers(0, 2**32 - 1))
 def test_random_programs_match_the_interpreter(data: st.DataObject, slots: int, seed: int) -> None:
@@ -309,6 +311,7 @@ def product_uses(draw: st.DrawFn) -> Program:
     return parse_program(body + f"  return {result}\n}}\n")
 
 
+@pytest.mark.slow
 @MANY
 @given(program=programs(slots=8, max_instrs=8) | product_uses())
 def test_the_fake_fails_a_kernel_exactly_when_relinearization_is_needed(program: Program) -> None:
@@ -326,6 +329,7 @@ def test_the_fake_fails_a_kernel_exactly_when_relinearization_is_needed(program:
 SUITE = sorted(p.stem for p in KERNELS.glob("*.spec"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["published", "baselines", "results"])
 @pytest.mark.parametrize("name", SUITE)
 def test_suite_kernels_run_on_the_cleartext_backend(kind: str, name: str) -> None:

@@ -16,8 +16,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before openfhe loads (see test_
 
 import numpy as np
 import pytest
-from test_backend import ruff
-from test_backend_module import imports_of
+from helpers import imports_of, ruff
 
 from porcupine.backend import (
     emit_python,
@@ -122,6 +121,8 @@ def kernels() -> dict[str, Packed]:
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.search
 def test_the_kernels_are_packed(kernels: dict[str, Packed]) -> None:
     assert {k.packing.name for k in kernels.values()} >= {
         "aligned (terms major)",
@@ -135,6 +136,9 @@ def test_the_kernels_are_packed(kernels: dict[str, Packed]) -> None:
         assert params != {d.name for d in k.spec.inputs}  # not the spec's own inputs
 
 
+@pytest.mark.slow
+@pytest.mark.openfhe
+@pytest.mark.search
 @pytest.mark.parametrize("seed", [0, 1])
 def test_packed_kernels_decrypt_to_the_original_spec(kernels: dict[str, Packed], seed: int) -> None:
     for name, k in kernels.items():
@@ -151,6 +155,8 @@ def _natural(spec: Spec, slot_inputs: dict[str, Any]) -> dict[str, Any]:
     return {io.name: slot_inputs[io.name][io.slots] for io in io_layouts(spec).inputs}
 
 
+@pytest.mark.openfhe
+@pytest.mark.search
 @pytest.mark.parametrize("cleartext", [False, True], ids=["openfhe", "cleartext"])
 def test_the_application_sees_only_the_specs_inputs_and_output(
     kernels: dict[str, Packed], cleartext: bool
@@ -177,6 +183,8 @@ def test_the_application_sees_only_the_specs_inputs_and_output(
         assert np.array_equal(out.filled(0)[matters], expected[matters]), name
 
 
+@pytest.mark.subprocess
+@pytest.mark.search
 def test_packed_modules_are_standalone_and_ruff_clean(
     kernels: dict[str, Packed], tmp_path: Path
 ) -> None:
@@ -192,6 +200,7 @@ def test_packed_modules_are_standalone_and_ruff_clean(
     assert formatted.returncode == 0, formatted.stdout + formatted.stderr
 
 
+@pytest.mark.search
 def test_packed_modules_refuse_what_does_not_fit(kernels: dict[str, Packed]) -> None:
     k = kernels["matmul2"]
     module: Any = emitted_module(k.program, k.spec, packing=k.packing, cleartext_backend=True)
@@ -211,6 +220,7 @@ def test_packed_modules_refuse_what_does_not_fit(kernels: dict[str, Packed]) -> 
         emit_python(k.program, k.spec, packing=other.packing)
 
 
+@pytest.mark.openfhe
 @pytest.mark.parametrize("name", ["conv1d_natural", "matmul2"])
 def test_a_natural_kernel_with_masks_runs_encrypted(name: str) -> None:
     spec = load_spec(LAYOUTS / f"{name}.spec")
@@ -224,6 +234,9 @@ def test_a_natural_kernel_with_masks_runs_encrypted(name: str) -> None:
 # --- the command line ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
+@pytest.mark.openfhe
+@pytest.mark.search
 def test_cli_synth_search_emit_python_then_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -236,6 +249,8 @@ def test_cli_synth_search_emit_python_then_run(
     assert load_module(target, cleartext_backend=True).SLOTS == 8  # the packed ciphertexts'
 
 
+@pytest.mark.openfhe
+@pytest.mark.search
 def test_cli_emit_finds_the_packing_a_quill_kernel_takes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -264,6 +279,8 @@ def test_cli_emit_finds_the_packing_a_quill_kernel_takes(
     assert "was not emitted for spec pairwise4" in capsys.readouterr().err
 
 
+@pytest.mark.openfhe
+@pytest.mark.search
 def test_a_wrong_output_map_is_caught_against_the_original_spec(
     kernels: dict[str, Packed],
 ) -> None:

@@ -15,8 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before openfhe loads (see test_
 import numpy as np
 import openfhe
 import pytest
-from test_backend import DEAD, Kernel, make_kernels
-from test_backend_params import DOT_SUM
+from helpers import DEAD, DOT_SUM, Kernel, imports_of, make_kernels
 
 from porcupine.backend import (
     EmittedKernel,
@@ -90,17 +89,6 @@ def _constants(text: str) -> list[str]:
         assert isinstance(target, ast.Name)
         names.append(target.id)
     return [n for n in names if not n.startswith("_") or n == "_CONSTANT_VALUES"]
-
-
-def imports_of(text: str) -> set[str]:
-    """Every module a Python text imports (``module.name`` for ``from`` imports)."""
-    tree = ast.parse(text)
-    return {
-        alias.name if isinstance(node, ast.Import) else f"{node.module}.{alias.name}"
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import | ast.ImportFrom)
-        for alias in node.names
-    }
 
 
 def _section_constants(filename: str, begin: str, end: str) -> list[str]:
@@ -238,6 +226,7 @@ def test_encode_names_bits_and_unknown_inputs(clear: dict[str, Kernel]) -> None:
 # --- kernel and decode ------------------------------------------------------------------------
 
 
+@pytest.mark.openfhe
 def test_kernel_names_inputs_of_the_wrong_kind(both: dict[str, Kernel]) -> None:
     dot = both["dot_product"]
     m, cc, keys = dot.module, dot.session.cc, dot.session.keys
@@ -258,6 +247,7 @@ def _context_error(message: str) -> Any:
     return pytest.raises(ValueError, match=message)
 
 
+@pytest.mark.openfhe
 def test_keys_must_belong_together(both: dict[str, Kernel]) -> None:
     ham = both["hamming_distance"]
     m, cc, keys = ham.module, ham.session.cc, ham.session.keys

@@ -11,7 +11,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before openfhe loads (see test_
 
 import openfhe
 import pytest
-from test_backend import DEAD, KERNELS, SQUARE_SHIFT, SQUARE_SHIFT_SPEC, context_error
+from helpers import DEAD, DOT_SUM, KERNELS, SQUARE_SHIFT, SQUARE_SHIFT_SPEC, context_error
 
 from porcupine.backend import EmittedKernel, ProgramSpec, emit_python, emitted_module, run_encrypted
 from quill.ir import Program
@@ -20,10 +20,7 @@ from quill.parser import load_program, parse_program
 from quill.slots import T
 from quill.spec import load_spec, parse_spec
 
-# The published dot product's reduction tree as one EvalSum.
-DOT_SUM = parse_program(
-    "kernel dot_product(a: ct, b: pt) {\n  m = mul(a, b)\n  s = sum(m, 8)\n  return s\n}\n"
-)
+pytestmark = [pytest.mark.openfhe]
 
 
 def test_a_kernel_with_evalsum_runs_encrypted() -> None:
@@ -49,6 +46,7 @@ def suite_program(kind: str, name: str) -> Program:
     return load_program(KERNELS / kind / f"{name}.quill")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("kind", "name"), SUITE)
 def test_suite_kernels_decrypt_correctly_under_their_parameter_set(kind: str, name: str) -> None:
     spec = load_spec(KERNELS / f"{name}.spec")

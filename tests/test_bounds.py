@@ -46,6 +46,7 @@ def _brute(offsets: int, row: dict[str, int]) -> int:
     return int(best)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ROWS)
 def test_the_bound_is_the_cheapest_grouping(name: str) -> None:
     row = _row(name)
@@ -64,6 +65,7 @@ def _rotation_us(program: Program, row: dict[str, int]) -> int:
     return sum(rotation_group_us(len(a), row) for a in amounts.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "path",
     sorted((KERNELS / "published").glob("*.quill"))
@@ -81,6 +83,7 @@ def test_no_known_kernel_pays_less_than_the_bound(path: Path) -> None:
 ALL = sorted(KERNELS.glob("published/*.quill")) + sorted(KERNELS.glob("baselines/*.quill"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_no_known_kernel_beats_the_floor_over_every_kernel(path: Path) -> None:
     # lower_bound with 0 components bounds every kernel of the sketch, whatever its size:

@@ -3,78 +3,26 @@
 The exit-status contract (0 success, 1 wrong or nothing found, 2 bad input or usage, 130
 interrupted) is tested class by class in ``test_cli_contract.py`` (options, files, claims)
 and ``test_cli_limits.py`` (interruption, time, memory); ``test_fuzz_cli.py`` throws random
-command lines and files at it. The helpers here serve them all.
+command lines and files at it. The helpers they share are in ``helpers.py``.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import BLUR_KERNEL, BLUR_SPEC, assert_clean, porcupine
 
 from porcupine.backend import calibrate
 from porcupine.cli import main
 from quill.cost import KEYS, load_table, save_table
 from quill.params import by_name
 
-ROOT = Path(__file__).parent.parent
-KERNELS = ROOT / "kernels"
-BLUR_SPEC = str(KERNELS / "box_blur.spec")
-BLUR_KERNEL = str(KERNELS / "published" / "box_blur.quill")
 CONTRACT = {0, 1, 2, 130}
 
-NOISY_SPEC = """spec noisy
-param n = 4
-slots n
-input x: ct vector(n)
-input c: pt vector(n)
-output y[i]: vector(n) = x[i]^64 * c[i] * c[i]
-"""
 
-OVER_BUDGET_SPEC = NOISY_SPEC.replace("x[i]^64 * c[i]", "x[i]^64 * x[i]^64 * c[i]")
-
-# Correct for OVER_BUDGET_SPEC, but seven squarings and two ct*pt products need more modulus
-# than the largest parameter set of the noise model.
-NOISY_KERNEL = """kernel noisy(x: ct, c: pt) {
-    x2 = mul(x, x)
-    x4 = mul(x2, x2)
-    x8 = mul(x4, x4)
-    x16 = mul(x8, x8)
-    x32 = mul(x16, x16)
-    x64 = mul(x32, x32)
-    x128 = mul(x64, x64)
-    y1 = mul(x128, c)
-    y2 = mul(y1, c)
-    return y2
-}
-"""
-
-
-def porcupine(
-    *args: str, cwd: Path = ROOT, timeout: float = 600
-) -> subprocess.CompletedProcess[str]:
-    """Run the real console entry point in a subprocess, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "porcupine.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def assert_clean(out: subprocess.CompletedProcess[str], code: int, message: str = "") -> None:
-    """``out`` exited with ``code``, said ``message`` on stderr, and showed no traceback."""
-    assert out.returncode == code, out.stderr
-    assert message in out.stderr
-    assert "Traceback" not in out.stderr + out.stdout
-    assert "internal error" not in out.stderr
-
-
+@pytest.mark.subprocess
 def test_help_lists_the_commands_and_the_exit_statuses() -> None:
     out = porcupine("--help")
     assert_clean(out, 0)
@@ -85,6 +33,8 @@ def test_help_lists_the_commands_and_the_exit_statuses() -> None:
     assert "130  interrupted" in porcupine("synth", "--help").stdout
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -102,6 +52,7 @@ def test_bad_input_exits_2_with_one_clear_message(args: list[str], message: str)
     assert_clean(porcupine(*args), 2, message)
 
 
+@pytest.mark.subprocess
 def test_syntax_error_in_a_spec_points_at_it(tmp_path: Path) -> None:
     bad = tmp_path / "bad.spec"
     bad.write_text("spec k\nparam n = 4\nslots n\ninput x: ct vector(n\noutput y: scalar = x[0]\n")
@@ -111,6 +62,8 @@ def test_syntax_error_in_a_spec_points_at_it(tmp_path: Path) -> None:
     assert "expected ')'" in out.stderr and "\n    ^^^^^^\n" in out.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_wrong_kernel_is_neither_emitted_nor_run(tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.quill"
     wrong.write_text("kernel k(x: ct) {\n a = rot(x, 1)\n b = add(x, a)\n return b\n}\n")
@@ -122,6 +75,8 @@ def test_a_wrong_kernel_is_neither_emitted_nor_run(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [wrong]
 
 
+@pytest.mark.openfhe
+@pytest.mark.search
 def test_synth_emits_python_and_run_checks_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -137,6 +92,7 @@ def test_interpret_runs_a_kernel_in_plaintext(capsys: pytest.CaptureFixture[str]
     assert "at the 9 slots that matter: equal" in capsys.readouterr().out
 
 
+@pytest.mark.openfhe
 def test_calibration_measures_every_row_and_round_trips(tmp_path: Path) -> None:
     table = calibrate(sets=(by_name("n4096_q108_w27"),), reps=3)
     row = table.latency_ms["n4096_q108_w27"]
@@ -151,6 +107,8 @@ def test_calibration_measures_every_row_and_round_trips(tmp_path: Path) -> None:
     assert json.loads(path.read_text())["machine"] == "test"
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_the_calibrate_command_writes_a_table_synth_accepts(tmp_path: Path) -> None:
     path = tmp_path / "costs.json"
     assert_clean(porcupine("calibrate", "-o", str(path), "--reps", "1"), 0, "wrote")

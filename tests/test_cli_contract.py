@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from test_cli import (
+from helpers import (
     BLUR_KERNEL,
     BLUR_SPEC,
     KERNELS,
@@ -35,6 +35,8 @@ def _started(out: str) -> bool:
     return "L=1: searching" in out
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize("value", [*BAD_NUMBERS, "0", "65"])
 def test_max_components_must_be_a_positive_whole_number(value: str) -> None:
     out = porcupine("synth", GX_SPEC, "--max-components", value)
@@ -42,6 +44,8 @@ def test_max_components_must_be_a_positive_whole_number(value: str) -> None:
     assert not _started(out.stderr)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("option", "value"),
     [
@@ -63,6 +67,8 @@ def test_synth_options_are_checked_before_any_work(option: str, value: str) -> N
     assert not _started(out.stderr)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     "args",
     [
@@ -82,6 +88,7 @@ def test_every_command_checks_its_numbers(args: list[str], tmp_path: Path) -> No
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.subprocess
 def test_a_param_given_twice_is_refused() -> None:
     assert_clean(porcupine("synth", BLUR_SPEC, "--param", "w=4", "--param", "w=8"), 2, "twice")
 
@@ -126,6 +133,8 @@ def _drop(name: str) -> object:
     return edit
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -161,6 +170,8 @@ def test_bad_cost_tables_are_refused_saying_what_is_wrong(
     assert not _started(out.stderr)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -181,6 +192,8 @@ def test_run_refuses_a_file_that_is_not_an_emitted_module(
     assert_clean(porcupine("run", BLUR_SPEC, "--kernel", str(module)), 2, message)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_run_refuses_a_module_emitted_for_another_spec(tmp_path: Path) -> None:
     module = tmp_path / "blur.py"
     assert main(["emit", BLUR_KERNEL, "--spec", BLUR_SPEC, "-o", str(module)]) == 0
@@ -190,6 +203,8 @@ def test_run_refuses_a_module_emitted_for_another_spec(tmp_path: Path) -> None:
     assert_clean(porcupine("run", BLUR_SPEC, "--kernel", BLUR_SPEC), 2, "is not Python")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("output", "message"),
     [
@@ -208,12 +223,14 @@ def test_bad_outputs_are_refused_before_the_search(output: str, message: str) ->
     assert not _started(out.stderr)
 
 
+@pytest.mark.subprocess
 def test_emit_python_without_an_output_is_refused_before_the_search() -> None:
     out = porcupine("synth", BLUR_SPEC, "--emit", "python")
     assert_clean(out, 2, "give -o KERNEL.py")
     assert not _started(out.stderr)
 
 
+@pytest.mark.subprocess
 def test_emit_and_calibrate_check_their_outputs_too(tmp_path: Path) -> None:
     program = tmp_path / "k.quill"
     program.write_text(Path(BLUR_KERNEL).read_text())
@@ -223,6 +240,7 @@ def test_emit_and_calibrate_check_their_outputs_too(tmp_path: Path) -> None:
     assert program.read_text() == Path(BLUR_KERNEL).read_text()
 
 
+@pytest.mark.search
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_written_files_have_the_usual_permissions(tmp_path: Path, umask: int) -> None:
     old = os.umask(umask)
@@ -238,6 +256,8 @@ def test_written_files_have_the_usual_permissions(tmp_path: Path, umask: int) ->
     assert sorted(p.name for p in target.parent.iterdir()) == ["k.quill"]
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_kernel_over_the_noise_budget_is_reported_with_the_kernel(tmp_path: Path) -> None:
     spec, kernel = tmp_path / "noisy.spec", tmp_path / "noisy.quill"
     spec.write_text(OVER_BUDGET_SPEC)
@@ -255,6 +275,8 @@ def test_a_kernel_over_the_noise_budget_is_reported_with_the_kernel(tmp_path: Pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["noisy.quill", "noisy.spec"]
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_spec_deeper_than_the_noise_model_is_refused(tmp_path: Path) -> None:
     spec = tmp_path / "deep.spec"
     spec.write_text(NOISY_SPEC.replace("c[i] * c[i]", "x[i]^64 * x[i]^64 * x[i]^64"))
@@ -264,6 +286,7 @@ def test_a_spec_deeper_than_the_noise_model_is_refused(tmp_path: Path) -> None:
     assert_clean(porcupine("synth", str(bits), "--quiet"), 0)
 
 
+@pytest.mark.subprocess
 def test_optimal_is_claimed_only_after_a_search() -> None:
     out = porcupine("synth", GX_SPEC, "--max-components", "0", "--json")
     assert_clean(out, 2, "--max-components")
@@ -293,6 +316,8 @@ DOT_KERNEL = """kernel dot(a: ct, b: pt) {
 """
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize(("hi", "wraps"), [(90, False), (255, True)])
 def test_values_that_may_wrap_are_named_and_refused_when_strict(
     tmp_path: Path, hi: int, wraps: bool
@@ -321,12 +346,15 @@ def test_values_that_may_wrap_are_named_and_refused_when_strict(
         assert target.exists() is (args[0] == "emit" and not wraps)
 
 
+@pytest.mark.subprocess
 def test_strict_ranges_needs_declared_ranges() -> None:
     out = porcupine("check", BLUR_KERNEL, "--spec", BLUR_SPEC, "--strict-ranges")
     assert_clean(out, 1, "no input of spec box_blur declares a range")
     assert_clean(porcupine("check", BLUR_KERNEL, "--spec", BLUR_SPEC), 0)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_inputs_over_the_size_limit_are_refused_up_front(tmp_path: Path) -> None:
     big = tmp_path / "big.spec"
     big.write_text(Path(BLUR_SPEC).read_text() + "#" * (1 << 20))
@@ -336,6 +364,8 @@ def test_inputs_over_the_size_limit_are_refused_up_front(tmp_path: Path) -> None
     assert_clean(porcupine("check", str(program), "--spec", BLUR_SPEC), 2, "over the limit")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize("path", ["/dev/zero", ".", "kernels"])
 def test_inputs_that_are_not_regular_files_are_refused(path: str) -> None:
     out = porcupine("synth", path, cwd=ROOT)

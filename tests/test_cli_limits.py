@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cli import NOISY_SPEC, ROOT, assert_clean, porcupine
+from helpers import NOISY_SPEC, ROOT, assert_clean, porcupine
 
 SLOW_SPEC = """spec slow
 param n = 16
@@ -93,6 +93,8 @@ def _interrupted(
     ), took
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_ctrl_c_prints_the_best_kernel_as_interrupted_and_keeps_the_output(
     tmp_path: Path,
 ) -> None:
@@ -109,6 +111,8 @@ def test_ctrl_c_prints_the_best_kernel_as_interrupted_and_keeps_the_output(
     assert took < 60  # it ended on the signal, not on its 300 s timeout
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_ctrl_c_with_force_replaces_the_output(tmp_path: Path) -> None:
     (tmp_path / "slow.quill").write_text(SLOW_KERNEL)
     target = tmp_path / "out.quill"
@@ -121,6 +125,8 @@ def test_ctrl_c_with_force_replaces_the_output(tmp_path: Path) -> None:
     assert target.read_text().startswith("kernel slow(x: ct)")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_ctrl_c_stops_a_multi_step_spec_without_its_other_steps(tmp_path: Path) -> None:
     out, took = _interrupted(tmp_path, STAGED_SPEC, "-o", "out.quill")
     assert_clean(out, 130, "interrupted before a verified kernel was found")
@@ -134,6 +140,8 @@ def test_ctrl_c_stops_a_multi_step_spec_without_its_other_steps(tmp_path: Path) 
 DEEP_SPEC = NOISY_SPEC.replace("c[i] * c[i]", "c[i] * c[i] + x[i+1]\n    where i < n - 1")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_the_timeout_covers_work_that_cannot_look_at_the_clock(tmp_path: Path) -> None:
     # Building those queries never looks at the deadline: the command is stopped from
     # outside all the same. (A search that looked at the clock in time would return its
@@ -151,6 +159,8 @@ def test_the_timeout_covers_work_that_cannot_look_at_the_clock(tmp_path: Path) -
     )
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_the_timeout_covers_checking_a_kernel(tmp_path: Path) -> None:
     spec, kernel = _hog(tmp_path)
     out = porcupine("check", kernel, "--spec", spec, "--timeout", "3", timeout=120)
@@ -169,6 +179,8 @@ def _hog(tmp_path: Path) -> tuple[str, str]:
     return str(spec), str(kernel)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_running_out_of_memory_ends_with_a_message(tmp_path: Path) -> None:
     spec, _ = _hog(tmp_path)
     # 320M: the imports take about 180M of address space, so the spec's expansion runs out
@@ -177,6 +189,8 @@ def test_running_out_of_memory_ends_with_a_message(tmp_path: Path) -> None:
     assert_clean(out, 1, "out of memory while synthesizing: the limit is --max-memory 320M")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_interrupting_a_check_exits_130(tmp_path: Path) -> None:
     spec, kernel = _hog(tmp_path)
     proc = subprocess.Popen(

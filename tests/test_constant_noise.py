@@ -52,6 +52,7 @@ def test_uniform_constants_are_read_mod_t() -> None:
     assert noise["d"] == pytest.approx(noise["c"] + math.log2(T - 1) + CONST_MUL_BITS)
 
 
+@pytest.mark.openfhe
 @pytest.mark.parametrize("cleartext", [False, True], ids=["openfhe", "cleartext"])
 def test_uniform_constants_fill_both_rows_masks_the_first(cleartext: bool) -> None:
     program = parse_program(KERNEL)
@@ -72,6 +73,7 @@ def test_uniform_constants_fill_both_rows_masks_the_first(cleartext: bool) -> No
     assert slots(packed["mask"]) == [1, 0] * (n // 4) + [0] * (n // 2)
 
 
+@pytest.mark.openfhe
 @pytest.mark.parametrize("cleartext", [False, True], ids=["openfhe", "cleartext"])
 def test_the_second_row_never_reaches_the_slots_that_matter(cleartext: bool) -> None:
     # Inputs with arbitrary values in the second row too: the first row's slots are the
@@ -96,6 +98,8 @@ def test_the_second_row_never_reaches_the_slots_that_matter(cleartext: bool) -> 
     )
 
 
+@pytest.mark.slow
+@pytest.mark.openfhe
 @pytest.mark.parametrize("name", ["n2048_q50_w10", "n4096_q108_w27"])
 def test_a_uniform_constant_in_every_slot_grows_noise_by_its_log(name: str) -> None:
     s = by_name(name)

@@ -42,6 +42,7 @@ def test_the_corpus_is_large_and_plain() -> None:
         assert not any(line.lstrip().startswith("hint") for line in text.splitlines()), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_the_recorded_kernel_is_proven_and_runs(name: str) -> None:
     spec = _spec(name)
@@ -53,6 +54,8 @@ def test_the_recorded_kernel_is_proven_and_runs(name: str) -> None:
         assert run.ok, run.summary()
 
 
+@pytest.mark.slow
+@pytest.mark.search
 @pytest.mark.parametrize("name", [n for n in NAMES if n not in SLOW])
 def test_synthesis_from_scratch(name: str) -> None:
     spec = _spec(name)

@@ -54,12 +54,19 @@ def _rows(out: Path) -> dict[str, dict[str, str]]:
         return {row["kernel"]: row for row in csv.DictReader(f)}
 
 
+@pytest.mark.slow
+@pytest.mark.openfhe
+@pytest.mark.subprocess
+@pytest.mark.search
 def test_writes_the_three_files(quick_run: Path) -> None:
     for name in ("results.csv", "results.md", "speedup.png"):
         assert (quick_run / name).stat().st_size > 0, name
     assert (quick_run / "speedup.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.openfhe
+@pytest.mark.subprocess
+@pytest.mark.search
 def test_csv_has_a_row_per_kernel_and_a_geomean(quick_run: Path) -> None:
     with (quick_run / "results.csv").open() as f:
         reader = csv.DictReader(f)
@@ -68,6 +75,9 @@ def test_csv_has_a_row_per_kernel_and_a_geomean(quick_run: Path) -> None:
     assert kernels == [*QUICK_KERNELS, "geomean"]
 
 
+@pytest.mark.openfhe
+@pytest.mark.subprocess
+@pytest.mark.search
 def test_every_cell_is_measured_and_every_ratio_is_its_latencies(quick_run: Path) -> None:
     for name, row in _rows(quick_run).items():
         if name == "geomean":
@@ -88,6 +98,9 @@ def test_every_cell_is_measured_and_every_ratio_is_its_latencies(quick_run: Path
         assert row["wrong_decryptions"] == "0" and row["outcome"] != "none found"
 
 
+@pytest.mark.openfhe
+@pytest.mark.subprocess
+@pytest.mark.search
 def test_geomean_row_is_the_geometric_mean(quick_run: Path) -> None:
     rows = _rows(quick_run)
     for column in RATIOS:
@@ -96,6 +109,9 @@ def test_geomean_row_is_the_geometric_mean(quick_run: Path) -> None:
         assert math.isclose(float(rows["geomean"][column]), want, rel_tol=1e-3), column
 
 
+@pytest.mark.openfhe
+@pytest.mark.subprocess
+@pytest.mark.search
 def test_contexts_are_the_chosen_sets_and_openfhe_defaults(quick_run: Path) -> None:
     rows = _rows(quick_run)
     for name in QUICK_KERNELS:
@@ -115,6 +131,9 @@ def test_contexts_are_the_chosen_sets_and_openfhe_defaults(quick_run: Path) -> N
             assert int(row[f"{setting}_digit_size"]) == built.digit_size, (name, setting)
 
 
+@pytest.mark.openfhe
+@pytest.mark.subprocess
+@pytest.mark.search
 def test_keys_are_counted_and_sized(quick_run: Path) -> None:
     rows = _rows(quick_run)
     blur, dot = rows["box_blur"], rows["dot_product"]
@@ -135,6 +154,9 @@ def test_keys_are_counted_and_sized(quick_run: Path) -> None:
         assert math.isclose(per_key[0], per_key[1], rel_tol=0.01), per_key
 
 
+@pytest.mark.openfhe
+@pytest.mark.subprocess
+@pytest.mark.search
 def test_markdown_reports_goals_and_tables(quick_run: Path) -> None:
     text = (quick_run / "results.md").read_text()
     for needle in ("cores: ", "cpu: ", "python: 3.10", "openfhe: ", "z3: ", "date: "):
@@ -225,6 +247,7 @@ def test_geomean_helper() -> None:
 # --- the encrypted measurement ----------------------------------------------------------
 
 
+@pytest.mark.openfhe
 def test_a_wrong_kernel_is_reported_and_not_timed() -> None:
     spec = load_spec(KERNELS / "box_blur.spec")
     baseline = load_program(KERNELS / "baselines/box_blur.quill")

@@ -8,6 +8,8 @@ import math
 import os
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before openfhe loads (see test_backend.py)
 
 import numpy as np
@@ -25,6 +27,8 @@ from porcupine.backend.contexts import (
 from quill.params import by_name
 from quill.parser import load_program
 from quill.spec import load_spec
+
+pytestmark = [pytest.mark.openfhe]
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 

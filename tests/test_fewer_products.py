@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import Writer
@@ -40,6 +41,7 @@ def _latency(program: Program, n: int) -> tuple[int, ...]:
     return objective(program, where, DEFAULT_TABLE, Objective.LATENCY)
 
 
+@pytest.mark.slow
 def test_sobel_and_roberts_take_one_product_and_harris_five() -> None:
     for name, products in [("sobel", 1), ("roberts_cross", 1), ("harris", 5)]:
         spec = load_spec(KERNELS / f"{name}.spec")
@@ -71,6 +73,8 @@ def test_a_rewrite_that_fails_its_proof_is_not_returned() -> None:
     )
 
 
+@pytest.mark.slow
+@pytest.mark.search
 def test_synthesis_uses_it_under_latency_only() -> None:
     spec = load_spec(KERNELS / "roberts_cross.spec")
     fast = synthesize(spec, timeout=60)
@@ -135,6 +139,7 @@ def sums_of_full_sums(draw: st.DrawFn) -> Program:
     return w.program(_signed_sum(draw, w, terms))
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(
     program=st.one_of(sums_of_products(), sums_of_full_sums()),
@@ -170,6 +175,7 @@ def test_the_product_bound_reads_the_spec_quadratic_form() -> None:
         assert local_products(ref, derive(ref)) == 0, name
 
 
+@pytest.mark.search
 def test_the_bound_proves_the_formula_optimal_in_the_sketch() -> None:
     # a*d - b*c needs two products over Z_t (rank 4, a square discriminant): the formula as
     # written is the cheapest kernel of the sketch, proven without searching every size

@@ -25,13 +25,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_cli import BLUR_KERNEL, BLUR_SPEC, ROOT
+from helpers import BLUR_KERNEL, BLUR_SPEC, ROOT
 
 from porcupine.cli import main
 from porcupine.files import TEMP_SUFFIX
 from quill.cost import DEFAULT_TABLE_PATH
 from quill.errors import QuillError
 from quill.parser import parse_program
+
+pytestmark = [pytest.mark.slow]
 
 SEED = 20261129
 IN_PROCESS = 300  # in all, in PARTS tests of IN_PROCESS // PARTS cases
@@ -216,6 +218,8 @@ def _parses(path: Path, case: str) -> None:
         pytest.fail(f"{case}: {path} is not a complete output: {e}")
 
 
+@pytest.mark.openfhe
+@pytest.mark.search
 @pytest.mark.parametrize("part", range(PARTS))
 def test_random_command_lines_in_process(
     part: int,
@@ -234,6 +238,7 @@ def test_random_command_lines_in_process(
         _check_run(argv, code, captured.out, captured.err, tmp_path, before)
 
 
+@pytest.mark.subprocess
 def test_random_command_lines_as_processes(tmp_path: Path) -> None:
     rng = random.Random(SEED + 1)
     pool = Pool(tmp_path, rng)

@@ -102,6 +102,9 @@ def test_camera_photo_tiles() -> None:
         assert origins[-1] + app.TILE - kernel.after >= 512 - kernel.after
 
 
+@pytest.mark.slow
+@pytest.mark.openfhe
+@pytest.mark.subprocess
 @pytest.mark.parametrize("name", ["box_blur", "sobel"])
 def test_two_process_run_is_pixel_exact(name: str) -> None:
     image = np.random.default_rng(7).integers(0, 256, size=(80, 72), dtype=np.int64)

@@ -74,6 +74,7 @@ def test_specs_whose_reads_line_up_need_no_movement() -> None:
         assert not needs_movement(load_spec(path)), path.name
 
 
+@pytest.mark.search
 def test_aligned_matrix_product_is_a_product_and_a_reduction() -> None:
     spec = _spec("matmul2")
     packing = aligned(spec, terms_major=True)
@@ -83,6 +84,7 @@ def test_aligned_matrix_product_is_a_product_and_a_reduction() -> None:
     assert result.measures.instructions <= 4  # one ct*ct product, one rotation, one add
 
 
+@pytest.mark.search
 def test_layout_search_beats_the_natural_layout() -> None:
     spec = _spec("matmul2")
     result = synthesize(spec, timeout=120, layout="search")

@@ -88,6 +88,7 @@ def test_objectives_order_the_two_box_blurs_differently() -> None:
     assert objective(hoisted, SET, goal=latency) < objective(published, SET, goal=latency)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(program=programs(slots=8), seed=st.integers(0, 2**32 - 1))
 def test_simplification_preserves_semantics(program: Program, seed: int) -> None:

@@ -25,6 +25,8 @@ SMALL = [s for s in SETS if s.ring_dim <= 4096]
 EDGES = [(s, pattern) for s in SMALL for pattern in PATTERNS if edge(pattern, s)]
 
 
+@pytest.mark.slow
+@pytest.mark.openfhe
 @pytest.mark.parametrize("name", ["n2048_q50_w10", "n4096_q108_w12"])
 def test_worst_case_inputs_have_every_coefficient_at_half_t(name: str) -> None:
     cc: Any = new_context(by_name(name))
@@ -41,6 +43,7 @@ def test_worst_case_inputs_have_every_coefficient_at_half_t(name: str) -> None:
     assert 0 < decryptor.noise(ciphertext).bits < by_name(name).noise.fresh
 
 
+@pytest.mark.openfhe
 def test_the_measured_budget_says_when_decryption_fails() -> None:
     # One squaring past the edge (measured: 3 squarings fail on 2 x 54-bit towers), the
     # noise has wrapped around: uniform, it reads as the capacity, with no budget left.
@@ -51,6 +54,8 @@ def test_the_measured_budget_says_when_decryption_fails() -> None:
     assert beyond.budget < 0.01 and beyond.wrong_slots > 0
 
 
+@pytest.mark.slow
+@pytest.mark.openfhe
 @pytest.mark.parametrize("param_set", SMALL, ids=lambda s: s.name)
 def test_the_constants_bound_the_measured_primitives(param_set: ParameterSet) -> None:
     measured = primitives(param_set, seed=4)
@@ -61,6 +66,8 @@ def test_the_constants_bound_the_measured_primitives(param_set: ParameterSet) ->
     assert abs(measured.add_pt) < 0.1  # a plaintext addend adds no noise
 
 
+@pytest.mark.slow
+@pytest.mark.openfhe
 @pytest.mark.parametrize(("param_set", "pattern"), EDGES, ids=[f"{s.name}-{p}" for s, p in EDGES])
 def test_the_longest_chain_the_model_accepts_decrypts_correctly(
     param_set: ParameterSet, pattern: str

@@ -34,6 +34,7 @@ from quill.relin import place_relinearizations
 MANY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.openfhe
 @pytest.mark.parametrize("param_set", SETS, ids=lambda s: s.name)
 def test_every_set_is_what_openfhe_builds_at_128_bit_classic(param_set: ParameterSet) -> None:
     cc = new_context(param_set, SECURITY)
@@ -46,6 +47,7 @@ def test_every_set_is_what_openfhe_builds_at_128_bit_classic(param_set: Paramete
     assert param_set.log2_q <= MAX_LOG2_Q[param_set.ring_dim]  # the HE standard's bound
 
 
+@pytest.mark.openfhe
 def test_openfhe_refuses_a_set_beyond_the_standard() -> None:
     # What the bound above means: 2 x 60-bit towers do not fit N = 4096 at 128 bits.
     settings = {**context_settings(by_name("n4096_q108_w27")), "scaling_mod_size": 60}
@@ -53,6 +55,7 @@ def test_openfhe_refuses_a_set_beyond_the_standard() -> None:
         openfhe.GenCryptoContext(runtime.context_parameters(openfhe.HEStd_128_classic, **settings))
 
 
+@pytest.mark.slow
 @MANY
 @given(data=st.data(), slots=slot_counts)
 def test_the_chooser_picks_the_cheapest_set_the_model_proves_safe(

@@ -170,6 +170,7 @@ except QuillError as e:
 """
 
 
+@pytest.mark.subprocess
 def test_errors_print_without_traceback(tmp_path: Path) -> None:
     sources = [c.source for c in CASES] + ["kernel \x00 (", "}}}}", "kernel k(x: ct) {\r\n"]
     for i, source in enumerate(sources):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import programs, slot_counts
@@ -73,6 +74,7 @@ def runs(draw: st.DrawFn) -> tuple[Program, dict[str, list[int]], int]:
     return program, inputs, n
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(runs())
 def test_interpreter_agrees_with_reference(run: tuple[Program, dict[str, list[int]], int]) -> None:

@@ -25,6 +25,7 @@ BRIEF_KERNELS = [
 ]
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(programs())
 def test_print_then_parse_is_identity(program: Program) -> None:
@@ -160,6 +161,7 @@ def _check_outcome(text: str) -> None:
         assert parse_program(format_program(program)) == program
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(st.text())
 def test_random_text_never_crashes(text: str) -> None:
@@ -172,6 +174,7 @@ def test_quill_flavoured_text_never_crashes(text: str) -> None:
     _check_outcome(text)
 
 
+@pytest.mark.slow
 @settings(max_examples=400)
 @given(mutated_sources())
 def test_mutated_programs_never_crash(text: str) -> None:

@@ -4,6 +4,7 @@ it says, with one ct*pt multiply per coefficient magnitude."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +22,7 @@ combinations = st.lists(
 ).filter(lambda terms: any(c % T for _, c in terms))
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(terms=combinations, seed=st.integers(0, 2**16))
 def test_a_combination_computes_its_sum(terms: list[tuple[str, int]], seed: int) -> None:

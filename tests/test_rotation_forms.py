@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import Writer
@@ -60,6 +61,7 @@ def test_the_published_box_blur_chain_becomes_three_hoisted_rotations() -> None:
     assert _latency(flat, spec.n) < _latency(chain, spec.n)
 
 
+@pytest.mark.slow
 def test_harris_window_sums_are_hoisted_and_its_products_kept() -> None:
     spec = load_spec(KERNELS / "harris.spec")
     program = load_program(KERNELS / "published" / "harris.quill")
@@ -162,6 +164,8 @@ def test_a_rewrite_that_fails_its_proof_is_not_returned() -> None:
     )
 
 
+@pytest.mark.slow
+@pytest.mark.search
 def test_synthesis_flattens_under_latency_only() -> None:
     spec = load_spec(KERNELS / "harris.spec")
     fast = synthesize(spec, timeout=120)
@@ -195,6 +199,7 @@ def chains(draw: st.DrawFn) -> Program:
     return w.program(chain(product) if draw(st.booleans()) else product)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(program=chains(), seed=st.integers(0, 2**32 - 1))
 def test_a_flattened_kernel_computes_the_same_slots(program: Program, seed: int) -> None:

@@ -57,6 +57,8 @@ def test_a_kernel_that_is_not_a_tree_is_not_lifted() -> None:
         lift(odd, small, big)
 
 
+@pytest.mark.slow
+@pytest.mark.search
 def test_synthesis_at_application_size_lifts_and_verifies() -> None:
     spec = load_spec(KERNELS / "gx.spec", {"w": 16, "h": 16})
     # The paper's objective proves the small instance in seconds; latency takes longer.
@@ -69,6 +71,8 @@ def test_synthesis_at_application_size_lifts_and_verifies() -> None:
     assert {s: int(got[s]) for s in spec.output_slots()} == spec.reference({"x": x})
 
 
+@pytest.mark.openfhe
+@pytest.mark.search
 def test_lifted_box_blur_runs_encrypted_at_64x64() -> None:
     spec = load_spec(KERNELS / "box_blur.spec", {"w": 64, "h": 64})
     result = synthesize(spec, timeout=120)

@@ -34,6 +34,7 @@ def _packed(name: str) -> PackedProducts | None:
     return packed_products(program, spec, Options(), Budget.seconds(120))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sobel", "harris", "dot_product"])
 @pytest.mark.parametrize("factor", [2, 8])
 def test_a_padded_packing_is_the_spec(name: str, factor: int) -> None:
@@ -47,12 +48,14 @@ def test_a_padded_packing_is_the_spec(name: str, factor: int) -> None:
         assert set(c.slots[size:]) == {None}
 
 
+@pytest.mark.slow
 def test_padding_never_exceeds_a_row() -> None:
     spec = load_spec(KERNELS / "harris.spec", {"w": 64, "h": 64})
     assert padded(spec, 4) is None  # 16384 slots: more than the largest set's row
     assert padded(spec, 1) is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sobel", "roberts_cross", "harris"])
 def test_independent_products_share_one_multiply(name: str) -> None:
     spec = load_spec(KERNELS / f"{name}.spec")
@@ -103,6 +106,7 @@ def test_the_pass_proves_what_it_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _packed("sobel") is None  # sampled right, not proven: not returned
 
 
+@pytest.mark.search
 def test_synthesize_padded_reports_the_packing_and_no_optimality() -> None:
     spec = load_spec(KERNELS / "corpus" / "det2.spec")
     natural = synthesize(spec, timeout=60)
@@ -116,6 +120,7 @@ def test_synthesize_padded_reports_the_packing_and_no_optimality() -> None:
     assert verify(result.program, result.packing.spec).ok
 
 
+@pytest.mark.openfhe
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_packed_kernel_decrypts_to_the_spec(seed: int) -> None:
     from porcupine.backend.openfhe_run import run_encrypted
@@ -129,6 +134,9 @@ def test_a_packed_kernel_decrypts_to_the_spec(seed: int) -> None:
     assert got.ok, got.mismatches
 
 
+@pytest.mark.slow
+@pytest.mark.openfhe
+@pytest.mark.search
 def test_cli_synth_padded_emit_python_then_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -142,6 +150,9 @@ def test_cli_synth_padded_emit_python_then_run(
     assert load_module(target, cleartext_backend=True).SLOTS > 8  # the padded ciphertexts'
 
 
+@pytest.mark.slow
+@pytest.mark.openfhe
+@pytest.mark.search
 def test_a_padded_kernel_saved_as_quill_is_checked_emitted_and_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -188,6 +188,7 @@ SPEC_VOCAB = ["spec", "k", "slots", "4", "input", "x", ":", "ct", "vector", "(",
               "sum", "bits"]  # fmt: skip
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(["spec", "quill"]), st.data())
 def test_syntax_errors_have_one_shape(language: str, data: st.DataObject) -> None:

@@ -68,6 +68,7 @@ def test_suite_is_every_spec() -> None:
 # --- published and baseline kernels --------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["published", "baselines"])
 @pytest.mark.parametrize("name", SUITE)
 def test_reference_kernel_verifies(kind: str, name: str) -> None:
@@ -87,6 +88,7 @@ def test_published_kernel_has_the_papers_counts(name: str) -> None:
 # --- synthesized results -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SUITE)
 def test_result_is_proven_equal_to_its_spec(name: str) -> None:
     program = _program(name)
@@ -125,6 +127,7 @@ def test_hamming_distance_needs_at_most_six_instructions() -> None:
     assert len(_program("hamming_distance").body) <= 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SUITE)
 def test_result_blocks_are_current(name: str) -> None:
     """The published, baseline and comparison blocks are what the kernels give now."""
@@ -143,6 +146,8 @@ def test_readme_is_generated_from_the_results() -> None:
 # --- encrypted ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
+@pytest.mark.openfhe
 @pytest.mark.parametrize("name", SUITE)
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1))
@@ -156,6 +161,8 @@ def test_result_runs_encrypted(name: str, seed: int) -> None:
 # --- from scratch --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
+@pytest.mark.search
 @pytest.mark.parametrize("name", FROM_SCRATCH)
 def test_synthesis_from_scratch_reproduces_the_result(name: str) -> None:
     data = _result(name)

@@ -40,6 +40,7 @@ def dot_product() -> tuple[Spec, SynthesisResult]:
     return spec, synthesize(spec, timeout=120, options=PAPER)
 
 
+@pytest.mark.search
 def test_box_blur_matches_published_and_is_optimal(box_blur: tuple[Spec, SynthesisResult]) -> None:
     _, r = box_blur
     assert r.verified and r.optimal
@@ -49,6 +50,8 @@ def test_box_blur_matches_published_and_is_optimal(box_blur: tuple[Spec, Synthes
     assert r.params.ct_ct_depth == 0
 
 
+@pytest.mark.slow
+@pytest.mark.search
 def test_dot_product_matches_published(dot_product: tuple[Spec, SynthesisResult]) -> None:
     _, r = dot_product
     assert r.verified
@@ -73,6 +76,7 @@ def test_synthesized_kernel_equals_spec_on_random_inputs(
     assert {s: int(got[s]) for s in spec.output_slots()} == want
 
 
+@pytest.mark.search
 def test_same_spec_gives_same_kernel(box_blur: tuple[Spec, SynthesisResult]) -> None:
     spec, first = box_blur
     # Equally cheap kernels may come back in another order of the same rotations when Z3
@@ -91,6 +95,7 @@ def test_same_spec_gives_same_kernel(box_blur: tuple[Spec, SynthesisResult]) -> 
     )
 
 
+@pytest.mark.search
 def test_initial_kernel_seeds_the_bound(box_blur: tuple[Spec, SynthesisResult]) -> None:
     spec, best = box_blur
     baseline = load_program(KERNELS / "baselines" / "box_blur.quill")
@@ -148,6 +153,7 @@ def test_bits_domain_admits_the_xor_square_trick() -> None:
     assert not verify(squared, zt).ok
 
 
+@pytest.mark.search
 def test_a_sketch_too_small_leaves_the_formula_as_written() -> None:
     spec = parse_spec(
         """
@@ -166,6 +172,7 @@ def test_a_sketch_too_small_leaves_the_formula_as_written() -> None:
     assert result.optimal_scope.startswith("nothing with at most 1 components")
 
 
+@pytest.mark.search
 def test_cli_synth_json(capsys: pytest.CaptureFixture[str]) -> None:
     spec = str(KERNELS / "box_blur.spec")
     assert main(["synth", spec, "--json", "--timeout", "120", "--objective", "instructions"]) == 0
@@ -199,6 +206,8 @@ def test_cli_check_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "differs from box_blur at slot" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+@pytest.mark.search
 @pytest.mark.parametrize("keys", [1, 0])
 def test_rotation_key_bound(keys: int) -> None:
     spec = load_spec(KERNELS / "box_blur.spec")
@@ -213,6 +222,8 @@ def test_rotation_key_bound(keys: int) -> None:
     assert result.cost > synthesize(spec, timeout=60).cost
 
 
+@pytest.mark.slow
+@pytest.mark.search
 def test_cli_rotation_key_bound(capsys: pytest.CaptureFixture[str]) -> None:
     spec = str(KERNELS / "box_blur.spec")
     assert main(["synth", spec, "--json", "--max-rotation-keys", "1", "--timeout", "60"]) == 0
@@ -235,6 +246,8 @@ def test_a_step_out_of_its_share_takes_its_formula_as_written() -> None:
         _step_kernel(step, nothing, Budget.seconds(0), None)
 
 
+@pytest.mark.slow
+@pytest.mark.search
 def test_a_lifted_reduction_over_the_key_bound_is_synthesized_at_its_size() -> None:
     # dot_product lifts from 4 slots, where EvalSum(4) needs 3 keys; at 8 slots EvalSum
     # needs 4. Under a bound of 3 the kernel is found at 8 slots instead (a tree: 1, 2, 4).

@@ -76,6 +76,8 @@ def _normalized(program: Program, n: int) -> Program:
     return dataclasses.replace(program, body=body)
 
 
+@pytest.mark.slow
+@pytest.mark.search
 @pytest.mark.parametrize("kind", ["published", "baselines"])
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_every_known_kernel_satisfies_the_encoding(name: str, kind: str) -> None:
@@ -147,6 +149,8 @@ def filled_sketches(draw: st.DrawFn, space: Space, size: int) -> Filled:
 SPACE = _space()
 
 
+@pytest.mark.slow
+@pytest.mark.search
 @settings(max_examples=40, deadline=None)
 @given(data=st.data(), size=st.integers(1, 4), goal=st.sampled_from(list(Objective)))
 def test_the_solver_prices_programs_as_quill_cost_does(

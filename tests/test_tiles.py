@@ -22,9 +22,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before openfhe loads (see test_
 import numpy as np
 import numpy.typing as npt
 import pytest
+from helpers import RANGED, spec_at, tiling_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_tiling import RANGED, spec_at, tiling_of
 
 from porcupine.backend import sections, tiles
 from porcupine.backend.planning import io_layouts

@@ -6,7 +6,6 @@ The expected tilings are written by reading each spec, not by running the deriva
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,137 +14,26 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before openfhe loads (see test_backend.py)
 
 import pytest
+from helpers import (
+    ABSOLUTE_WHERE,
+    CONSTANT_TERM,
+    CYCLIC,
+    CYCLIC_PAD,
+    PAD_NO_ZERO,
+    PARAM_VALUE,
+    PARTIAL_SUM,
+    POSITION,
+    RANGED,
+    spec_at,
+    tiling_of,
+)
 
 from porcupine.backend.pytext import LINE
 from porcupine.backend.tiling import Tiling, derive_tiling, tiling_at, tiling_constants
-from quill.spec import Spec, load_spec, parse_spec
+from quill.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels"
-
-# --- specs written here -----------------------------------------------------------------
-
-PAD_1D = """
-spec pad1
-param n = 8
-slots n
-input x: ct vector(n) pad zero
-output y[k]: vector(n) = x[k - 1] + 2 * x[k] + 3 * x[k + 2]
-"""
-
-PAD_2D = """
-spec pad2
-param w = 8
-param h = 8
-slots w * h
-input x: ct image(h, w) pad zero
-input g: pt image(h, w)
-output y[i][j]: image(h, w) = x[i-1][j] * g[i][j] + x[i][j+1]^2 - x[i+1][j-1]
-    where i < h - 1
-"""
-
-# Margins wider than the reads: a tile's outputs start after its margin, not its halo.
-WIDE = """
-spec wide
-param n = 8
-slots n
-input x: ct vector(n)
-output y[k]: vector(n) = x[k] * x[k + 1]
-    where 2 <= k < n - 3
-"""
-
-POSITION = """
-spec position
-param n = 8
-slots n
-input x: ct vector(n)
-output y[i]: vector(n) = i * x[i]
-"""
-
-CYCLIC = """
-spec cyclic
-param n = 8
-slots n
-input x: ct vector(n)
-output y[i]: vector(n) = x[i] + x[(i + 1) mod n]
-"""
-
-# Every output is the same formula (a wrapped read of a pad-zero input is 0 at the border
-# either way), but its window spans more than n elements: no output reads all of it.
-CYCLIC_PAD = """
-spec cyclic_pad
-param n = 8
-slots n
-input x: ct vector(n) pad zero
-output y[i]: vector(n) = x[(i + 1) mod n]
-"""
-
-PARAM_VALUE = """
-spec scaled
-param n = 8
-slots n
-input x: ct vector(n)
-output y[i]: vector(n) = n * x[i]
-"""
-
-ABSOLUTE_WHERE = """
-spec absolute
-param n = 8
-slots n
-input x: ct vector(n)
-output y[i]: vector(n) = x[i] + x[i + 1]
-    where i < 3
-"""
-
-CONSTANT_TERM = """
-spec shifted_sum
-param n = 8
-slots n
-input a: ct vector(n)
-output s: scalar = sum(k in 0..n) (a[k] + 1)
-"""
-
-PARTIAL_SUM = """
-spec partial_sum
-param n = 8
-slots n
-input a: ct vector(n)
-output s: scalar = sum(k in 0..n - 1) a[k]
-"""
-
-PAD_NO_ZERO = """
-spec pad_ranged
-param n = 8
-slots n
-input x: ct vector(n) pad zero in 1..9
-output y[k]: vector(n) = x[k] + x[k + 1]
-"""
-
-RANGED = """
-spec ranged
-param n = 8
-slots n
-input x: ct vector(n) in 1..9
-output y[k]: vector(n) = x[k] * x[k + 1]
-    where k < n - 1
-"""
-
-TEXTS = {"pad1": PAD_1D, "pad2": PAD_2D, "wide": WIDE}
-
-
-@functools.cache
-def spec_at(name: str, params: tuple[tuple[str, int], ...] = ()) -> Spec:
-    """A spec by file stem (kernels/, corpus/, layouts/) or by its name in TEXTS."""
-    if name in TEXTS:
-        return parse_spec(TEXTS[name], f"<{name}>", dict(params))
-    (path,) = [p for p in KERNELS.glob("**/*.spec") if p.stem == name and "results" not in p.parts]
-    return load_spec(path, dict(params))
-
-
-@functools.cache
-def tiling_of(name: str) -> Tiling:
-    return derive_tiling(spec_at(name))
-
 
 # --- the derivation ----------------------------------------------------------------------
 
