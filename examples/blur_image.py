@@ -30,6 +30,7 @@ def load_kernel(path: Path) -> ModuleType:
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import does (the module defines dataclasses)
     spec.loader.exec_module(module)
     return module
 

@@ -16,16 +16,18 @@ may need a larger ring.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from porcupine.backend.tiling import Tiling, derive_tiling
+from porcupine.budget import Budget
 from porcupine.scale import LiftError, lift
+from porcupine.synthesize import Options, SynthesisResult, synthesize
 from quill.cost import DEFAULT_TABLE, CostTable, program_cost
 from quill.errors import QuillError
 from quill.ir import Program
 from quill.noise import MARGIN_BITS, assess, slots_needed
-from quill.params import SETS
+from quill.params import BY_NAME, SETS, ParameterSet
 from quill.relin import place_relinearizations
 from quill.spec import Spec
 from quill.spec_ast import InputAst, Name
@@ -83,17 +85,16 @@ class NoTile(ValueError):
 
 
 def axis_params(spec: Spec) -> tuple[str, ...]:
-    """The param that sizes each axis of the spec's output (``image(h, w)``: h, w); a
-    dimension written as an expression cannot be chosen, and raises :class:`NoTile`."""
+    """The param that sizes each axis of the spec's tiled data (its ciphertext inputs,
+    ``image(h, w)``: h, w); a dimension written as an expression cannot be chosen, and
+    raises :class:`NoTile`."""
     layout = next(
-        d.layout
-        for d in spec.origin.source.decls
-        if not isinstance(d, InputAst) and getattr(d, "role", None) == "output"
+        d.layout for d in spec.origin.source.decls if isinstance(d, InputAst) and d.kind == "ct"
     )
     names = []
     for arg in layout.args:
         if not isinstance(arg, Name) or arg.name not in dict(spec.params):
-            raise NoTile(f"the output of {spec.name} is not sized by bare params: not tiled")
+            raise NoTile(f"the inputs of {spec.name} are not sized by bare params: not tiled")
         names.append(arg.name)
     return tuple(names)
 
@@ -180,15 +181,20 @@ def _priced(
     table: CostTable,
 ) -> TileOption | None:
     """The option of one tile size at its cheapest parameter set, or None when the spec
-    does not instantiate there or no set holds the kernel (with a reduction's sum)."""
-    try:
-        target = spec.at(params)
-        lifted = program if target.n == spec.n else lift(program, spec, target)
-    except (QuillError, LiftError):
-        return None
+    does not instantiate there or no set holds the kernel (with a reduction's sum).
+
+    A stencil's kernel lifted to another size has the same instructions (only rotation
+    amounts change), so it is priced as it is; a reduction's sum grows by a round per
+    doubling, so it is lifted first."""
+    lifted = program
+    if tiling.kind == "reduction" and math.prod(sizes) != spec.n:
+        try:
+            lifted = lift(program, spec, spec.at(params))
+        except (QuillError, LiftError):
+            return None
     lowered = place_relinearizations(lifted)
     extra = math.log2(tiles) if tiling.kind == "reduction" and tiles > 1 else 0.0
-    need = slots_needed(lowered, target.n)
+    need = slots_needed(lowered, math.prod(sizes))
     best: TileOption | None = None
     for s in SETS:
         if s.name not in table.latency_ms or s.slots < need:
@@ -207,3 +213,39 @@ def _priced(
         if best is None or option.total_ms < best.total_ms:
             best = option
     return best
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppKernel:
+    """A kernel compiled for data of a given size: the plan, the spec at the chosen tile and
+    the kernel synthesized (and proven) for it."""
+
+    plan: AppPlan
+    spec: Spec
+    result: SynthesisResult
+
+    @property
+    def param_set(self) -> ParameterSet:
+        """The set the kernel is emitted for: the plan's (a reduction's chunk sum may need
+        more margin than the kernel alone)."""
+        return BY_NAME[self.plan.chosen.param_set]
+
+
+def compile_for(
+    spec: Spec,
+    shape: tuple[int, ...],
+    *,
+    options: Options | None = None,
+    budget: Budget | None = None,
+    say: Callable[[str], None] = lambda _line: None,
+) -> AppKernel:
+    """Synthesize ``spec`` at its own size, choose the tile for data of ``shape``
+    (:func:`plan_application`), and synthesize the spec at that tile (lifted and proven at
+    full size, as ``--param`` sizes do). ``say`` gets the plan's description."""
+    options = options or Options()
+    small = synthesize(spec, budget=budget, options=options)
+    plan = plan_application(spec, small.program, shape, options.table)
+    say(plan.describe())
+    target = spec.at(dict(plan.chosen.params))
+    result = small if target.n == spec.n else synthesize(target, budget=budget, options=options)
+    return AppKernel(plan=plan, spec=target, result=result)

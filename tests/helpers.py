@@ -332,3 +332,14 @@ def spec_at(name: str, params: tuple[tuple[str, int], ...] = ()) -> Spec:
 @functools.cache
 def tiling_of(name: str) -> Tiling:
     return derive_tiling(spec_at(name))
+
+
+def emitted_imports() -> set[str]:
+    """What every emitted module imports: the runtime's imports and its application
+    sections' (:func:`porcupine.backend.sections.application_sections`)."""
+    from porcupine.backend import runtime
+    from porcupine.backend.sections import application_sections
+
+    return imports_of(Path(runtime.__file__).read_text()) | {
+        name for s in application_sections() for name in imports_of("\n".join(s.imports))
+    }

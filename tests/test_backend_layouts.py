@@ -16,7 +16,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before openfhe loads (see test_
 
 import numpy as np
 import pytest
-from helpers import imports_of, ruff
+from helpers import emitted_imports, imports_of, ruff
 
 from porcupine.backend import (
     emit_python,
@@ -26,7 +26,6 @@ from porcupine.backend import (
     run_encrypted,
     write_atomically,
 )
-from porcupine.backend import runtime as runtime_module
 from porcupine.backend.planning import io_layouts
 from porcupine.cli import main
 from porcupine.layouts import Packing, check
@@ -188,10 +187,9 @@ def test_the_application_sees_only_the_specs_inputs_and_output(
 def test_packed_modules_are_standalone_and_ruff_clean(
     kernels: dict[str, Packed], tmp_path: Path
 ) -> None:
-    runtime_imports = imports_of(Path(runtime_module.__file__).read_text())
     for name, k in kernels.items():
         text = emit_python(k.program, k.spec, packing=k.packing)
-        assert imports_of(text) == runtime_imports  # openfhe, numpy and the standard library
+        assert imports_of(text) == emitted_imports()  # openfhe, numpy, the standard library
         assert "GATHER" in text and "def gather(" in text
         (tmp_path / f"{name}.py").write_text(text)
     checked = ruff("check", tmp_path)

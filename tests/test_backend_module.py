@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before openfhe loads (see test_
 import numpy as np
 import openfhe
 import pytest
-from helpers import DEAD, DOT_SUM, Kernel, imports_of, make_kernels
+from helpers import DEAD, DOT_SUM, Kernel, emitted_imports, imports_of, make_kernels
 
 from porcupine.backend import (
     EmittedKernel,
@@ -115,9 +115,7 @@ def test_emitted_modules_hold_the_runtime_and_sections_verbatim(
 ) -> None:
     runtime = RuntimeText.load()
     sections = application_sections()
-    imports = imports_of(RUNTIME.read_text()) | {
-        name for s in sections for name in imports_of("\n".join(s.imports))
-    }
+    imports = emitted_imports()
     # The standard library, numpy and openfhe only: applications import nothing else.
     assert {name.split(".")[0] for name in imports} <= {
         "__future__", "argparse", "collections", "contextlib", "ctypes", "dataclasses",

@@ -41,6 +41,8 @@ from quill.parser import load_program, parse_program
 from quill.slots import T
 from quill.spec import Spec, load_spec
 
+pytestmark = [pytest.mark.slow, pytest.mark.openfhe, pytest.mark.search]
+
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels"
 

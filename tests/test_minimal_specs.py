@@ -13,6 +13,8 @@ from quill.ops import OPS, Opcode
 from quill.spec import Spec, parse_spec
 from quill.verify import verify
 
+pytestmark = [pytest.mark.slow, pytest.mark.search]
+
 
 def _spec(formula: str, *, slots: int = 4, inputs: str = "input a: ct vector(n)") -> Spec:
     output = "s: scalar" if formula.startswith("sum") else "y[k]: vector(n)"

@@ -15,15 +15,22 @@ import numpy as np
 import openfhe
 import pytest
 
+from porcupine.app_plan import compile_for
 from porcupine.backend import emit_python, load_module
 from porcupine.backend.app_run import ServerFailed, run_two_party
-from porcupine.synthesize import synthesize
+from porcupine.synthesize import Options, synthesize
 from quill.slots import T
 from quill.spec import Spec, load_spec
 from quill.spec_array import reference_array
 from quill.spec_shapes import shape_params
 
-pytestmark = pytest.mark.xdist_group("parties")
+pytestmark = [
+    pytest.mark.xdist_group("parties"),
+    pytest.mark.openfhe,
+    pytest.mark.subprocess,
+    pytest.mark.search,
+    pytest.mark.slow,
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,14 +79,39 @@ def test_an_input_of_the_kernels_own_size_is_one_ciphertext(kernels: dict[str, P
     assert np.array_equal(np.ma.getdata(run.output)[want.matters], want.values[want.matters])
 
 
-def test_a_long_dot_product_is_summed_on_the_server(kernels: dict[str, Path]) -> None:
+def test_a_dot_product_in_chunks_is_summed_on_the_server(kernels: dict[str, Path]) -> None:
     rng = np.random.default_rng(3)
-    a, b = rng.integers(0, 1000, size=1003), rng.integers(0, 1000, size=1003)
+    a, b = rng.integers(0, 1000, size=29), rng.integers(0, 1000, size=29)
     run = run_two_party(kernels["dot_product"], {"a": a}, {"b": b})
     assert run.output == int(a @ b) % T
-    assert run.ciphertexts == 126  # chunks of 8, the last zero padded
+    assert run.ciphertexts == 4  # chunks of 8, the last zero padded
     # One ciphertext comes back, whatever the length.
     assert run.download_bytes < 1.5 * run.upload_bytes / run.ciphertexts
+
+
+def test_more_chunks_than_the_noise_margin_holds_are_refused(kernels: dict[str, Path]) -> None:
+    """Each chunk's sum adds noise on the server: the 8-slot kernel's margin holds 4 (the
+    compiler picks a larger kernel and ring for more, test_compiled_for_the_data_size)."""
+    a = np.ones(1003, dtype=np.int64)
+    with pytest.raises(ValueError, match="bits of noise"):
+        run_two_party(kernels["dot_product"], {"a": a}, {"b": a})
+
+
+def test_compiled_for_the_data_size(tmp_path: Path) -> None:
+    spec = load_spec(ROOT / "kernels" / "dot_product.spec")
+    compiled = compile_for(spec, (100_000,), options=Options())
+    chosen = compiled.plan.chosen
+    assert compiled.spec.n == chosen.shape[0] > 8 and compiled.result.verified
+    path = tmp_path / "dot.py"
+    path.write_text(
+        emit_python(compiled.result.program, compiled.spec, param_set=compiled.param_set)
+    )
+    rng = np.random.default_rng(5)
+    a, b = rng.integers(0, 256, size=100_000), rng.integers(0, 256, size=100_000)
+    run = run_two_party(path, {"a": a}, {"b": b})
+    assert run.output == int(a @ b) % T
+    assert run.ciphertexts == chosen.tiles == -(-100_000 // chosen.shape[0])
+    assert run.parameter_set == chosen.param_set
 
 
 def test_many_small_instances_share_ciphertexts(kernels: dict[str, Path]) -> None:
@@ -194,7 +226,7 @@ def test_the_server_refuses_damaged_data(
 
 
 def test_run_two_party_says_why_the_server_refused(kernels: dict[str, Path]) -> None:
-    with pytest.raises(ValueError, match=r"smaller|too small|at least"):
+    with pytest.raises(ValueError, match="too few"):
         run_two_party(kernels["gx"], {"x": np.zeros((2, 2), dtype=np.int64)})
     with pytest.raises(ServerFailed, match="plaintext"):
         run_two_party(kernels["dot_product"], {"a": np.ones(8, dtype=np.int64)})

@@ -23,6 +23,8 @@ from quill.spec_array import (
 )
 from quill.spec_parser import parse_spec_file
 
+pytestmark = pytest.mark.slow  # properties over every spec file
+
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 SPEC_FILES = sorted(
     [*KERNELS.glob("*.spec"), *KERNELS.glob("corpus/*.spec"), *KERNELS.glob("layouts/*.spec")]

@@ -32,6 +32,8 @@ from porcupine.backend.tiling import Tiling, derive_tiling, tiling_constants
 from quill.slots import T
 from quill.spec import Spec, parse_spec
 
+pytestmark = pytest.mark.slow  # Hypothesis properties over every stencil spec
+
 # --- the runtime section, as an emitted module runs it -----------------------------------
 
 TILES = sections.section("tiles.py", sections.TILES_BEGIN)

@@ -32,6 +32,8 @@ from porcupine.backend.pytext import LINE
 from porcupine.backend.tiling import Tiling, derive_tiling, tiling_at, tiling_constants
 from quill.spec import parse_spec
 
+pytestmark = pytest.mark.slow  # symbolic derivations (Harris: seconds) and properties
+
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels"
 

@@ -182,7 +182,9 @@ def application_constants(
         else Tiling("fixed", reason="emitted for a program, not a spec file")
     )
     instances = instance_layout(decided, layouts.output_slots, packed=packed)
-    return tiling_constants(tiling) + instance_constants(instances)
+    sized = [f'"{name}": {value}' for name, value in getattr(spec, "params", ())]
+    params = bracketed("SPEC_PARAMS: dict[str, int] = {", sized, "}")
+    return tiling_constants(tiling) + params + instance_constants(instances)
 
 
 def kernel_constants(

@@ -45,6 +45,7 @@ TILE_READS: tuple[tuple[int, int], ...] = ((0, 0),)
 TILE_MARGINS: tuple[tuple[int, int], ...] = ((0, 0),)
 TILE_FILL: dict[str, int] = {}
 TILE_REASON = ""
+SPEC_PARAMS: dict[str, int] = {"n": 8}  # the spec's params at the kernel's (the tile's) size
 # --- tiles: copied into every emitted module (after the runtime) ---
 
 MaskedOutput = np.ma.MaskedArray[Any, np.dtype[np.int64]]

@@ -5,6 +5,7 @@ against the spec's reference on the whole input."""
 from __future__ import annotations
 
 import argparse
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +14,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from porcupine.app_plan import NoTile, compile_for
+from porcupine.cli.common import inputs_of, outputs_checked, table_of
 from porcupine.cli.errors import EXIT_FAILED, EXIT_OK, Failure, UsageError, say
 from porcupine.cli.guard import Guard
 from porcupine.cli.inputs import read_spec
-from porcupine.cli.kernel_file import check_kernel_module
+from porcupine.cli.kernel_file import check_kernel_module, kernel_params
+from porcupine.cli.synth import progress
 from porcupine.cli.values import params
 from porcupine.files import replacing
+from porcupine.synthesize import Options
 from quill.ops import Kind
 from quill.slots import T
 from quill.spec import Spec
@@ -125,14 +130,17 @@ def write_output(path: str, output: Any) -> None:
 
 
 def cmd_run_app(args: argparse.Namespace, guard: Guard) -> int:
-    """``run --input``: the emitted module as client and server on the given data."""
-    from porcupine.backend.app_run import ServerFailed, run_two_party
-
+    """``run --input``: the emitted module (``--kernel``, or one compiled for the inputs'
+    size) as client and server on the given data."""
     if args.output and Path(args.output).suffix.lower() not in READERS:
         raise UsageError(f"--output {args.output}: write a .npy or .png file")
+    inputs_checked = [*inputs_of(args), *(item.partition("=")[2] for item in args.input)]
+    outputs_checked([args.output], inputs_checked)
     with guard.work("reading the spec, the kernel and the inputs"):
-        spec = read_spec(args.spec, params(args.param))
-        check_kernel_module(args.kernel, spec)
+        sized = params(args.param) or (kernel_params(args.kernel) if args.kernel else {})
+        spec = read_spec(args.spec, sized)
+        if args.kernel:
+            check_kernel_module(args.kernel, spec)
         given = dict(read_input(item) for item in args.input)
     kinds = {d.name: d.kind for d in spec.inputs}
     unknown = sorted(set(given) - set(kinds))
@@ -144,9 +152,54 @@ def cmd_run_app(args: argparse.Namespace, guard: Guard) -> int:
         )
     cts = {n: v for n, v in given.items() if kinds[n] is Kind.CT}
     pts = {n: v for n, v in given.items() if kinds[n] is Kind.PT}
+    with tempfile.TemporaryDirectory(prefix="porcupine-kernel-") as folder:
+        kernel = args.kernel or _compiled(args, guard, spec, cts, Path(folder))
+        return _run(args, guard, spec, kernel, given, cts, pts)
+
+
+def _compiled(
+    args: argparse.Namespace,
+    guard: Guard,
+    spec: Spec,
+    cts: Mapping[str, Any],
+    folder: Path,
+) -> str:
+    """No ``--kernel``: the kernel compiled for the inputs' size (tile and ring chosen,
+    said on stderr), emitted into ``folder``."""
+    from porcupine.backend import emit_python
+
+    shape = next(iter(np.shape(v) for v in cts.values()))
+    options = Options(table=table_of(args))
+    progress(False, guard.start)
+    try:
+        with guard.work("synthesizing the kernel for the inputs' size"):
+            compiled = compile_for(spec, shape, options=options, budget=guard.budget, say=say)
+    except NoTile as e:
+        raise UsageError(f"the inputs cannot be tiled for {spec.name}: {e}") from None
+    path = folder / f"{spec.name}.py"
+    path.write_text(
+        emit_python(
+            compiled.result.program, compiled.spec, options.table, param_set=compiled.param_set
+        )
+    )
+    return str(path)
+
+
+def _run(
+    args: argparse.Namespace,
+    guard: Guard,
+    spec: Spec,
+    kernel: str,
+    given: Mapping[str, Any],
+    cts: Mapping[str, Any],
+    pts: Mapping[str, Any],
+) -> int:
+    """Client and server on ``kernel``, the result checked and reported."""
+    from porcupine.backend.app_run import ServerFailed, run_two_party
+
     try:
         with guard.work("running client and server"):
-            run = run_two_party(args.kernel, cts, pts)
+            run = run_two_party(kernel, cts, pts)
     except (ValueError, TypeError) as e:  # the inputs do not fit the kernel
         raise UsageError(f"the inputs do not fit kernel {args.kernel}: {e}") from None
     except ServerFailed as e:

@@ -139,11 +139,16 @@ def cmd_run(args: argparse.Namespace, guard: Guard) -> int:
     from porcupine.backend import run_encrypted
 
     if args.input:
-        if not args.kernel:
-            raise UsageError("--input runs an emitted module: give it with --kernel M.py")
+        if args.program:
+            raise UsageError(
+                "--input runs an emitted module (--kernel M.py), or without "
+                "--kernel one compiled for the inputs' size; not --program"
+            )
         return cmd_run_app(args, guard)
     if args.output:
         raise UsageError("--output writes the result of a run on --input data")
+    if not args.kernel and not args.program:
+        raise UsageError("give the kernel: --kernel M.py or --program K.quill (or --input data)")
     table = table_of(args)
     if args.program:
         spec, program, packing = _verified(args, guard, "not running it")

@@ -73,3 +73,19 @@ def check_kernel_module(path: str, spec: Spec) -> None:
                 f"{path} was not emitted for spec {spec.name}: its {name} is {shown(got)}, "
                 f"the spec's is {shown(value)}"
             )
+
+
+def kernel_params(path: str) -> dict[str, int]:
+    """The spec params a kernel module was emitted at (its ``SPEC_PARAMS``; empty for a
+    module that does not say), read without running it."""
+    source = input_file(path, "kernel module", MAX_MODULE_BYTES).read_bytes()
+    try:
+        found = _literals(ast.parse(source, filename=path))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return {}  # check_kernel_module says what is wrong with it
+    value = found.get("SPEC_PARAMS")
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) for k, v in value.items()
+    ):
+        return {}
+    return value

@@ -97,6 +97,14 @@ def _synth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=Options().engine.value,
         help="how the search learns from wrong candidates (default %(default)s)",
     )
+    p.add_argument(
+        "--for",
+        dest="for_shape",
+        type=values.shape,
+        metavar="SHAPE",
+        help="compile for data of this shape (e.g. 512x512): choose the tile and ring that "
+        "cost least for it (said on stderr) and synthesize the spec at that tile",
+    )
     p.add_argument("--initial", metavar="PROGRAM", help="a verified kernel to start from")
     p.add_argument(
         "--no-baseline",
@@ -151,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "run", "run a kernel encrypted and check it against its spec")
     p.add_argument("spec")
-    which = p.add_mutually_exclusive_group(required=True)
+    which = p.add_mutually_exclusive_group()
     which.add_argument("--kernel", help="an emitted Python kernel module")
     which.add_argument("--program", help="a Quill kernel (emitted on the fly)")
     p.add_argument("--reps", type=values.count(1, MAX_REPS, "repetitions"), default=10)

@@ -15,6 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from porcupine.app_plan import AppKernel, NoTile, compile_for
 from porcupine.cli.common import (
     check_depth,
     inputs_of,
@@ -43,6 +44,7 @@ from porcupine.synthesize import (
     synthesize,
 )
 from quill.cost import CostTable, Objective
+from quill.params import ParameterSet
 from quill.printer import format_program
 from quill.spec import Spec
 
@@ -99,6 +101,11 @@ def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
     outputs_checked([args.output], inputs_of(args, baseline))
     if args.emit == "python":
         require_backend()
+    if args.for_shape and (args.param or args.layout != "given"):
+        raise UsageError(
+            "--for chooses the tile (the spec's size) for the data: do not also give --param "
+            "(which fixes it) or --layout"
+        )
     with guard.work("reading the spec"):
         spec = read_spec(args.spec, params(args.param))
         table = table_of(args)
@@ -116,11 +123,16 @@ def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
         engine=Engine(args.engine),
     )
     progress(args.quiet or args.json, guard.start)
+    param_set = None
     try:
         with guard.work("synthesizing", graceful=True):
-            result = synthesize(
-                spec, budget=guard.budget, options=options, initial=initial, layout=args.layout
-            )
+            if args.for_shape:
+                compiled = _compiled_for(args.for_shape, spec, options, guard, args.quiet)
+                spec, result, param_set = compiled.spec, compiled.result, compiled.param_set
+            else:
+                result = synthesize(
+                    spec, budget=guard.budget, options=options, initial=initial, layout=args.layout
+                )
     except NoiseBudgetError as e:
         raise noise_failure(e.cause, e.program, "the kernel found") from None
     except SynthesisError as e:
@@ -131,7 +143,7 @@ def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
     result = _memory_honest(result, guard)
     check_kernel_ranges(spec, result.program, strict=args.strict_ranges, output_exact=exact)
     if args.output:
-        _write(args, result, spec, table)
+        _write(args, result, spec, table, param_set)
     print(json.dumps(result.to_json(), indent=2) if args.json else summary(result))
     return EXIT_INTERRUPTED if guard.budget.cancelled else EXIT_OK
 
@@ -153,7 +165,29 @@ def _memory_honest(result: SynthesisResult, guard: Guard) -> SynthesisResult:
     )
 
 
-def _write(args: argparse.Namespace, result: SynthesisResult, spec: Spec, table: CostTable) -> None:
+def _compiled_for(
+    shape: tuple[int, ...], spec: Spec, options: Options, guard: Guard, quiet: bool
+) -> AppKernel:
+    """``--for``: the kernel compiled for data of ``shape`` (:func:`compile_for`)."""
+    try:
+        return compile_for(
+            spec,
+            shape,
+            options=options,
+            budget=guard.budget,
+            say=(lambda _: None) if quiet else say,
+        )
+    except NoTile as e:
+        raise UsageError(f"--for {'x'.join(map(str, shape))}: {e}") from None
+
+
+def _write(
+    args: argparse.Namespace,
+    result: SynthesisResult,
+    spec: Spec,
+    table: CostTable,
+    param_set: ParameterSet | None = None,
+) -> None:
     """Write the kernel to ``-o``; an interrupted search keeps an existing file unless
     ``--force``, and replacing a file with a kernel not proven optimal is said."""
     path = args.output
@@ -164,16 +198,22 @@ def _write(args: argparse.Namespace, result: SynthesisResult, spec: Spec, table:
             "(--force replaces the file with it)"
         )
         return
-    write_atomically(path, _text(args, result, spec, table))
+    write_atomically(path, _text(args, result, spec, table, param_set))
     note = "" if result.optimal else f" (a kernel not proven optimal: {result.optimal_scope})"
     say(f"{'replaced' if existed else 'wrote'} {path}{note}")
 
 
-def _text(args: argparse.Namespace, result: SynthesisResult, spec: Spec, table: CostTable) -> str:
+def _text(
+    args: argparse.Namespace,
+    result: SynthesisResult,
+    spec: Spec,
+    table: CostTable,
+    param_set: ParameterSet | None = None,
+) -> str:
     """The kernel as written to ``-o``: Quill, or the Python module, which under a client
     packing takes the spec's inputs and gathers the packing's ciphertexts itself."""
     if args.emit != "python":
         return format_program(result.program)
     from porcupine.backend import emit_python
 
-    return emit_python(result.program, spec, table, packing=result.packing)
+    return emit_python(result.program, spec, table, packing=result.packing, param_set=param_set)

@@ -8,6 +8,7 @@ checked against a range that says what is sensible.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Callable
 
@@ -96,3 +97,20 @@ def params(pairs: list[tuple[str, int]]) -> dict[str, int]:
             raise UsageError(f"--param {name} is given twice ({out[name]} and {value})")
         out[name] = value
     return out
+
+
+MAX_DATA = 1 << 34
+"""The most elements ``--for`` takes (16 Gi): more is a typo, not data."""
+
+
+def shape(text: str) -> tuple[int, ...]:
+    """``512x512`` or ``1000000``: the shape of an application's data."""
+    parts = text.lower().split("x")
+    if not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"expects a shape such as 512x512 or 1000000, got {text!r}"
+        )
+    dims = tuple(int(p) for p in parts)
+    if min(dims) < 1 or math.prod(dims) > MAX_DATA:
+        raise argparse.ArgumentTypeError(f"{text}: sizes from 1 to {MAX_DATA} elements in all")
+    return dims
