@@ -4,6 +4,8 @@ and server in two processes, every output element checked against the spec; and
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +125,15 @@ def test_inputs_the_spec_does_not_have_are_refused(blur: Path, tmp_path: Path) -
     np.save(tmp_path / "y.npy", np.ones((9, 9), dtype=int))
     run = porcupine("run", BLUR, "--kernel", str(blur), "--input", f"y={tmp_path / 'y.npy'}")
     assert_clean(run, 2, "no input ['y']")
+
+
+def test_the_readme_two_party_example_runs(tmp_path: Path) -> None:
+    kernel = tmp_path / "blur.py"
+    made = porcupine("synth", BLUR, "--for", "40x30", "--emit", "python", "-o", str(kernel))
+    assert_clean(made, 0)
+    example = [sys.executable, str(ROOT / "examples" / "two_party.py"), str(kernel)]
+    run = subprocess.run(
+        [*example, "--height", "40", "--width", "30"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert run.returncode == 0, run.stderr
+    assert "box_blur: 40x30 image, exact" in run.stdout
