@@ -24,9 +24,7 @@ import numpy.typing as npt
 import openfhe
 
 from porcupine.backend.runtime import (
-    BIT_INPUTS,
     INPUT_LAYOUTS,
-    INPUT_RANGES,
     INPUTS,
     OUTPUT_LAYOUT,
     OUTPUT_SLOTS,
@@ -36,6 +34,7 @@ from porcupine.backend.runtime import (
     KernelContextError,
     Slots,
     _integers,
+    check_range,
 )
 
 # --- instance constants: generated (porcupine.backend.batching.instance_constants) ---
@@ -86,18 +85,11 @@ def _instance_array(name: str, values: npt.ArrayLike) -> Slots:
             f"({', '.join(['instances', *map(str, layout.shape)])}): one instance per "
             "index of the first axis"
         )
-    if name in INPUT_RANGES:
-        low, high = INPUT_RANGES[name]
-        outside = (array < low) | (array > high)
-        if outside.any():
-            where = tuple(int(i) for i in np.argwhere(outside)[0])
-            what = "bits (0 or 1)" if name in BIT_INPUTS else f"values in {low}..{high}"
-            raise ValueError(
-                f"input {name!r} must hold {what}, its declared range (the kernel relies on "
-                f"it), but instance {where[0]}"
-                + (f"'s element {where[1:]}" if layout.ndim else "")
-                + f" is {array[where]}"
-            )
+    check_range(
+        name,
+        array,
+        lambda where: f"instance {where[0]}" + (f"'s element {where[1:]}" if layout.ndim else ""),
+    )
     count = array.shape[0]
     residues = (array % PLAINTEXT_MODULUS).astype(np.int64).reshape(count, layout.size)
     out: Slots = np.zeros((count, SLOTS), dtype=np.int64)

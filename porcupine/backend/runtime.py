@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -375,6 +376,25 @@ def encode(cc: openfhe.CryptoContext, name: str, values: object) -> openfhe.Plai
     return pack(cc, input_slots(name, values, SLOTS))
 
 
+def check_range(
+    name: str, array: npt.NDArray[Any], element: Callable[[tuple[int, ...]], str]
+) -> None:
+    """Raise ValueError unless every value of input ``name`` lies in its declared range
+    (INPUT_RANGES; bits for BIT_INPUTS): the kernel is proven for those values only.
+    ``element`` names the first value outside by its index in ``array``."""
+    if name not in INPUT_RANGES:
+        return
+    low, high = INPUT_RANGES[name]
+    outside = (array < low) | (array > high)
+    if outside.any():
+        where = tuple(int(i) for i in np.argwhere(outside)[0])
+        what = "bits (0 or 1)" if name in BIT_INPUTS else f"values in {low}..{high}"
+        raise ValueError(
+            f"input {name!r} must hold {what}, its declared range (the kernel relies on "
+            f"it), but {element(where)} is {array[where]}"
+        )
+
+
 def input_slots(name: str, values: object, slots: int) -> Slots:
     """Input ``name``, given in its natural shape, checked (integers, shape, declared range)
     and laid out as INPUT_LAYOUTS says in a vector of ``slots`` slots, mod
@@ -383,16 +403,7 @@ def input_slots(name: str, values: object, slots: int) -> Slots:
     array = _integers(name, values)
     if array.shape != layout.shape:
         raise ValueError(f"input {name!r} has shape {array.shape}, expected {layout.shape}")
-    if name in INPUT_RANGES:
-        low, high = INPUT_RANGES[name]
-        outside = (array < low) | (array > high)
-        if outside.any():
-            where = tuple(int(i) for i in np.argwhere(outside)[0])
-            what = "bits (0 or 1)" if name in BIT_INPUTS else f"values in {low}..{high}"
-            raise ValueError(
-                f"input {name!r} must hold {what}, its declared range (the kernel relies on "
-                f"it), but element {where} is {array[where]}"
-            )
+    check_range(name, array, lambda where: f"element {where}")
     out = np.zeros(slots, dtype=np.int64)
     out[layout] = array % PLAINTEXT_MODULUS
     return out
