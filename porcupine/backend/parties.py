@@ -96,7 +96,13 @@ def set_threads(threads: int) -> None:
         ctypes.CDLL("libgomp.so.1").omp_set_num_threads(threads)
 
 
-set_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+def _threads_wanted() -> int:
+    """OMP_NUM_THREADS's first number (it may list one per nesting level), else 1."""
+    first = os.environ.get("OMP_NUM_THREADS", "1").split(",")[0].strip()
+    return int(first) if first.isdigit() and int(first) > 0 else 1
+
+
+set_threads(_threads_wanted())
 
 FORMAT = 1
 """The version of the bundle, request and response formats."""
