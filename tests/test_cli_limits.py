@@ -146,7 +146,9 @@ def test_the_timeout_covers_work_that_cannot_look_at_the_clock(tmp_path: Path) -
     # Building those queries never looks at the deadline: the command is stopped from
     # outside all the same. (A search that looked at the clock in time would return its
     # best kernel, the formula as written, instead: NOISY_SPEC's size 6 now builds in
-    # seconds, so it no longer served here.)
+    # seconds, so it no longer served here. Since the formula written out is always a
+    # verified kernel, a search that sees the deadline in time returns it, and it is over
+    # the noise budget: exit 1 all the same, with that reason.)
     spec = tmp_path / "deep.spec"
     spec.write_text(DEEP_SPEC)
     start = time.monotonic()
@@ -156,6 +158,7 @@ def test_the_timeout_covers_work_that_cannot_look_at_the_clock(tmp_path: Path) -
     assert (
         "--timeout 4 s reached while synthesizing" in out.stderr
         or "no verified kernel within the timeout" in out.stderr
+        or "OpenFHE would decrypt its result wrongly" in out.stderr
     )
 
 
