@@ -100,7 +100,7 @@ def decompose(spec: Spec) -> Spec | None:
     layout = _Layout(next(iter(shapes - {()})), scalar)
     slots = spec.output_slots()
     s0 = slots[len(slots) // 2]
-    term = spec._unrolled.terms[spec.output.name][s0]
+    term = spec.terms()[s0]
     cts = {d.name for d in spec.inputs if d.kind.value == "ct"}
     stages: list[_Stage] = []
     taken = {d.name for d in spec.inputs} | {spec.output.name} | {k for k, _ in spec.params}
@@ -399,7 +399,7 @@ def _where(box: list[range], heads: tuple[str, ...]) -> tuple[Comparison, ...]:
 def _staged_file(
     spec: Spec, term: Term, s0: int, layout: _Layout, stages: list[_Stage]
 ) -> SpecFile:
-    source = spec._unrolled.origin.source
+    source = spec.origin.source
     out = next(d for d in source.decls if isinstance(d, DefinitionAst) and d.role == "output")
     heads = out.indices
     scalars = frozenset(s.name for s in stages) if layout.scalar else frozenset()

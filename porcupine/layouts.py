@@ -90,13 +90,13 @@ def own(spec: Spec, name: str, slots: int | None = None) -> Ciphertext:
 
 def source_input(spec: Spec, name: str) -> InputAst:
     """The declaration of input ``name`` as written."""
-    decls = spec._unrolled.origin.source.decls
+    decls = spec.origin.source.decls
     return next(d for d in decls if isinstance(d, InputAst) and d.name == name)
 
 
 def source_output(spec: Spec) -> DefinitionAst:
     """The output definition as written."""
-    decls = spec._unrolled.origin.source.decls
+    decls = spec.origin.source.decls
     return next(d for d in decls if isinstance(d, DefinitionAst) and d.role == "output")
 
 
@@ -104,7 +104,7 @@ def source_output(spec: Spec) -> DefinitionAst:
 
 
 def output_terms(spec: Spec) -> dict[int, Term]:
-    return dict(spec._unrolled.terms[spec.output.name])
+    return dict(spec.terms())
 
 
 def leaves(t: Term) -> list[InputSlot]:
@@ -143,7 +143,7 @@ def term_shape(t: Term) -> object:
 def spec_file(
     spec: Spec, n: int, inputs: Sequence[tuple[str, Kind, LayoutAst]], output: DefinitionAst
 ) -> SpecFile:
-    source = spec._unrolled.origin.source
+    source = spec.origin.source
     kept: list[Decl] = [
         d for d in source.decls if not isinstance(d, (InputAst, DefinitionAst, SlotsDecl))
     ]

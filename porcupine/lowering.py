@@ -157,7 +157,7 @@ def _aligned_reads(spec: Spec) -> tuple[Term, dict[int, list[Read]]] | None:
     """The formula (the output's term with the most reads, the middle slot's if it is one of
     them) and, at every output slot that matters, the reads its term takes in the formula's
     order; ``None`` when some slot computes another formula."""
-    terms = spec._unrolled.terms[spec.output.name]
+    terms = spec.terms()
     slots = sorted(terms)
     middle = slots[len(slots) // 2]
     counts = {o: len(_reads(t)) for o, t in terms.items()}

@@ -292,7 +292,7 @@ def padded(spec: Spec, factor: int) -> Packing | None:
     n = spec.n * factor
     if factor < 2 or n > max(s.slots for s in SETS):  # no parameter set's row holds it
         return None
-    source = spec._unrolled.origin.source
+    source = spec.origin.source
     decls = tuple(SlotsDecl(Num(n)) if isinstance(d, SlotsDecl) else d for d in source.decls)
     built = build(spec, SpecFile(source.file, source.text, decls))
     if built is None:

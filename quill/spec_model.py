@@ -257,6 +257,11 @@ class Spec:
         """Where the spec comes from: its parsed file and the derivations applied since."""
         return self._unrolled.origin
 
+    def terms(self, name: str | None = None) -> Mapping[int, Term]:
+        """The unrolled term (:mod:`quill.spec_eval`) of every slot of definition ``name``
+        (by default the output) over its region: what a slot computes, as a tree."""
+        return self._unrolled.terms[self.output.name if name is None else name]
+
     def at(self, params: Mapping[str, int] | None = None) -> Spec:
         """The same spec instantiated with other parameters (``None``: its defaults), from the
         parsed file kept on it (no text is parsed again); a spec derived by
