@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -85,7 +86,7 @@ def test_check_finds_every_wrong_or_missing_pixel(
     reference = rng.integers(0, T, (h, w), dtype=np.int64)
     matters = rng.random((h, w)) < 0.7
     matters[0, 0] = True
-    decrypted = np.ma.masked_array(reference.copy(), mask=~matters)  # type: ignore[no-untyped-call]
+    decrypted: Any = np.ma.masked_array(reference.copy(), mask=~matters)  # type: ignore[no-untyped-call]
     assert photo_app.check(decrypted, reference, matters) == photo_app.Verdict(
         int(matters.sum()), 0, None
     )
@@ -103,7 +104,8 @@ def test_check_finds_every_wrong_or_missing_pixel(
 def test_pixels_that_do_not_matter_are_not_checked() -> None:
     reference = np.array([[1, 2], [3, 4]], dtype=np.int64)
     matters = np.array([[True, False], [False, False]])
-    decrypted = np.ma.masked_array([[1 + T, 9], [9, 9]], mask=[[False, True], [False, False]])  # type: ignore[no-untyped-call]
+    mask = [[False, True], [False, False]]
+    decrypted: Any = np.ma.masked_array([[1 + T, 9], [9, 9]], mask=mask)  # type: ignore[no-untyped-call]
     assert photo_app.check(decrypted, reference, matters) == photo_app.Verdict(1, 0, None)
 
 
