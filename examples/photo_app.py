@@ -114,7 +114,7 @@ class KernelRun:
     keys_s: float  # context, keys and the bundle written (client)
     encrypt_s: float  # the request written (client)
     server_s: float  # the server process, start to exit
-    evaluate_s: float  # of which the kernel on every tile (the server's own figure)
+    evaluate_s: float  # of which: every tile read, evaluated and written (the server's figure)
     decrypt_s: float  # the response decrypted and stitched (client)
     verdict: Verdict
     values: npt.NDArray[np.int64]  # the decrypted output, residues mod T (0 where undefined)
