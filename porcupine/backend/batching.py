@@ -29,7 +29,7 @@ has ``base + Hi <= N/2``.
 ``base_b + s`` the single-instance (cyclic, SLOTS-slot) value of v at ``s mod SLOTS``. By
 induction along the program. Inputs: by the filling (needed(input) lies in the window).
 Constants: a uniform one is the same in all N slots; a mask is tiled with period SLOTS
-across the first row, so at ``q`` it is ``c[q mod SLOTS] = c[q mod A]``, and
+across each row, so at ``q`` it is ``c[q mod SLOTS] = c[q mod A]``, and
 ``base_b ≡ 0 mod A`` gives ``c[s mod A] = c[(s mod SLOTS) mod A]``. Elementwise ops: slot by
 slot. ``v = rot(u, r)`` at ``q = base_b + s``: OpenFHE reads u at ``(q + r) mod N/2``, and
 ``q + r = base_b + (s + r)`` with ``s + r`` in needed(u) lies in ``[0, N/2)`` (the span
@@ -42,10 +42,9 @@ model (:mod:`quill.noise`) bounds plaintexts with every coefficient at +-(t-1)/2
 the slots hold.
 
 **The second row.** BFV's other N/2 slots form a second row that rotations and EvalSum
-treat alike and never mix with the first (checked on OpenFHE). Uniform constants fill both
-rows (the runtime's ``_constants``); masks are tiled across the first row only, so the
-second row holds zeros where a mask should be. So instances fill both rows when the kernel
-has no mask (A = 1), the first row only otherwise.
+treat alike and never mix with the first (checked on OpenFHE). Constants fill both rows
+alike (the runtime's ``_constants``: a uniform value in all N slots, a mask tiled across
+each row), so instances fill both rows.
 """
 
 from __future__ import annotations
@@ -168,7 +167,7 @@ def instance_layout(
         alignment=alignment,
         row_slots=row_slots,
         per_row=room // stride + 1,
-        rows=2 if alignment == 1 else 1,
+        rows=2,
     )
 
 

@@ -316,15 +316,19 @@ def check_key_tags(cc: openfhe.CryptoContext, tags: dict[str, str], what: str, f
     check_context(cc, next(iter(tags.values()), None))
 
 
-def pack(cc: openfhe.CryptoContext, slots: Slots) -> openfhe.Plaintext:
-    """A packed plaintext of a SLOTS-slot vector, tiled across the BFV row of N/2 slots.
+def pack(cc: openfhe.CryptoContext, slots: Slots, second: Slots | None = None) -> openfhe.Plaintext:
+    """A packed plaintext of a SLOTS-slot vector, tiled across the first BFV row of N/2
+    slots, and of ``second``, if given, tiled across the second row.
 
     Tiling makes EvalRotate exactly a cyclic rotation mod SLOTS: BFV rotates cyclically
     within each row of N/2 slots, and every copy of the vector brings its neighbour's
-    elements around.
+    elements around. The rows never mix, so two vectors (two tiles of an application's
+    data) share one ciphertext and one evaluation.
     """
     row = cc.GetRingDimension() // 2
-    return cc.MakePackedPlaintext(np.tile(slots % PLAINTEXT_MODULUS, row // SLOTS).tolist())
+    rows = [slots] if second is None else [slots, second]
+    values = np.concatenate([np.tile(r % PLAINTEXT_MODULUS, row // SLOTS) for r in rows])
+    return cc.MakePackedPlaintext(values.tolist())
 
 
 @functools.lru_cache(maxsize=8)
@@ -335,7 +339,7 @@ def _constants(cc: openfhe.CryptoContext) -> dict[str, openfhe.Plaintext]:
     polynomial is then that value mod t itself, and multiplying a ciphertext by it grows
     the noise by only log2 of it (packed into one row, 16 grew it by 11 bits, a general
     plaintext by up to 28; measured). Rotations stay within a row, so the second row never
-    reaches the first. Other constants (masks) are tiled across the first row (``pack``).
+    reaches the first. Other constants (masks) are tiled across both rows (``pack``).
     """
     plaintexts = {}
     for name, values in _CONSTANT_VALUES.items():
@@ -344,7 +348,8 @@ def _constants(cc: openfhe.CryptoContext) -> dict[str, openfhe.Plaintext]:
             value = residues.pop()
             plaintexts[name] = cc.MakePackedPlaintext([value] * cc.GetRingDimension())
         else:
-            plaintexts[name] = pack(cc, np.resize(np.array(values, dtype=np.int64), SLOTS))
+            vector = np.resize(np.array(values, dtype=np.int64), SLOTS)
+            plaintexts[name] = pack(cc, vector, vector)  # both rows: each may hold a tile
     return plaintexts
 
 
@@ -457,7 +462,11 @@ def decode(
     constrain them, so they hold whatever the kernel left there): ``out.filled(0)`` gives
     a plain array with zeros there, ``~out.mask`` marks the elements that matter.
     """
-    slots = unpack_output(decode_slots(cc, keys, ciphertext))
+    return output_of(unpack_output(decode_slots(cc, keys, ciphertext)))
+
+
+def output_of(slots: Slots) -> np.ma.MaskedArray[Any, np.dtype[np.int64]] | int:
+    """The output in its natural shape from the kernel's SLOTS output slots (``decode``)."""
     if OUTPUT_LAYOUT.ndim == 0:
         return int(slots[OUTPUT_LAYOUT])
     dont_care = ~np.isin(OUTPUT_LAYOUT, OUTPUT_SLOTS)
