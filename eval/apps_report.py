@@ -277,13 +277,14 @@ def _intro(r: AppsResults) -> list[str]:
         "(context, keys and the serialized public bundle), encrypt (encode, encrypt and "
         "serialize every ciphertext), server (its process from start to exit; in brackets "
         "the evaluation inside it, see the notes), decrypt (deserialize, decrypt, decode, "
-        "stitch); end to end is their sum.",
+        "stitch); end to end is their sum. Ciphertexts per input: ours hold two tiles each, "
+        "one in each BFV row (rotations never mix the rows); theirs one tile each.",
     ]
 
 
 def _photo(r: AppsResults) -> list[str]:
     h, w = r.photo_shape
-    head = ["kernel", "side", "tiles", "N", "set / log2 Q", "bundle", "upload", "download"]
+    head = ["kernel", "side", "ciphertexts", "N", "set / log2 Q", "bundle", "upload", "download"]
     rows, ratio_rows = [], []
     for name, pairs in r.photo:
         ours, theirs = median([p[0] for p in pairs]), median([p[1] for p in pairs])

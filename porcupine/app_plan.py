@@ -9,8 +9,8 @@ the data needs, and per tile the kernel's estimated latency (the program lifted 
 size, :func:`porcupine.scale.lift`) plus the client's encryption and decryption of a
 ciphertext (the table's ``encrypt`` and ``decrypt`` rows), at the cheapest parameter set
 whose noise margin holds the kernel, and for a reduction the server's sum of its chunks
-(log2(chunks) more bits). Larger tiles waste less on halos and pay fewer ciphertexts, but
-may need a larger ring.
+(log2(ciphertexts) more bits). Two tiles share each ciphertext, one per BFV row. Larger
+tiles waste less on halos and pay fewer ciphertexts, but may need a larger ring.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from quill.spec import Spec
 from quill.spec_ast import InputAst, Name
 
 MAX_SLOTS = max(s.slots for s in SETS)
+ROWS = 2
+"""Tiles per ciphertext: BFV's two rows of N/2 slots, which rotations never mix."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,14 +44,19 @@ class TileOption:
     params: tuple[tuple[str, int], ...]  # the spec's params for the tile kernel
     shape: tuple[int, ...]  # the tile
     param_set: str
-    tiles: int  # ciphertexts per input the data takes
-    kernel_ms: float  # per tile, the kernel on the server (cost model)
-    client_ms: float  # per tile, encryption and decryption on the client (cost table)
+    tiles: int  # the data's tiles (chunks)
+    kernel_ms: float  # per ciphertext, the kernel on the server (cost model)
+    client_ms: float  # per ciphertext, encryption and decryption on the client (cost table)
+
+    @property
+    def ciphertexts(self) -> int:
+        """Per input: two tiles share a ciphertext, one in each BFV row."""
+        return -(-self.tiles // ROWS)
 
     @property
     def total_ms(self) -> float:
         """Client and server time for the whole data, one core."""
-        return self.tiles * (self.kernel_ms + self.client_ms)
+        return self.ciphertexts * (self.kernel_ms + self.client_ms)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,15 +74,16 @@ class AppPlan:
         c = self.chosen
         lines = [
             f"{self.spec} on data of shape {self.shape} ({self.tiling.kind}): tile "
-            f"{'x'.join(map(str, c.shape))} at {c.param_set}, {c.tiles} ciphertexts per input, "
+            f"{'x'.join(map(str, c.shape))} at {c.param_set}, {c.tiles} tiles in {c.ciphertexts} "
+            "ciphertexts per input, "
             f"estimated {c.total_ms / 1000:.2f} s on one core "
-            f"({c.kernel_ms:.2f} ms kernel + {c.client_ms:.2f} ms encrypt/decrypt per tile)",
+            f"({c.kernel_ms:.2f} ms kernel + {c.client_ms:.2f} ms encrypt/decrypt per ciphertext)",
             "  options (cheapest first):",
         ]
         for o in sorted(self.options, key=lambda o: o.total_ms)[:6]:
             lines.append(
                 f"    {'x'.join(map(str, o.shape)):>10} {o.param_set:>16} {o.tiles:6d} tiles "
-                f"{o.total_ms / 1000:8.2f} s"
+                f"{o.ciphertexts:6d} ciphertexts {o.total_ms / 1000:8.2f} s"
             )
         return "\n".join(lines)
 
@@ -193,7 +201,8 @@ def _priced(
         except (QuillError, LiftError):
             return None
     lowered = place_relinearizations(lifted)
-    extra = math.log2(tiles) if tiling.kind == "reduction" and tiles > 1 else 0.0
+    summed = -(-tiles // ROWS)  # a reduction's ciphertexts the server adds up
+    extra = math.log2(summed) if tiling.kind == "reduction" and summed > 1 else 0.0
     need = slots_needed(lowered, math.prod(sizes))
     best: TileOption | None = None
     for s in SETS:

@@ -59,16 +59,21 @@ from porcupine.backend.runtime import (
     KERNEL_ID,
     NOISE_MARGIN_BITS,
     PARAMETER_SET,
+    PLAINTEXT_MODULUS,
+    RING_DIM,
     ROTATION_INDICES,
+    SLOTS,
     KernelContextError,
+    Slots,
     check_context,
-    decode,
-    encode,
-    encrypt,
     evaluate,
     fixed_settings,
     generate_keys,
+    input_slots,
     new_context,
+    output_of,
+    pack,
+    unpack_output,
 )
 from porcupine.backend.tiles import (
     TILE_KIND,
@@ -199,7 +204,7 @@ def _plan_of(header: Mapping[str, Any], what: str) -> TilePlan | int:
 def _ciphertexts(header: Mapping[str, Any]) -> int:
     plan = _plan_of(header, "request")
     if isinstance(plan, TilePlan):
-        return plan.count
+        return -(-plan.count // ROWS)
     return -(-plan // INSTANCES_PER_CIPHERTEXT)
 
 
@@ -210,12 +215,39 @@ def request_info(stream: BinaryIO) -> dict[str, Any]:
     return {**header, "ciphertexts": _ciphertexts(header)}
 
 
+ROWS = 2
+"""Tiles per ciphertext: one in each BFV row of N/2 slots (``pack``); rotations and EvalSum
+never mix the rows, so one evaluation serves both."""
+
+
+def _in_rows(tiles: Iterator[Any]) -> Iterator[tuple[Any, ...]]:
+    """``tiles`` in groups of ROWS (the last may hold fewer): one group per ciphertext."""
+    while group := tuple(itertools.islice(tiles, ROWS)):
+        yield group
+
+
+def _packed(cc: Any, name: str, tiles: tuple[Any, ...]) -> Any:
+    """Input ``name``'s tiles (kernel-shaped arrays), one per row of one plaintext."""
+    return pack(cc, *(input_slots(name, tile, SLOTS) for tile in tiles))
+
+
+def _natural() -> None:
+    """Requests carry the spec's own layout: a kernel under a client packing gathers its
+    ciphertexts from several inputs, which the two parties do not split."""
+    if "PACKING" in globals():
+        raise ValueError(
+            "this kernel runs under a client packing: encrypt and run it in one process "
+            "(encrypt() and kernel()), or synthesize it with --layout given for two parties"
+        )
+
+
 def _check_noise(plan: TilePlan) -> None:
     """A reduction's chunks are summed on the server: k ciphertexts add up to log2(k) bits
     of noise, which must stay within the margin the noise analysis left (it requires 5)."""
-    if TILE_KIND != "reduction" or plan.count == 1:
+    summed = -(-plan.count // ROWS)
+    if TILE_KIND != "reduction" or summed == 1:
         return
-    grows = math.log2(plan.count)
+    grows = math.log2(summed)
     if NOISE_MARGIN_BITS - grows < 5:
         most = 2 ** int(NOISE_MARGIN_BITS - 5)
         raise ValueError(
@@ -287,14 +319,16 @@ class Client:
         tile when they have the kernel's own shape), each tile encrypted, one tile at a
         time."""
         _check_names(inputs, "ct", "encrypt")
+        _natural()
         plan = plan_inputs(inputs)
         _check_noise(plan)
         names = sorted(inputs)
         _write_header(out, _REQUEST, {"mode": "tiles", "plan": plan.to_json(), "inputs": names})
-        tiles = [tile_inputs(plan, name, inputs[name]) for name in names]
-        for tile in zip(*tiles, strict=True):
-            for name, values in zip(names, tile, strict=True):
-                _write_record(out, _serialize(encrypt(self.cc, self.keys, name, values)))
+        groups = [_in_rows(tile_inputs(plan, name, inputs[name])) for name in names]
+        for group in zip(*groups, strict=True):
+            for name, tiles in zip(names, group, strict=True):
+                plaintext = _packed(self.cc, name, tiles)
+                _write_record(out, _serialize(self.cc.Encrypt(self.keys.publicKey, plaintext)))
 
     def encrypt_instances(self, **inputs: Any) -> bytes:
         """A request for many independent instances of the kernel's own size: each input
@@ -333,9 +367,22 @@ class Client:
             _ciphertext(_read_record(stream, "response"), tag, f"result {i}")
             for i in range(int(header["ciphertexts"]))
         )
-        if isinstance(plan, TilePlan):
-            return stitch(plan, (decode(self.cc, self.keys, ct) for ct in cts))
-        return instance_outputs((decrypt_row(self.cc, self.keys, ct) for ct in cts), plan)
+        if not isinstance(plan, TilePlan):
+            return instance_outputs((decrypt_row(self.cc, self.keys, ct) for ct in cts), plan)
+        rows = (row for ct in cts for row in self._rows(ct))
+        outputs = (output_of(unpack_output(row)) for row in itertools.islice(rows, plan.count))
+        if TILE_KIND == "reduction":  # the server summed the ciphertexts: add up the rows
+            return stitch(plan, [sum(int(o) for o in outputs) % PLAINTEXT_MODULUS])
+        return stitch(plan, outputs)
+
+    def _rows(self, ciphertext: Any) -> tuple[Slots, ...]:
+        """A ciphertext's SLOTS output slots in each row (one tile each), in [0, t); its key
+        was checked when it was read (``_ciphertext``)."""
+        plaintext = self.cc.Decrypt(self.keys.secretKey, ciphertext)
+        plaintext.SetLength(RING_DIM)
+        values = np.array(plaintext.GetPackedValue(), dtype=np.int64) % PLAINTEXT_MODULUS
+        width = RING_DIM // ROWS
+        return tuple(values[r * width : r * width + SLOTS] for r in range(ROWS))
 
 
 class Server:
@@ -346,6 +393,7 @@ class Server:
         this kernel's: the parameter set the noise analysis proved it safe for, at least its
         security level, its relinearization and rotation keys. Raises KernelDataError or
         KernelContextError (a ValueError) saying what is wrong."""
+        _natural()
         stream = io.BytesIO(bundle) if isinstance(bundle, bytes | bytearray) else bundle
         header = _read_header(stream, _BUNDLE, "bundle")
         context = _read_record(stream, "bundle")
@@ -407,9 +455,9 @@ class Server:
                     f"the plaintext inputs have shape {np.shape(next(iter(values.values())))}, "
                     f"the request's data {plan.shape}: they must match"
                 )
-            per_input = [tile_inputs(plan, n, values[n]) for n in names]
-            for tile in zip(*per_input, strict=True) if names else itertools.repeat(()):
-                yield {n: encode(self.cc, n, v) for n, v in zip(names, tile, strict=True)}
+            per_input = [_in_rows(tile_inputs(plan, n, values[n])) for n in names]
+            for group in zip(*per_input, strict=True) if names else itertools.repeat(()):
+                yield {n: _packed(self.cc, n, t) for n, t in zip(names, group, strict=True)}
         else:
             rows = [instance_rows(n, values[n]) for n in names]
             for row in zip(*rows, strict=True) if names else itertools.repeat(()):
