@@ -51,6 +51,7 @@ from eval.machine import machine_info
 from examples.photo import camera
 from porcupine.app_plan import compile_for
 from porcupine.backend import emit_python
+from porcupine.backend.sections import RuntimeText, application_sections
 from porcupine.synthesize import synthesize
 from quill.spec import Spec, load_spec
 
@@ -96,7 +97,10 @@ def compile_kernel(
     text and shape)."""
     source = KERNELS / f"{name}.spec"
     spec = load_spec(source, {"n": own} if shape is None else None)
-    key = hashlib.sha256(f"{source.read_text()}\n{shape}\n{own}".encode()).hexdigest()[:12]
+    # The emitted text depends on the spec, the data and the runtime it is built from.
+    runtime = RuntimeText.load()
+    built = "".join([runtime.head, runtime.middle, *(s.code for s in application_sections())])
+    key = hashlib.sha256(f"{source.read_text()}\n{shape}\n{own}\n{built}".encode()).hexdigest()[:12]
     size = "x".join(map(str, shape)) if shape else f"n{own}"
     module = folder / f"{name}_{size}_{key}.py"
     meta = module.with_suffix(".json")
