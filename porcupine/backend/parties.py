@@ -315,9 +315,9 @@ class Client:
         return out.getvalue()
 
     def encrypt_into(self, out: BinaryIO, **inputs: Any) -> None:
-        """Write a request: the inputs cut into the kernel's tiles (:func:`plan_tiles`; one
-        tile when they have the kernel's own shape), each tile encrypted, one tile at a
-        time."""
+        """Write a request: the inputs cut into the kernel's tiles (:func:`plan_inputs`; one
+        tile when they have the kernel's own shape), two tiles to a ciphertext (one per BFV
+        row), encrypted one ciphertext at a time."""
         _check_names(inputs, "ct", "encrypt")
         _natural()
         plan = plan_inputs(inputs)
