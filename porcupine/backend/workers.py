@@ -121,20 +121,23 @@ class Engine:
         module: str,
         slots: int,
         kind: str,
-        close: Callable[[], None],
+        close: Callable[[bool], None],
+        alive: Callable[[], bool] = lambda: True,
     ) -> None:
         self.executor = executor
+        self.alive = alive  # False once a worker has ended: the engine cannot finish
         self.module = module  # the name workers know this module by
         self.slots = slots  # tasks that run at once
         self.kind = kind  # "pool" or "dask"
         self._close = close
         self.closed = False
 
-    def close(self) -> None:
-        """Stop the workers (a pool's processes end; a cluster forgets the bundle)."""
+    def close(self, abort: bool = False) -> None:
+        """Stop the workers (a pool's processes end; a cluster forgets the bundle); with
+        ``abort``, at once, whatever they are doing."""
         if not self.closed:
             self.closed = True
-            self._close()
+            self._close(abort)
 
     @staticmethod
     def pool(size: int, bundle_id: str, bundle: bytes) -> Engine | None:
@@ -156,16 +159,29 @@ class Engine:
             initargs=(_BOOTSTRAP, {**namespace, "pool": True}),
         )
 
-        def close() -> None:
+        def close(abort: bool) -> None:
             processes = list((getattr(executor, "_processes", None) or {}).values())
-            executor.shutdown(wait=False, cancel_futures=True)
+            # shutdown forgets the queues: keep their pipes' ends in this process
+            calls = getattr(getattr(executor, "_call_queue", None), "_reader", None)
+            results = getattr(getattr(executor, "_result_queue", None), "_writer", None)
+            executor.shutdown(wait=not abort, cancel_futures=True)
             for process in processes:  # workers ignore SIGINT: the parent ends them
                 process.terminate()
-            for process in processes:
                 process.join(1)
+            # Python 3.10's pool hangs (its threads, and so the exit) when its workers end
+            # while a task is written to them or a result from them is half read (gh-94777,
+            # fixed in 3.12): with the workers gone, closing this process's own ends of the
+            # pipes turns the waits into errors, which the pool's thread handles.
+            for end in [e for e in (calls, results) if e is not None and abort]:
+                with contextlib.suppress(OSError):
+                    end.close()
             folder.cleanup()
 
-        return Engine(executor, name, size, "pool", close)
+        def alive() -> bool:
+            processes = (getattr(executor, "_processes", None) or {}).values()
+            return all(process.exitcode is None for process in processes)
+
+        return Engine(executor, name, size, "pool", close, alive)
 
     @staticmethod
     def dask(target: Any, bundle_id: str, bundle: bytes, timeout: float = 5.0) -> Engine:
@@ -211,13 +227,16 @@ class Engine:
             client.close() if owned else None
             raise
 
-        def close() -> None:
+        executor = client.get_executor(pure=False)
+
+        def close(abort: bool) -> None:
+            executor.shutdown(wait=False) if abort else None  # cancels the tasks in flight
             with contextlib.suppress(Exception):  # a cluster that went away has nothing left
                 client.unregister_worker_plugin(plugin_name)
             if owned:
                 client.close()
 
-        return Engine(client.get_executor(pure=False), name, threads, "dask", close)
+        return Engine(executor, name, threads, "dask", close)
 
 
 def _dask_plugin(distributed: Any, payload: dict[str, Any], bootstrap: str) -> Any:
@@ -258,16 +277,16 @@ def ordered(
     index, exhausted = 0, False
     try:
         while True:
-            while not exhausted and len(flight) < 3 * engine.slots:
-                task = next(source, None)
-                if task is None:
-                    exhausted = True
-                else:
-                    flight.append(engine.executor.submit(eval, call, {"task": task}))
-            if not flight:
-                return
             try:
-                result = flight.popleft().result()
+                while not exhausted and len(flight) < 3 * engine.slots:
+                    task = next(source, None)
+                    if task is None:
+                        exhausted = True
+                    else:
+                        flight.append(engine.executor.submit(eval, call, {"task": task}))
+                if not flight:
+                    return
+                result = _result(engine, flight.popleft())
             except concurrent.futures.process.BrokenProcessPool as e:
                 raise WorkerError(
                     f"a worker died while evaluating {what(index)}: {e}; no response was made"
@@ -281,10 +300,19 @@ def ordered(
             index += 1
             yield result
     except BaseException:
-        for future in flight:
-            future.cancel()
-        engine.close()
-        raise
+        engine.close(abort=True)  # cancels what is in flight (not here: a pool's thread
+        raise  # fails on a future cancelled behind its back, gh-94777's neighbour)
+
+
+def _result(engine: Engine, future: concurrent.futures.Future[Any]) -> Any:
+    """The future's result, or BrokenProcessPool as soon as a worker has ended: Python
+    3.10's pool waits forever for a result that a worker ended half written."""
+    while True:
+        try:
+            return future.result(timeout=0.25)
+        except concurrent.futures.TimeoutError:
+            if not engine.alive():
+                raise concurrent.futures.process.BrokenProcessPool("a worker ended") from None
 
 
 class Progress:
