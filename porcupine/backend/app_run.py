@@ -50,6 +50,8 @@ class AppRun:
     server_wall_s: float  # the server process, start to exit
     decrypt_s: float  # the response, decrypted and stitched (client)
     output: Any  # the decrypted output (masked array, int, or instances)
+    engine: str = "process"  # where the server evaluated: "process", "pool" or "dask"
+    workers: int = 1  # worker processes (or Dask worker threads) it used
 
     @property
     def total_s(self) -> float:
@@ -88,18 +90,25 @@ def run_two_party(
     *,
     instances: bool = False,
     workdir: str | Path | None = None,
+    workers: int | None = None,
+    dask: str | None = None,
 ) -> AppRun:
     """Run the emitted module at ``module_path`` on ``inputs`` (its ciphertext inputs, any
     size; with ``instances``, each shaped ``(count, *its shape)``) with a server process
     given the ``plaintexts`` (its plaintext inputs). Files go to ``workdir`` (default: a
-    temporary folder, removed after). Raises ValueError/TypeError for inputs that do not
-    fit the kernel (before the server starts) and :class:`ServerFailed` when the server
-    refuses."""
+    temporary folder, removed after). The server evaluates on ``workers`` processes
+    (default: the machine's cores) or on the Dask cluster at the scheduler address ``dask``.
+    Raises ValueError/TypeError for inputs that do not fit the kernel (before the server
+    starts) and :class:`ServerFailed` when the server refuses or fails."""
     module = load_module(module_path)
+    where = ["--quiet"]  # no progress bar in the captured stderr
+    where += [] if workers is None else ["--workers", str(workers)]
+    where += [] if dask is None else ["--dask", dask]
+    run = (module, Path(module_path), inputs, plaintexts or {}, instances)
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="porcupine-run-") as tmp:
-            return _run(module, Path(module_path), inputs, plaintexts or {}, instances, Path(tmp))
-    return _run(module, Path(module_path), inputs, plaintexts or {}, instances, Path(workdir))
+            return _run(*run, Path(tmp), where)
+    return _run(*run, Path(workdir), where)
 
 
 def _run(
@@ -109,6 +118,7 @@ def _run(
     plaintexts: Mapping[str, npt.ArrayLike],
     instances: bool,
     folder: Path,
+    where: list[str],
 ) -> AppRun:
     bundle, request, response = (
         folder / "bundle.bin",
@@ -132,7 +142,11 @@ def _run(
         arguments.append(f"{name}={folder / f'{name}.npy'}")
     command = [sys.executable, str(path), "serve", str(bundle), str(request), str(response)]
     server = subprocess.run(
-        [*command, *arguments], capture_output=True, text=True, env=_server_env(), check=False
+        [*command, *arguments, *where],
+        capture_output=True,
+        text=True,
+        env=_server_env(),
+        check=False,
     )
     served = time.perf_counter()
     if server.returncode != 0:
@@ -159,4 +173,6 @@ def _run(
         server_wall_s=served - encrypted,
         decrypt_s=done - served,
         output=output,
+        engine=str(timing.get("engine", "process")),
+        workers=int(timing.get("workers", 1)),
     )

@@ -28,17 +28,10 @@ the imports above it are there for ruff and mypy.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import ctypes
+import hashlib
 import io
 import itertools
-import json
 import math
-import os
-import struct
-import sys
-import time
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
@@ -56,14 +49,12 @@ from porcupine.backend.runtime import (
     CT_CT_MULT,
     INPUTS,
     KERNEL,
-    KERNEL_ID,
     NOISE_MARGIN_BITS,
     PARAMETER_SET,
     PLAINTEXT_MODULUS,
     RING_DIM,
     ROTATION_INDICES,
     SLOTS,
-    KernelContextError,
     Slots,
     check_context,
     evaluate,
@@ -83,113 +74,26 @@ from porcupine.backend.tiles import (
     tile_inputs,
     tile_shape,
 )
+from porcupine.backend.wire import (
+    _BUNDLE,
+    _REQUEST,
+    _RESPONSE,
+    KernelDataError,
+    _ciphertext,
+    _read_header,
+    _read_record,
+    _serialize,
+    _write_header,
+    _write_record,
+)
+from porcupine.backend.workers import (
+    Engine,
+    Progress,
+    ordered,
+    worker_count,
+)
 
 # --- two parties: copied into every emitted module (porcupine.backend.openfhe_emit) ---
-
-
-def set_threads(threads: int) -> None:
-    """Run OpenFHE's calls in this process on ``threads`` OpenMP threads.
-
-    The module sets one thread when it is imported, unless OMP_NUM_THREADS says otherwise:
-    OpenMP's default (every core) made a 64x64 box blur 136x slower (172 ms instead of
-    1.26 ms) when another process was busy on one of two cores, and processes serving
-    ciphertexts side by side are the faster way to use several cores.
-    """
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    with contextlib.suppress(OSError):  # an OpenFHE without OpenMP runs one thread anyway
-        ctypes.CDLL("libgomp.so.1").omp_set_num_threads(threads)
-
-
-def _threads_wanted() -> int:
-    """OMP_NUM_THREADS's first number (it may list one per nesting level), else 1."""
-    first = os.environ.get("OMP_NUM_THREADS", "1").split(",")[0].strip()
-    return int(first) if first.isdigit() and int(first) > 0 else 1
-
-
-set_threads(_threads_wanted())
-
-FORMAT = 1
-"""The version of the bundle, request and response formats."""
-
-_BUNDLE, _REQUEST, _RESPONSE = (
-    b"porcupine-bundle\n",
-    b"porcupine-request\n",
-    b"porcupine-response\n",
-)
-_LENGTH = struct.Struct(">Q")
-_MAX_HEADER = 1 << 20
-
-
-class KernelDataError(ValueError):
-    """A bundle, request or response that is malformed, truncated, or made for another
-    kernel."""
-
-
-def _write_record(out: BinaryIO, data: bytes) -> int:
-    out.write(_LENGTH.pack(len(data)))
-    out.write(data)
-    return _LENGTH.size + len(data)
-
-
-def _read_record(stream: BinaryIO, what: str, limit: int | None = None) -> bytes:
-    head = stream.read(_LENGTH.size)
-    if len(head) != _LENGTH.size:
-        raise KernelDataError(f"the {what} ends early: a record is missing (truncated data?)")
-    (length,) = _LENGTH.unpack(head)
-    if limit is not None and length > limit:
-        raise KernelDataError(f"the {what} is malformed: a header of {length} bytes")
-    data = stream.read(length)
-    if len(data) != length:
-        raise KernelDataError(f"the {what} ends early: {len(data)} of {length} bytes")
-    return data
-
-
-def _write_header(out: BinaryIO, magic: bytes, header: Mapping[str, Any]) -> None:
-    out.write(magic)
-    _write_record(out, json.dumps({"format": FORMAT, "kernel": KERNEL_ID, **header}).encode())
-
-
-def _read_header(stream: BinaryIO, magic: bytes, what: str) -> dict[str, Any]:
-    """The JSON header of a bundle, request or response made for this kernel."""
-    start = stream.read(len(magic))
-    if start != magic:
-        raise KernelDataError(
-            f"this is not a Porcupine {what} (it starts with {start[:24]!r}, not {magic!r})"
-        )
-    try:
-        header = json.loads(_read_record(stream, what, _MAX_HEADER))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise KernelDataError(f"the {what}'s header is not JSON: the data is corrupt") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise KernelDataError(f"the {what} has format {header.get('format')}, not {FORMAT}")
-    if header.get("kernel") != KERNEL_ID:
-        raise KernelDataError(
-            f"the {what} was made for kernel {header.get('name', '?')} (id "
-            f"{header.get('kernel')}, parameter set {header.get('parameter_set', '?')}); this "
-            f"module is kernel {KERNEL} (id {KERNEL_ID}, parameter set {PARAMETER_SET}): use "
-            "the client and server of the same emitted module"
-        )
-    return header
-
-
-def _serialize(obj: Any) -> bytes:
-    data = openfhe.Serialize(obj, openfhe.BINARY)
-    return data if isinstance(data, bytes) else data.encode()
-
-
-def _ciphertext(data: bytes, key_tag: str, what: str) -> Any:
-    """A serialized ciphertext, checked to be under the bundle's keys."""
-    try:
-        ct = openfhe.DeserializeCiphertextString(data, openfhe.BINARY)
-    except Exception as e:  # OpenFHE raises RuntimeError with its own text
-        raise KernelDataError(f"{what} is not an OpenFHE ciphertext: {e}") from None
-    if ct.GetKeyTag() != key_tag:
-        raise KernelContextError(
-            f"{what} is encrypted under key {ct.GetKeyTag()[:8]}, not under the bundle's key "
-            f"{key_tag[:8]}: encrypt with the client that exported this server's bundle"
-        )
-    return ct
 
 
 def _plan_of(header: Mapping[str, Any], what: str) -> TilePlan | int:
@@ -388,13 +292,28 @@ class Client:
 class Server:
     """The party without the secret key: loads a public bundle, evaluates requests."""
 
-    def __init__(self, bundle: bytes | BinaryIO) -> None:
+    def __init__(
+        self,
+        bundle: bytes | BinaryIO,
+        *,
+        workers: int | None = None,
+        dask: Any = None,
+        progress: bool = False,
+    ) -> None:
         """Load ``bundle`` (bytes, or a binary stream such as an open file) and check it is
         this kernel's: the parameter set the noise analysis proved it safe for, at least its
         security level, its relinearization and rotation keys. Raises KernelDataError or
-        KernelContextError (a ValueError) saying what is wrong."""
+        KernelContextError (a ValueError) saying what is wrong.
+
+        Requests of several ciphertexts are evaluated on ``workers`` processes (default:
+        the machine's cores; 1: in this process), each loading the bundle once, or on the
+        Dask cluster ``dask`` (a scheduler address ``tcp://HOST:PORT`` or a
+        ``distributed.Client``; ConnectionError when it does not answer). ``progress``
+        shows tiles done, throughput and time left on stderr (with tqdm, if installed).
+        Call :meth:`close` (or use ``with``) to stop the workers."""
         _natural()
-        stream = io.BytesIO(bundle) if isinstance(bundle, bytes | bytearray) else bundle
+        data = bundle if isinstance(bundle, bytes | bytearray) else bundle.read()
+        stream = io.BytesIO(data)
         header = _read_header(stream, _BUNDLE, "bundle")
         context = _read_record(stream, "bundle")
         rotation_keys, mult_key = _read_record(stream, "bundle"), _read_record(stream, "bundle")
@@ -408,6 +327,22 @@ class Server:
             raise KernelDataError(f"the bundle does not deserialize: {e}") from None
         self.key_tag = str(header["key_tag"])
         check_context(self.cc, self.key_tag)  # parameter set, security level and keys
+        self.bundle = bytes(data[: stream.tell()])  # what workers load
+        self.workers, self.dask, self.progress = worker_count(workers), dask, progress
+        self.engine: Engine | None = None
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker processes (or leave the Dask cluster); the next request starts
+        them again."""
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
 
     def evaluate(self, request: bytes, **plaintexts: Any) -> bytes:
         """The response to ``request`` (see :meth:`evaluate_stream`)."""
@@ -415,11 +350,21 @@ class Server:
         self.evaluate_stream(io.BytesIO(request), out, **plaintexts)
         return out.getvalue()
 
-    def evaluate_stream(self, request: BinaryIO, out: BinaryIO, **plaintexts: Any) -> None:
+    def evaluate_stream(
+        self,
+        request: BinaryIO,
+        out: BinaryIO,
+        *,
+        workers: int | None = None,
+        progress: bool | None = None,
+        **plaintexts: Any,
+    ) -> None:
         """Evaluate the kernel on every tile or row of ``request`` and write the response,
-        one ciphertext at a time. ``plaintexts``: the kernel's plaintext inputs (the
-        server's own data), at the shape of the client's inputs; a reduction's partial
-        results are summed here, so one ciphertext goes back."""
+        one ciphertext at a time, in order. ``plaintexts``: the kernel's plaintext inputs
+        (the server's own data), at the shape of the client's inputs; a reduction's partial
+        results are summed here, so one ciphertext goes back. ``workers`` and ``progress``
+        override the server's for this request. Raises WorkerError when a worker dies:
+        then what was written is no response."""
         _check_names(plaintexts, "pt", "evaluate")
         header = _read_header(request, _REQUEST, "request")
         plan = _plan_of(header, "request")
@@ -427,28 +372,83 @@ class Server:
         _check_names(dict.fromkeys(names), "ct", "the request")
         reduce = isinstance(plan, TilePlan) and TILE_KIND == "reduction"
         count = _ciphertexts(header)
-        _write_header(out, _RESPONSE, {**header, "ciphertexts": 1 if reduce else count})
-        total = None
         if isinstance(plan, TilePlan):
             _check_noise(plan)
-        for index, encoded in zip(range(count), self._plaintexts(plan, plaintexts), strict=False):
-            arguments = dict(encoded)
-            for name in names:
-                data = _read_record(request, "request")
-                arguments[name] = _ciphertext(data, self.key_tag, f"ciphertext {index} ({name})")
-            result = evaluate(self.cc, **arguments)
-            if not reduce:
-                _write_record(out, _serialize(result))
-            else:
-                total = result if total is None else self.cc.EvalAdd(total, result)
+        tasks = self._tasks(request, plan, names, plaintexts, count)
+        _write_header(out, _RESPONSE, {**header, "ciphertexts": 1 if reduce else count})
+        engine = self._engine(count, self.workers if workers is None else worker_count(workers))
+        if engine is None:
+            results: Iterator[Any] = map(self._evaluate_one, tasks)
+        else:
+            results = ordered(engine, "_serve_tile", ((self._id, t) for t in tasks), _tile)
+        bar = Progress(count, self.progress if progress is None else progress)
+        total = None
+        try:
+            for index, result in enumerate(results):
+                if engine is not None and reduce:
+                    result = _ciphertext(result, self.key_tag, f"result {index}")
+                if not reduce:
+                    _write_record(out, result if engine else _serialize(result))
+                else:
+                    total = result if total is None else self.cc.EvalAdd(total, result)
+                bar.update()
+        finally:
+            bar.close()
         if reduce:
             _write_record(out, _serialize(total))
+
+    @property
+    def _id(self) -> str:
+        return hashlib.sha256(self.bundle).hexdigest()[:16]
+
+    def _engine(self, count: int, workers: int) -> Engine | None:
+        """The engine for a request of ``count`` ciphertexts: None (this process) for one
+        ciphertext or one worker; started once and kept for the next requests."""
+        if self.engine is not None and self.engine.closed:
+            self.engine = None  # a worker died, or Ctrl-C: start afresh
+        if self.dask is not None:
+            if self.engine is None:
+                self.engine = Engine.dask(self.dask, self._id, self.bundle)
+            return self.engine
+        size = min(workers, count)
+        if size <= 1:
+            return None
+        if self.engine is None or self.engine.slots < size:
+            self.close()
+            self.engine = Engine.pool(size, self._id, self.bundle)
+        return self.engine
+
+    def _tasks(
+        self,
+        request: BinaryIO,
+        plan: TilePlan | int,
+        names: list[str],
+        plaintexts: Mapping[str, Any],
+        count: int,
+    ) -> Iterator[tuple[int, dict[str, bytes], dict[str, Any], bool]]:
+        """Per ciphertext of the request, read as it is reached: its index, its ciphertexts
+        (serialized) and plaintext inputs (values, encoded where the tile is evaluated)."""
+        values = self._plaintexts(plan, plaintexts)
+        for index, plain in zip(range(count), values, strict=False):
+            cts = {name: _read_record(request, "request") for name in names}
+            yield index, cts, plain, not isinstance(plan, TilePlan)
+
+    def _evaluate_one(self, task: tuple[int, dict[str, bytes], dict[str, Any], bool]) -> Any:
+        """The kernel on one tile or row of a request (see :meth:`_tasks`)."""
+        index, cts, plain, rows = task
+        arguments = {
+            n: encode_row(self.cc, v) if rows else _packed(self.cc, n, v) for n, v in plain.items()
+        }
+        for name, data in cts.items():
+            arguments[name] = _ciphertext(data, self.key_tag, f"ciphertext {index} ({name})")
+        return evaluate(self.cc, **arguments)
 
     def _plaintexts(
         self, plan: TilePlan | int, values: Mapping[str, Any]
     ) -> Iterator[dict[str, Any]]:
-        """Per ciphertext of the request, the plaintext inputs encoded alike."""
+        """Per ciphertext of the request, the plaintext inputs cut alike (not encoded)."""
         names = sorted(values)
+        per_input: list[Iterator[Any]]  # per ciphertext: a group of tiles, or a row
         if isinstance(plan, TilePlan):
             if values and plan_inputs(values) != plan:
                 raise ValueError(
@@ -456,43 +456,11 @@ class Server:
                     f"the request's data {plan.shape}: they must match"
                 )
             per_input = [_in_rows(tile_inputs(plan, n, values[n])) for n in names]
-            for group in zip(*per_input, strict=True) if names else itertools.repeat(()):
-                yield {n: _packed(self.cc, n, t) for n, t in zip(names, group, strict=True)}
         else:
-            rows = [instance_rows(n, values[n]) for n in names]
-            for row in zip(*rows, strict=True) if names else itertools.repeat(()):
-                yield {n: encode_row(self.cc, v) for n, v in zip(names, row, strict=True)}
+            per_input = [instance_rows(n, values[n]) for n in names]
+        for tile in zip(*per_input, strict=True) if names else itertools.repeat(()):
+            yield dict(zip(names, tile, strict=True))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The server as a program: ``python KERNEL.py serve BUNDLE REQUEST RESPONSE [NAME=FILE.npy
-    ...]`` loads the public bundle, evaluates the request file (plaintext inputs from .npy
-    files) and writes the response file; it prints its seconds as one JSON line. Exit
-    status 2, with the reason and no traceback, for a bundle, request or input that does not
-    fit this kernel."""
-    parser = argparse.ArgumentParser(prog=f"python {KERNEL}.py", description=main.__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="evaluate a request with a public bundle")
-    for name in ("bundle", "request", "response"):
-        serve.add_argument(name)
-    serve.add_argument("plaintexts", nargs="*", metavar="NAME=FILE.npy")
-    args = parser.parse_args(argv)
-    try:
-        plaintexts = {}
-        for item in args.plaintexts:
-            name, _, path = item.partition("=")
-            plaintexts[name] = np.load(path, allow_pickle=False)
-        start = time.perf_counter()
-        with open(args.bundle, "rb") as bundle:
-            server = Server(bundle)
-        loaded = time.perf_counter()
-        partial = f"{args.response}.part"  # renamed once whole: nothing half-written
-        with open(args.request, "rb") as request, open(partial, "wb") as response:
-            server.evaluate_stream(request, response, **plaintexts)
-        os.replace(partial, args.response)
-        done = time.perf_counter()
-    except (OSError, ValueError, TypeError) as e:
-        print(f"{KERNEL} serve: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps({"load_s": loaded - start, "evaluate_s": done - loaded}))
-    return 0
+def _tile(index: int) -> str:
+    return f"ciphertext {index} of the request"

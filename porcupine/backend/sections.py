@@ -3,7 +3,9 @@
 Every emitted module is :mod:`porcupine.backend.runtime` plus sections of other real,
 checked modules: :mod:`~porcupine.backend.packed_io` (kernels under a client packing),
 :mod:`~porcupine.backend.tiles` (inputs of any size), :mod:`~porcupine.backend.instances`
-(many instances per ciphertext) and :mod:`~porcupine.backend.parties` (client and server).
+(many instances per ciphertext), :mod:`~porcupine.backend.workers` (worker processes, Dask),
+:mod:`~porcupine.backend.parties` (client and server) and :mod:`~porcupine.backend.serve`
+(a worker's side, the server program).
 Each keeps its imports (from the runtime, for mypy) above a marker line and its code below
 it; the code is copied, and the imports it needs from outside Porcupine join the runtime's
 in one block, sorted as ruff's isort sorts them, so the module stays ruff-clean.
@@ -92,7 +94,10 @@ CONSTANTS_END = "# --- end of kernel constants ---"
 CODE_BEGIN = "# --- kernel code"
 TILES_BEGIN = "# --- tiles"
 INSTANCES_BEGIN = "# --- instances"
+WORKERS_BEGIN = "# --- workers"
+WIRE_BEGIN = "# --- wire"
 PARTIES_BEGIN = "# --- two parties"
+SERVE_BEGIN = "# --- serve"
 
 
 @dataclass(frozen=True)
@@ -129,12 +134,16 @@ class RuntimeText:
 
 def application_sections() -> tuple[Section, ...]:
     """The sections every emitted module has after the runtime: data of any size, many
-    instances per ciphertext, and the two parties (in that order: each uses the ones
-    before it)."""
+    instances per ciphertext, worker processes and clusters, the bytes the parties
+    exchange, the two parties, and the server's worker side and program (in that order:
+    each uses the ones before it)."""
     return (
         section("tiles.py", TILES_BEGIN),
         section("instances.py", INSTANCES_BEGIN),
+        section("workers.py", WORKERS_BEGIN),
+        section("wire.py", WIRE_BEGIN),
         section("parties.py", PARTIES_BEGIN),
+        section("serve.py", SERVE_BEGIN),
     )
 
 
@@ -151,5 +160,5 @@ def assemble(docstring: str, constants: str, middle: str, code: str) -> str:
     return head + "\n\n\n".join(parts) + "\n"
 
 
-# The module is also the server as a program (parties.main): python KERNEL.py serve ...
+# The module is also the server as a program (serve.main): python KERNEL.py serve ...
 _MAIN = 'if __name__ == "__main__":\n    sys.exit(main())'

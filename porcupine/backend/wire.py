@@ -1,0 +1,107 @@
+"""The bytes two parties exchange: bundles, requests and responses.
+
+One format for all three: a magic line naming what it is, then length-prefixed records, the
+first a JSON header (the format version and the kernel id, a digest of the emitted module's
+text, so that data of another kernel is refused with both kernels named), the others
+OpenFHE's own BINARY serializations (the context, keys, ciphertexts). Readers check
+everything they read and say what is wrong (:class:`KernelDataError`); nothing is trusted
+from the header that the deserialized objects can be checked for instead.
+
+:mod:`porcupine.backend.openfhe_emit` copies everything below the ``wire`` marker; the
+imports above it are there for ruff and mypy.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+from typing import Any, BinaryIO
+
+import openfhe
+
+from porcupine.backend.runtime import KERNEL, KERNEL_ID, PARAMETER_SET, KernelContextError
+
+# --- wire: copied into every emitted module (before the two parties) ---
+
+FORMAT = 1
+"""The version of the bundle, request and response formats."""
+
+_BUNDLE, _REQUEST, _RESPONSE = (
+    b"porcupine-bundle\n",
+    b"porcupine-request\n",
+    b"porcupine-response\n",
+)
+_LENGTH = struct.Struct(">Q")
+_MAX_HEADER = 1 << 20
+
+
+class KernelDataError(ValueError):
+    """A bundle, request or response that is malformed, truncated, or made for another
+    kernel."""
+
+
+def _write_record(out: BinaryIO, data: bytes) -> int:
+    out.write(_LENGTH.pack(len(data)))
+    out.write(data)
+    return _LENGTH.size + len(data)
+
+
+def _read_record(stream: BinaryIO, what: str, limit: int | None = None) -> bytes:
+    head = stream.read(_LENGTH.size)
+    if len(head) != _LENGTH.size:
+        raise KernelDataError(f"the {what} ends early: a record is missing (truncated data?)")
+    (length,) = _LENGTH.unpack(head)
+    if limit is not None and length > limit:
+        raise KernelDataError(f"the {what} is malformed: a header of {length} bytes")
+    data = stream.read(length)
+    if len(data) != length:
+        raise KernelDataError(f"the {what} ends early: {len(data)} of {length} bytes")
+    return data
+
+
+def _write_header(out: BinaryIO, magic: bytes, header: Mapping[str, Any]) -> None:
+    out.write(magic)
+    _write_record(out, json.dumps({"format": FORMAT, "kernel": KERNEL_ID, **header}).encode())
+
+
+def _read_header(stream: BinaryIO, magic: bytes, what: str) -> dict[str, Any]:
+    """The JSON header of a bundle, request or response made for this kernel."""
+    start = stream.read(len(magic))
+    if start != magic:
+        raise KernelDataError(
+            f"this is not a Porcupine {what} (it starts with {start[:24]!r}, not {magic!r})"
+        )
+    try:
+        header = json.loads(_read_record(stream, what, _MAX_HEADER))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise KernelDataError(f"the {what}'s header is not JSON: the data is corrupt") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise KernelDataError(f"the {what} has format {header.get('format')}, not {FORMAT}")
+    if header.get("kernel") != KERNEL_ID:
+        raise KernelDataError(
+            f"the {what} was made for kernel {header.get('name', '?')} (id "
+            f"{header.get('kernel')}, parameter set {header.get('parameter_set', '?')}); this "
+            f"module is kernel {KERNEL} (id {KERNEL_ID}, parameter set {PARAMETER_SET}): use "
+            "the client and server of the same emitted module"
+        )
+    return header
+
+
+def _serialize(obj: Any) -> bytes:
+    data = openfhe.Serialize(obj, openfhe.BINARY)
+    return data if isinstance(data, bytes) else data.encode()
+
+
+def _ciphertext(data: bytes, key_tag: str, what: str) -> Any:
+    """A serialized ciphertext, checked to be under the bundle's keys."""
+    try:
+        ct = openfhe.DeserializeCiphertextString(data, openfhe.BINARY)
+    except Exception as e:  # OpenFHE raises RuntimeError with its own text
+        raise KernelDataError(f"{what} is not an OpenFHE ciphertext: {e}") from None
+    if ct.GetKeyTag() != key_tag:
+        raise KernelContextError(
+            f"{what} is encrypted under key {ct.GetKeyTag()[:8]}, not under the bundle's key "
+            f"{key_tag[:8]}: encrypt with the client that exported this server's bundle"
+        )
+    return ct

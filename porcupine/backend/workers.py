@@ -1,0 +1,344 @@
+"""A server's ciphertexts evaluated on every core, or on a Dask cluster.
+
+A request of many ciphertexts (tiles of a big image, chunks of a long vector, rows of
+instances) is a batch of independent evaluations, and one Python process runs one OpenFHE
+call at a time. The server's :class:`Engine` sends them to worker processes instead:
+
+* a **pool** (:class:`concurrent.futures.ProcessPoolExecutor`, ``spawn`` context: OpenFHE's
+  state must not be forked mid-use), one process per core by default; each worker imports
+  this very module from its source text, loads the public bundle once (its initializer)
+  and runs OpenFHE on one thread;
+* a **Dask cluster** (the ``distributed`` scheduler, imported only when asked for): the same
+  tasks through ``Client.get_executor()``, also a ``concurrent.futures.Executor``; a worker
+  plugin installs the module and the bundle on each worker once (and on workers that join
+  later), not per task.
+
+Tasks carry the serialized ciphertexts of one tile and return the serialized result;
+:func:`ordered` keeps a few tasks per worker in flight (the request is read as they are
+sent, so memory is bounded by the tiles in flight, not by the data) and yields results in
+order. A worker that dies raises :class:`WorkerError`; Ctrl-C stops the pool at once.
+
+The imports above the ``workers`` marker are there for ruff and mypy: the code below it is
+copied into every emitted module, before the two parties (which define the worker's side:
+``_serve_start``, ``_serve_tile``, ``_serve_stop``).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import ctypes
+import hashlib
+import importlib
+import linecache
+import multiprocessing
+import os
+import pickle
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+# --- workers: copied into every emitted module (before the two parties) ---
+
+
+def set_threads(threads: int) -> None:
+    """Run OpenFHE's calls in this thread on ``threads`` OpenMP threads.
+
+    The module sets one thread when it is imported, unless OMP_NUM_THREADS says otherwise:
+    OpenMP's default (every core) made a 64x64 box blur 136x slower (172 ms instead of
+    1.26 ms) when another process was busy on one of two cores, and processes serving
+    ciphertexts side by side (:class:`Engine`) are the faster way to use several cores.
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    with contextlib.suppress(OSError):  # an OpenFHE without OpenMP runs one thread anyway
+        ctypes.CDLL("libgomp.so.1").omp_set_num_threads(threads)
+
+
+def _threads_wanted() -> int:
+    """OMP_NUM_THREADS's first number (it may list one per nesting level), else 1."""
+    first = os.environ.get("OMP_NUM_THREADS", "1").split(",")[0].strip()
+    return int(first) if first.isdigit() and int(first) > 0 else 1
+
+
+set_threads(_threads_wanted())
+
+
+class WorkerError(RuntimeError):
+    """A worker process died, or a cluster lost its workers, while evaluating a request:
+    nothing of the response is valid."""
+
+
+# Run in each worker (a pool's initializer, a Dask worker plugin's setup) with ``name``,
+# ``path``, ``pool`` and ``source`` and ``bundle`` (or ``blob``, a file holding both) bound:
+# it installs this module under ``name`` (once per process) and loads the bundle. It is text
+# run by the builtin exec: nothing of the module can be unpickled before it is installed. A
+# pool's workers read a file: a spawned process that dies before reading its arguments leaves
+# the parent blocked writing them, when they exceed a pipe's buffer.
+_BOOTSTRAP = """
+import os, pickle, sys, types
+os.environ["OMP_NUM_THREADS"] = "1"  # before openfhe loads, if it has not yet
+if blob is not None:
+    with open(blob, "rb") as f:
+        source, bundle = pickle.load(f)
+module = sys.modules.get(name)
+if module is None:
+    module = types.ModuleType(name)
+    module.__file__ = path
+    sys.modules[name] = module  # before it runs: dataclasses look their module up
+    exec(compile(source, path, "exec"), vars(module))
+module._serve_start(bundle_id, bundle, pool)
+"""
+
+
+def worker_count(workers: int | None) -> int:
+    """``workers``, or the machine's cores when None; at least 1."""
+    count = (os.cpu_count() or 1) if workers is None else workers
+    if not isinstance(count, int) or count < 1:
+        raise ValueError(f"workers must be a whole number of at least 1, got {workers!r}")
+    return count
+
+
+def _identity() -> tuple[str, str, str] | None:
+    """This module's name for workers, its file and its source text, or None when it has
+    no source to send (then everything runs in this process). The name is registered here
+    too, so that exceptions a worker raises unpickle as this module's own classes."""
+    path = str(globals().get("__file__") or "")
+    source = "".join(linecache.getlines(path)) if path else ""
+    this = sys.modules.get(__name__)
+    # A module bound to the cleartext backend (porcupine.backend.cleartext) stays here: its
+    # workers would run OpenFHE.
+    if not source or this is None or globals().get("openfhe") is not sys.modules.get("openfhe"):
+        return None
+    name = "porcupine_worker_" + hashlib.sha256(source.encode()).hexdigest()[:16]
+    sys.modules.setdefault(name, this)
+    return name, path, source
+
+
+class Engine:
+    """Where a server's tasks run: a pool of worker processes, or a Dask cluster."""
+
+    def __init__(
+        self,
+        executor: concurrent.futures.Executor,
+        module: str,
+        slots: int,
+        kind: str,
+        close: Callable[[bool], None],
+        alive: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.executor = executor
+        self.alive = alive  # False once a worker has ended: the engine cannot finish
+        self.module = module  # the name workers know this module by
+        self.slots = slots  # tasks that run at once
+        self.kind = kind  # "pool" or "dask"
+        self._close = close
+        self.closed = False
+
+    def close(self, abort: bool = False) -> None:
+        """Stop the workers (a pool's processes end; a cluster forgets the bundle); with
+        ``abort``, at once, whatever they are doing."""
+        if not self.closed:
+            self.closed = True
+            self._close(abort)
+
+    @staticmethod
+    def pool(size: int, bundle_id: str, bundle: bytes) -> Engine | None:
+        """``size`` worker processes, each with the bundle loaded; None when this module
+        cannot be sent to workers (it has no source text)."""
+        identity = _identity()
+        if identity is None:
+            return None
+        name, path, source = identity
+        folder = tempfile.TemporaryDirectory(prefix="porcupine-pool-")
+        blob = os.path.join(folder.name, "bundle.pickle")
+        with open(blob, "wb") as out:
+            pickle.dump((source, bundle), out)
+        namespace = {"name": name, "path": path, "blob": blob, "bundle_id": bundle_id}
+        executor = concurrent.futures.ProcessPoolExecutor(
+            size,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=exec,
+            initargs=(_BOOTSTRAP, {**namespace, "pool": True}),
+        )
+
+        def close(abort: bool) -> None:
+            processes = list((getattr(executor, "_processes", None) or {}).values())
+            # shutdown forgets the queues: keep their pipes' ends in this process
+            calls = getattr(getattr(executor, "_call_queue", None), "_reader", None)
+            results = getattr(getattr(executor, "_result_queue", None), "_writer", None)
+            executor.shutdown(wait=not abort, cancel_futures=True)
+            for process in processes:  # workers ignore SIGINT: the parent ends them
+                process.terminate()
+                process.join(1)
+            # Python 3.10's pool hangs (its threads, and so the exit) when its workers end
+            # while a task is written to them or a result from them is half read (gh-94777,
+            # fixed in 3.12): with the workers gone, closing this process's own ends of the
+            # pipes turns the waits into errors, which the pool's thread handles.
+            for end in [e for e in (calls, results) if e is not None and abort]:
+                with contextlib.suppress(OSError):
+                    end.close()
+            folder.cleanup()
+
+        def alive() -> bool:
+            processes = (getattr(executor, "_processes", None) or {}).values()
+            return all(process.exitcode is None for process in processes)
+
+        return Engine(executor, name, size, "pool", close, alive)
+
+    @staticmethod
+    def dask(target: Any, bundle_id: str, bundle: bytes, timeout: float = 5.0) -> Engine:
+        """The Dask cluster at ``target`` (a scheduler address such as ``tcp://host:8786``,
+        or a ``distributed.Client``), with this module and the bundle installed on each
+        worker by a worker plugin. Raises ConnectionError when the scheduler does not answer
+        within ``timeout`` seconds, ValueError when distributed is not installed."""
+        try:  # only here: a server on one machine needs no Dask (Any: it is loosely typed)
+            distributed: Any = importlib.import_module("distributed")
+        except ImportError:
+            raise ValueError(
+                "running on a Dask cluster needs the distributed package: pip install "
+                "distributed (porcupine's `cluster` extra)"
+            ) from None
+        identity = _identity()
+        if identity is None:
+            raise ValueError("this module has no source text to send to Dask workers")
+        name, path, source = identity
+        owned = isinstance(target, str)
+        if owned:
+            try:
+                client = distributed.Client(target, timeout=timeout, set_as_default=False)
+            except (OSError, TimeoutError) as e:
+                raise ConnectionError(
+                    f"no Dask scheduler answers at {target} within {timeout:g} s ({e}); start "
+                    f"one (`dask scheduler`) and workers (`dask worker {target}`), or check the "
+                    "address"
+                ) from None
+        else:
+            client = target
+        plugin_name = f"porcupine-{name}-{bundle_id}"
+        payload = {"name": name, "path": path, "source": source, "bundle_id": bundle_id}
+        plugin = _dask_plugin(distributed, {**payload, "bundle": bundle, "blob": None}, _BOOTSTRAP)
+        try:
+            replies = client.register_plugin(plugin, name=plugin_name) or {}
+            failed = [r for r in replies.values() if r.get("status") != "OK"]
+            if failed:
+                raise WorkerError(f"a Dask worker could not load the bundle: {failed[0]}")
+            threads = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+            if threads == 0:
+                raise WorkerError(f"the Dask cluster at {target} has no workers")
+        except BaseException:
+            client.close() if owned else None
+            raise
+
+        executor = client.get_executor(pure=False)
+
+        def close(abort: bool) -> None:
+            executor.shutdown(wait=False) if abort else None  # cancels the tasks in flight
+            with contextlib.suppress(Exception):  # a cluster that went away has nothing left
+                client.unregister_worker_plugin(plugin_name)
+            if owned:
+                client.close()
+
+        return Engine(executor, name, threads, "dask", close)
+
+
+def _dask_plugin(distributed: Any, payload: dict[str, Any], bootstrap: str) -> Any:
+    """A worker plugin that runs the bootstrap on each worker (a class made here, so that
+    Dask pickles it by value: the workers cannot import this module before it is installed)."""
+
+    class PorcupineServer(distributed.WorkerPlugin):  # type: ignore[misc]
+        def __init__(self, payload: dict[str, Any], bootstrap: str) -> None:
+            self.payload, self.bootstrap = payload, bootstrap
+
+        def setup(self, worker: Any) -> None:
+            exec(self.bootstrap, {**self.payload, "pool": False})
+
+        def teardown(self, worker: Any) -> None:
+            import sys
+
+            module = sys.modules.get(self.payload["name"])
+            if module is not None:
+                module._serve_stop(self.payload["bundle_id"])
+
+    return PorcupineServer(payload, bootstrap)
+
+
+def ordered(
+    engine: Engine, function: str, tasks: Iterable[tuple[Any, ...]], what: Callable[[int], str]
+) -> Iterator[Any]:
+    """This module's ``function(*task)`` for each task, on the engine's workers, yielded in
+    order; at most three tasks per worker in flight (the tasks are made as they are sent:
+    memory stays bounded however long the request). A worker that dies raises WorkerError
+    naming ``what(index)``; any exception (Ctrl-C too) cancels the rest and stops the engine.
+
+    A task is the builtin eval of a call of the worker's copy of this module, found by name:
+    a Dask scheduler unpickles tasks, and it has no copy of this module to find a function
+    pickled by reference in (nor has a pool worker this process's name for it)."""
+    call = f"__import__('sys').modules[{engine.module!r}].{function}(*task)"
+    flight: collections.deque[concurrent.futures.Future[Any]] = collections.deque()
+    source = iter(tasks)
+    index, exhausted = 0, False
+    try:
+        while True:
+            try:
+                while not exhausted and len(flight) < 3 * engine.slots:
+                    task = next(source, None)
+                    if task is None:
+                        exhausted = True
+                    else:
+                        flight.append(engine.executor.submit(eval, call, {"task": task}))
+                if not flight:
+                    return
+                result = _result(engine, flight.popleft())
+            except concurrent.futures.process.BrokenProcessPool as e:
+                raise WorkerError(
+                    f"a worker died while evaluating {what(index)}: {e}; no response was made"
+                ) from None
+            except Exception as e:
+                if type(e).__name__ != "KilledWorker":  # distributed's: retries ran out
+                    raise
+                raise WorkerError(
+                    f"Dask workers died evaluating {what(index)}: {e}; no response was made"
+                ) from None
+            index += 1
+            yield result
+    except BaseException:
+        engine.close(abort=True)  # cancels what is in flight (not here: a pool's thread
+        raise  # fails on a future cancelled behind its back, gh-94777's neighbour)
+
+
+def _result(engine: Engine, future: concurrent.futures.Future[Any]) -> Any:
+    """The future's result, or BrokenProcessPool as soon as a worker has ended: Python
+    3.10's pool waits forever for a result that a worker ended half written."""
+    while True:
+        try:
+            return future.result(timeout=0.25)
+        except concurrent.futures.TimeoutError:
+            if not engine.alive():
+                raise concurrent.futures.process.BrokenProcessPool("a worker ended") from None
+
+
+class Progress:
+    """Tiles done, throughput and time left on stderr (tqdm's bar), when asked for and
+    tqdm is installed; otherwise nothing."""
+
+    def __init__(self, total: int, enabled: bool, unit: str = "tile") -> None:
+        self.bar: Any = None
+        self.start = time.perf_counter()
+        if enabled:
+            with contextlib.suppress(ImportError):  # tqdm is optional: no bar then
+                tqdm = importlib.import_module("tqdm").tqdm
+                self.bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+    def update(self) -> None:
+        """One more done."""
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        """Finish the bar."""
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,177 @@
+"""The server on worker processes and on a Dask cluster, for real: the server program
+(``python KERNEL.py serve``) evaluates requests of many tiles on a pool of spawned workers
+or on a real ``distributed.LocalCluster``; the results are decrypted and checked against
+the spec's reference on the whole input; a worker killed mid-batch, Ctrl-C and a scheduler
+that does not answer end the run with a clear error and no response file."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import pytest
+from distributed import LocalCluster
+
+from porcupine.backend import emit_python, load_module
+from porcupine.backend.app_run import run_two_party
+from porcupine.synthesize import synthesize
+from quill.spec import load_spec
+from quill.spec_array import reference_array
+from quill.spec_shapes import shape_params
+
+pytestmark = [
+    pytest.mark.xdist_group("workers"),
+    pytest.mark.openfhe,
+    pytest.mark.subprocess,
+    pytest.mark.search,
+    pytest.mark.slow,
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def kernels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Emitted modules: box blur on 8x8 tiles, the dot product on 8 slots."""
+    folder = tmp_path_factory.mktemp("kernels")
+    sizes = {"box_blur": {"h": 8, "w": 8}, "dot_product": {"n": 8}}
+    out = {}
+    for name, params in sizes.items():
+        spec = load_spec(ROOT / "kernels" / f"{name}.spec", params)
+        (folder / f"{name}.py").write_text(emit_python(synthesize(spec, timeout=60).program, spec))
+        out[name] = folder / f"{name}.py"
+    return out
+
+
+def _whole(name: str, inputs: dict[str, Any]) -> Any:
+    """The spec's reference on the whole inputs (any size)."""
+    spec = load_spec(ROOT / "kernels" / f"{name}.spec")
+    shapes = {k: np.shape(v) for k, v in inputs.items()}
+    return reference_array(spec.origin.source, shape_params(spec, shapes), inputs)
+
+
+def _assert_blur(image: Any, got: Any) -> None:
+    want = _whole("box_blur", {"x": image})
+    assert np.array_equal(~np.ma.getmaskarray(got), want.matters)
+    assert np.array_equal(np.ma.getdata(got)[want.matters], want.values[want.matters])
+
+
+def _files(module: Any, folder: Path, image: Any) -> tuple[Any, Path, Path]:
+    """A client, and its bundle and request (``image``) written to ``folder``."""
+    client = module.Client()
+    (folder / "bundle.bin").write_bytes(client.public_bundle())
+    with (folder / "request.bin").open("wb") as out:
+        client.encrypt_into(out, x=image)
+    return client, folder / "bundle.bin", folder / "request.bin"
+
+
+def _serve(module: Path, bundle: Path, request: Path, response: Path, *options: str) -> Any:
+    command = [sys.executable, str(module), "serve", str(bundle), str(request), str(response)]
+    return subprocess.run([*command, *options], capture_output=True, text=True, timeout=120)
+
+
+def test_two_workers_give_the_response_of_one(kernels: dict[str, Path], tmp_path: Path) -> None:
+    module: Any = load_module(kernels["box_blur"])
+    image = np.random.default_rng(1).integers(0, 256, size=(30, 37))
+    client, bundle, request = _files(module, tmp_path, image)
+    responses = []
+    for workers in ("1", "2"):
+        response = tmp_path / f"response{workers}.bin"
+        served = _serve(kernels["box_blur"], bundle, request, response, "--workers", workers)
+        assert served.returncode == 0, served.stderr
+        assert f'"workers": {workers}' in served.stdout
+        responses.append(response.read_bytes())
+    # Evaluation is deterministic: the same ciphertexts in, in the same order.
+    assert responses[0] == responses[1]
+    _assert_blur(image, client.decrypt(responses[1]))
+
+
+def test_a_reduction_is_summed_over_two_workers(kernels: dict[str, Path]) -> None:
+    rng = np.random.default_rng(2)
+    a, b = rng.integers(-50, 50, size=29), rng.integers(-50, 50, size=29)
+    run = run_two_party(kernels["dot_product"], {"a": a}, {"b": b}, workers=2)
+    assert run.engine == "pool" and run.workers == 2
+    assert run.ciphertexts == 4  # the most chunks the noise margin allows
+    assert run.output == _whole("dot_product", {"a": a, "b": b}).values
+
+
+def test_a_dask_cluster_evaluates_a_request(kernels: dict[str, Path]) -> None:
+    image = np.random.default_rng(3).integers(0, 256, size=(26, 19))
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        run = run_two_party(kernels["box_blur"], {"x": image}, dask=cluster.scheduler_address)
+        assert run.engine == "dask" and run.workers == 2
+        _assert_blur(image, run.output)
+        # The Python API on an existing Client, the same cluster, twice (the bundle stays).
+        module: Any = load_module(kernels["box_blur"])
+        client = module.Client()
+        with cluster.get_client() as dask, module.Server(client.public_bundle(), dask=dask) as s:
+            for _ in range(2):
+                _assert_blur(image, client.decrypt(s.evaluate(client.encrypt(x=image))))
+
+
+def test_a_scheduler_that_does_not_answer_is_a_clear_error(
+    kernels: dict[str, Path], tmp_path: Path
+) -> None:
+    module: Any = load_module(kernels["box_blur"])
+    _, bundle, request = _files(module, tmp_path, np.zeros((20, 20), dtype=np.int64))
+    response = tmp_path / "response.bin"
+    served = _serve(kernels["box_blur"], bundle, request, response, "--dask", "tcp://127.0.0.1:9")
+    assert served.returncode == 2 and "Traceback" not in served.stderr
+    assert "no Dask scheduler answers at tcp://127.0.0.1:9" in served.stderr
+    assert not response.exists() and not Path(f"{response}.part").exists()
+
+
+def _workers_of(server: subprocess.Popen[str]) -> list[psutil.Process]:
+    """The pool's worker processes (spawned; not multiprocessing's resource tracker)."""
+    children = psutil.Process(server.pid).children()
+    return [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
+
+
+def _mid_batch(kernel: Path, folder: Path) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
+    """A server on two workers, once it has written part of a long response."""
+    module: Any = load_module(kernel)
+    image = np.random.default_rng(4).integers(0, 256, size=(180, 180))  # 676 tiles
+    _, bundle, request = _files(module, folder, image)
+    command = [str(kernel), "serve", str(bundle), str(request), str(folder / "response.bin")]
+    server = subprocess.Popen(
+        [sys.executable, *command, "--workers", "2", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    partial = folder / "response.bin.part"
+    deadline = time.monotonic() + 60
+    while not (partial.exists() and partial.stat().st_size > 200_000):
+        assert server.poll() is None and time.monotonic() < deadline, server.communicate()
+        time.sleep(0.02)
+    workers = _workers_of(server)
+    assert len(workers) == 2
+    return server, workers
+
+
+def test_a_worker_killed_mid_batch_fails_the_run(kernels: dict[str, Path], tmp_path: Path) -> None:
+    server, workers = _mid_batch(kernels["box_blur"], tmp_path)
+    workers[0].kill()
+    _, err = server.communicate(timeout=60)
+    assert server.returncode == 1, err
+    assert "a worker died while evaluating ciphertext" in err and "Traceback" not in err
+    assert not (tmp_path / "response.bin").exists()
+    assert not (tmp_path / "response.bin.part").exists()
+    assert not workers[1].is_running() or workers[1].status() == psutil.STATUS_ZOMBIE
+
+
+def test_ctrl_c_stops_the_workers(kernels: dict[str, Path], tmp_path: Path) -> None:
+    server, workers = _mid_batch(kernels["box_blur"], tmp_path)
+    server.send_signal(signal.SIGINT)
+    server.communicate(timeout=30)
+    assert server.returncode == 130
+    assert not (tmp_path / "response.bin").exists()
+    assert all(not w.is_running() or w.status() == psutil.STATUS_ZOMBIE for w in workers)
