@@ -94,10 +94,10 @@ def test_two_workers_give_the_response_of_one(kernels: dict[str, Path], tmp_path
 
 def test_a_reduction_is_summed_over_two_workers(kernels: dict[str, Path]) -> None:
     rng = np.random.default_rng(2)
-    a, b = rng.integers(-50, 50, size=29), rng.integers(-50, 50, size=29)
+    a, b = rng.integers(-50, 50, size=61), rng.integers(-50, 50, size=61)
     run = run_two_party(kernels["dot_product"], {"a": a}, {"b": b}, workers=2)
     assert run.engine == "pool" and run.workers == 2
-    assert run.ciphertexts == 4  # the most chunks the noise margin allows
+    assert run.ciphertexts == 4  # 8 chunks of 8, two to a ciphertext, summed by the server
     assert run.output == _whole("dot_product", {"a": a, "b": b}).values
 
 
