@@ -1,7 +1,8 @@
 """Constants of one value in every slot: the runtime packs them into all N slots, so their
 plaintext polynomial is the constant itself, and a ct*pt multiply by c grows the noise by
-log2 (c mod t) (:data:`quill.noise.CONST_MUL_BITS` above it), measured exactly; masks keep
-the row packing and the general ct*pt rule. The encrypted edge probes of the ``*_const``
+log2 (c mod t) (:data:`quill.noise.CONST_MUL_BITS` above it), measured exactly; masks are
+tiled across each row (each row may hold a tile of an application's data) and keep the
+general ct*pt rule. The encrypted edge probes of the ``*_const``
 patterns run in ``tests/test_noise_probe.py`` (every pattern, at the small sets)."""
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def test_uniform_constants_are_read_mod_t() -> None:
 
 @pytest.mark.openfhe
 @pytest.mark.parametrize("cleartext", [False, True], ids=["openfhe", "cleartext"])
-def test_uniform_constants_fill_both_rows_masks_the_first(cleartext: bool) -> None:
+def test_uniform_constants_fill_both_rows_masks_tile_each_row(cleartext: bool) -> None:
     program = parse_program(KERNEL)
     s = by_name("n2048_q50_w10")  # the packing only; the kernel is not run
     module = emitted_module(
@@ -70,7 +71,7 @@ def test_uniform_constants_fill_both_rows_masks_the_first(cleartext: bool) -> No
 
     assert slots(packed["two"]) == [2] * n
     assert slots(packed["last"]) == [T - 1] * n
-    assert slots(packed["mask"]) == [1, 0] * (n // 4) + [0] * (n // 2)
+    assert slots(packed["mask"]) == [1, 0] * (n // 2)
 
 
 @pytest.mark.openfhe
