@@ -328,6 +328,7 @@ class Server:
         self.key_tag = str(header["key_tag"])
         check_context(self.cc, self.key_tag)  # parameter set, security level and keys
         self.bundle = bytes(data[: stream.tell()])  # what workers load
+        self._id = hashlib.sha256(self.bundle).hexdigest()[:16]  # once: bundles are MBs
         self.workers, self.dask, self.progress = worker_count(workers), dask, progress
         self.engine: Engine | None = None
 
@@ -396,10 +397,6 @@ class Server:
             bar.close()
         if reduce:
             _write_record(out, _serialize(total))
-
-    @property
-    def _id(self) -> str:
-        return hashlib.sha256(self.bundle).hexdigest()[:16]
 
     def _engine(self, count: int, workers: int) -> Engine | None:
         """The engine for a request of ``count`` ciphertexts: None (this process) for one
