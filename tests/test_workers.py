@@ -6,6 +6,7 @@ that does not answer end the run with a clear error and no response file."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -159,8 +160,11 @@ def _mid_batch(kernel: Path, folder: Path) -> tuple[subprocess.Popen[str], list[
 
 def test_a_worker_killed_mid_batch_fails_the_run(kernels: dict[str, Path], tmp_path: Path) -> None:
     server, workers = _mid_batch(kernels["box_blur"], tmp_path)
-    workers[0].kill()
-    _, err = server.communicate(timeout=60)
+    try:
+        workers[0].kill()
+        _, err = server.communicate(timeout=60)
+    finally:
+        _end(server, workers)
     assert server.returncode == 1, err
     assert "a worker died while evaluating ciphertext" in err and "Traceback" not in err
     assert not (tmp_path / "response.bin").exists()
@@ -170,8 +174,22 @@ def test_a_worker_killed_mid_batch_fails_the_run(kernels: dict[str, Path], tmp_p
 
 def test_ctrl_c_stops_the_workers(kernels: dict[str, Path], tmp_path: Path) -> None:
     server, workers = _mid_batch(kernels["box_blur"], tmp_path)
-    server.send_signal(signal.SIGINT)
-    server.communicate(timeout=30)
+    try:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
+        gone = [not w.is_running() or w.status() == psutil.STATUS_ZOMBIE for w in workers]
+    finally:
+        _end(server, workers)
     assert server.returncode == 130
     assert not (tmp_path / "response.bin").exists()
-    assert all(not w.is_running() or w.status() == psutil.STATUS_ZOMBIE for w in workers)
+    assert all(gone)
+
+
+def _end(server: subprocess.Popen[str], workers: list[psutil.Process]) -> None:
+    """Whatever the test found, leave no process of it behind."""
+    if server.poll() is None:
+        server.kill()
+    server.wait()
+    for worker in workers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.kill()
