@@ -135,7 +135,7 @@ def check_against_spec(
 
 def ours_photo(spec: Spec, module: Path, image: npt.NDArray[np.int64]) -> Sample:
     """The compiled kernel at ``module`` on ``image``, two processes, checked pixel-exact."""
-    run, wall, cpu = timed(lambda: run_two_party(module, {"x": image}))
+    run, wall, cpu = timed(lambda: run_two_party(module, {"x": image}, workers=1))
     checked, wrong = check_against_spec(spec, {"x": image}, run.output)
     return _sample("ours", run, wall, cpu, checked, wrong == 0 and checked > 0)
 
@@ -199,7 +199,7 @@ def ours_reduction(
     name: str, module: Path, cts: Mapping[str, Any], pts: Mapping[str, Any]
 ) -> Sample:
     """The reduction compiled for the data's size, two processes, against numpy mod t."""
-    run, wall, cpu = timed(lambda: run_two_party(module, cts, pts))
+    run, wall, cpu = timed(lambda: run_two_party(module, cts, pts, workers=1))
     want = reduction_expected(name, {**cts, **pts})
     return _sample("ours", run, wall, cpu, 1, int(run.output) % T == want)
 
@@ -224,7 +224,7 @@ def _instances_verdict(output: Any, want: npt.NDArray[np.int64]) -> bool:
 
 def ours_instances(module: Path, cts: Mapping[str, Any], pts: Mapping[str, Any]) -> Sample:
     """The instances batched into few ciphertexts (``run_two_party(instances=True)``)."""
-    run, wall, cpu = timed(lambda: run_two_party(module, cts, pts, instances=True))
+    run, wall, cpu = timed(lambda: run_two_party(module, cts, pts, instances=True, workers=1))
     want = _instances_expected(cts, pts)
     return _sample("batched", run, wall, cpu, len(want), _instances_verdict(run.output, want))
 
