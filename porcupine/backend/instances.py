@@ -31,10 +31,10 @@ from porcupine.backend.runtime import (
     PLAINTEXT_MODULUS,
     RING_DIM,
     SLOTS,
-    KernelContextError,
     Slots,
     _integers,
     check_range,
+    decode_slots,
 )
 
 # --- instance constants: generated (porcupine.backend.batching.instance_constants) ---
@@ -173,19 +173,7 @@ def decrypt_row(
 ) -> Slots:
     """Decrypt ``ciphertext`` and return its row vector (``instance_row_slots()`` slots),
     in [0, PLAINTEXT_MODULUS); KernelContextError when ``keys`` did not encrypt it."""
-    if not isinstance(ciphertext, openfhe.Ciphertext):
-        raise TypeError(f"decrypt_row takes a ciphertext, got {type(ciphertext).__name__}")
-    tag, secret = ciphertext.GetKeyTag(), keys.secretKey.GetKeyTag()
-    if tag != secret:
-        raise KernelContextError(
-            f"the ciphertext is encrypted under key {tag[:8]}, not under this key pair's "
-            f"{secret[:8]}: decrypt with the keys that encrypted the kernel's inputs"
-        )
-    plaintext = cc.Decrypt(keys.secretKey, ciphertext)
-    plaintext.SetLength(instance_row_slots())
-    values = np.array(plaintext.GetPackedValue()[: instance_row_slots()], dtype=np.int64)
-    row: Slots = values % PLAINTEXT_MODULUS  # OpenFHE returns centred values
-    return row
+    return decode_slots(cc, keys, ciphertext, instance_row_slots())
 
 
 def instance_outputs(rows: Any, count: int) -> np.ma.MaskedArray[Any, Any]:

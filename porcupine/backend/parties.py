@@ -57,6 +57,7 @@ from porcupine.backend.runtime import (
     SLOTS,
     Slots,
     check_context,
+    decode_slots,
     evaluate,
     fixed_settings,
     generate_keys,
@@ -280,11 +281,8 @@ class Client:
         return stitch(plan, outputs)
 
     def _rows(self, ciphertext: Any) -> tuple[Slots, ...]:
-        """A ciphertext's SLOTS output slots in each row (one tile each), in [0, t); its key
-        was checked when it was read (``_ciphertext``)."""
-        plaintext = self.cc.Decrypt(self.keys.secretKey, ciphertext)
-        plaintext.SetLength(RING_DIM)
-        values = np.array(plaintext.GetPackedValue(), dtype=np.int64) % PLAINTEXT_MODULUS
+        """A ciphertext's SLOTS output slots in each row (one tile each), in [0, t)."""
+        values = decode_slots(self.cc, self.keys, ciphertext, RING_DIM)
         width = RING_DIM // ROWS
         return tuple(values[r * width : r * width + SLOTS] for r in range(ROWS))
 

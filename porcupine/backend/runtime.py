@@ -424,9 +424,13 @@ def encrypt(
 
 
 def decode_slots(
-    cc: openfhe.CryptoContext, keys: openfhe.KeyPair, ciphertext: openfhe.Ciphertext
+    cc: openfhe.CryptoContext,
+    keys: openfhe.KeyPair,
+    ciphertext: openfhe.Ciphertext,
+    slots: int = SLOTS,
 ) -> Slots:
-    """Decrypt ``ciphertext`` and return its first SLOTS slots, in [0, PLAINTEXT_MODULUS).
+    """Decrypt ``ciphertext`` and return its first ``slots`` slots (the kernel's SLOTS; a
+    whole row or both, RING_DIM, for data in both rows), in [0, PLAINTEXT_MODULUS).
 
     Raises KernelContextError when ``keys`` did not encrypt it: OpenFHE would decrypt it
     to garbage without a word.
@@ -440,8 +444,8 @@ def decode_slots(
             f"{secret[:8]}: decrypt with the keys that encrypted the kernel's inputs"
         )
     plaintext = cc.Decrypt(keys.secretKey, ciphertext)
-    plaintext.SetLength(SLOTS)
-    values = np.array(plaintext.GetPackedValue()[:SLOTS], dtype=np.int64)
+    plaintext.SetLength(slots)
+    values = np.array(plaintext.GetPackedValue()[:slots], dtype=np.int64)
     decoded: Slots = values % PLAINTEXT_MODULUS  # OpenFHE returns centred values
     return decoded
 
