@@ -1,7 +1,8 @@
 """``porcupine synth --layout search``: try the client packings, keep the cheapest.
 
 Each packing of :func:`porcupine.packings.options` (natural first) gets a share of the time
-budget and is synthesized like any spec; the kernel whose objective (at the parameters it
+budget and is synthesized like any spec (by the pipeline, :mod:`porcupine.pipeline`, which
+hands this module the function that does it); the kernel whose objective (at the parameters it
 needs) is lowest wins, and every packing tried is reported with its cost, or why it gave
 none. The packings are proven equal to the spec before any is tried
 (:func:`porcupine.layouts.check`), and each kernel is proven equal to its packing's spec.
@@ -13,24 +14,23 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from porcupine.budget import Budget
 from porcupine.errors import SynthesisError
 from porcupine.layouts import Packing
 from porcupine.packings import options as packing_options
+from porcupine.results import SynthesisResult
 from porcupine.search import Options
 from quill.cost import rank
 from quill.spec import Spec
 
-if TYPE_CHECKING:
-    from porcupine.results import SynthesisResult
-
 log = logging.getLogger("porcupine.layouts")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Tried:
     """One packing tried: the kernel found for it (a :class:`SynthesisResult`), or why not."""
 
@@ -55,42 +55,50 @@ class Tried:
         return out
 
 
-def search_layouts(spec: Spec, budget: Budget, options: Options) -> tuple[Tried, tuple[Tried, ...]]:
-    """The cheapest packing's :class:`Tried`, and every packing tried (in order)."""
-    from porcupine.synthesize import synthesize  # it calls this module: import when used
-
+def search_layouts(
+    spec: Spec,
+    budget: Budget,
+    options: Options,
+    kernel_for: Callable[[Packing, Budget], SynthesisResult],
+    padded: Callable[[SynthesisResult], SynthesisResult],
+) -> tuple[Tried, tuple[Tried, ...]]:
+    """The cheapest packing's :class:`Tried`, and every packing tried (in order).
+    ``kernel_for(packing, budget)`` synthesizes the packing's spec within ``budget``;
+    ``padded(natural)`` is the natural kernel with its products in spare slots, or itself."""
     candidates = packing_options(spec)
     tried: list[Tried] = []
     for k, packing in enumerate(candidates):
         if budget.over:
             break
-        log.info("packing %s: %d slots, %d ciphertexts", packing.name, packing.slots,
-                 len(packing.ciphertexts))  # fmt: skip
+        log.info(
+            "packing %s: %d slots, %d ciphertexts",
+            packing.name,
+            packing.slots,
+            len(packing.ciphertexts),
+        )
         start = time.monotonic()
         sub = budget.share(1 / (len(candidates) - k))  # an even share of the time left
         try:
-            result = synthesize(packing.spec, budget=sub, options=options)
-            tried.append(Tried(packing, result, "", time.monotonic() - start))
+            result = kernel_for(packing, sub)
+            tried.append(_tried(packing, result, "", start))
             log.info("packing %s: %.3f ms", packing.name, result.cost)
         except SynthesisError as e:  # this packing gave no kernel in its time
-            tried.append(Tried(packing, None, str(e), time.monotonic() - start))
+            tried.append(_tried(packing, None, str(e), start))
             log.info("packing %s: %s", packing.name, e)
     if tried and tried[0].packing.name == "natural" and tried[0].result is not None:
-        tried += _padded(spec, tried[0].result, budget, options)
+        # Derived from the natural kernel (:mod:`porcupine.slot_packing`), not searched
+        # from scratch; tried when that pays.
+        start = time.monotonic()
+        result = padded(tried[0].result)
+        if result.packing is not None:
+            tried.append(_tried(result.packing, result, "", start))
     found = [t for t in tried if t.result is not None]
     if not found:
-        return (tried[0] if tried else Tried(candidates[0], None, "out of time", 0.0)), tuple(tried)
+        none = Tried(packing=candidates[0], result=None, error="out of time", seconds=0.0)
+        return (tried[0] if tried else none), tuple(tried)
     best = min(found, key=lambda t: rank(t.result.measures, options.goal) if t.result else ())
     return best, tuple(tried)
 
 
-def _padded(spec: Spec, natural: SynthesisResult, budget: Budget, options: Options) -> list[Tried]:
-    """The natural kernel with its products packed into spare slots, if that pays: derived
-    from the natural kernel (:mod:`porcupine.slot_packing`), not searched from scratch."""
-    from porcupine.synthesize import padded_result  # it calls this module: import when used
-
-    start = time.monotonic()
-    result = padded_result(spec, options, natural, budget)
-    if result.packing is None:
-        return []
-    return [Tried(result.packing, result, "", time.monotonic() - start)]
+def _tried(packing: Packing, result: SynthesisResult | None, error: str, start: float) -> Tried:
+    return Tried(packing=packing, result=result, error=error, seconds=time.monotonic() - start)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from porcupine.layouts import Packing
+from porcupine.outcomes import PassApplied, Source, Stop
 from porcupine.search import Options
 from quill.cost import Measures
 from quill.ir import Program
@@ -14,32 +15,36 @@ from quill.printer import format_program
 from quill.stats import counts
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StageResult:
+    """One step of a multi-step spec: its kernel, and whether the search proved it optimal."""
+
     name: str
     program: Program
     optimal: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SynthesisResult:
     """A verified kernel and what is known about it."""
 
     kernel: str
     program: Program
     optimal: bool
-    optimal_scope: str  # what the optimality proof covers, or why there is none
+    optimal_scope: str  # what the proof of the kernel the passes started from covers, or
+    # why there is none; the passes applied since are in `passes`
     measures: Measures  # at the ring dimension the kernel needs
     params: Parameters
     options: Options
     seconds: float
-    source: str  # "synthesized", "lifted", or "initial" when nothing beat the initial kernel
+    source: Source
     components: int
     restrictions: str
     candidates: int
     counterexamples: int
-    stopped: str | None = None  # "timeout" or "interrupted": the search did not finish
+    stopped: Stop | None = None  # the budget ended the search before it finished
     stages: tuple[StageResult, ...] = field(default=())
+    passes: tuple[PassApplied, ...] = ()  # in the order applied, at the smallest instance too
     packing: Packing | None = None  # the client packing, when not the natural one
     layouts: tuple[dict[str, Any], ...] = ()  # every packing --layout search tried
 
@@ -60,14 +65,16 @@ class SynthesisResult:
         return counts(self.program).rotation_keys
 
     def to_json(self) -> dict[str, Any]:
-        """The summary ``porcupine synth --json`` prints."""
+        """The facts, as JSON values. ``porcupine synth --json`` prints these with the
+        optimality scope written out, passes included (:func:`porcupine.cli.report.as_json`);
+        here ``optimal_scope`` is the field and the passes are records."""
         return {
             "kernel": self.kernel,
             "program": format_program(self.program),
             "verified": self.verified,
             "optimal": self.optimal,
             "optimal_scope": self.optimal_scope,
-            "stopped": self.stopped,
+            "stopped": None if self.stopped is None else self.stopped.value,
             **counts(self.program).as_dict(),
             "bfv_mult_depth": self.params.mult_depth,
             "ring_dim": self.params.ring_dim,
@@ -76,7 +83,7 @@ class SynthesisResult:
             "cost": round(self.cost, 4),
             "keygen_ms": round(self.keygen_ms, 4),
             "seconds": round(self.seconds, 3),
-            "source": self.source,
+            "source": self.source.value,
             "components": self.components,
             "restrictions": self.restrictions,
             "candidates": self.candidates,
@@ -87,20 +94,22 @@ class SynthesisResult:
             ],
             "packing": self.packing.name if self.packing else "natural",
             "layouts": list(self.layouts),
+            "passes": [p.to_json() for p in self.passes],
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Partial:
-    """A verified kernel on its way to a :class:`SynthesisResult` (inside the synthesizer)."""
+    """A verified kernel on its way to a :class:`SynthesisResult` (inside the pipeline)."""
 
     program: Program
     optimal: bool
-    scope: str
-    source: str
-    components: int
-    restrictions: str
-    candidates: int
-    counterexamples: int
-    stopped: str | None
+    scope: str  # what the proof covers, or why there is none (SynthesisResult.optimal_scope)
+    source: Source
+    components: int = 0
+    restrictions: str = ""
+    candidates: int = 0
+    counterexamples: int = 0
+    stopped: Stop | None = None
     stages: tuple[StageResult, ...] = ()
+    passes: tuple[PassApplied, ...] = ()

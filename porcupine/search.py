@@ -33,6 +33,7 @@ import z3
 from porcupine.bounds import Floor, coefficient_bound, floor_for, lower_bound, spec_norm
 from porcupine.budget import Budget, OutOfBudget
 from porcupine.encode import SketchEncoding
+from porcupine.outcomes import Stop
 from porcupine.refine import ExactSlots, NarrowExamples, Refiner
 from porcupine.restrictions import Restrictions, axis_rotations, derive
 from porcupine.sketch import Space, space_for, to_quill
@@ -88,18 +89,19 @@ class Found:
     components: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SearchResult:
     """What a search established."""
 
     best: Found | None
     optimal: bool
-    scope: str  # what the optimality proof covers, or why there is none
+    scope: str  # what the optimality proof covers, or why there is none (for people)
     restrictions: Restrictions
     sizes_exhausted: tuple[int, ...]
     candidates: int
     counterexamples: int
-    stopped: str | None  # "timeout" or "interrupted" when the budget ended the search
+    stopped: Stop | None  # the budget ended the search
+    gave_up: bool = False  # the solver answered "unknown" with budget left
 
 
 @dataclass
@@ -135,6 +137,8 @@ def search(
     initial: Program | None = None,
     rotations: tuple[int, ...] | None = None,
     fallback: Program | None = None,
+    *,
+    ref: Reference | None = None,
 ) -> SearchResult:
     """The search for a single-stage spec (see the module docstring). ``rotations``
     replaces the derived rotation amounts. ``initial``, a verified kernel, bounds the cost
@@ -145,14 +149,15 @@ def search(
     An image spec is first searched with whole-row and whole-column steps only (for a
     separable stencil they are all it needs, and the sketch is half the size: a 3x3 blur
     took 1 to 100 s with the diagonals too, against 1.4 s without); the kernel found
-    seeds the full search, which then only has to rule out cheaper ones."""
-    ref = reference(spec)
+    seeds the full search, which then only has to rule out cheaper ones. ``ref``: the
+    spec's reference when the caller has it (evaluating it is the dearer half of a proof)."""
+    ref = reference(spec) if ref is None else ref
     restrictions = derive(ref)
     limit = spec.hints.components or options.max_components
     if rotations is not None:
         restrictions = dataclasses.replace(restrictions, rotations=rotations)
     elif (axis := axis_rotations(ref, restrictions.rotations)) is not None:
-        quick = search(spec, budget.within(AXIS_SECONDS), options, initial, axis, fallback)
+        quick = search(spec, budget.within(AXIS_SECONDS), options, initial, axis, fallback, ref=ref)
         if quick.best is not None and quick.best.program is not fallback:
             initial = quick.best.program
             # Diagonal steps make kernels shorter, not longer: the full sketch is searched
@@ -211,7 +216,7 @@ def search(
             log.info("no larger size can beat the best kernel (lower bound): optimal")
             beyond = True
             break
-    stopped = budget.stop_reason()
+    stopped = Stop.of(budget)
     if stopped is None and (st.best is None or st.best.program is not fallback):
         _polish_keys(st, initial)
     last = max(st.exhausted, default=0)
@@ -229,7 +234,7 @@ def search(
             f"nothing with at most {last} components {sketch} beats it; it has "
             f"{st.best.components}, so it is not proven optimal"
         )
-    elif stopped == "interrupted":
+    elif stopped is Stop.INTERRUPTED:
         scope = "search interrupted before a proof"
     elif stopped is not None:
         scope = "search stopped by the timeout before a proof"
@@ -238,14 +243,15 @@ def search(
     else:
         scope = "the coefficient bound is too large for the narrow search to be a proof"
     return SearchResult(
-        st.best,
-        optimal,
-        scope,
-        restrictions,
-        tuple(st.exhausted),
-        st.candidates,
-        st.counterexamples,
-        stopped,
+        best=st.best,
+        optimal=optimal,
+        scope=scope,
+        restrictions=restrictions,
+        sizes_exhausted=tuple(st.exhausted),
+        candidates=st.candidates,
+        counterexamples=st.counterexamples,
+        stopped=stopped,
+        gave_up=stopped is None and not complete,
     )
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from porcupine.backend import run_cleartext
-from porcupine.synthesize import Options, synthesize
+from porcupine.synthesize import Options, Source, synthesize
 from quill.cost import Objective
 from quill.parser import load_program
 from quill.spec import Spec, load_spec
@@ -62,7 +62,7 @@ def test_synthesis_from_scratch(name: str) -> None:
     result = synthesize(spec, timeout=30, options=PAPER)
     assert result.verified and verify(result.program, spec).ok
     # the search reached a kernel of its own, or proved the formula as written optimal
-    assert result.source != "direct" or result.optimal
+    assert result.source is not Source.DIRECT or result.optimal
     rng = np.random.default_rng(7)
     inputs = spec.random_inputs(rng)
     run = run_cleartext(spec, program=result.program, inputs=inputs)

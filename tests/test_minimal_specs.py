@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from porcupine.lowering import lower, needs_movement
-from porcupine.synthesize import synthesize
+from porcupine.synthesize import Source, synthesize
 from quill.ir import Program
 from quill.noise import parameters
 from quill.ops import OPS, Opcode
@@ -83,4 +83,4 @@ def test_a_read_past_a_padded_end_is_masked() -> None:
     program = lower(spec)
     assert program is not None
     assert [c.values for c in program.consts] == [(0, 1, 1, 1)]
-    assert synthesize(spec, timeout=10).source == "lowered"
+    assert synthesize(spec, timeout=10).source is Source.LOWERED

@@ -9,7 +9,7 @@ import pytest
 
 from porcupine.backend import run_encrypted
 from porcupine.scale import LiftError, Offset2D, decompose, lift
-from porcupine.synthesize import Options, synthesize
+from porcupine.synthesize import Options, Source, synthesize
 from quill.cost import Objective
 from quill.interp import interpret
 from quill.parser import load_program, parse_program
@@ -63,7 +63,7 @@ def test_synthesis_at_application_size_lifts_and_verifies() -> None:
     spec = load_spec(KERNELS / "gx.spec", {"w": 16, "h": 16})
     # The paper's objective proves the small instance in seconds; latency takes longer.
     result = synthesize(spec, timeout=120, options=Options(goal=Objective.INSTRUCTIONS))
-    assert result.source == "lifted" and result.verified and not result.optimal
+    assert result.source is Source.LIFTED and result.verified and not result.optimal
     assert counts(result.program).rotations == 4
     assert set(counts(result.program).rotation_keys) == {-16, -1, 1, 16}
     x = np.random.default_rng(1).integers(0, 65537, spec.n)

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from porcupine.cli import main
-from porcupine.synthesize import Options, SynthesisError, SynthesisResult, synthesize
+from porcupine.synthesize import (
+    Options,
+    Source,
+    Stop,
+    SynthesisError,
+    SynthesisResult,
+    synthesize,
+)
 from quill.cost import Objective
 from quill.interp import interpret
 from quill.ops import Opcode
@@ -100,7 +107,7 @@ def test_initial_kernel_seeds_the_bound(box_blur: tuple[Spec, SynthesisResult]) 
     spec, best = box_blur
     baseline = load_program(KERNELS / "baselines" / "box_blur.quill")
     seeded = synthesize(spec, timeout=120, initial=baseline, options=PAPER)
-    assert seeded.source == "synthesized"
+    assert seeded.source is Source.SYNTHESIZED
     assert seeded.cost == pytest.approx(best.cost)
 
 
@@ -167,7 +174,7 @@ def test_a_sketch_too_small_leaves_the_formula_as_written() -> None:
     )
     # The formula written out is the answer, and the result says what the search covered.
     result = synthesize(spec, timeout=60)
-    assert result.source == "direct" and not result.optimal
+    assert result.source is Source.DIRECT and not result.optimal
     assert verify(result.program, spec).ok
     assert result.optimal_scope.startswith("nothing with at most 1 components")
 
@@ -233,17 +240,28 @@ def test_cli_rotation_key_bound(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_a_step_out_of_its_share_takes_its_formula_as_written() -> None:
     from porcupine.budget import Budget
+    from porcupine.context import Context
+    from porcupine.core import step_kernel
     from porcupine.restrictions import derive
     from porcupine.search import SearchResult
-    from porcupine.synthesize import _step_kernel
     from quill.verify import reference
 
     step = load_spec(KERNELS / "corpus" / "sobel_flat.spec")
-    nothing = SearchResult(None, False, "", derive(reference(step)), (), 0, 0, "timeout")
-    kernel = _step_kernel(step, nothing, Budget.seconds(60), None)  # the command goes on
+    nothing = SearchResult(
+        best=None,
+        optimal=False,
+        scope="",
+        restrictions=derive(reference(step)),
+        sizes_exhausted=(),
+        candidates=0,
+        counterexamples=0,
+        stopped=Stop.TIMEOUT,
+    )
+    ctx = Context(spec=step, options=Options(), budget=Budget.seconds(60))
+    kernel = step_kernel(ctx, nothing, Budget.seconds(60))  # the command goes on
     assert verify(kernel, step).ok
     with pytest.raises(SynthesisError, match="within the timeout"):  # the command is over
-        _step_kernel(step, nothing, Budget.seconds(0), None)
+        step_kernel(ctx, nothing, Budget.seconds(0))
 
 
 @pytest.mark.slow

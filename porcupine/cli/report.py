@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from porcupine.cli.errors import Failure, say
-from porcupine.synthesize import SynthesisResult
+from porcupine.outcomes import Pass, Stop
+from porcupine.synthesize import PassApplied, SynthesisResult
 from quill.ir import Program
 from quill.noise import NoiseBudgetExceeded, Parameters, parameters
 from quill.printer import format_program
@@ -15,15 +18,49 @@ SHOWN_RANGES = 5
 """Values named in a range warning; the rest are counted."""
 
 _STOPPED = {
-    "interrupted": "# INTERRUPTED: the best verified kernel so far; not proven optimal",
-    "timeout": "# stopped by the timeout: the best verified kernel so far; not proven optimal",
+    Stop.INTERRUPTED: "# INTERRUPTED: the best verified kernel so far; not proven optimal",
+    Stop.TIMEOUT: "# stopped by the timeout: the best verified kernel so far; not proven optimal",
 }
+
+_REWRITES = {
+    Pass.FEWER_PRODUCTS: "refactored into fewer products",
+    Pass.ROTATIONS: "rotations rearranged",
+}
+
+
+def scope_text(result: SynthesisResult) -> str:
+    """What the optimality claim covers, or why there is none, in words: the proof the
+    kernel started from, then the passes that rewrote it."""
+    text = result.optimal_scope
+    rewrites = list(dict.fromkeys(_REWRITES[p.name] for p in result.passes if p.name in _REWRITES))
+    if rewrites:
+        text += f"; then {' and '.join(rewrites)}"
+        # A rewrite is never dearer than the kernel it came from: the proof still holds.
+        text += " (outside the sketch; no kernel in it is cheaper)" if result.optimal else ""
+    for p in result.passes:
+        if p.name is Pass.SLOT_PACKING:
+            text += f"; then {_packed(p, result)}"
+    return text
+
+
+def _packed(p: PassApplied, result: SynthesisResult) -> str:
+    where = result.packing.name if result.packing is not None else "a padded packing"
+    return (
+        f"its {p.before.ct_ct_mults} products packed into {p.after.ct_ct_mults} in the spare "
+        f"slots of {where} (not searched: no optimality claim)"
+    )
+
+
+def as_json(result: SynthesisResult) -> dict[str, Any]:
+    """The summary ``porcupine synth --json`` prints: the result's facts, the optimality
+    scope in words (:func:`scope_text`)."""
+    return {**result.to_json(), "optimal_scope": scope_text(result)}
 
 
 def summary(result: SynthesisResult) -> str:
     """A human-readable summary of a synthesis result."""
-    j = result.to_json()
-    lines = [_STOPPED[result.stopped]] if result.stopped in _STOPPED else []
+    j = as_json(result)
+    lines = [_STOPPED[result.stopped]] if result.stopped is not None else []
     lines += [
         format_program(result.program).rstrip(),
         "",

@@ -27,14 +27,17 @@ from porcupine.cli.errors import EXIT_INTERRUPTED, EXIT_OK, Failure, UsageError,
 from porcupine.cli.guard import Guard, peak_memory
 from porcupine.cli.inputs import input_file, read_program, read_spec
 from porcupine.cli.report import (
+    as_json,
     check_kernel_ranges,
     check_spec_ranges,
     noise_checked,
     noise_failure,
+    scope_text,
     summary,
 )
 from porcupine.cli.values import params
 from porcupine.files import write_atomically
+from porcupine.outcomes import Layout, Stop
 from porcupine.synthesize import (
     Engine,
     NoiseBudgetError,
@@ -101,7 +104,7 @@ def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
     outputs_checked([args.output], inputs_of(args, baseline))
     if args.emit == "python":
         require_backend()
-    if args.for_shape and (args.param or args.layout != "given"):
+    if args.for_shape and (args.param or Layout(args.layout) is not Layout.GIVEN):
         raise UsageError(
             "--for chooses the tile (the spec's size) for the data: do not also give --param "
             "(which fixes it) or --layout"
@@ -130,8 +133,9 @@ def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
                 compiled = _compiled_for(args.for_shape, spec, options, guard, args.quiet)
                 spec, result, param_set = compiled.spec, compiled.result, compiled.param_set
             else:
+                layout = Layout(args.layout)  # one of the parser's choices
                 result = synthesize(
-                    spec, budget=guard.budget, options=options, initial=initial, layout=args.layout
+                    spec, budget=guard.budget, options=options, initial=initial, layout=layout
                 )
     except NoiseBudgetError as e:
         raise noise_failure(e.cause, e.program, "the kernel found") from None
@@ -144,7 +148,7 @@ def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
     check_kernel_ranges(spec, result.program, strict=args.strict_ranges, output_exact=exact)
     if args.output:
         _write(args, result, spec, table, param_set)
-    print(json.dumps(result.to_json(), indent=2) if args.json else summary(result))
+    print(json.dumps(as_json(result), indent=2) if args.json else summary(result))
     return EXIT_INTERRUPTED if guard.budget.cancelled else EXIT_OK
 
 
@@ -192,14 +196,14 @@ def _write(
     ``--force``, and replacing a file with a kernel not proven optimal is said."""
     path = args.output
     existed = os.path.exists(path)
-    if existed and result.stopped == "interrupted" and not args.force:
+    if existed and result.stopped is Stop.INTERRUPTED and not args.force:
         say(
             f"interrupted: kept the existing {path}; the kernel printed is not proven optimal "
             "(--force replaces the file with it)"
         )
         return
     write_atomically(path, _text(args, result, spec, table, param_set))
-    note = "" if result.optimal else f" (a kernel not proven optimal: {result.optimal_scope})"
+    note = "" if result.optimal else f" (a kernel not proven optimal: {scope_text(result)})"
     say(f"{'replaced' if existed else 'wrote'} {path}{note}")
 
 

@@ -1,0 +1,54 @@
+"""What every step of the pipeline (:mod:`porcupine.pipeline`) works from: one spec, its
+reference, the options, the budget, and the kernel the user gave to start from."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+
+from porcupine.budget import Budget
+from porcupine.search import Options
+from quill.ir import Program
+from quill.spec import Spec
+from quill.verify import Reference, reference, verify
+
+
+@dataclass(frozen=True, kw_only=True)
+class Context:
+    """One synthesis's inputs, carried through the steps.
+
+    ``reference`` (the spec evaluated on symbolic inputs, the dearer half of every proof)
+    is evaluated once, when a step first needs it, and shared by every proof after.
+    """
+
+    spec: Spec
+    options: Options
+    budget: Budget
+    initial: Program | None = None  # a verified kernel the result must be no worse than
+    start: float = field(default_factory=time.monotonic)  # when the synthesis began
+
+    @cached_property
+    def reference(self) -> Reference:
+        """The spec's reference, evaluated on first use (a frozen dataclass still lets
+        ``cached_property`` store it: it writes the instance's dict directly)."""
+        return reference(self.spec)
+
+    def proves(self, program: Program) -> bool:
+        """Whether ``program`` is proven equal to the spec."""
+        return verify(program, self.reference).ok
+
+    def for_spec(self, spec: Spec, budget: Budget | None = None) -> Context:
+        """A context for another spec (a packing, an instance, a step), started now, with
+        no initial kernel (one for this spec says nothing of another) and ``budget`` if
+        given."""
+        budget = budget or self.budget
+        return replace(self, spec=spec, initial=None, budget=budget, start=time.monotonic())
+
+    def with_budget(self, budget: Budget) -> Context:
+        """This context under ``budget``, started now (its reference, once evaluated, is
+        kept)."""
+        other = replace(self, budget=budget, start=time.monotonic())
+        if "reference" in self.__dict__:
+            other.__dict__["reference"] = self.__dict__["reference"]
+        return other

@@ -1,0 +1,144 @@
+"""From a spec to a verified kernel: every step, in order, and why it sits where it does.
+
+    packing -> instance -> core -> initial -> passes -> price -> pad
+
+Each step takes the :class:`~porcupine.context.Context` (the spec, its reference evaluated
+once, the options, the budget, the initial kernel) and hands on a verified kernel; the
+helpers live in :mod:`porcupine.core` (the core step) and :mod:`porcupine.steps` (the rest).
+Nothing unverified leaves a step, and nothing here calls :func:`porcupine.synthesize`,
+which is a thin facade over :func:`run`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+from porcupine import steps
+from porcupine.budget import Budget
+from porcupine.context import Context
+from porcupine.core import core
+from porcupine.errors import SynthesisError
+from porcupine.instances import smallest_instance
+from porcupine.layout_search import search_layouts
+from porcupine.layouts import Packing
+from porcupine.outcomes import Layout, Stop
+from porcupine.packings import requested
+from porcupine.results import Partial, SynthesisResult
+
+log = logging.getLogger("porcupine")
+
+
+def run(ctx: Context, layout: Layout) -> SynthesisResult:
+    """The pipeline for ``ctx``; ``layout`` says how the client packs the inputs."""
+    if layout is Layout.SEARCH:
+        return searched_layouts(ctx)
+    packed, packing = packing_step(ctx)
+    if layout is Layout.PADDED and packing is not None:
+        raise SynthesisError(
+            f"{ctx.spec.name}: --layout padded pads the spec's own layout, but its packing "
+            f"clauses ask for {packing.name}: drop one or the other"
+        )
+    result = kernel(packed)
+    if layout is Layout.PADDED:
+        result = steps.pad(packed, result)  # last: it derives a kernel of another (padded) spec
+    if packing is None:
+        return result
+    return dataclasses.replace(result, kernel=ctx.spec.name, packing=packing)
+
+
+def packing_step(ctx: Context) -> tuple[Context, Packing | None]:
+    """1. Packing. First, because every later step works on the kernel's own inputs: a spec
+    whose ``packing`` clauses ask for a client packing is synthesized as the packed spec
+    (an initial kernel must then be one over the packed ciphertexts)."""
+    packing = requested(ctx.spec)
+    if packing.name == "natural":
+        return ctx, None
+    log.info("%s: packed as asked (%s)", ctx.spec.name, packing.name)
+    return dataclasses.replace(ctx.for_spec(packing.spec), initial=ctx.initial), packing
+
+
+def kernel(ctx: Context) -> SynthesisResult:
+    """Steps 2-6 for a spec in its own packing, from the initial kernel's check to the price."""
+    initial = ctx.initial
+    if initial is not None and not ctx.proves(initial):
+        raise SynthesisError(f"the initial kernel {initial.name} is not equal to {ctx.spec.name}")
+    try:
+        partial = instance(ctx) or core(ctx)
+    except SynthesisError:
+        if initial is None or not ctx.budget.over:
+            raise
+        partial = steps.initial_kept(ctx, Stop.of(ctx.budget))
+    return steps.price(ctx, passes(ctx, initial_bound(ctx, partial)))
+
+
+def instance(ctx: Context) -> Partial | None:
+    """2. Instance. Before the core, because a search past a few dozen slots is hopeless: a
+    spec whose smallest instance has the same formula (:mod:`porcupine.instances`) runs the
+    core, the passes and the price there, and the kernel is lifted (:mod:`porcupine.scale`)
+    and verified at full size. ``None`` when there is no such instance or the kernel does
+    not lift; then the core runs at full size."""
+    small = smallest_instance(ctx.spec)
+    if small is None:
+        return None
+    sizes = ", ".join(f"{k}={v}" for k, v in small.params)
+    log.info(
+        "%s: synthesizing at %s (%d slots) and lifting to %d slots",
+        ctx.spec.name,
+        sizes,
+        small.n,
+        ctx.spec.n,
+    )
+    at_small = ctx.for_spec(small)
+    return steps.lifted(ctx, small, steps.price(at_small, passes(at_small, core(at_small))))
+
+
+# 3. Core: porcupine.core.core -- stages | direct lowering | decomposition | search. The one
+# step that searches; everything before it chooses what to search, everything after it
+# rewrites, checks and prices a verified kernel.
+
+
+def initial_bound(ctx: Context, partial: Partial) -> Partial:
+    """4. Initial kernel. After the core and before the passes: the result is never worse
+    than the kernel the user gave, and the passes then work on whichever is kept."""
+    return steps.no_worse_than_initial(ctx, partial)
+
+
+def passes(ctx: Context, partial: Partial) -> Partial:
+    """5. Passes over verified kernels (:func:`porcupine.steps.rewrite`). After the core,
+    because they rewrite a kernel it proved, outside the sketch (constants it lacks, more
+    components) and never dearer, so the core's proof still holds. With ``ctx.budget`` at
+    hand; a pass stopped by it leaves the kernel it was given."""
+    return steps.with_passes(partial, steps.rewrite(ctx, partial.program))
+
+
+# 6. Price: porcupine.steps.price -- the parameters the kernel's noise needs and its
+# measures there; after the passes, which change both; the rotation-key bound checked last.
+
+# 7. Pad: porcupine.steps.pad (with --layout padded) -- last, because it derives from the
+# priced natural kernel a kernel of another spec, the zero-padded packing.
+
+
+def searched_layouts(ctx: Context) -> SynthesisResult:
+    """``--layout search``: the steps above once per client packing, each in a share of
+    the budget (the natural one with the initial kernel, then padded), the cheapest kept."""
+
+    def kernel_for(packing: Packing, budget: Budget) -> SynthesisResult:
+        natural = packing.spec is ctx.spec  # the initial kernel is one for it
+        sub = ctx.with_budget(budget) if natural else ctx.for_spec(packing.spec, budget)
+        return run(sub, Layout.GIVEN)
+
+    best, tried = search_layouts(
+        ctx.spec, ctx.budget, ctx.options, kernel_for, lambda natural: steps.pad(ctx, natural)
+    )
+    if best.result is None:
+        reasons = "; ".join(f"{t.packing.name}: {t.error}" for t in tried)
+        raise SynthesisError(f"{ctx.spec.name}: no packing gave a kernel ({reasons})")
+    return dataclasses.replace(
+        best.result,
+        kernel=ctx.spec.name,
+        packing=None if best.packing.name == "natural" else best.packing,
+        layouts=tuple(t.summary() for t in tried),
+        seconds=time.monotonic() - ctx.start,
+    )
