@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eval.latency import Measured, measure
+from porcupine.cli.report import scope_text
 from porcupine.layouts import Packing
 from porcupine.search import Options
 from porcupine.synthesize import SynthesisError, synthesize
@@ -185,7 +186,7 @@ def synthesize_runs(
         seconds.append(time.monotonic() - start)
         say(f"  {seconds[-1]:.1f} s, optimal: {result.optimal}")
         if not programs:
-            optimal, scope, source = result.optimal, result.optimal_scope, result.source
+            optimal, scope, source = result.optimal, scope_text(result), result.source.value
             packing = result.packing
         programs.append(result.program)
     return SynthRuns(

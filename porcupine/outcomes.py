@@ -16,7 +16,14 @@ from porcupine.budget import Budget
 from quill.stats import Counts
 
 
-class Source(str, Enum):
+class _Named(str, Enum):
+    """A ``str`` enum that prints as its value (``str()`` and ``%s`` too, as in 3.11)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Source(_Named):
     """Where the kernel of a result came from."""
 
     SYNTHESIZED = "synthesized"  # the sketch search, or the stages composed
@@ -26,7 +33,7 @@ class Source(str, Enum):
     LOWERED = "lowered"  # the direct kernel with masks: the sketch cannot move data
 
 
-class Stop(str, Enum):
+class Stop(_Named):
     """Why the budget ended a search before it finished (``None``: it did not)."""
 
     TIMEOUT = "timeout"
@@ -39,7 +46,7 @@ class Stop(str, Enum):
         return None if reason is None else cls(reason)
 
 
-class Layout(str, Enum):
+class Layout(_Named):
     """How the client packs the inputs (``porcupine synth --layout``)."""
 
     GIVEN = "given"  # as the spec says
@@ -56,7 +63,7 @@ class Layout(str, Enum):
             raise ValueError(f"layout {value!r} is not one of {choices}") from None
 
 
-class Pass(str, Enum):
+class Pass(_Named):
     """A pass over verified kernels (each keeps a rewrite only when it pays and verifies)."""
 
     FEWER_PRODUCTS = "fewer_products"  # products refactored over Z_t (porcupine.fewer_products)
