@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from porcupine.cli import main
+from porcupine.cli.report import as_json, scope_text
+from porcupine.outcomes import Pass, PassApplied
 from porcupine.synthesize import (
     Options,
     Source,
@@ -158,6 +161,24 @@ def test_bits_domain_admits_the_xor_square_trick() -> None:
     # Over all of Z_t the same kernel is wrong: the proof really uses x^2 = x.
     zt = parse_spec((KERNELS / "hamming_distance.spec").read_text().replace(" bits", ""))
     assert not verify(squared, zt).ok
+
+
+def test_a_layout_typo_is_an_error_not_the_given_layout() -> None:
+    spec = load_spec(KERNELS / "box_blur.spec")
+    with pytest.raises(ValueError, match="'serch' is not one of 'given', 'padded', 'search'"):
+        synthesize(spec, layout="serch")
+
+
+@pytest.mark.search
+def test_the_passes_are_records_and_the_cli_writes_them_out() -> None:
+    result = synthesize(load_spec(KERNELS / "linear_regression.spec"), timeout=60)
+    assert result.passes == ()  # nothing to refactor in three instructions
+    c = counts(result.program)
+    done = PassApplied(name=Pass.FEWER_PRODUCTS, before=c, after=c)
+    text = scope_text(dataclasses.replace(result, passes=(done, done)))
+    proof = " (outside the sketch; no kernel in it is cheaper)" if result.optimal else ""
+    assert text == f"{result.optimal_scope}; then refactored into fewer products{proof}"
+    assert as_json(result)["passes"] == [] and as_json(result)["source"] == result.source.value
 
 
 @pytest.mark.search
