@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import time
 
+from porcupine.budget import OutOfBudget
 from porcupine.context import Context
 from porcupine.errors import NoiseBudgetError, SynthesisError
 from porcupine.fewer_products import fewer_products
@@ -41,10 +42,13 @@ def rewrite(ctx: Context, program: Program, *, rotations: bool = True) -> Rewrit
     it pays and the rewrite is verified: products refactored over Z_t
     (:mod:`porcupine.fewer_products`), then, if ``rotations``, rotations rearranged for
     hoisting, flat or separable (:mod:`porcupine.rotation_forms`). A pass that finds nothing
-    (or, given ``ctx.budget``, runs out of time) leaves the kernel it was given."""
+    or is stopped by ``ctx.budget`` leaves the verified kernel it was given."""
     spec, options = ctx.spec, ctx.options
     applied: list[PassApplied] = []
-    fewer = fewer_products(program, spec.n, options.table, options.goal, ctx.proves)
+    try:
+        fewer = fewer_products(program, spec.n, options.table, options.goal, ctx.proves)
+    except OutOfBudget:
+        fewer = None
     if fewer is not None:
         applied.append(_applied(Pass.FEWER_PRODUCTS, program, fewer))
         log.info(
@@ -55,10 +59,13 @@ def rewrite(ctx: Context, program: Program, *, rotations: bool = True) -> Rewrit
         )
         program = fewer
     moved = None
-    if rotations:
-        moved = rearranged_rotations(
-            program, spec.n, options.table, options.goal, ctx.proves, options.max_keys
-        )
+    try:
+        if rotations:
+            moved = rearranged_rotations(
+                program, spec.n, options.table, options.goal, ctx.proves, options.max_keys
+            )
+    except OutOfBudget:
+        moved = None
     if moved is not None:
         applied.append(_applied(Pass.ROTATIONS, program, moved))
         log.info(
