@@ -183,7 +183,8 @@ def lower_bound(
 
     def priced(count: int, switches: int, moved: int, moving_us: int) -> tuple[int, ...]:
         latency = count * cheapest + moving_us
-        latency += products * (row["mul_cc"] - cheapest) + relins * row["relin"]
+        product_us, relin_us = row[OPS[Opcode.MUL_CC].cost], row[OPS[Opcode.RELIN].cost]
+        latency += products * (product_us - cheapest) + relins * relin_us
         keys = 1 if switches else 0
         return rank(Measures(switches + relins, count + moved, latency, keys), goal)
 

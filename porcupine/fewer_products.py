@@ -106,13 +106,13 @@ def _under_one_sum(program: Program, slots: int) -> Program | None:
     defs = {i.dest: i for i in program.body}
 
     def full(ins: Instr | None) -> bool:
-        return ins is not None and ins.opcode is Opcode.SUM and ins.amount == slots
+        return ins is not None and ins.opcode.sums and ins.amount == slots
 
     b = Builder(program)
     body: list[Instr] = []
     moved = False
     for ins in program.body:  # products of full sums, as full sums
-        if ins.opcode is Opcode.MUL_CC and all(full(defs.get(a)) for a in ins.args):
+        if ins.opcode.multiplies_ciphertexts and all(full(defs.get(a)) for a in ins.args):
             u, v = ins.args
             inner = b.op(Opcode.MUL_CC, defs[u].args[0], v)
             body += [*b.body, Instr(ins.dest, Opcode.SUM, (inner,), slots)]
@@ -154,7 +154,7 @@ def _roots(program: Program, counted: Callable[[Instr], bool] | None = None) -> 
     """Values worth refactoring, largest first: linear values over two or more products (or
     values ``counted`` picks) that are not just a part of a larger linear value."""
     linear = linear_values(program)
-    is_counted = counted or (lambda i: i.opcode is Opcode.MUL_CC)
+    is_counted = counted or (lambda i: i.opcode.multiplies_ciphertexts)
     products = {i.dest for i in program.body if is_counted(i)}
     users: defaultdict[str, list[str]] = defaultdict(list)
     for ins in program.body:
@@ -179,7 +179,7 @@ def _rewrites(program: Program, root: str) -> Iterator[Program]:
     linear = linear_values(program)
     defs = {i.dest: i for i in program.body}
     expanded = _expand(root, program, linear)
-    is_product = {v: v in defs and defs[v].opcode is Opcode.MUL_CC for v in expanded}
+    is_product = {v: v in defs and defs[v].opcode.multiplies_ciphertexts for v in expanded}
     products = [(c, defs[v].args) for v, c in expanded.items() if is_product[v]]
     rest = [(v, c) for v, c in expanded.items() if not is_product[v]]
     basis, coords = _basis([a for _, args in products for a in args], program, linear)

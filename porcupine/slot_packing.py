@@ -94,7 +94,7 @@ def packed_products(
 
 
 def _products(program: Program) -> list[str]:
-    return [i.dest for i in program.body if i.opcode is Opcode.MUL_CC]
+    return [i.dest for i in program.body if i.opcode.multiplies_ciphertexts]
 
 
 def _greedy(

@@ -53,7 +53,7 @@ from porcupine.layouts import Packing
 from quill.cost import DEFAULT_TABLE, CostTable
 from quill.ir import Instr, Program
 from quill.noise import MARGIN_BITS
-from quill.ops import OPS, Kind, Opcode
+from quill.ops import OPS, Kind
 from quill.params import ParameterSet
 from quill.slots import T
 from quill.spec import Spec
@@ -339,7 +339,7 @@ def kernel_code(decided: EmitPlan, names: _Names) -> str:
             body.append(f"# {ins.dest} is never used: not emitted")
             continue
         src = ins.args[0]
-        if ins.opcode is Opcode.ROT and src in decided.hoisted and src not in precomputed:
+        if ins.opcode.rotates and src in decided.hoisted and src not in precomputed:
             precomputed[src] = names.new(f"{names.py[src]}_pre")
             body += call(f"{precomputed[src]} = {cc}.EvalFastRotationPrecompute(", [names.py[src]])
         body += _instr_lines(ins, names, decided, precomputed)
@@ -367,7 +367,7 @@ def _instr_lines(
     method = OPS[ins.opcode].openfhe
     if ins.amount is not None:  # the amount follows the operand (EvalRotate, EvalSum)
         args.append(str(ins.amount))
-    if ins.opcode is Opcode.ROT and ins.args[0] in precomputed:
+    if ins.opcode.rotates and ins.args[0] in precomputed:
         method = "EvalFastRotation"
         args += [names.order, precomputed[ins.args[0]]]
     return call(f"{names.py[ins.dest]} = {names.cc}.{method}(", args)

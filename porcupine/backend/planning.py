@@ -24,7 +24,7 @@ from porcupine.backend import runtime
 from quill.cost import DEFAULT_TABLE, CostTable, program_cost, row_us, should_hoist
 from quill.ir import Const, Instr, Program
 from quill.noise import Parameters, assess, parameters, slots_needed
-from quill.ops import OPS, Family, Kind, Opcode
+from quill.ops import Kind
 from quill.params import ParameterSet
 from quill.relin import place_relinearizations
 from quill.slots import normalize_amount
@@ -139,7 +139,7 @@ def emitted_rotations(program: Program, slots: int) -> Program:
     amounts (EvalSum's window) are emitted as written."""
     body = tuple(
         Instr(i.dest, i.opcode, i.args, emitted_amount(i.amount, slots))
-        if OPS[i.opcode].family is Family.ROT and i.amount is not None
+        if i.opcode.rotates and i.amount is not None
         else i
         for i in program.body
     )
@@ -205,7 +205,7 @@ def plan(
     live = live_instructions(program)
     groups: defaultdict[str, set[int]] = defaultdict(set)
     for ins in live:
-        if ins.opcode is Opcode.ROT:
+        if ins.opcode.rotates:
             assert ins.amount is not None
             groups[ins.args[0]].add(ins.amount % slots)
     row = row_us(table, params.param_set)
