@@ -18,6 +18,7 @@ import pytest
 from helpers import DEAD, DOT_SUM, Kernel, emitted_imports, imports_of, make_kernels
 
 from porcupine.backend import (
+    EmitOptions,
     EmittedKernel,
     ProgramSpec,
     emit_python,
@@ -281,11 +282,13 @@ def test_contexts_below_the_kernels_security_level_are_refused(clear: dict[str, 
     ):
         m.check_context(m.new_context(stronger))
     spec = ProgramSpec(DEAD, 8)
-    strict = emitted_module(DEAD, spec, security="HEStd_192_classic", cleartext_backend=True)
+    strict = emitted_module(
+        DEAD, spec, EmitOptions(security="HEStd_192_classic"), cleartext_backend=True
+    )
     with _context_error("security level is HEStd_128_classic, below the HEStd_192_classic"):
         strict.check_context(strict.new_context(openfhe.HEStd_128_classic))
     strict.check_context(strict.new_context())  # its own level by default
-    lax = emitted_module(DEAD, spec, security="HEStd_NotSet", cleartext_backend=True)
+    lax = emitted_module(DEAD, spec, EmitOptions(security="HEStd_NotSet"), cleartext_backend=True)
     lax.check_context(lax.new_context(openfhe.HEStd_NotSet))
 
 

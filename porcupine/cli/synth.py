@@ -214,6 +214,7 @@ def _text(
     packing takes the spec's inputs and gathers the packing's ciphertexts itself."""
     if args.emit != "python":
         return format_program(result.program)
-    from porcupine.backend import emit_python
+    from porcupine.backend import EmitOptions, emit_python
 
-    return emit_python(result.program, spec, table, packing=result.packing, param_set=param_set)
+    how = EmitOptions(table=table, packing=result.packing, param_set=param_set)
+    return emit_python(result.program, spec, how)
