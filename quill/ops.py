@@ -9,7 +9,11 @@ implements it. Every consumer derives from the row instead of switching on op na
   ``semantics`` in their own algebra (numpy mod T, polynomials, Z3 terms, or abstract
   domains such as "which inputs does this read" and "how large can a coefficient get");
 * the noise and cost models look up ``noise`` and ``cost`` in their tables;
-* the backend emits ``openfhe``; statistics group by ``family``.
+* the backend emits ``openfhe``; statistics group by ``family``;
+* code that treats some ops specially asks the row's predicates (``rotates``, ``sums``,
+  ``ct_ct_mult``, ...; on an opcode ``op.rotates``), :func:`opcode_for` and
+  :func:`by_mnemonic`, never compares opcodes, families or mnemonics itself
+  (``tests/test_op_tests.py`` counts such comparisons outside this module and the parser).
 
 Semantics are written against a :class:`~quill.algebra.SlotAlgebra`; ops without a
 rotation amount only use its ring operations, so they also evaluate slot by slot in any

@@ -24,9 +24,14 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from helpers import ROOT
+from hypothesis import given
+from hypothesis import strategies as st
 
-from quill.ops import OPS, Family, Opcode
+from quill.algebra import ModTRing
+from quill.ops import OPS, Family, Kind, Opcode, apply_scalar, opcode_for
+from quill.slots import T
 
 PACKAGES = ("quill", "porcupine")
 EXEMPT = ("quill/ops.py", "quill/parser.py")
@@ -157,3 +162,28 @@ def test_the_walk_finds_each_kind_of_test() -> None:
     ]
     for source in clean:
         assert not sites_in(source, "m.py"), source
+
+
+def test_each_family_and_operand_kinds_name_one_opcode() -> None:
+    """:func:`quill.ops.opcode_for` is a lookup the direct lowering relies on: no two rows
+    share a family and operand kinds."""
+    for op, info in OPS.items():
+        assert opcode_for(info.family, info.operands) is op
+    with pytest.raises(KeyError, match="no rot instruction takes ct, ct"):
+        opcode_for(Family.ROT, (Kind.CT, Kind.CT))
+
+
+@given(st.integers(min_value=0, max_value=T - 1))
+def test_the_units_the_lowering_folds_with_hold_in_the_semantics(x: int) -> None:
+    """The lowering drops ``op(u, x)`` to ``x`` for a left unit u (``op(x, u)`` for a right
+    one) and ``op(z, x)``, ``op(x, z)`` to z for an absorbing z: each as the row's own
+    semantics compute it, on every slot value."""
+    ring = ModTRing()
+    for op, info in OPS.items():
+        if info.left_unit is not None:
+            assert apply_scalar(ring, op, [info.left_unit, x]) == x, op
+        if info.right_unit is not None:
+            assert apply_scalar(ring, op, [x, info.right_unit]) == x, op
+        if info.absorbing is not None:
+            z = info.absorbing
+            assert apply_scalar(ring, op, [z, x]) == apply_scalar(ring, op, [x, z]) == z, op
