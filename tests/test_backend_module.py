@@ -6,6 +6,7 @@ OpenFHE."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from porcupine.backend.sections import (
     RuntimeText,
     application_sections,
 )
+from quill.cost import DEFAULT_TABLE
 from quill.params import by_name
 from quill.parser import parse_program
 from quill.slots import T
@@ -330,3 +332,19 @@ def test_long_literals_get_names_of_their_own() -> None:
     assert "_CONSTANT_VALUES_ = (" in text and "_CONSTANT_VALUES__ = (" in text
     run = run_cleartext(spec, program=program, seed=2)
     assert run.ok, run.summary()
+
+
+def test_the_default_options_are_the_compilers_choices(clear: dict[str, Kernel]) -> None:
+    """``emit_python(program, spec)`` is the record's defaults, and spelling a default out
+    changes nothing: the record is the choices, byte for byte. It is frozen and takes
+    its fields by name only."""
+    k = clear["box_blur"]
+    text = emit_python(k.program, k.spec)
+    spelled = EmitOptions(table=DEFAULT_TABLE, hoist=None, security="HEStd_128_classic")
+    assert emit_python(k.program, k.spec, EmitOptions()) == text
+    assert emit_python(k.program, k.spec, spelled) == text
+    assert emit_python(k.program, k.spec, EmitOptions(security="HEStd_NotSet")) != text
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        EmitOptions().hoist = True  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        EmitOptions(DEFAULT_TABLE)  # type: ignore[misc]
