@@ -120,6 +120,10 @@ def padded_result(
     (:mod:`porcupine.slot_packing`), proven equal to the padded spec."""
     start = time.monotonic() - natural.seconds
     found = packed_products(natural.program, spec, options, budget)
+    if found is None and budget.over and natural.stopped is None:  # the pass was stopped
+        why = budget.stop_reason()
+        scope = f"{natural.optimal_scope}; packing its products was stopped ({why})"
+        return dataclasses.replace(natural, optimal=False, optimal_scope=scope, stopped=why)
     if found is None:
         return natural
     before, after = found.products
