@@ -156,7 +156,8 @@ def _hoisted(program: Program, slots: int, options: Options, budget: Budget) -> 
         program, slots, options.table, options.goal, lambda _: True, options.max_keys,
         budget=budget,
     )  # fmt: skip
-    budget.check("slot_packing")
+    if budget.over:  # the rotations pass stopped (and returned nothing): stop here too
+        raise OutOfBudget
     return program if moved is None else moved
 
 
