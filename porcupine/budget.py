@@ -31,9 +31,14 @@ from quill.spec import Spec
 STOP_AT_ENV = "PORCUPINE_STOP_AT"
 """For tests of what a stop keeps: ``interrupt@PLACE`` (or ``timeout@PLACE``) makes the first
 :meth:`Budget.check` at ``PLACE`` act as a Ctrl-C (a real SIGINT to this thread, through the
-command's handlers) or as the deadline passing there; ``interrupt@PLACE:N``, the Nth. The
-places are the passes' checks: ``fewer_products``, ``rotation_forms``, ``slot_packing``, and
-``verify`` (before a pass's proof)."""
+command's handlers) or as the deadline passing there; ``interrupt@PLACE:N``, the Nth.
+``hang@PLACE`` is a Ctrl-C caught in work that never looks at the budget (a long proof): the
+signal, then a minute's sleep, which the command line stops by force. The places are the
+passes' checks: ``fewer_products``, ``rotation_forms``, ``slot_packing``, and ``verify``
+(before a pass's proof)."""
+
+HANG_S = 60.0
+"""How long ``hang@PLACE`` (:data:`STOP_AT_ENV`) sleeps, unless stopped by force first."""
 
 _reached: collections.Counter[str] = collections.Counter()  # checks per place (STOP_AT_ENV)
 
@@ -181,8 +186,10 @@ class Budget:
         _reached[place] += 1
         if _reached[place] != int(nth or 1):
             return
-        if how == "interrupt":
+        if how in ("interrupt", "hang"):
             signal.raise_signal(signal.SIGINT)  # in this thread: its handler runs next
+            if how == "hang":
+                time.sleep(HANG_S)
         elif how == "timeout":
             self._out_of_time.set()
 

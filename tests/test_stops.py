@@ -84,6 +84,16 @@ def test_ctrl_c_in_a_pass_prints_a_verified_kernel(place: str) -> None:
     _interrupted(out, ROBERTS)
 
 
+@pytest.mark.parametrize("place", ["fewer_products", "verify"])
+def test_a_stop_by_force_reports_the_kernel_kept(place: str) -> None:
+    # Ctrl-C caught in work that never looks at the budget: the command stops it by force
+    # within a second, and reports the verified kernel the budget kept.
+    out = _synth(ROBERTS, stop_at=f"hang@{place}")
+    _interrupted(out, ROBERTS)
+    assert "Ctrl-C stopped the work while it could not stop itself" in out.stderr
+    assert "not proven: Ctrl-C stopped the work" in out.stdout
+
+
 def test_the_deadline_in_a_pass_prints_a_verified_kernel() -> None:
     out = _synth(ROBERTS, stop_at="timeout@fewer_products:2")
     assert_clean(out, 0)  # a kernel not proven optimal at the timeout is a success
