@@ -319,6 +319,7 @@ def _exhaust_size(st: _State, size: int) -> bool:
         assert isinstance(found, Program)
         rank = objective(found, st.ring_dim, st.options.table, st.options.goal)
         st.best = Found(found, rank, size)
+        st.budget.keep(st.ref.spec, found, "synthesized")  # safe from a forced stop
         if st.first_size is None:
             st.first_size = size
         log.info("L=%d: verified kernel: %s", size, _describe(found, st))

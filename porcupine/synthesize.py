@@ -91,6 +91,8 @@ def synthesize(
         return dataclasses.replace(found, kernel=spec.name, packing=packing)
     if initial is not None and not verify(initial, spec).ok:
         raise SynthesisError(f"the initial kernel {initial.name} is not equal to {spec.name}")
+    if initial is not None:
+        budget.keep(spec, initial, "initial")
     try:
         small = smallest_instance(spec)
         partial = None if small is None else _lifted(spec, small, budget, options)
@@ -106,7 +108,7 @@ def synthesize(
         )  # fmt: skip
     if initial is not None and partial.program is not initial:
         partial = _no_worse_than(partial, initial, spec, options)
-    result = _result(spec, options, _refactored(spec, options, partial), start)
+    result = _result(spec, options, _refactored(spec, options, partial, budget), start)
     return padded_result(spec, options, result, budget) if layout == "padded" else result
 
 
@@ -118,6 +120,10 @@ def padded_result(
     (:mod:`porcupine.slot_packing`), proven equal to the padded spec."""
     start = time.monotonic() - natural.seconds
     found = packed_products(natural.program, spec, options, budget)
+    if found is None and budget.over and natural.stopped is None:  # the pass was stopped
+        why = budget.stop_reason()
+        scope = f"{natural.optimal_scope}; packing its products was stopped ({why})"
+        return dataclasses.replace(natural, optimal=False, optimal_scope=scope, stopped=why)
     if found is None:
         return natural
     before, after = found.products
@@ -158,7 +164,12 @@ class _Rewritten:
 
 
 def _passes(
-    spec: Spec, options: Options, program: Program, *, rotations: bool = True
+    spec: Spec,
+    options: Options,
+    program: Program,
+    *,
+    rotations: bool = True,
+    budget: Budget | None = None,
 ) -> _Rewritten:
     """``program`` after the passes over verified kernels, each kept when the objective says
     it pays and the rewrite is verified: products refactored over Z_t
@@ -166,7 +177,7 @@ def _passes(
     hoisting, flat or separable (:mod:`porcupine.rotation_forms`)."""
     steps: list[str] = []
     proof = _proof(spec)
-    fewer = fewer_products(program, spec.n, options.table, options.goal, proof)
+    fewer = fewer_products(program, spec.n, options.table, options.goal, proof, budget=budget)
     if fewer is not None:
         log.info("%s: %d ct*ct products refactored into %d over Z_t", spec.name,
                  counts(program).ct_ct_mults, counts(fewer).ct_ct_mults)  # fmt: skip
@@ -175,7 +186,7 @@ def _passes(
     moved = None
     if rotations:
         moved = rearranged_rotations(
-            program, spec.n, options.table, options.goal, proof, options.max_keys
+            program, spec.n, options.table, options.goal, proof, options.max_keys, budget=budget
         )
     if moved is not None:
         log.info("%s: rotations rearranged for hoisting (%d -> %d)", spec.name,
@@ -185,12 +196,19 @@ def _passes(
     return _Rewritten(program, tuple(steps))
 
 
-def _refactored(spec: Spec, options: Options, partial: Partial) -> Partial:
-    """``partial`` after the passes (:func:`_passes`)."""
-    done = _passes(spec, options, partial.program)
-    if not done.steps:
-        return partial
-    return _outside_sketch(dataclasses.replace(partial, program=done.program), done.steps)
+def _refactored(spec: Spec, options: Options, partial: Partial, budget: Budget) -> Partial:
+    """``partial`` after the passes (:func:`_passes`); when the budget ends them, what they
+    had done, said to be stopped."""
+    budget.keep(spec, partial.program, partial.source)
+    done = _passes(spec, options, partial.program, budget=budget)
+    if done.steps:
+        partial = _outside_sketch(dataclasses.replace(partial, program=done.program), done.steps)
+        budget.keep(spec, partial.program, partial.source)
+    if budget.over and partial.stopped is None:  # a pass may have been stopped
+        why = budget.stop_reason()
+        scope = f"{partial.scope}; the passes over it were stopped ({why}) before they finished"
+        partial = dataclasses.replace(partial, optimal=False, scope=scope, stopped=why)
+    return partial
 
 
 def _outside_sketch(partial: Partial, steps: tuple[str, ...]) -> Partial:
@@ -235,8 +253,14 @@ def _at_size(spec: Spec, budget: Budget, options: Options, initial: Program | No
     # than the bound, and the cheapest arrangement of rotations leaves it none to find (gy
     # then searched its whole 120 s, not 10 s); they are rearranged after the search.
     direct = _direct(spec) if initial is None else None
-    rewritten = None if direct is None else _passes(spec, options, direct, rotations=False)
+    if direct is not None:
+        budget.keep(spec, direct, "direct")
+    rewritten = (
+        None if direct is None else _passes(spec, options, direct, rotations=False, budget=budget)
+    )
     fallback = None if rewritten is None else rewritten.program
+    if fallback is not None:
+        budget.keep(spec, fallback, "direct")
     found = search(spec, budget, options, initial, fallback=fallback)
     partial = _from_search(spec, found, budget, initial, options.max_keys)
     if fallback is not None and partial.program is fallback:
@@ -425,6 +449,7 @@ def _decomposed(
     partial = _multi_step(staged, budget, options)
     if not verify(partial.program, spec).ok:  # the stages are checked equal; this guards it
         raise SynthesisError(f"{spec.name}: the staged kernel does not compute the spec")
+    budget.keep(spec, partial.program, "synthesized")
     log.info("%s: whole kernel verified (staged, %d instructions)", spec.name,
              len(partial.program.body))  # fmt: skip
     if partial.components > DIRECT_COMPONENTS or budget.over:
