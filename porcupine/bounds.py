@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from porcupine.quadratic import fewest_products, symmetric
@@ -69,6 +70,16 @@ def most_offsets(ref: Reference) -> int:
     return max((len(o) for slot in ref.polys for o in ref.offsets(slot).values()), default=1)
 
 
+def tuples_needed(ref: Reference) -> int:
+    """The most rotation choices one input's reads at one output slot need: its distinct
+    offsets, plus one when offset 0 is not among them (the path that takes no rotation
+    reaches offset 0, so it cannot serve a read elsewhere; :func:`shapes`)."""
+    return max(
+        (len(o) + (0 not in o) for slot in ref.polys for o in ref.offsets(slot).values()),
+        default=1,
+    )
+
+
 def _log2_ceil(n: int) -> int:
     return math.ceil(math.log2(n)) if n > 1 else 0
 
@@ -119,6 +130,61 @@ def local_products(ref: Reference, restrictions: Restrictions) -> int:
     return most
 
 
+SHAPED_OFFSETS = 64
+"""Up to this many offsets the bound prices every grouping of rotations together with the
+additions it forces (:func:`shapes`); past it, rotations and additions are bounded apart."""
+
+
+def shapes(needed: int) -> Iterator[tuple[int, ...]]:
+    """The groupings of rotations that may offer ``needed`` choices (:func:`tuples_needed`):
+    nondecreasing group sizes k_1 <= k_2 <= ... with prod (1 + k_i) >= needed. A path takes
+    at most one rotation of each group, or none (:func:`rotations_us`), and its offset is
+    the sum of the amounts it takes, so distinct offsets need distinct choices, and the
+    choice of no rotation at all only ever reaches offset 0. Each grouping is minimal in
+    that its last group is the smallest that reaches. A larger group or one more group only
+    costs more, in rotations and in the additions :func:`fan_in` counts, so the cheapest
+    kernel's grouping is one of these or dearer than one of these."""
+
+    def walk(need: int, smallest: int) -> Iterator[tuple[int, ...]]:
+        if need <= 1:
+            yield ()
+            return
+        for k in range(smallest, need):
+            if 1 + k >= need:
+                yield (k,)
+                return
+            for rest in walk(-(-need // (1 + k)), k):
+                yield (k, *rest)
+
+    return walk(needed, 1)
+
+
+def fan_in(shape: tuple[int, ...], offsets: int, sources: int) -> int:
+    """The fewest instructions with two ciphertext operands (add, sub, ct*ct multiply) in a
+    kernel whose rotations form the groups ``shape`` and whose output reads ``offsets``
+    distinct offsets of one input and ``sources`` ciphertext inputs in all.
+
+    Proof. Take the kernel's live instructions as a graph: a node per ciphertext value, an
+    edge per ciphertext operand (plaintexts and constants are not nodes), so a rotation,
+    ct*pt op, negation or sum has one in-edge and a two-operand instruction two. Every node
+    but the output reaches the output, so has an out-edge. Counting edges by heads and by
+    tails, ``unary + 2 binary = (nodes - 1) + F`` where F = sum over non-output nodes of
+    (out-degree - 1), and ``nodes = inputs + unary + binary``; so ``binary = inputs - 1 +
+    F``. The source of a group of k distinct rotation amounts has out-degree >= k, so F >=
+    sum (k_i - 1), and the inputs the output reads are all nodes.
+
+    One group alone reaching more offsets than it has amounts needs one more: some path
+    from the input to the output takes none of its rotations (the rotations of a path give
+    its offset, and a path takes at most one of a group). If every path passes the
+    group's source c, that path leaves c by a non-rotation edge: c's out-degree is k + 1.
+    Otherwise a path avoids c, and it parts from a path through c at a node b != c whose
+    out-edges are not rotations (c's are the only ones): b's out-degree is 2 or more."""
+    least = sources - 1 + sum(k - 1 for k in shape)
+    if len(shape) == 1 and offsets > shape[0]:
+        least += 1
+    return least
+
+
 @dataclass(frozen=True)
 class Floor:
     """What the lower bound reads from a spec and a sketch, read once (the search prices it
@@ -126,8 +192,10 @@ class Floor:
 
     restrictions: Restrictions
     offsets: int  # most_offsets
+    needed: int  # tuples_needed
     products: int  # ct*ct products every kernel has
     plaintext: bool  # the spec reads a plaintext input
+    sources: int = 1  # ciphertext inputs the spec reads (all of them nodes of every kernel)
 
     def least_components(self, window: int | None) -> int:
         """Instructions other than rotations that every kernel has (with library sums over
@@ -136,11 +204,13 @@ class Floor:
         Paths from an input to an output slot multiply only at an instruction with two
         ciphertext operands (at most doubled) or a library sum (times its window), so
         reaching D offsets of one input takes b such instructions and s sums with
-        2^b window^s >= D; the products are among the b. A plaintext input needs one more
-        instruction to enter."""
+        2^b window^s >= D; the products are among the b, and b >= sources - 1 (every
+        ciphertext input the spec reads meets the others at a two-operand instruction:
+        :func:`fan_in` with no rotations). A plaintext input needs one more instruction to
+        enter."""
 
         def binary(reach: int) -> int:
-            return max(self.products, _log2_ceil(reach))
+            return max(self.products, _log2_ceil(reach), self.sources - 1)
 
         if window is None:
             least = binary(self.offsets)
@@ -160,7 +230,14 @@ def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = Fals
         products = max(products, local_products(ref, restrictions))
     ct = ref.ct_vars  # a property that builds the set: once
     plaintext = any(v not in ct for poly in ref.polys.values() for m in poly for v in m)
-    return Floor(restrictions, most_offsets(ref), products, plaintext)
+    # The ciphertext inputs read at one output slot (the most at any slot): each is a
+    # node of every kernel (:func:`fan_in`).
+    var_slot = ref.sym.var_slot
+    read = [{var_slot[v][0] for m in poly for v in m if v in ct} for poly in ref.polys.values()]
+    sources = max((len(r) for r in read), default=1)
+    return Floor(
+        restrictions, most_offsets(ref), tuples_needed(ref), products, plaintext, max(sources, 1)
+    )
 
 
 def lower_bound(
@@ -172,14 +249,15 @@ def lower_bound(
 
     Two kinds of kernel, and the lesser bound of the two: without a library sum, its
     rotations: an input slot at offset o from the output slot reaches it along a path whose
-    rotation amounts sum to o, and r rotations offer at most 2^r sums, so r >= log2 of the
-    offsets, priced by grouping (:func:`rotations_us`); with a sum, its key switches and its
-    price (the sum is one of the components, already priced at the cheapest op, so only the
-    rest is added)."""
+    rotation amounts sum to o, and the rotation groups must offer that many sums
+    (:func:`rotations_us`); each grouping (:func:`shapes`) is priced with the additions it
+    forces (:func:`fan_in`), and the cheapest grouping is the bound; with a sum, its key
+    switches and its price (the sum is one of the components, already priced at the
+    cheapest op, so only the rest is added)."""
     ops, products = floor.restrictions.ops, floor.products
-    rotations = _log2_ceil(floor.offsets)
     relins = 1 if products else 0
     cheapest = min(row[OPS[op].cost] for op in ops if not OPS[op].has_amount)
+    entry = 1 if floor.plaintext else 0
 
     def priced(count: int, switches: int, moved: int, moving_us: int) -> tuple[int, ...]:
         latency = count * cheapest + moving_us
@@ -188,7 +266,19 @@ def lower_bound(
         return rank(Measures(switches + relins, count + moved, latency, keys), goal)
 
     count = max(components, floor.least_components(None))
-    best = priced(count, rotations, rotations, rotations_us(floor.offsets, row))
+    if floor.needed <= SHAPED_OFFSETS:
+        best = min(
+            priced(
+                max(count, fan_in(shape, floor.offsets, floor.sources) + entry),
+                sum(shape),
+                sum(shape),
+                sum(rotation_group_us(k, row) for k in shape),
+            )
+            for shape in shapes(floor.needed)
+        )
+    else:
+        rotations = _log2_ceil(floor.offsets)
+        best = priced(count, rotations, rotations, rotations_us(floor.offsets, row))
     window = floor.restrictions.window
     if window is not None:
         count = max(components, floor.least_components(window))
