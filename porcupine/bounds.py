@@ -222,6 +222,26 @@ class Floor:
         return least + (1 if self.plaintext else 0)
 
 
+def fewest_components(floor: Floor) -> int:
+    """The fewest components (instructions other than rotations) of any kernel the floor
+    bounds: a sketch size below it holds no kernel at all, so it needs no search."""
+    least = max(floor.least_components(None), _fewest_fan_in(floor))
+    window = floor.restrictions.window
+    if window is not None:
+        least = min(least, floor.least_components(window))
+    return least
+
+
+def _fewest_fan_in(floor: Floor) -> int:
+    """The fewest two-operand instructions over every grouping (:func:`fan_in`), plus the
+    plaintext's entry; 0 past :data:`SHAPED_OFFSETS` (not counted there)."""
+    if floor.needed > SHAPED_OFFSETS:
+        return 0
+    entry = 1 if floor.plaintext else 0
+    fewest = min(fan_in(shape, floor.offsets, floor.sources) for shape in shapes(floor.needed))
+    return fewest + entry
+
+
 def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = False) -> Floor:
     """The :class:`Floor` of ``ref``'s spec for any kernel (with ``in_sketch``, for the kernels
     of the sketch ``restrictions`` describe: their products, :func:`local_products`)."""

@@ -19,13 +19,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
+from porcupine.normalize import normalized_term
 from quill.ir import Const, Instr, Param, Program
 from quill.ops import OPS, Kind, Opcode
 from quill.slots import T, normalize_amount
 from quill.spec import Spec
 from quill.spec_eval import Add, InputSlot, Mul, Negate, Power, StageSlot, Sub, Term, children
 from quill.spec_eval import Const as ConstTerm
+from quill.stats import counts
 from quill.transform import simplify
+from quill.verify import reference
 
 Value = tuple[str, Kind]  # a name in the program, and its kind
 Operand = Value | int  # a named value, or a constant (mod t, the same in every slot) not yet named
@@ -125,6 +128,31 @@ def lower(spec: Spec) -> Program | None:
     if reads is None:
         return None
     template, by_slot = reads
+    written = _written(spec, template, by_slot)
+    if written is None or any(s != o for o, rs in by_slot.items() for _, s in rs):
+        return written
+    # Elementwise: the spec's polynomial factored (:mod:`porcupine.normalize`) may be cheaper
+    # than the formula as the spec writes it.
+    factored = normalized_term(spec, reference(spec))
+    if factored is None:
+        return written
+    leaves: dict[int, list[Read]] = {
+        o: [(name, o) for name, _ in _reads(factored)] for o in by_slot
+    }
+    normal = _written(spec, factored, leaves)
+    if normal is None or _dearness(normal) >= _dearness(written):
+        return written
+    return normal
+
+
+def _dearness(program: Program) -> tuple[int, int, int]:
+    """What makes a direct kernel dearer, in order: ct*ct products, depth, instructions."""
+    c = counts(program)
+    return (c.ct_ct_mults, c.mult_depth, c.instructions)
+
+
+def _written(spec: Spec, template: Term, by_slot: dict[int, list[Read]]) -> Program | None:
+    """``template`` written out, its reads gathered as ``by_slot`` says (:func:`_gather`)."""
     b = _Builder(spec)
     gathered: list[Operand] = []
     for p, (name, _) in enumerate(_reads(template)):

@@ -30,7 +30,14 @@ from typing import Any
 
 import z3
 
-from porcupine.bounds import Floor, coefficient_bound, floor_for, lower_bound, spec_norm
+from porcupine.bounds import (
+    Floor,
+    coefficient_bound,
+    fewest_components,
+    floor_for,
+    lower_bound,
+    spec_norm,
+)
 from porcupine.budget import Budget, OutOfBudget
 from porcupine.encode import SketchEncoding
 from porcupine.refine import ExactSlots, NarrowExamples, Refiner
@@ -188,6 +195,7 @@ def search(
         engine.value,
         options.width,
     )
+    fewest = fewest_components(floor)
     sound = True
     complete = True  # every size searched was exhausted
     beyond = False  # a lower bound showed that no larger size can do better
@@ -199,6 +207,10 @@ def search(
             beyond = True
             break
         sound &= coefficient_bound(restrictions, size) + spec_norm(ref) < T
+        if size < fewest:
+            log.info("L=%d: no kernel has so few components (lower bound)", size)
+            st.exhausted.append(size)
+            continue
         log.info("L=%d: searching%s", size, _below(st))
         if not _exhaust(st, size):
             complete = False
@@ -322,6 +334,9 @@ def _exhaust_size(st: _State, size: int) -> bool:
         if st.first_size is None:
             st.first_size = size
         log.info("L=%d: verified kernel: %s", size, _describe(found, st))
+        if lower_bound(st.floor, 0, st.row, st.options.goal) >= rank:
+            log.info("L=%d: the kernel meets the lower bound of every size", size)
+            return True  # nothing cheaper at this size or any other
         cap = None
 
 

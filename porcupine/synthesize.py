@@ -236,6 +236,10 @@ def _at_size(spec: Spec, budget: Budget, options: Options, initial: Program | No
     # then searched its whole 120 s, not 10 s); they are rearranged after the search.
     direct = _direct(spec) if initial is None else None
     rewritten = None if direct is None else _passes(spec, options, direct, rotations=False)
+    if rewritten is not None:  # unless the cheapest arrangement is provably the best kernel
+        moved = _passes(spec, options, rewritten.program)
+        if moved.steps and meets_lower_bound(moved.program, reference(spec), options):
+            rewritten = _Rewritten(moved.program, rewritten.steps + moved.steps)
     fallback = None if rewritten is None else rewritten.program
     found = search(spec, budget, options, initial, fallback=fallback)
     partial = _from_search(spec, found, budget, initial, options.max_keys)
@@ -427,14 +431,13 @@ def _decomposed(
         raise SynthesisError(f"{spec.name}: the staged kernel does not compute the spec")
     log.info("%s: whole kernel verified (staged, %d instructions)", spec.name,
              len(partial.program.body))  # fmt: skip
-    if partial.components > DIRECT_COMPONENTS or budget.over:
+    seed = partial.program
+    for other in (initial, _direct(spec)):  # _direct: the formula normalized, if cheaper
+        if other is not None and _cheaper(other, seed, spec, options):
+            seed = other
+    if (partial.components > DIRECT_COMPONENTS and seed is partial.program) or budget.over:
         return partial
     log.info("%s: searching the whole formula below the staged kernel", spec.name)
-    seed = (
-        initial
-        if initial is not None and _cheaper(initial, partial.program, spec, options)
-        else partial.program
-    )
     found = search(spec, budget.within(WHOLE_SECONDS), options, seed)
     if found.stopped == "timeout" and not budget.expired:
         log.info("%s: the whole search did not finish in %.0f s", spec.name, WHOLE_SECONDS)
