@@ -159,10 +159,11 @@ def shapes(needed: int) -> Iterator[tuple[int, ...]]:
     return walk(needed, 1)
 
 
-def fan_in(shape: tuple[int, ...], offsets: int, sources: int) -> int:
+def fan_in(shape: tuple[int, ...], offsets: int, sources: int, sums: int = 0) -> int:
     """The fewest instructions with two ciphertext operands (add, sub, ct*ct multiply) in a
-    kernel whose rotations form the groups ``shape`` and whose output reads ``offsets``
-    distinct offsets of one input and ``sources`` ciphertext inputs in all.
+    kernel whose rotations form the groups ``shape``, with ``sums`` library sums besides,
+    whose output reads ``offsets`` distinct offsets of one input and ``sources`` ciphertext
+    inputs in all.
 
     Proof. Take the kernel's live instructions as a graph: a node per ciphertext value, an
     edge per ciphertext operand (plaintexts and constants are not nodes), so a rotation,
@@ -173,16 +174,59 @@ def fan_in(shape: tuple[int, ...], offsets: int, sources: int) -> int:
     F``. The source of a group of k distinct rotation amounts has out-degree >= k, so F >=
     sum (k_i - 1), and the inputs the output reads are all nodes.
 
-    One group alone reaching more offsets than it has amounts needs one more: some path
-    from the input to the output takes none of its rotations (the rotations of a path give
-    its offset, and a path takes at most one of a group). If every path passes the
-    group's source c, that path leaves c by a non-rotation edge: c's out-degree is k + 1.
-    Otherwise a path avoids c, and it parts from a path through c at a node b != c whose
-    out-edges are not rotations (c's are the only ones): b's out-degree is 2 or more."""
+    One group alone (and no sum) reaching more offsets than it has amounts needs one more:
+    some path from the input to the output takes none of its rotations (the rotations of a
+    path give its offset, and a path takes at most one of a group). If every path passes
+    the group's source c, that path leaves c by a non-rotation edge: c's out-degree is
+    k + 1. Otherwise a path avoids c, and it parts from a path through c at a node b != c
+    whose out-edges are not rotations (c's are the only ones): b's out-degree is 2 or
+    more."""
     least = sources - 1 + sum(k - 1 for k in shape)
-    if len(shape) == 1 and offsets > shape[0]:
+    if len(shape) == 1 and not sums and offsets > shape[0]:
         least += 1
     return least
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One way a kernel may reach its offsets (:func:`plans`): the choices it takes from
+    rotation groups and from library sums, and what that costs at least."""
+
+    rotations: tuple[int, ...]  # group sizes realized by rotations
+    sums: tuple[int, ...]  # windows of the library sums
+    binary: int  # two-operand instructions at least (fan_in, and the doublings it needs)
+
+
+def plans(floor: Floor) -> Iterator[Plan]:
+    """Every grouping (:func:`shapes`) with each group realized by rotations or, where
+    ``floor.windows`` allows, by one library sum: ``EvalSum(ct, w)`` adds w shifts of one
+    ciphertext, so a path through it takes one of the shifts 0..w-1, the same w choices as
+    a group of w - 1 rotations and none (the cheapest window w >= k + 1 serves a group of
+    k). Paths double at most at a two-operand instruction and multiply by w at a sum, so
+    ``2^binary * prod w >= offsets`` too."""
+    for shape in shapes(floor.needed):
+        seen: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
+        for mask in range(1 << len(shape)):
+            rotated = tuple(k for i, k in enumerate(shape) if not mask >> i & 1)
+            summed = []
+            for i, k in enumerate(shape):
+                if mask >> i & 1:
+                    fits = [w for w in floor.windows if w >= k + 1]
+                    if not fits:
+                        break
+                    summed.append(min(fits))
+            else:
+                key = (rotated, tuple(summed))
+                if key in seen:
+                    continue
+                seen.add(key)
+                reach = -(-floor.offsets // math.prod(summed))
+                binary = max(
+                    fan_in(rotated, floor.offsets, floor.sources, len(summed)),
+                    _log2_ceil(reach),
+                    floor.products,
+                )
+                yield Plan(rotated, tuple(summed), binary)
 
 
 @dataclass(frozen=True)
@@ -196,6 +240,8 @@ class Floor:
     products: int  # ct*ct products every kernel has
     plaintext: bool  # the spec reads a plaintext input
     sources: int = 1  # ciphertext inputs the spec reads (all of them nodes of every kernel)
+    windows: tuple[int, ...] = ()  # the library sums kernels may use (their windows)
+    ops: tuple[Opcode, ...] = ()  # the ops kernels may use; () for the restrictions' ops
 
     def least_components(self, window: int | None) -> int:
         """Instructions other than rotations that every kernel has (with library sums over
@@ -225,21 +271,13 @@ class Floor:
 def fewest_components(floor: Floor) -> int:
     """The fewest components (instructions other than rotations) of any kernel the floor
     bounds: a sketch size below it holds no kernel at all, so it needs no search."""
-    least = max(floor.least_components(None), _fewest_fan_in(floor))
-    window = floor.restrictions.window
-    if window is not None:
-        least = min(least, floor.least_components(window))
-    return least
-
-
-def _fewest_fan_in(floor: Floor) -> int:
-    """The fewest two-operand instructions over every grouping (:func:`fan_in`), plus the
-    plaintext's entry; 0 past :data:`SHAPED_OFFSETS` (not counted there)."""
-    if floor.needed > SHAPED_OFFSETS:
-        return 0
     entry = 1 if floor.plaintext else 0
-    fewest = min(fan_in(shape, floor.offsets, floor.sources) for shape in shapes(floor.needed))
-    return fewest + entry
+    if floor.needed <= SHAPED_OFFSETS:
+        return min(p.binary + len(p.sums) for p in plans(floor)) + entry
+    least = floor.least_components(None)
+    if floor.windows:
+        least = min(least, floor.least_components(max(floor.windows)))
+    return least
 
 
 def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = False) -> Floor:
@@ -255,8 +293,22 @@ def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = Fals
     var_slot = ref.sym.var_slot
     read = [{var_slot[v][0] for m in poly for v in m if v in ct} for poly in ref.polys.values()]
     sources = max((len(r) for r in read), default=1)
+    windows: tuple[int, ...]
+    if in_sketch:
+        windows = () if restrictions.window is None else (restrictions.window,)
+        ops: tuple[Opcode, ...] = ()
+    else:  # any kernel: every library sum and every op
+        windows = tuple(1 << e for e in range(1, ref.spec.n.bit_length()) if 1 << e <= ref.spec.n)
+        ops = tuple(OPS)
     return Floor(
-        restrictions, most_offsets(ref), tuples_needed(ref), products, plaintext, max(sources, 1)
+        restrictions,
+        most_offsets(ref),
+        tuples_needed(ref),
+        products,
+        plaintext,
+        max(sources, 1),
+        windows,
+        ops,
     )
 
 
@@ -265,16 +317,16 @@ def lower_bound(
 ) -> tuple[int, ...]:
     """A :func:`quill.cost.rank` no kernel with ``components`` components can beat; with
     ``components`` 0, no kernel at all (every kernel has at least
-    :meth:`Floor.least_components`).
+    :func:`fewest_components`).
 
-    Two kinds of kernel, and the lesser bound of the two: without a library sum, its
-    rotations: an input slot at offset o from the output slot reaches it along a path whose
-    rotation amounts sum to o, and the rotation groups must offer that many sums
-    (:func:`rotations_us`); each grouping (:func:`shapes`) is priced with the additions it
-    forces (:func:`fan_in`), and the cheapest grouping is the bound; with a sum, its key
-    switches and its price (the sum is one of the components, already priced at the
-    cheapest op, so only the rest is added)."""
-    ops, products = floor.restrictions.ops, floor.products
+    An input slot at offset o from the output slot reaches it along a path whose rotation
+    amounts and sum shifts add up to o, so the kernel's rotation groups and sums must offer
+    that many choices: each way to offer them (:func:`plans`) is priced with the rotations
+    (:func:`rotations_us`), sums and two-operand instructions (:func:`fan_in`) it needs, and
+    the cheapest is the bound. Every component is priced at the cheapest op, so a sum or a
+    product adds only the rest of its price. Past :data:`SHAPED_OFFSETS`, rotations and
+    sums are bounded apart, the lesser of the two."""
+    ops, products = floor.ops or floor.restrictions.ops, floor.products
     relins = 1 if products else 0
     cheapest = min(row[OPS[op].cost] for op in ops if not OPS[op].has_amount)
     entry = 1 if floor.plaintext else 0
@@ -285,23 +337,23 @@ def lower_bound(
         keys = 1 if switches else 0
         return rank(Measures(switches + relins, count + moved, latency, keys), goal)
 
-    count = max(components, floor.least_components(None))
     if floor.needed <= SHAPED_OFFSETS:
-        best = min(
+        return min(
             priced(
-                max(count, fan_in(shape, floor.offsets, floor.sources) + entry),
-                sum(shape),
-                sum(shape),
-                sum(rotation_group_us(k, row) for k in shape),
+                max(components, p.binary + len(p.sums) + entry),
+                sum(p.rotations) + sum(sum_switches(w) for w in p.sums),
+                sum(p.rotations),
+                sum(rotation_group_us(k, row) for k in p.rotations)
+                + sum(op_us(Opcode.SUM, w, row) - cheapest for w in p.sums),
             )
-            for shape in shapes(floor.needed)
+            for p in plans(floor)
         )
-    else:
-        rotations = _log2_ceil(floor.offsets)
-        best = priced(count, rotations, rotations, rotations_us(floor.offsets, row))
-    window = floor.restrictions.window
-    if window is not None:
-        count = max(components, floor.least_components(window))
+    count = max(components, floor.least_components(None))
+    rotations = _log2_ceil(floor.offsets)
+    best = priced(count, rotations, rotations, rotations_us(floor.offsets, row))
+    if floor.windows:  # sums reach by the largest window, cost at least the smallest
+        count = max(components, floor.least_components(max(floor.windows)))
+        window = min(floor.windows)
         moving = op_us(Opcode.SUM, window, row) - cheapest
         best = min(best, priced(count, sum_switches(window), 0, moving))
     return best
