@@ -202,7 +202,8 @@ def plans(floor: Floor) -> Iterator[Plan]:
     ``floor.windows`` allows, by one library sum: ``EvalSum(ct, w)`` adds w shifts of one
     ciphertext, so a path through it takes one of the shifts 0..w-1, the same w choices as
     a group of w - 1 rotations and none (the cheapest window w >= k + 1 serves a group of
-    k). Paths double at most at a two-operand instruction and multiply by w at a sum, so
+    k); sums alone, with no rotation, shift by 0 .. sum (w - 1) only. Paths double at most
+    at a two-operand instruction and multiply by w at a sum, so
     ``2^binary * prod w >= offsets`` too."""
     for shape in shapes(floor.needed):
         seen: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
@@ -216,6 +217,8 @@ def plans(floor: Floor) -> Iterator[Plan]:
                         break
                     summed.append(min(fits))
             else:
+                if not rotated and sum(w - 1 for w in summed) < floor.span:
+                    continue  # sums alone shift by 0 .. sum (w - 1) only
                 key = (rotated, tuple(summed))
                 if key in seen:
                     continue
@@ -241,6 +244,7 @@ class Floor:
     plaintext: bool  # the spec reads a plaintext input
     sources: int = 1  # ciphertext inputs the spec reads (all of them nodes of every kernel)
     windows: tuple[int, ...] = ()  # the library sums kernels may use (their windows)
+    span: int = 0  # the largest offset (mod n) an output slot reads: sums alone reach no further
     ops: tuple[Opcode, ...] = ()  # the ops kernels may use; () for the restrictions' ops
 
     def least_components(self, window: int | None) -> int:
@@ -307,8 +311,17 @@ def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = Fals
         products,
         plaintext,
         max(sources, 1),
-        windows,
-        ops,
+        windows=windows,
+        span=_span(ref),
+        ops=ops,
+    )
+
+
+def _span(ref: Reference) -> int:
+    """The largest offset, taken mod n in 0 .. n - 1, that an output slot reads."""
+    n = ref.spec.n
+    return max(
+        (o % n for slot in ref.polys for os in ref.offsets(slot).values() for o in os), default=0
     )
 
 
