@@ -133,16 +133,25 @@ def lower(spec: Spec) -> Program | None:
         return written
     # Elementwise: the spec's polynomial factored (:mod:`porcupine.normalize`) may be cheaper
     # than the formula as the spec writes it.
-    factored = normalized_term(spec, reference(spec))
-    if factored is None:
-        return written
-    leaves: dict[int, list[Read]] = {
-        o: [(name, o) for name, _ in _reads(factored)] for o in by_slot
-    }
-    normal = _written(spec, factored, leaves)
+    normal = factored_kernel(spec)
     if normal is None or _dearness(normal) >= _dearness(written):
         return written
     return normal
+
+
+def factored_kernel(spec: Spec) -> Program | None:
+    """The kernel of an elementwise spec's polynomial in factored form
+    (:func:`porcupine.normalize.normalized_term`), or ``None`` when the spec is not
+    elementwise, has stages or has no ciphertext input. Unverified, like :func:`lower`."""
+    if spec.stages or all(d.kind is not Kind.CT for d in spec.inputs):
+        return None
+    factored = normalized_term(spec, reference(spec))
+    if factored is None:
+        return None
+    leaves: dict[int, list[Read]] = {
+        o: [(name, o) for name, _ in _reads(factored)] for o in spec.terms()
+    }
+    return _written(spec, factored, leaves)
 
 
 def _dearness(program: Program) -> tuple[int, int, int]:
