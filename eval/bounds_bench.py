@@ -115,9 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="for the listed specs")
     parser.add_argument("-o", "--output", type=Path, help="write the table here")
     args = parser.parse_args(argv)
-    runs = [run(KERNELS / "corpus" / f"{n}.spec", args.timeout) for n in LISTED]
-    for r in runs:
-        print(table([r]).splitlines()[-1], flush=True)
+    runs: list[Run] = []
+    for n in LISTED:
+        runs.append(run(KERNELS / "corpus" / f"{n}.spec", args.timeout))
+        print(table([runs[-1]]).splitlines()[-1], flush=True)
     others: list[Run] = []
     if args.all:
         paths = sorted((KERNELS / "corpus").glob("*.spec")) + sorted(

@@ -198,38 +198,42 @@ class Plan:
 
 
 def plans(floor: Floor) -> Iterator[Plan]:
-    """Every grouping (:func:`shapes`) with each group realized by rotations or, where
-    ``floor.windows`` allows, by one library sum: ``EvalSum(ct, w)`` adds w shifts of one
-    ciphertext, so a path through it takes one of the shifts 0..w-1, the same w choices as
-    a group of w - 1 rotations and none (the cheapest window w >= k + 1 serves a group of
-    k); sums alone, with no rotation, shift by 0 .. sum (w - 1) only. Paths double at most
-    at a two-operand instruction and multiply by w at a sum, so
-    ``2^binary * prod w >= offsets`` too."""
-    for shape in shapes(floor.needed):
-        seen: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
-        for mask in range(1 << len(shape)):
-            rotated = tuple(k for i, k in enumerate(shape) if not mask >> i & 1)
-            summed = []
-            for i, k in enumerate(shape):
-                if mask >> i & 1:
-                    fits = [w for w in floor.windows if w >= k + 1]
-                    if not fits:
-                        break
-                    summed.append(min(fits))
-            else:
-                if not rotated and sum(w - 1 for w in summed) < floor.span:
-                    continue  # sums alone shift by 0 .. sum (w - 1) only
-                key = (rotated, tuple(summed))
-                if key in seen:
-                    continue
-                seen.add(key)
-                reach = -(-floor.offsets // math.prod(summed))
-                binary = max(
-                    fan_in(rotated, floor.offsets, floor.sources, len(summed)),
-                    _log2_ceil(reach),
-                    floor.products,
-                )
-                yield Plan(rotated, tuple(summed), binary)
+    """Every way to offer the choices a read needs (:func:`tuples_needed`) with library sums
+    (of the windows ``floor.windows`` allows) and rotation groups. ``EvalSum(ct, w)`` adds
+    w shifts of one ciphertext, so a path through it takes one of the shifts 0..w-1: w
+    choices, as a group of w - 1 rotations and none. So sums of windows w_1, w_2, ... and
+    rotation groups of k_1, k_2, ... offer prod w_j * prod (1 + k_i) choices; each multiset
+    of windows is taken up to the first that offers them all (more sums only cost more),
+    and with it each minimal grouping of the rest (:func:`shapes`). Paths double at most at
+    a two-operand instruction and multiply by w at a sum, so ``2^binary * prod w_j >=
+    offsets`` too."""
+    for summed in _sum_sets(floor.windows, floor.needed):
+        product = math.prod(summed)
+        binary = max(_log2_ceil(-(-floor.offsets // product)), floor.products)
+        for rotated in shapes(-(-floor.needed // product)):
+            least = fan_in(rotated, floor.offsets, floor.sources, len(summed))
+            yield Plan(rotated, summed, max(binary, least))
+
+
+@functools.lru_cache(maxsize=64)
+def _plans(floor: Floor) -> tuple[Plan, ...]:
+    """:func:`plans`, once per floor (the search prices the bound at every size)."""
+    return tuple(plans(floor))
+
+
+def _sum_sets(windows: tuple[int, ...], needed: int) -> Iterator[tuple[int, ...]]:
+    """Nondecreasing multisets of ``windows`` whose product before the last is below
+    ``needed`` (the empty one first)."""
+
+    def walk(prefix: tuple[int, ...], product: int) -> Iterator[tuple[int, ...]]:
+        yield prefix
+        if product >= needed:
+            return
+        for w in sorted(windows):
+            if not prefix or w >= prefix[-1]:
+                yield from walk((*prefix, w), product * w)
+
+    return walk((), 1)
 
 
 @dataclass(frozen=True)
@@ -244,7 +248,6 @@ class Floor:
     plaintext: bool  # the spec reads a plaintext input
     sources: int = 1  # ciphertext inputs the spec reads (all of them nodes of every kernel)
     windows: tuple[int, ...] = ()  # the library sums kernels may use (their windows)
-    span: int = 0  # the largest offset (mod n) an output slot reads: sums alone reach no further
     ops: tuple[Opcode, ...] = ()  # the ops kernels may use; () for the restrictions' ops
 
     def least_components(self, window: int | None) -> int:
@@ -277,7 +280,7 @@ def fewest_components(floor: Floor) -> int:
     bounds: a sketch size below it holds no kernel at all, so it needs no search."""
     entry = 1 if floor.plaintext else 0
     if floor.needed <= SHAPED_OFFSETS:
-        return min(p.binary + len(p.sums) for p in plans(floor)) + entry
+        return min(p.binary + len(p.sums) for p in _plans(floor)) + entry
     least = floor.least_components(None)
     if floor.windows:
         least = min(least, floor.least_components(max(floor.windows)))
@@ -312,16 +315,7 @@ def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = Fals
         plaintext,
         max(sources, 1),
         windows=windows,
-        span=_span(ref),
         ops=ops,
-    )
-
-
-def _span(ref: Reference) -> int:
-    """The largest offset, taken mod n in 0 .. n - 1, that an output slot reads."""
-    n = ref.spec.n
-    return max(
-        (o % n for slot in ref.polys for os in ref.offsets(slot).values() for o in os), default=0
     )
 
 
@@ -359,7 +353,7 @@ def lower_bound(
                 sum(rotation_group_us(k, row) for k in p.rotations)
                 + sum(op_us(Opcode.SUM, w, row) - cheapest for w in p.sums),
             )
-            for p in plans(floor)
+            for p in _plans(floor)
         )
     count = max(components, floor.least_components(None))
     rotations = _log2_ceil(floor.offsets)
