@@ -159,9 +159,9 @@ def shapes(needed: int) -> Iterator[tuple[int, ...]]:
     return walk(needed, 1)
 
 
-def fan_in(shape: tuple[int, ...], offsets: int, sources: int, sums: int = 0) -> int:
+def fan_in(shape: tuple[int, ...], offsets: int, sources: int, sums: tuple[int, ...] = ()) -> int:
     """The fewest instructions with two ciphertext operands (add, sub, ct*ct multiply) in a
-    kernel whose rotations form the groups ``shape``, with ``sums`` library sums besides,
+    kernel whose rotations form the groups ``shape``, with library sums of windows ``sums``,
     whose output reads ``offsets`` distinct offsets of one input and ``sources`` ciphertext
     inputs in all.
 
@@ -180,11 +180,20 @@ def fan_in(shape: tuple[int, ...], offsets: int, sources: int, sums: int = 0) ->
     the group's source c, that path leaves c by a non-rotation edge: c's out-degree is
     k + 1. Otherwise a path avoids c, and it parts from a path through c at a node b != c
     whose out-edges are not rotations (c's are the only ones): b's out-degree is 2 or
-    more."""
+    more.
+
+    And paths: the paths from the input to the output number at most the product of the
+    out-degrees of the nodes they pass (by induction from the output), a path through a sum
+    of window w reaches w offsets, and a path reaches one offset otherwise. With E = F -
+    sum (k_i - 1) the out-degree beyond the groups' own, that product is at most
+    prod k_i * 2^E (one more out-edge at most doubles it), so
+    ``prod k_i * prod w * 2^E >= offsets``."""
     least = sources - 1 + sum(k - 1 for k in shape)
+    reached = math.prod(shape) * math.prod(sums)
+    beyond = _log2_ceil(-(-offsets // reached))
     if len(shape) == 1 and not sums and offsets > shape[0]:
-        least += 1
-    return least
+        beyond = max(beyond, 1)
+    return least + beyond
 
 
 @dataclass(frozen=True)
@@ -211,7 +220,7 @@ def plans(floor: Floor) -> Iterator[Plan]:
         product = math.prod(summed)
         binary = max(_log2_ceil(-(-floor.offsets // product)), floor.products)
         for rotated in shapes(-(-floor.needed // product)):
-            least = fan_in(rotated, floor.offsets, floor.sources, len(summed))
+            least = fan_in(rotated, floor.offsets, floor.sources, summed)
             yield Plan(rotated, summed, max(binary, least))
 
 
