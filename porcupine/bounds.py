@@ -340,8 +340,10 @@ def lower_bound(
     that many choices: each way to offer them (:func:`plans`) is priced with the rotations
     (:func:`rotations_us`), sums and two-operand instructions (:func:`fan_in`) it needs, and
     the cheapest is the bound. Every component is priced at the cheapest op, so a sum or a
-    product adds only the rest of its price. Past :data:`SHAPED_OFFSETS`, rotations and
-    sums are bounded apart, the lesser of the two."""
+    product adds only the rest of its price; a sum counts as the instructions it performs
+    (a rotation and an addition per key switch), as :func:`quill.cost.measures` counts it.
+    Past :data:`SHAPED_OFFSETS`, rotations and sums are bounded apart, the lesser of the
+    two."""
     ops, products = floor.ops or floor.restrictions.ops, floor.products
     relins = 1 if products else 0
     cheapest = min(row[OPS[op].cost] for op in ops if not OPS[op].has_amount)
@@ -358,7 +360,7 @@ def lower_bound(
             priced(
                 max(components, p.binary + len(p.sums) + entry),
                 sum(p.rotations) + sum(sum_switches(w) for w in p.sums),
-                sum(p.rotations),
+                sum(p.rotations) + sum(2 * sum_switches(w) - 1 for w in p.sums),
                 sum(rotation_group_us(k, row) for k in p.rotations)
                 + sum(op_us(Opcode.SUM, w, row) - cheapest for w in p.sums),
             )
@@ -371,5 +373,6 @@ def lower_bound(
         count = max(components, floor.least_components(max(floor.windows)))
         window = min(floor.windows)
         moving = op_us(Opcode.SUM, window, row) - cheapest
-        best = min(best, priced(count, sum_switches(window), 0, moving))
+        switches = sum_switches(window)
+        best = min(best, priced(count, switches, 2 * switches - 1, moving))
     return best
