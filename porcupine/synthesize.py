@@ -236,10 +236,13 @@ def _at_size(spec: Spec, budget: Budget, options: Options, initial: Program | No
     # then searched its whole 120 s, not 10 s); they are rearranged after the search.
     direct = _direct(spec) if initial is None else None
     rewritten = None if direct is None else _passes(spec, options, direct, rotations=False)
-    if rewritten is not None:  # unless the cheapest arrangement is provably the best kernel
-        moved = _passes(spec, options, rewritten.program)
-        if moved.steps and meets_lower_bound(moved.program, reference(spec), options):
-            rewritten = _Rewritten(moved.program, rewritten.steps + moved.steps)
+    shape = None if rewritten is None else counts(rewritten.program)
+    if rewritten is not None and shape is not None and shape.rotations and not shape.ct_ct_mults:
+        # ... unless the cheapest arrangement of a linear kernel is provably the best kernel
+        moved = rearranged_rotations(rewritten.program, spec.n, options.table, options.goal,
+                                     _proof(spec), options.max_keys)  # fmt: skip
+        if moved is not None and meets_lower_bound(moved, reference(spec), options):
+            rewritten = _Rewritten(moved, (*rewritten.steps, "rotations rearranged"))
     fallback = None if rewritten is None else rewritten.program
     found = search(spec, budget, options, initial, fallback=fallback)
     partial = _from_search(spec, found, budget, initial, options.max_keys)
