@@ -11,7 +11,9 @@ already cheap.
 It stops ``extra_components`` sizes after the first size that had a kernel, when a size's
 :func:`~porcupine.bounds.lower_bound` cannot beat the best kernel (then no larger size can
 either), when the best kernel meets that bound, or when the budget runs out; it always
-returns the best verified kernel so far.
+returns the best verified kernel so far. Sizes below the fewest components any kernel has
+(:func:`~porcupine.bounds.fewest_components`) are not searched, and a kernel that meets the
+bound of every size ends its own size at once.
 
 When is UNSAT a proof? The constraints are a relaxation: arithmetic mod 2^width stands for
 arithmetic mod T. A program correct over Z_T satisfies them as long as its integer
