@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
+from porcupine.normalize import normalized_term
 from quill.algebra import ModTRing
 from quill.ir import Const, Instr, Param, Program
 from quill.ops import OPS, Family, Kind, Opcode, apply_scalar, opcode_for
@@ -26,7 +27,9 @@ from quill.slots import T, normalize_amount
 from quill.spec import Spec
 from quill.spec_eval import Add, InputSlot, Mul, Negate, Power, StageSlot, Sub, Term, children
 from quill.spec_eval import Const as ConstTerm
+from quill.stats import counts
 from quill.transform import simplify
+from quill.verify import reference
 
 Value = tuple[str, Kind]  # a name in the program, and its kind
 Operand = Value | int  # a named value, or a constant (mod t, the same in every slot) not yet named
@@ -122,6 +125,40 @@ def lower(spec: Spec) -> Program | None:
     if reads is None:
         return None
     template, by_slot = reads
+    written = _written(spec, template, by_slot)
+    if written is None or any(s != o for o, rs in by_slot.items() for _, s in rs):
+        return written
+    # Elementwise: the spec's polynomial factored (:mod:`porcupine.normalize`) may be cheaper
+    # than the formula as the spec writes it.
+    normal = factored_kernel(spec)
+    if normal is None or _dearness(normal) >= _dearness(written):
+        return written
+    return normal
+
+
+def factored_kernel(spec: Spec) -> Program | None:
+    """The kernel of an elementwise spec's polynomial in factored form
+    (:func:`porcupine.normalize.normalized_term`), or ``None`` when the spec is not
+    elementwise, has stages or has no ciphertext input. Unverified, like :func:`lower`."""
+    if spec.stages or all(d.kind is not Kind.CT for d in spec.inputs):
+        return None
+    factored = normalized_term(spec, reference(spec))
+    if factored is None:
+        return None
+    leaves: dict[int, list[Read]] = {
+        o: [(name, o) for name, _ in _reads(factored)] for o in spec.terms()
+    }
+    return _written(spec, factored, leaves)
+
+
+def _dearness(program: Program) -> tuple[int, int, int]:
+    """What makes a direct kernel dearer, in order: ct*ct products, depth, instructions."""
+    c = counts(program)
+    return (c.ct_ct_mults, c.mult_depth, c.instructions)
+
+
+def _written(spec: Spec, template: Term, by_slot: dict[int, list[Read]]) -> Program | None:
+    """``template`` written out, its reads gathered as ``by_slot`` says (:func:`_gather`)."""
     b = _Builder(spec)
     gathered: list[Operand] = []
     for p, (name, _) in enumerate(_reads(template)):

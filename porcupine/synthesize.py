@@ -258,6 +258,13 @@ def _at_size(spec: Spec, budget: Budget, options: Options, initial: Program | No
     rewritten = (
         None if direct is None else _passes(spec, options, direct, rotations=False, budget=budget)
     )
+    shape = None if rewritten is None else counts(rewritten.program)
+    if rewritten is not None and shape is not None and shape.rotations and not shape.ct_ct_mults:
+        # ... unless the cheapest arrangement of a linear kernel is provably the best kernel
+        moved = rearranged_rotations(rewritten.program, spec.n, options.table, options.goal,
+                                     _proof(spec), options.max_keys, budget=budget)  # fmt: skip
+        if moved is not None and meets_lower_bound(moved, reference(spec), options):
+            rewritten = _Rewritten(moved, (*rewritten.steps, "rotations rearranged"))
     fallback = None if rewritten is None else rewritten.program
     if fallback is not None:
         budget.keep(spec, fallback, "direct")
@@ -452,14 +459,13 @@ def _decomposed(
     budget.keep(spec, partial.program, "synthesized")
     log.info("%s: whole kernel verified (staged, %d instructions)", spec.name,
              len(partial.program.body))  # fmt: skip
-    if partial.components > DIRECT_COMPONENTS or budget.over:
+    seed = partial.program
+    for other in (initial, _direct(spec)):  # _direct: the formula normalized, if cheaper
+        if other is not None and _cheaper(other, seed, spec, options):
+            seed = other
+    if (partial.components > DIRECT_COMPONENTS and seed is partial.program) or budget.over:
         return partial
     log.info("%s: searching the whole formula below the staged kernel", spec.name)
-    seed = (
-        initial
-        if initial is not None and _cheaper(initial, partial.program, spec, options)
-        else partial.program
-    )
     found = search(spec, budget.within(WHOLE_SECONDS), options, seed)
     if found.stopped == "timeout" and not budget.expired:
         log.info("%s: the whole search did not finish in %.0f s", spec.name, WHOLE_SECONDS)
