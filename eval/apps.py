@@ -50,7 +50,7 @@ from eval.apps_runs import (
 from eval.machine import machine_info
 from examples.photo import camera
 from porcupine.app_plan import compile_for
-from porcupine.backend import emit_python
+from porcupine.backend import EmitOptions, emit_python
 from porcupine.backend.sections import RuntimeText, application_sections
 from porcupine.synthesize import synthesize
 from quill.spec import Spec, load_spec
@@ -113,7 +113,9 @@ def compile_kernel(
         text, tile, param_set, plan = emit_python(result.program, spec), spec, "", ""
     else:
         kernel = compile_for(spec, shape)
-        text = emit_python(kernel.result.program, kernel.spec, param_set=kernel.param_set)
+        text = emit_python(
+            kernel.result.program, kernel.spec, EmitOptions(param_set=kernel.param_set)
+        )
         tile, param_set, plan = kernel.spec, kernel.param_set.name, kernel.plan.describe()
     compiled = Compiled(
         kernel=name,

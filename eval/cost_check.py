@@ -43,7 +43,7 @@ import numpy as np
 
 from eval.latency import raised_priority
 from eval.synthesize_suite import SUITE
-from porcupine.backend import emitted_module
+from porcupine.backend import EmitOptions, emitted_module
 from porcupine.backend.openfhe_run import Session
 from quill.cost import DEFAULT_TABLE, CostTable, load_table, program_cost
 from quill.ir import Program
@@ -123,7 +123,10 @@ def measure_kernel(
     sessions = []
     for set_name, members in by_set.items():
         param_set = next(s for s in SETS if s.name == set_name)
-        modules = [emitted_module(p, spec, param_set=param_set, table=table) for _, p in members]
+        modules = [
+            emitted_module(p, spec, EmitOptions(param_set=param_set, table=table))
+            for _, p in members
+        ]
         session = Session(modules)
         sessions.append(session)
         for (cell, _), module in zip(members, modules, strict=True):

@@ -36,6 +36,7 @@ import numpy as np
 
 from porcupine.backend import (
     ContextSession,
+    EmitOptions,
     EmittedKernel,
     KeyGenStats,
     SpecLike,
@@ -196,7 +197,9 @@ def _cells(
         slots = max([spec.n, *(p.slots for v, p in packings.items() if v in shared_variants)])
         shared = shared_parameters([programs[v] for v in shared_variants], slots).param_set
         modules = {
-            v: emitted_module(programs[v], spec, param_set=shared, packing=packings.get(v))
+            v: emitted_module(
+                programs[v], spec, EmitOptions(param_set=shared, packing=packings.get(v))
+            )
             for v in shared_variants
         }
         advanced = any(m.ADVANCED_SHE for m in modules.values())
@@ -205,7 +208,7 @@ def _cells(
         cells += [_Cell(f"a_{v}", m, cc) for v, m in modules.items()]
     own: ParameterSet | None = None
     if "ours" in programs:
-        module = emitted_module(programs["ours"], spec, packing=packings.get("ours"))
+        module = emitted_module(programs["ours"], spec, EmitOptions(packing=packings.get("ours")))
         own = by_name(module.PARAMETER_SET)
         cc = module.new_context(None, advanced_she=module.ADVANCED_SHE)
         out.settings["ours"] = _setting(cc, own)
@@ -214,13 +217,13 @@ def _cells(
         baseline = programs["baseline"]
         depth = defaults_depth(baseline)
         nearest = matching_set(default_context(depth))
-        module = emitted_module(baseline, spec, param_set=nearest)
+        module = emitted_module(baseline, spec, EmitOptions(param_set=nearest))
         cc = default_context(depth, advanced_she=module.ADVANCED_SHE)
         out.settings["defaults"] = _setting(cc, nearest, depth)
         cells.append(_Cell("b_baseline", module, cc))
         if own is not None:
             if accepts(own, place_relinearizations(baseline), spec.n):
-                module = emitted_module(baseline, spec, param_set=own)
+                module = emitted_module(baseline, spec, EmitOptions(param_set=own))
                 cc = module.new_context(None, advanced_she=module.ADVANCED_SHE)
                 cells.append(_Cell("c_baseline", module, cc))
             else:

@@ -38,7 +38,7 @@ from typing import Any
 from eval.machine import load_average, machine_info
 from eval.report import md_table
 from eval.synthesize_suite import PAPER, SUITE, published_block
-from porcupine.backend import run_encrypted
+from porcupine.backend import EmitOptions, run_encrypted
 from porcupine.budget import Budget
 from porcupine.files import write_atomically
 from porcupine.synthesize import (
@@ -154,7 +154,9 @@ def _found_at(result: SynthesisResult, h: _FirstKernel, total: float) -> float:
 
 
 def _encrypted(spec: Spec, result: SynthesisResult) -> str:
-    got = run_encrypted(spec, program=result.program, packing=result.packing, reps=3)
+    got = run_encrypted(
+        spec, program=result.program, options=EmitOptions(packing=result.packing), reps=3
+    )
     return f"encrypted: {'correct' if got.ok else 'WRONG'} ({got.kernel_ms:.2f} ms)"
 
 

@@ -70,14 +70,14 @@ def parallelism() -> float:
 def compiled(name: str, shape: tuple[int, int]) -> Path:
     """The kernel ``name`` compiled for data of ``shape`` (cached in build/throughput)."""
     from porcupine.app_plan import compile_for
-    from porcupine.backend import emit_python
+    from porcupine.backend import EmitOptions, emit_python
     from quill.spec import load_spec
 
     path = BUILD / f"{name}_{shape[0]}x{shape[1]}.py"
     if not path.exists():
         BUILD.mkdir(parents=True, exist_ok=True)
         k = compile_for(load_spec(ROOT / "kernels" / f"{name}.spec"), shape)
-        path.write_text(emit_python(k.result.program, k.spec, param_set=k.param_set))
+        path.write_text(emit_python(k.result.program, k.spec, EmitOptions(param_set=k.param_set)))
     return path
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from porcupine.quadratic import fewest_products, symmetric
@@ -69,6 +70,16 @@ def most_offsets(ref: Reference) -> int:
     return max((len(o) for slot in ref.polys for o in ref.offsets(slot).values()), default=1)
 
 
+def tuples_needed(ref: Reference) -> int:
+    """The most rotation choices one input's reads at one output slot need: its distinct
+    offsets, plus one when offset 0 is not among them (the path that takes no rotation
+    reaches offset 0, so it cannot serve a read elsewhere; :func:`shapes`)."""
+    return max(
+        (len(o) + (0 not in o) for slot in ref.polys for o in ref.offsets(slot).values()),
+        default=1,
+    )
+
+
 def _log2_ceil(n: int) -> int:
     return math.ceil(math.log2(n)) if n > 1 else 0
 
@@ -119,6 +130,121 @@ def local_products(ref: Reference, restrictions: Restrictions) -> int:
     return most
 
 
+SHAPED_OFFSETS = 64
+"""Up to this many offsets the bound prices every grouping of rotations together with the
+additions it forces (:func:`shapes`); past it, rotations and additions are bounded apart."""
+
+
+def shapes(needed: int) -> Iterator[tuple[int, ...]]:
+    """The groupings of rotations that may offer ``needed`` choices (:func:`tuples_needed`):
+    nondecreasing group sizes k_1 <= k_2 <= ... with prod (1 + k_i) >= needed. A path takes
+    at most one rotation of each group, or none (:func:`rotations_us`), and its offset is
+    the sum of the amounts it takes, so distinct offsets need distinct choices, and the
+    choice of no rotation at all only ever reaches offset 0. Each grouping is minimal in
+    that its last group is the smallest that reaches. A larger group or one more group only
+    costs more, in rotations and in the additions :func:`fan_in` counts, so the cheapest
+    kernel's grouping is one of these or dearer than one of these."""
+
+    def walk(need: int, smallest: int) -> Iterator[tuple[int, ...]]:
+        if need <= 1:
+            yield ()
+            return
+        for k in range(smallest, need):
+            if 1 + k >= need:
+                yield (k,)
+                return
+            for rest in walk(-(-need // (1 + k)), k):
+                yield (k, *rest)
+
+    return walk(needed, 1)
+
+
+def fan_in(shape: tuple[int, ...], offsets: int, sources: int, sums: tuple[int, ...] = ()) -> int:
+    """The fewest instructions with two ciphertext operands (add, sub, ct*ct multiply) in a
+    kernel whose rotations form the groups ``shape``, with library sums of windows ``sums``,
+    whose output reads ``offsets`` distinct offsets of one input and ``sources`` ciphertext
+    inputs in all.
+
+    Proof. Take the kernel's live instructions as a graph: a node per ciphertext value, an
+    edge per ciphertext operand (plaintexts and constants are not nodes), so a rotation,
+    ct*pt op, negation or sum has one in-edge and a two-operand instruction two. Every node
+    but the output reaches the output, so has an out-edge. Counting edges by heads and by
+    tails, ``unary + 2 binary = (nodes - 1) + F`` where F = sum over non-output nodes of
+    (out-degree - 1), and ``nodes = inputs + unary + binary``; so ``binary = inputs - 1 +
+    F``. The source of a group of k distinct rotation amounts has out-degree >= k, so F >=
+    sum (k_i - 1), and the inputs the output reads are all nodes.
+
+    One group alone (and no sum) reaching more offsets than it has amounts needs one more:
+    some path from the input to the output takes none of its rotations (the rotations of a
+    path give its offset, and a path takes at most one of a group). If every path passes
+    the group's source c, that path leaves c by a non-rotation edge: c's out-degree is
+    k + 1. Otherwise a path avoids c, and it parts from a path through c at a node b != c
+    whose out-edges are not rotations (c's are the only ones): b's out-degree is 2 or
+    more.
+
+    And paths: the paths from the input to the output number at most the product of the
+    out-degrees of the nodes they pass (by induction from the output), a path through a sum
+    of window w reaches w offsets, and a path reaches one offset otherwise. With E = F -
+    sum (k_i - 1) the out-degree beyond the groups' own, that product is at most
+    prod k_i * 2^E (one more out-edge at most doubles it), so
+    ``prod k_i * prod w * 2^E >= offsets``."""
+    least = sources - 1 + sum(k - 1 for k in shape)
+    reached = math.prod(shape) * math.prod(sums)
+    beyond = _log2_ceil(-(-offsets // reached))
+    if len(shape) == 1 and not sums and offsets > shape[0]:
+        beyond = max(beyond, 1)
+    return least + beyond
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One way a kernel may reach its offsets (:func:`plans`): the choices it takes from
+    rotation groups and from library sums, and what that costs at least."""
+
+    rotations: tuple[int, ...]  # group sizes realized by rotations
+    sums: tuple[int, ...]  # windows of the library sums
+    binary: int  # two-operand instructions at least (fan_in, and the doublings it needs)
+
+
+def plans(floor: Floor) -> Iterator[Plan]:
+    """Every way to offer the choices a read needs (:func:`tuples_needed`) with library sums
+    (of the windows ``floor.windows`` allows) and rotation groups. ``EvalSum(ct, w)`` adds
+    w shifts of one ciphertext, so a path through it takes one of the shifts 0..w-1: w
+    choices, as a group of w - 1 rotations and none. So sums of windows w_1, w_2, ... and
+    rotation groups of k_1, k_2, ... offer prod w_j * prod (1 + k_i) choices; each multiset
+    of windows is taken up to the first that offers them all (more sums only cost more),
+    and with it each minimal grouping of the rest (:func:`shapes`). Paths double at most at
+    a two-operand instruction and multiply by w at a sum, so ``2^binary * prod w_j >=
+    offsets`` too."""
+    for summed in _sum_sets(floor.windows, floor.needed):
+        product = math.prod(summed)
+        binary = max(_log2_ceil(-(-floor.offsets // product)), floor.products)
+        for rotated in shapes(-(-floor.needed // product)):
+            least = fan_in(rotated, floor.offsets, floor.sources, summed)
+            yield Plan(rotated, summed, max(binary, least))
+
+
+@functools.lru_cache(maxsize=64)
+def _plans(floor: Floor) -> tuple[Plan, ...]:
+    """:func:`plans`, once per floor (the search prices the bound at every size)."""
+    return tuple(plans(floor))
+
+
+def _sum_sets(windows: tuple[int, ...], needed: int) -> Iterator[tuple[int, ...]]:
+    """Nondecreasing multisets of ``windows`` whose product before the last is below
+    ``needed`` (the empty one first)."""
+
+    def walk(prefix: tuple[int, ...], product: int) -> Iterator[tuple[int, ...]]:
+        yield prefix
+        if product >= needed:
+            return
+        for w in sorted(windows):
+            if not prefix or w >= prefix[-1]:
+                yield from walk((*prefix, w), product * w)
+
+    return walk((), 1)
+
+
 @dataclass(frozen=True)
 class Floor:
     """What the lower bound reads from a spec and a sketch, read once (the search prices it
@@ -126,8 +252,12 @@ class Floor:
 
     restrictions: Restrictions
     offsets: int  # most_offsets
+    needed: int  # tuples_needed
     products: int  # ct*ct products every kernel has
     plaintext: bool  # the spec reads a plaintext input
+    sources: int = 1  # ciphertext inputs the spec reads (all of them nodes of every kernel)
+    windows: tuple[int, ...] = ()  # the library sums kernels may use (their windows)
+    ops: tuple[Opcode, ...] = ()  # the ops kernels may use; () for the restrictions' ops
 
     def least_components(self, window: int | None) -> int:
         """Instructions other than rotations that every kernel has (with library sums over
@@ -136,11 +266,13 @@ class Floor:
         Paths from an input to an output slot multiply only at an instruction with two
         ciphertext operands (at most doubled) or a library sum (times its window), so
         reaching D offsets of one input takes b such instructions and s sums with
-        2^b window^s >= D; the products are among the b. A plaintext input needs one more
-        instruction to enter."""
+        2^b window^s >= D; the products are among the b, and b >= sources - 1 (every
+        ciphertext input the spec reads meets the others at a two-operand instruction:
+        :func:`fan_in` with no rotations). A plaintext input needs one more instruction to
+        enter."""
 
         def binary(reach: int) -> int:
-            return max(self.products, _log2_ceil(reach))
+            return max(self.products, _log2_ceil(reach), self.sources - 1)
 
         if window is None:
             least = binary(self.offsets)
@@ -152,6 +284,18 @@ class Floor:
         return least + (1 if self.plaintext else 0)
 
 
+def fewest_components(floor: Floor) -> int:
+    """The fewest components (instructions other than rotations) of any kernel the floor
+    bounds: a sketch size below it holds no kernel at all, so it needs no search."""
+    entry = 1 if floor.plaintext else 0
+    if floor.needed <= SHAPED_OFFSETS:
+        return min(p.binary + len(p.sums) for p in _plans(floor)) + entry
+    least = floor.least_components(None)
+    if floor.windows:
+        least = min(least, floor.least_components(max(floor.windows)))
+    return least
+
+
 def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = False) -> Floor:
     """The :class:`Floor` of ``ref``'s spec for any kernel (with ``in_sketch``, for the kernels
     of the sketch ``restrictions`` describe: their products, :func:`local_products`)."""
@@ -160,7 +304,28 @@ def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = Fals
         products = max(products, local_products(ref, restrictions))
     ct = ref.ct_vars  # a property that builds the set: once
     plaintext = any(v not in ct for poly in ref.polys.values() for m in poly for v in m)
-    return Floor(restrictions, most_offsets(ref), products, plaintext)
+    # The ciphertext inputs read at one output slot (the most at any slot): each is a
+    # node of every kernel (:func:`fan_in`).
+    var_slot = ref.sym.var_slot
+    read = [{var_slot[v][0] for m in poly for v in m if v in ct} for poly in ref.polys.values()]
+    sources = max((len(r) for r in read), default=1)
+    windows: tuple[int, ...]
+    if in_sketch:
+        windows = () if restrictions.window is None else (restrictions.window,)
+        ops: tuple[Opcode, ...] = ()
+    else:  # any kernel: every library sum and every op
+        windows = tuple(1 << e for e in range(1, ref.spec.n.bit_length()) if 1 << e <= ref.spec.n)
+        ops = tuple(OPS)
+    return Floor(
+        restrictions,
+        most_offsets(ref),
+        tuples_needed(ref),
+        products,
+        plaintext,
+        max(sources, 1),
+        windows=windows,
+        ops=ops,
+    )
 
 
 def lower_bound(
@@ -168,30 +333,47 @@ def lower_bound(
 ) -> tuple[int, ...]:
     """A :func:`quill.cost.rank` no kernel with ``components`` components can beat; with
     ``components`` 0, no kernel at all (every kernel has at least
-    :meth:`Floor.least_components`).
+    :func:`fewest_components`).
 
-    Two kinds of kernel, and the lesser bound of the two: without a library sum, its
-    rotations: an input slot at offset o from the output slot reaches it along a path whose
-    rotation amounts sum to o, and r rotations offer at most 2^r sums, so r >= log2 of the
-    offsets, priced by grouping (:func:`rotations_us`); with a sum, its key switches and its
-    price (the sum is one of the components, already priced at the cheapest op, so only the
-    rest is added)."""
-    ops, products = floor.restrictions.ops, floor.products
-    rotations = _log2_ceil(floor.offsets)
+    An input slot at offset o from the output slot reaches it along a path whose rotation
+    amounts and sum shifts add up to o, so the kernel's rotation groups and sums must offer
+    that many choices: each way to offer them (:func:`plans`) is priced with the rotations
+    (:func:`rotations_us`), sums and two-operand instructions (:func:`fan_in`) it needs, and
+    the cheapest is the bound. Every component is priced at the cheapest op, so a sum or a
+    product adds only the rest of its price; a sum counts as the instructions it performs
+    (a rotation and an addition per key switch), as :func:`quill.cost.measures` counts it.
+    Past :data:`SHAPED_OFFSETS`, rotations and sums are bounded apart, the lesser of the
+    two."""
+    ops, products = floor.ops or floor.restrictions.ops, floor.products
     relins = 1 if products else 0
     cheapest = min(row[OPS[op].cost] for op in ops if not OPS[op].has_amount)
+    entry = 1 if floor.plaintext else 0
 
     def priced(count: int, switches: int, moved: int, moving_us: int) -> tuple[int, ...]:
         latency = count * cheapest + moving_us
-        latency += products * (row["mul_cc"] - cheapest) + relins * row["relin"]
+        product_us, relin_us = row[OPS[Opcode.MUL_CC].cost], row[OPS[Opcode.RELIN].cost]
+        latency += products * (product_us - cheapest) + relins * relin_us
         keys = 1 if switches else 0
         return rank(Measures(switches + relins, count + moved, latency, keys), goal)
 
+    if floor.needed <= SHAPED_OFFSETS:
+        return min(
+            priced(
+                max(components, p.binary + len(p.sums) + entry),
+                sum(p.rotations) + sum(sum_switches(w) for w in p.sums),
+                sum(p.rotations) + sum(2 * sum_switches(w) - 1 for w in p.sums),
+                sum(rotation_group_us(k, row) for k in p.rotations)
+                + sum(op_us(Opcode.SUM, w, row) - cheapest for w in p.sums),
+            )
+            for p in _plans(floor)
+        )
     count = max(components, floor.least_components(None))
+    rotations = _log2_ceil(floor.offsets)
     best = priced(count, rotations, rotations, rotations_us(floor.offsets, row))
-    window = floor.restrictions.window
-    if window is not None:
-        count = max(components, floor.least_components(window))
+    if floor.windows:  # sums reach by the largest window, cost at least the smallest
+        count = max(components, floor.least_components(max(floor.windows)))
+        window = min(floor.windows)
         moving = op_us(Opcode.SUM, window, row) - cheapest
-        best = min(best, priced(count, sum_switches(window), 0, moving))
+        switches = sum_switches(window)
+        best = min(best, priced(count, switches, 2 * switches - 1, moving))
     return best

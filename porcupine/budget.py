@@ -2,19 +2,91 @@
 
 Z3 catches SIGINT itself and answers "unknown", so Ctrl-C cannot reach the search as a
 ``KeyboardInterrupt``. The command line therefore installs a handler that calls
-:meth:`Budget.cancel`, which sets the flag and interrupts the solver; the search sees
-:attr:`Budget.cancelled` and stops with what it has.
+:meth:`Budget.cancel`, which sets the flag and interrupts the solver; the search and the
+passes see :attr:`Budget.over` and stop with what they have.
+
+Work that does not look at the budget (a proof, a step of pure Python) is stopped by force
+a grace period later (:mod:`porcupine.cli.guard`), and what it held is gone. So a budget also
+carries a :class:`Keeper`: the cheapest verified kernel of the command's spec found so far,
+which synthesis hands over as it finds kernels and the command line reports however the work
+ended.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import os
+import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import z3
+
+from quill.ir import Program
+from quill.spec import Spec
+
+STOP_AT_ENV = "PORCUPINE_STOP_AT"
+"""For tests of what a stop keeps: ``interrupt@PLACE`` (or ``timeout@PLACE``) makes the first
+:meth:`Budget.check` at ``PLACE`` act as a Ctrl-C (a real SIGINT to this thread, through the
+command's handlers) or as the deadline passing there; ``interrupt@PLACE:N``, the Nth.
+``hang@PLACE`` is a Ctrl-C caught in work that never looks at the budget (a long proof): the
+signal, then a minute's sleep, which the command line stops by force. The places are the
+passes' checks: ``fewer_products``, ``rotation_forms``, ``slot_packing``, and ``verify``
+(before a pass's proof)."""
+
+HANG_S = 60.0
+"""How long ``hang@PLACE`` (:data:`STOP_AT_ENV`) sleeps, unless stopped by force first."""
+
+_reached: collections.Counter[str] = collections.Counter()  # checks per place (STOP_AT_ENV)
+
+Rank = Callable[[Program], tuple[int, ...] | None]
+"""How kernels compare (lower is cheaper); ``None``: the kernel cannot run (no parameter set
+holds it), so it is never kept."""
+
+
+class Keeper:
+    """The cheapest verified kernel of one spec found so far, kept where a forced stop cannot
+    lose it. The command line names the spec and how kernels rank (:meth:`watch`); synthesis
+    offers every verified kernel it holds (:meth:`offer`), and kernels of any other spec (a
+    step, a smaller instance, another packing) are ignored. Without :meth:`watch`, nothing
+    is kept. A kernel without a rank (too noisy for every parameter set) is kept apart, the
+    first one only: a correct kernel to show when there is no other."""
+
+    def __init__(self) -> None:
+        self._spec: Spec | None = None
+        self._rank: Rank | None = None
+        self._best: tuple[tuple[int, ...], Program, str] | None = None
+        self._unranked: tuple[Program, str] | None = None
+
+    def watch(self, spec: Spec, rank: Rank) -> None:
+        """Keep the cheapest kernel of ``spec`` (this very object) by ``rank``."""
+        self._spec, self._rank, self._best, self._unranked = spec, rank, None, None
+
+    def offer(self, spec: Spec, program: Program, source: str) -> None:
+        """``program``, a kernel verified equal to ``spec``, found as ``source`` says
+        (``"initial"``, ``"direct"``, ``"synthesized"``, ...): kept if it is of the watched
+        spec and cheaper than the kernel kept."""
+        if self._rank is None or spec is not self._spec:
+            return
+        rank = self._rank(program)
+        if rank is None:
+            if self._unranked is None:
+                self._unranked = (program, source)
+        elif self._best is None or rank < self._best[0]:
+            self._best = (rank, program, source)  # one assignment: a stop cannot tear it
+
+    @property
+    def best(self) -> tuple[Program, str] | None:
+        """The cheapest kernel kept and its source, if any."""
+        return None if self._best is None else self._best[1:]
+
+    @property
+    def unranked(self) -> tuple[Program, str] | None:
+        """The first kernel offered that had no rank, and its source, if any."""
+        return self._unranked
 
 
 class OutOfBudget(Exception):
@@ -29,6 +101,8 @@ class Budget:
     deadline: float | None = None
     _cancelled: threading.Event = field(default_factory=threading.Event)
     _running: set[z3.Context] = field(default_factory=set)  # solvers cancel() interrupts
+    keeper: Keeper = field(default_factory=Keeper)  # shared by every budget cut from this
+    _out_of_time: threading.Event = field(default_factory=threading.Event)  # STOP_AT_ENV
 
     @classmethod
     def seconds(cls, timeout: float | None) -> Budget:
@@ -40,7 +114,7 @@ class Budget:
         cancelled with it."""
         end = time.monotonic() + seconds
         deadline = end if self.deadline is None else min(end, self.deadline)
-        return Budget(deadline, self._cancelled, self._running)
+        return Budget(deadline, self._cancelled, self._running, self.keeper, self._out_of_time)
 
     def share(self, fraction: float) -> Budget:
         """A budget for ``fraction`` of the time left (this one when it has no deadline)."""
@@ -75,6 +149,8 @@ class Budget:
 
     @property
     def expired(self) -> bool:
+        if self._out_of_time.is_set():
+            return True
         return self.deadline is not None and time.monotonic() >= self.deadline
 
     @property
@@ -86,10 +162,36 @@ class Budget:
         """Out of time or cancelled: stop and keep what has been found."""
         return self.cancelled or self.expired
 
-    def check(self) -> None:
-        """Raise :class:`OutOfBudget` if the budget is over."""
+    def check(self, place: str = "") -> None:
+        """Raise :class:`OutOfBudget` if the budget is over. ``place`` names the check for
+        tests (:data:`STOP_AT_ENV`)."""
+        if place:
+            self._test_stop(place)
         if self.over:
             raise OutOfBudget
+
+    def keep(self, spec: Spec, program: Program, source: str) -> None:
+        """Offer a verified kernel of ``spec`` to the :class:`Keeper`."""
+        self.keeper.offer(spec, program, source)
+
+    def _test_stop(self, place: str) -> None:
+        """Stop here if :data:`STOP_AT_ENV` says so (tests only)."""
+        wanted = os.environ.get(STOP_AT_ENV)
+        if not wanted:
+            return
+        how, _, where = wanted.partition("@")
+        where, _, nth = where.partition(":")
+        if where != place:
+            return
+        _reached[place] += 1
+        if _reached[place] != int(nth or 1):
+            return
+        if how in ("interrupt", "hang"):
+            signal.raise_signal(signal.SIGINT)  # in this thread: its handler runs next
+            if how == "hang":
+                time.sleep(HANG_S)
+        elif how == "timeout":
+            self._out_of_time.set()
 
     def cancel(self) -> None:
         """Stop the work: set the flag and interrupt any solver running now."""

@@ -24,8 +24,8 @@ from porcupine.errors import SynthesisError
 from porcupine.lowering import lower, needs_movement
 from porcupine.outcomes import Source, Stop
 from porcupine.results import Partial, StageResult
-from porcupine.search import SearchResult, search
-from porcupine.steps import cheaper, rewrite, with_passes
+from porcupine.search import SearchResult, meets_lower_bound, search
+from porcupine.steps import Rewritten, cheaper, rewrite, with_passes
 from quill.ir import Param, Program
 from quill.spec import Spec
 from quill.stats import counts
@@ -53,8 +53,18 @@ def core(ctx: Context) -> Partial:
     # than the bound, and the cheapest arrangement of rotations leaves it none to find (gy
     # then searched its whole 120 s, not 10 s); they are rearranged after the search.
     direct = direct_kernel(ctx) if ctx.initial is None else None
+    if direct is not None:
+        ctx.budget.keep(spec, direct, Source.DIRECT)
     rewritten = None if direct is None else rewrite(ctx, direct, rotations=False)
+    shape = None if rewritten is None else counts(rewritten.program)
+    if rewritten is not None and shape is not None and shape.rotations and not shape.ct_ct_mults:
+        # ... unless the cheapest arrangement of a linear kernel is provably the best kernel
+        moved = rewrite(ctx, rewritten.program)
+        if moved.passes and meets_lower_bound(moved.program, ctx.reference, options):
+            rewritten = Rewritten(program=moved.program, passes=rewritten.passes + moved.passes)
     fallback = None if rewritten is None else rewritten.program
+    if fallback is not None:
+        ctx.budget.keep(spec, fallback, Source.DIRECT)
     found = search(spec, ctx.budget, options, ctx.initial, fallback=fallback, ref=ctx.reference)
     partial = _from_search(ctx, found, ctx.initial)
     if rewritten is not None and partial.program is fallback:
@@ -215,17 +225,17 @@ def _decomposed(ctx: Context, staged: Spec) -> Partial:
     partial = multi_step(ctx.for_spec(staged))
     if not ctx.proves(partial.program):  # the stages are checked equal; this guards it
         raise SynthesisError(f"{spec.name}: the staged kernel does not compute the spec")
+    ctx.budget.keep(spec, partial.program, Source.SYNTHESIZED)
     log.info(
         "%s: whole kernel verified (staged, %d instructions)", spec.name, len(partial.program.body)
     )
-    if partial.components > DIRECT_COMPONENTS or budget.over:
+    seed = partial.program
+    for other in (initial, direct_kernel(ctx)):  # direct: the formula normalized, if cheaper
+        if other is not None and cheaper(other, seed, spec, options):
+            seed = other
+    if (partial.components > DIRECT_COMPONENTS and seed is partial.program) or budget.over:
         return partial
     log.info("%s: searching the whole formula below the staged kernel", spec.name)
-    seed = (
-        initial
-        if initial is not None and cheaper(initial, partial.program, spec, options)
-        else partial.program
-    )
     found = search(spec, budget.within(WHOLE_SECONDS), options, seed, ref=ctx.reference)
     if found.stopped is Stop.TIMEOUT and not budget.expired:
         log.info("%s: the whole search did not finish in %.0f s", spec.name, WHOLE_SECONDS)

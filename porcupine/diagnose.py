@@ -10,7 +10,6 @@ here is a sound reason; only when none applies does the message ask for a larger
 from __future__ import annotations
 
 from porcupine.restrictions import Restrictions
-from quill.ops import Opcode
 from quill.verify import Reference
 
 Position = tuple[int, ...]
@@ -33,15 +32,16 @@ def why_nothing(ref: Reference, restrictions: Restrictions, components: int) -> 
 def _missing_op(ref: Reference, restrictions: Restrictions, components: int) -> str:
     ops, ct = set(restrictions.ops), ref.ct_vars
     monomials = [m for p in ref.polys.values() for m in p]
-    if ref.ct_degree >= 2 and Opcode.MUL_CC not in ops:
+    if ref.ct_degree >= 2 and not any(op.multiplies_ciphertexts for op in ops):
         return (
             f"the formula multiplies ciphertexts (degree {ref.ct_degree}) but the ops "
             f"({restrictions.describe()}) have no ct*ct multiply: add mul_cc to `hint ops`"
         )
     mixed = any(any(v in ct for v in m) and any(v not in ct for v in m) for m in monomials)
-    if mixed and Opcode.MUL_CP not in ops:
+    if mixed and not any(op.info.multiplies_plaintext for op in ops):
         return "the formula multiplies a ciphertext by a plaintext input: add mul_cp to `hint ops`"
-    if any(not any(v in ct for v in m) for m in monomials) and Opcode.ADD_CP not in ops:
+    alone = any(not any(v in ct for v in m) for m in monomials)
+    if alone and not any(op.info.adds_plaintext for op in ops):
         return (
             "the formula has terms without a ciphertext (a constant or a plaintext input "
             "alone): add add_cp to `hint ops`"
@@ -95,7 +95,7 @@ def _varies_by_slot(ref: Reference, restrictions: Restrictions, components: int)
 def _unreachable_offset(ref: Reference, restrictions: Restrictions, components: int) -> str:
     """An input slot the output reads at an offset no sum of allowed rotations reaches."""
     n = ref.spec.n
-    if Opcode.SUM in restrictions.ops:
+    if any(op.sums for op in restrictions.ops):
         return ""
     reach = {0}
     for _ in range(2 * components):  # each component rotates at most two operands

@@ -77,7 +77,7 @@ class SketchEncoding:
         self.goal = goal
         # Rotations live in the operands; the only op with an amount here is the sum over
         # the restrictions' window.
-        self.ops = tuple(op for op in space.restrictions.ops if op is not Opcode.ROT)
+        self.ops = tuple(op for op in space.restrictions.ops if not op.rotates)
         self.window = space.restrictions.window
         self.rots = (0, *space.restrictions.rotations)
         self.n_leaves = len(space.leaves)
@@ -254,10 +254,10 @@ class SketchEncoding:
                 group = z3.If(count == c, us(rotation_group_us(c, row)), group)
             lat.append(group)
         relins = self._relinearizations()
-        lat += [z3.If(r, us(row["relin"]), us(0)) for r in relins]
+        lat += [z3.If(r, us(row[OPS[Opcode.RELIN].cost]), us(0)) for r in relins]
         latency = z3.Sum(lat)
         # Keys: the rotation amounts used, and the ones an EvalSum needs if there is one.
-        summing = z3.Or([self._is(k, lambda i: i.opcode is Opcode.SUM) for k in range(self.L)])
+        summing = z3.Or([self._is(k, lambda i: i.sums) for k in range(self.L)])
         inside = sum_switches(self.window) if self.window else 0
         sum_keys = set(OPS[Opcode.SUM].rotation_keys(self.window)) if self.window else set()
         by_value: dict[int, list[Any]] = {}
@@ -269,7 +269,7 @@ class SketchEncoding:
         self.latency, self.keys = latency, keys
         if self.goal is Objective.INSTRUCTIONS:
             # An EvalSum counts as the rotations and additions it performs (quill.cost).
-            sums = [self._is(k, lambda i: i.opcode is Opcode.SUM) for k in range(self.L)]
+            sums = [self._is(k, lambda i: i.sums) for k in range(self.L)]
             extra = z3.Sum(
                 [
                     z3.If(f, z3.BitVecVal(inside, COUNT_BITS), z3.BitVecVal(0, COUNT_BITS))

@@ -15,7 +15,9 @@ sum(a)^2``, is then ``sum(a (n a - sum(a)))``: one product instead of two (covar
 
 The constants cost noise, so the pass prices every rewrite at the parameter set it needs
 (:func:`quill.noise.parameters`) and keeps it only when the objective says it is cheaper;
-the kernel it returns is verified against the spec.
+the kernel it returns is verified against the spec. It looks at its budget before every
+rewrite it prices and before the proof, and once the budget is over it returns nothing: the
+caller keeps the kernel it had.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
+from porcupine.budget import Budget, OutOfBudget
 from porcupine.linear_forms import Form, expand, linear_values
 from porcupine.quadratic import Product, Vector, fewest_products, inverse, symmetric
 from porcupine.rewriting import Builder, rank
@@ -50,24 +53,44 @@ def fewer_products(
     table: CostTable,
     goal: Objective,
     verified: Callable[[Program], bool],
+    *,
+    budget: Budget | None = None,
 ) -> Program | None:
     """A cheaper rewrite of ``program`` with fewer ct*ct products, checked by ``verified``
-    (the caller's proof against the spec), or ``None`` when there is none."""
+    (the caller's proof against the spec), or ``None`` when there is none or ``budget``
+    ran out first."""
+    try:
+        return _fewer(program, slots, table, goal, verified, budget or Budget())
+    except OutOfBudget:
+        log.info("%s: stopped before it finished (the budget is over)", program.name)
+        return None
+
+
+def _fewer(
+    program: Program,
+    slots: int,
+    table: CostTable,
+    goal: Objective,
+    verified: Callable[[Program], bool],
+    budget: Budget,
+) -> Program | None:
+    budget.check("fewer_products")
     best: Program = program
     best_rank: tuple[int, ...] | None = None
-    for start in (program, _under_one_sum(program, slots)):
+    for start in (program, _under_one_sum(program, slots, budget)):
         if start is None or not _roots(start):
             continue
         if best_rank is None:
             best_rank = rank(program, slots, table, goal)
             if best_rank is None:
                 return None  # no set holds it: nothing to compare with
-        found, found_rank = _descend(start, slots, table, goal)
+        found, found_rank = _descend(start, slots, table, goal, budget)
         fewer = counts(found).ct_ct_mults < counts(program).ct_ct_mults
         if fewer and found_rank is not None and found_rank < best_rank:
             best, best_rank = found, found_rank
     if best is program:
         return None
+    budget.check("verify")  # a proof is not started past the budget
     if not verified(best):  # an identity mod t; the proof guards the code that applied it
         log.warning("%s: a rewrite with fewer products failed verification", program.name)
         return None
@@ -75,7 +98,7 @@ def fewer_products(
 
 
 def _descend(
-    program: Program, slots: int, table: CostTable, goal: Objective
+    program: Program, slots: int, table: CostTable, goal: Objective, budget: Budget
 ) -> tuple[Program, tuple[int, ...] | None]:
     """The cheapest program reached from ``program`` by rewriting one value at a time."""
     best, best_rank = program, rank(program, slots, table, goal)
@@ -83,7 +106,9 @@ def _descend(
     while roots and best_rank is not None:
         changed = best
         for root in roots:
+            budget.check("fewer_products")
             for candidate in _rewrites(changed, root):
+                budget.check("fewer_products")
                 cost = rank(candidate, slots, table, goal)
                 if cost is not None and cost < best_rank:
                     best, best_rank = candidate, cost
@@ -93,7 +118,7 @@ def _descend(
     return best, best_rank
 
 
-def _under_one_sum(program: Program, slots: int) -> Program | None:
+def _under_one_sum(program: Program, slots: int, budget: Budget) -> Program | None:
     """``program`` with its full sums merged, so that products under them meet in one
     quadratic form, or ``None`` if it has none to merge.
 
@@ -106,13 +131,13 @@ def _under_one_sum(program: Program, slots: int) -> Program | None:
     defs = {i.dest: i for i in program.body}
 
     def full(ins: Instr | None) -> bool:
-        return ins is not None and ins.opcode is Opcode.SUM and ins.amount == slots
+        return ins is not None and ins.opcode.sums and ins.amount == slots
 
     b = Builder(program)
     body: list[Instr] = []
     moved = False
     for ins in program.body:  # products of full sums, as full sums
-        if ins.opcode is Opcode.MUL_CC and all(full(defs.get(a)) for a in ins.args):
+        if ins.opcode.multiplies_ciphertexts and all(full(defs.get(a)) for a in ins.args):
             u, v = ins.args
             inner = b.op(Opcode.MUL_CC, defs[u].args[0], v)
             body += [*b.body, Instr(ins.dest, Opcode.SUM, (inner,), slots)]
@@ -123,6 +148,7 @@ def _under_one_sum(program: Program, slots: int) -> Program | None:
     program = Program(program.name, program.params, program.consts, tuple(body), program.result)
     merged = False
     while roots := _roots(program, full):  # combinations of full sums, as one full sum
+        budget.check("fewer_products")
         defs = {i.dest: i for i in program.body}
         expanded = _expand(roots[0], program, linear_values(program))
         sums = [(defs[v].args[0], c) for v, c in expanded.items() if full(defs.get(v))]
@@ -154,7 +180,7 @@ def _roots(program: Program, counted: Callable[[Instr], bool] | None = None) -> 
     """Values worth refactoring, largest first: linear values over two or more products (or
     values ``counted`` picks) that are not just a part of a larger linear value."""
     linear = linear_values(program)
-    is_counted = counted or (lambda i: i.opcode is Opcode.MUL_CC)
+    is_counted = counted or (lambda i: i.opcode.multiplies_ciphertexts)
     products = {i.dest for i in program.body if is_counted(i)}
     users: defaultdict[str, list[str]] = defaultdict(list)
     for ins in program.body:
@@ -179,7 +205,7 @@ def _rewrites(program: Program, root: str) -> Iterator[Program]:
     linear = linear_values(program)
     defs = {i.dest: i for i in program.body}
     expanded = _expand(root, program, linear)
-    is_product = {v: v in defs and defs[v].opcode is Opcode.MUL_CC for v in expanded}
+    is_product = {v: v in defs and defs[v].opcode.multiplies_ciphertexts for v in expanded}
     products = [(c, defs[v].args) for v, c in expanded.items() if is_product[v]]
     rest = [(v, c) for v, c in expanded.items() if not is_product[v]]
     basis, coords = _basis([a for _, args in products for a in args], program, linear)

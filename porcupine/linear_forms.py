@@ -17,7 +17,7 @@ from collections import defaultdict
 from quill.algebra import SlotAlgebra
 from quill.ir import Program
 from quill.noise import uniform_constants
-from quill.ops import OPS, Family, Kind, apply
+from quill.ops import OPS, Kind, apply
 from quill.slots import T
 
 Term = tuple[str, int]  # rot(name, k), k mod the slot count (0 when rotations are variables)
@@ -74,7 +74,7 @@ def linear_values(program: Program, slots: int | None = None) -> dict[str, Form]
     algebra: SlotAlgebra[Form | int] = _Forms(slots)
     forms: dict[str, Form] = {}
     for ins in program.body:
-        if OPS[ins.opcode].family is Family.SUM:
+        if OPS[ins.opcode].sums:
             continue
         if any(kinds[a] is Kind.PT and a not in uniform for a in ins.args):
             continue  # a plaintext that differs between slots: not a scalar

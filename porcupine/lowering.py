@@ -19,13 +19,17 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
+from porcupine.normalize import normalized_term
+from quill.algebra import ModTRing
 from quill.ir import Const, Instr, Param, Program
-from quill.ops import OPS, Kind, Opcode
+from quill.ops import OPS, Family, Kind, Opcode, apply_scalar, opcode_for
 from quill.slots import T, normalize_amount
 from quill.spec import Spec
 from quill.spec_eval import Add, InputSlot, Mul, Negate, Power, StageSlot, Sub, Term, children
 from quill.spec_eval import Const as ConstTerm
+from quill.stats import counts
 from quill.transform import simplify
+from quill.verify import reference
 
 Value = tuple[str, Kind]  # a name in the program, and its kind
 Operand = Value | int  # a named value, or a constant (mod t, the same in every slot) not yet named
@@ -73,31 +77,27 @@ class _Builder:
             return self.zeros
         return self.op(Opcode.ADD_CP, self.zeros, self.named(x))
 
-    def binary(self, family: str, a: Operand, b: Operand) -> Operand:
+    def binary(self, family: Family, a: Operand, b: Operand) -> Operand:
         """add, sub or mul of two values: constants folded, a plaintext second (swapped
         where it commutes)."""
+        info = OPS[opcode_for(family, (Kind.CT, Kind.CT))]  # the family's algebra
         if isinstance(a, int) and isinstance(b, int):
-            return {"add": a + b, "sub": a - b, "mul": a * b}[family] % T
-        if family == "mul" and 0 in (a, b):
-            return 0
-        if (family == "mul" and a == 1) or (family == "add" and a == 0):
+            return apply_scalar(ModTRing(), info.opcode, [a, b])
+        if info.absorbing is not None and info.absorbing in (a, b):
+            return info.absorbing
+        if info.left_unit is not None and a == info.left_unit:
             return b
-        if (family == "mul" and b == 1) or (family in ("add", "sub") and b == 0):
+        if info.right_unit is not None and b == info.right_unit:
             return a
         if not _is_ct(a) and not _is_ct(b):
             a = self.ciphertext(a)
-        if not _is_ct(a) and family != "sub":
+        if not _is_ct(a) and info.commutative:
             a, b = b, a
         if not _is_ct(a):  # pt - ct: negate, then add
-            return self.binary("add", self.op(Opcode.NEG, self.ciphertext(b)), a)
+            return self.binary(Family.ADD, self.op(Opcode.NEG, self.ciphertext(b)), a)
         b = self.named(b)
-        table = {
-            ("add", Kind.CT): Opcode.ADD_CC, ("sub", Kind.CT): Opcode.SUB_CC,
-            ("mul", Kind.CT): Opcode.MUL_CC, ("add", Kind.PT): Opcode.ADD_CP,
-            ("sub", Kind.PT): Opcode.SUB_CP, ("mul", Kind.PT): Opcode.MUL_CP,
-        }  # fmt: skip
         assert not isinstance(a, int)
-        return self.op(table[family, b[1]], a, b)
+        return self.op(opcode_for(family, (Kind.CT, b[1])), a, b)
 
     def negate(self, a: Operand) -> Operand:
         if isinstance(a, int):
@@ -125,6 +125,40 @@ def lower(spec: Spec) -> Program | None:
     if reads is None:
         return None
     template, by_slot = reads
+    written = _written(spec, template, by_slot)
+    if written is None or any(s != o for o, rs in by_slot.items() for _, s in rs):
+        return written
+    # Elementwise: the spec's polynomial factored (:mod:`porcupine.normalize`) may be cheaper
+    # than the formula as the spec writes it.
+    normal = factored_kernel(spec)
+    if normal is None or _dearness(normal) >= _dearness(written):
+        return written
+    return normal
+
+
+def factored_kernel(spec: Spec) -> Program | None:
+    """The kernel of an elementwise spec's polynomial in factored form
+    (:func:`porcupine.normalize.normalized_term`), or ``None`` when the spec is not
+    elementwise, has stages or has no ciphertext input. Unverified, like :func:`lower`."""
+    if spec.stages or all(d.kind is not Kind.CT for d in spec.inputs):
+        return None
+    factored = normalized_term(spec, reference(spec))
+    if factored is None:
+        return None
+    leaves: dict[int, list[Read]] = {
+        o: [(name, o) for name, _ in _reads(factored)] for o in spec.terms()
+    }
+    return _written(spec, factored, leaves)
+
+
+def _dearness(program: Program) -> tuple[int, int, int]:
+    """What makes a direct kernel dearer, in order: ct*ct products, depth, instructions."""
+    c = counts(program)
+    return (c.ct_ct_mults, c.mult_depth, c.instructions)
+
+
+def _written(spec: Spec, template: Term, by_slot: dict[int, list[Read]]) -> Program | None:
+    """``template`` written out, its reads gathered as ``by_slot`` says (:func:`_gather`)."""
     b = _Builder(spec)
     gathered: list[Operand] = []
     for p, (name, _) in enumerate(_reads(template)):
@@ -256,19 +290,19 @@ def _evaluate(b: _Builder, t: Term, leaves: Iterator[Operand]) -> Operand:
         if isinstance(x, Add):
             acc = go(x.parts[0])
             for p in x.parts[1:]:
-                acc = b.binary("add", acc, go(p))
+                acc = b.binary(Family.ADD, acc, go(p))
             return acc
         if isinstance(x, Sub):
-            return b.binary("sub", go(x.left), go(x.right))
+            return b.binary(Family.SUB, go(x.left), go(x.right))
         if isinstance(x, Mul):
-            return b.binary("mul", go(x.left), go(x.right))
+            return b.binary(Family.MUL, go(x.left), go(x.right))
         if isinstance(x, Negate):
             return b.negate(go(x.operand))
         assert isinstance(x, Power)
         base = go(x.base)
         out = base
         for _ in range(x.exponent - 1):
-            out = b.binary("mul", out, base)
+            out = b.binary(Family.MUL, out, base)
         return out
 
     return go(t)

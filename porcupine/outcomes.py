@@ -38,6 +38,7 @@ class Stop(_Named):
 
     TIMEOUT = "timeout"
     INTERRUPTED = "interrupted"
+    MEMORY = "memory"  # the command's memory limit (reported by the CLI only)
 
     @classmethod
     def of(cls, budget: Budget) -> Stop | None:

@@ -23,7 +23,7 @@ from porcupine.errors import SynthesisError
 from porcupine.instances import smallest_instance
 from porcupine.layout_search import search_layouts
 from porcupine.layouts import Packing
-from porcupine.outcomes import Layout, Stop
+from porcupine.outcomes import Layout, Source, Stop
 from porcupine.packings import requested
 from porcupine.results import Partial, SynthesisResult
 
@@ -64,6 +64,8 @@ def kernel(ctx: Context) -> SynthesisResult:
     initial = ctx.initial
     if initial is not None and not ctx.proves(initial):
         raise SynthesisError(f"the initial kernel {initial.name} is not equal to {ctx.spec.name}")
+    if initial is not None:
+        ctx.budget.keep(ctx.spec, initial, Source.INITIAL)  # safe from a forced stop
     try:
         partial = instance(ctx) or core(ctx)
     except SynthesisError:
@@ -109,8 +111,12 @@ def passes(ctx: Context, partial: Partial) -> Partial:
     """5. Passes over verified kernels (:func:`porcupine.steps.rewrite`). After the core,
     because they rewrite a kernel it proved, outside the sketch (constants it lacks, more
     components) and never dearer, so the core's proof still holds. With ``ctx.budget`` at
-    hand; a pass stopped by it leaves the kernel it was given."""
-    return steps.with_passes(partial, steps.rewrite(ctx, partial.program))
+    hand; a pass stopped by it leaves the kernel it was given, and the kernels before and
+    after are kept safe from a forced stop (:class:`porcupine.budget.Keeper`)."""
+    ctx.budget.keep(ctx.spec, partial.program, partial.source)
+    done = steps.with_passes(partial, steps.rewrite(ctx, partial.program))
+    ctx.budget.keep(ctx.spec, done.program, done.source)
+    return steps.stopped_if_over(ctx, done)
 
 
 # 6. Price: porcupine.steps.price -- the parameters the kernel's noise needs and its

@@ -31,9 +31,7 @@ class Restrictions:
     window: int | None = None  # the amount of the ``sum`` op, when ops offer it
 
     def describe(self) -> str:
-        ops = ", ".join(
-            f"{op.value}({self.window})" if op is Opcode.SUM else op.value for op in self.ops
-        )
+        ops = ", ".join(f"{op.value}({self.window})" if op.sums else op.value for op in self.ops)
         rots = ", ".join(str(r) for r in self.rotations)
         consts = f"; constants {list(self.constants)}" if self.constants else ""
         return f"ops {{{ops}}}; rotations {{{rots}}}; depth <= {self.max_depth}{consts}"
@@ -49,7 +47,7 @@ def derive(ref: Reference) -> Restrictions:
         rotations = _normalized(hints.rotations, spec.n)
     else:
         rotations = derive_rotations(ref)
-    window = spec.n if Opcode.SUM in ops else None
+    window = spec.n if any(op.sums for op in ops) else None
     depth = max(0, (degree - 1).bit_length())  # ceil(log2(degree))
     return Restrictions(tuple(ops), rotations, tuple(constants), depth, degree, window)
 

@@ -19,6 +19,8 @@ forms, alone and in groups that share a root's precompute, keeping a rewrite onl
 objective prices it cheaper at the parameter set its own noise needs and within the
 rotation-key bound. Rotation is exact algebra on the kernel's cyclic slots
 (``rot(rot(p, a), b) = rot(p, a + b)``); the kernel returned is verified against the spec.
+The pass looks at its budget before every rewrite it prices and before the proof, and once
+the budget is over it returns nothing: the caller keeps the kernel it had.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
+from porcupine.budget import Budget, OutOfBudget
 from porcupine.linear_forms import Form, Term, expand, linear_values
 from porcupine.quadratic import centered, inverse
 from porcupine.rewriting import Builder, rank
@@ -50,16 +53,37 @@ def rearranged_rotations(
     goal: Objective,
     verified: Callable[[Program], bool],
     max_keys: int | None = None,
+    *,
+    budget: Budget | None = None,
 ) -> Program | None:
     """A cheaper rewrite of ``program`` with its rotations rearranged (flat or separable),
-    checked by ``verified`` (the caller's proof against the spec), or ``None``. A kernel over
-    the key bound ``max_keys`` is beaten by any rewrite within it."""
+    checked by ``verified`` (the caller's proof against the spec), or ``None`` (also when
+    ``budget`` ran out first). A kernel over the key bound ``max_keys`` is beaten by any
+    rewrite within it."""
+    try:
+        return _rearranged(program, slots, table, goal, verified, max_keys, budget or Budget())
+    except OutOfBudget:
+        log.info("%s: stopped before it finished (the budget is over)", program.name)
+        return None
+
+
+def _rearranged(
+    program: Program,
+    slots: int,
+    table: CostTable,
+    goal: Objective,
+    verified: Callable[[Program], bool],
+    max_keys: int | None,
+    budget: Budget,
+) -> Program | None:
+    budget.check("rotation_forms")
     best, best_rank = program, rank(program, slots, table, goal, max_keys)
     if best_rank is None and rank(program, slots, table, goal) is not None:
         best_rank = OVER_THE_KEY_BOUND
     while best_rank is not None:
         current = best
         for candidate in _rewrites(current, slots):
+            budget.check("rotation_forms")
             cost = rank(candidate, slots, table, goal, max_keys)
             if cost is not None and cost < best_rank:
                 best, best_rank = candidate, cost
@@ -67,6 +91,7 @@ def rearranged_rotations(
             break
     if best is program:
         return None
+    budget.check("verify")  # a proof is not started past the budget
     if not verified(best):  # exact rotation algebra; the proof guards the code that applied it
         log.warning("%s: rearranged rotations failed verification", program.name)
         return None

@@ -89,7 +89,7 @@ def _lift_reduction(program: Program, small: Spec, target: Spec) -> Program:
         program.name, program.params, program.consts,
         tuple(
             Instr(i.dest, i.opcode, i.args, target.n)
-            if i.opcode is Opcode.SUM and i.amount == small.n
+            if i.opcode.sums and i.amount == small.n
             else i
             for i in program.body
         ),
@@ -99,7 +99,7 @@ def _lift_reduction(program: Program, small: Spec, target: Spec) -> Program:
     rounds: list[int] = []
     chain: set[str] = set()  # the instructions of the trailing rounds
     value = program.result
-    while (ins := defs.get(value)) is not None and ins.opcode is Opcode.ADD_CC:
+    while (ins := defs.get(value)) is not None and ins.opcode.info.adds_ciphertexts:
         step = _rotate_and_add(ins, defs)
         if step is None:
             break
@@ -150,7 +150,7 @@ def _rotate_and_add(ins: Instr, defs: dict[str, Instr]) -> tuple[str, int] | Non
     a, b = ins.args
     for plain, rotated in ((a, b), (b, a)):
         r = defs.get(rotated)
-        if r is not None and r.opcode is Opcode.ROT and r.args[0] == plain:
+        if r is not None and r.opcode.rotates and r.args[0] == plain:
             assert r.amount is not None
             return plain, r.amount
     return None

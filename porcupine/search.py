@@ -11,7 +11,9 @@ already cheap.
 It stops ``extra_components`` sizes after the first size that had a kernel, when a size's
 :func:`~porcupine.bounds.lower_bound` cannot beat the best kernel (then no larger size can
 either), when the best kernel meets that bound, or when the budget runs out; it always
-returns the best verified kernel so far.
+returns the best verified kernel so far. Sizes below the fewest components any kernel has
+(:func:`~porcupine.bounds.fewest_components`) are not searched, and a kernel that meets the
+bound of every size ends its own size at once.
 
 When is UNSAT a proof? The constraints are a relaxation: arithmetic mod 2^width stands for
 arithmetic mod T. A program correct over Z_T satisfies them as long as its integer
@@ -30,7 +32,14 @@ from typing import Any
 
 import z3
 
-from porcupine.bounds import Floor, coefficient_bound, floor_for, lower_bound, spec_norm
+from porcupine.bounds import (
+    Floor,
+    coefficient_bound,
+    fewest_components,
+    floor_for,
+    lower_bound,
+    spec_norm,
+)
 from porcupine.budget import Budget, OutOfBudget
 from porcupine.encode import SketchEncoding
 from porcupine.outcomes import Stop
@@ -193,6 +202,7 @@ def search(
         engine.value,
         options.width,
     )
+    fewest = fewest_components(floor)
     sound = True
     complete = True  # every size searched was exhausted
     beyond = False  # a lower bound showed that no larger size can do better
@@ -204,6 +214,10 @@ def search(
             beyond = True
             break
         sound &= coefficient_bound(restrictions, size) + spec_norm(ref) < T
+        if size < fewest:
+            log.info("L=%d: no kernel has so few components (lower bound)", size)
+            st.exhausted.append(size)
+            continue
         log.info("L=%d: searching%s", size, _below(st))
         if not _exhaust(st, size):
             complete = False
@@ -325,9 +339,13 @@ def _exhaust_size(st: _State, size: int) -> bool:
         assert isinstance(found, Program)
         rank = objective(found, st.ring_dim, st.options.table, st.options.goal)
         st.best = Found(found, rank, size)
+        st.budget.keep(st.ref.spec, found, "synthesized")  # safe from a forced stop
         if st.first_size is None:
             st.first_size = size
         log.info("L=%d: verified kernel: %s", size, _describe(found, st))
+        if lower_bound(st.floor, 0, st.row, st.options.goal) >= rank:
+            log.info("L=%d: the kernel meets the lower bound of every size", size)
+            return True  # nothing cheaper at this size or any other
         cap = None
 
 

@@ -141,7 +141,7 @@ def from_quill(program: Program, space: Space) -> Filled | None:
     rotated: dict[str, Operand] = {}
     components: list[Component] = []
     for ins in program.body:
-        if ins.opcode is Opcode.ROT:
+        if ins.opcode.rotates:
             if ins.args[0] not in index or ins.amount is None:
                 return None
             rotated[ins.dest] = Operand(index[ins.args[0]], ins.amount)

@@ -15,6 +15,8 @@ and up to two of the operands replace a ct*ct multiply (and a relinearization, w
 product was not one of a sum relinearized once), and the rotations pass
 (:mod:`porcupine.rotation_forms`) then hoists them with the kernel's others, so the objective
 prices what the merge really costs. Merges are greedy, the cheapest first, until none pays.
+The pass looks at its budget before every merge it tries and before each proof, and once
+the budget is over it returns nothing: the caller keeps the natural kernel.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import itertools
 import logging
 from dataclasses import dataclass
 
-from porcupine.budget import Budget
+from porcupine.budget import Budget, OutOfBudget
 from porcupine.layouts import Packing, check
 from porcupine.packings import padded
 from porcupine.rewriting import Builder, rank
@@ -55,10 +57,22 @@ class PackedProducts:
 
 
 def packed_products(
-    program: Program, spec: Spec, options: Options, budget: Budget
+    program: Program, spec: Spec, options: Options, budget: Budget | None = None
 ) -> PackedProducts | None:
     """The cheapest kernel with ``program``'s products packed into the spare slots of a
-    padded packing of ``spec``, if one is cheaper than ``program`` by the objective."""
+    padded packing of ``spec``, if one is cheaper than ``program`` by the objective and
+    found and proven before ``budget`` runs out."""
+    try:
+        return _packed(program, spec, options, budget or Budget())
+    except OutOfBudget:
+        log.info("%s: stopped before it finished (the budget is over)", spec.name)
+        return None
+
+
+def _packed(
+    program: Program, spec: Spec, options: Options, budget: Budget
+) -> PackedProducts | None:
+    budget.check("slot_packing")
     products = _products(program)
     if len(products) < 2:
         return None
@@ -68,8 +82,9 @@ def packed_products(
     ring = parameters(program, spec.n, options.table).ring_dim
     best: tuple[tuple[int, ...], Packing, Program] | None = None
     for factor in sorted(FACTORS, reverse=True):
+        budget.check("slot_packing")
         packing = padded(spec, factor)
-        if packing is None or budget.over:
+        if packing is None:
             continue
         # The kernel leans on the tiling only if it rotates values into slots that matter
         # across the spec's edge; such a kernel has nothing to build on here.
@@ -82,19 +97,24 @@ def packed_products(
         # needed a larger ring (a spec of many slots).
         if best is not None and parameters(best[2], best[1].spec.n, options.table).ring_dim <= ring:
             break
-    if best is None or budget.over:  # no proof is started past the budget: keep the natural
+    if best is None:
         return None
     _, packing, kernel = best
     # The proofs: the padded spec is the spec, and the kernel (its merges only sampled so
-    # far) is the padded spec.
-    if not check(packing, spec) or not verify(kernel, packing.spec).ok:
+    # far) is the padded spec. None is started past the budget.
+    budget.check("verify")
+    if not check(packing, spec):
+        log.warning("%s: the padded packing %s failed its proof", spec.name, packing.name)
+        return None
+    budget.check("verify")
+    if not verify(kernel, packing.spec).ok:
         log.warning("%s: products packed into spare slots failed verification", spec.name)
         return None
     return PackedProducts(packing, kernel, (len(products), len(_products(kernel))))
 
 
 def _products(program: Program) -> list[str]:
-    return [i.dest for i in program.body if i.opcode is Opcode.MUL_CC]
+    return [i.dest for i in program.body if i.opcode.multiplies_ciphertexts]
 
 
 def _greedy(
@@ -105,22 +125,19 @@ def _greedy(
     slots = packing.spec.n
     current, current_rank = program, rank(program, slots, options.table, options.goal)
     merged = False
-    while current_rank is not None and not budget.over:
+    while current_rank is not None:
         best: tuple[tuple[int, ...], Program] | None = None
         for first, second in itertools.permutations(_products(current), 2):
             for shift in range(n, slots, n):
-                if budget.over:
-                    break
+                budget.check("slot_packing")
                 candidate = _merged(current, first, second, normalize_amount(shift, slots))
                 if candidate is None or not agrees_on_random(candidate, packing.spec):
                     continue
-                candidate = _hoisted(candidate, slots, options)
+                candidate = _hoisted(candidate, slots, options, budget)
                 cost = rank(candidate, slots, options.table, options.goal, options.max_keys)
                 if cost is not None and (best is None or cost < best[0]):
                     best = (cost, candidate)
                 break  # the nearest free copy: farther ones cost the same, in other keys
-            if budget.over:
-                break
         if best is None or best[0] >= current_rank:
             break
         current_rank, current = best
@@ -131,12 +148,16 @@ def _greedy(
     return (current_rank, current) if merged and current_rank is not None else None
 
 
-def _hoisted(program: Program, slots: int, options: Options) -> Program:
+def _hoisted(program: Program, slots: int, options: Options, budget: Budget) -> Program:
     """``program`` with its rotations rearranged where that pays; unproven here (the
-    rearrangement is exact algebra, and the kernel kept is proven whole)."""
+    rearrangement is exact algebra, and the kernel kept is proven whole). OutOfBudget when
+    the budget ran out meanwhile (the rotations pass then returns ``program`` as it was)."""
     moved = rearranged_rotations(
-        program, slots, options.table, options.goal, lambda _: True, options.max_keys
-    )
+        program, slots, options.table, options.goal, lambda _: True, options.max_keys,
+        budget=budget,
+    )  # fmt: skip
+    if budget.over:  # the rotations pass stopped (and returned nothing): stop here too
+        raise OutOfBudget
     return program if moved is None else moved
 
 

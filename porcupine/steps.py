@@ -46,7 +46,9 @@ def rewrite(ctx: Context, program: Program, *, rotations: bool = True) -> Rewrit
     spec, options = ctx.spec, ctx.options
     applied: list[PassApplied] = []
     try:
-        fewer = fewer_products(program, spec.n, options.table, options.goal, ctx.proves)
+        fewer = fewer_products(
+            program, spec.n, options.table, options.goal, ctx.proves, budget=ctx.budget
+        )
     except OutOfBudget:
         fewer = None
     if fewer is not None:
@@ -62,7 +64,13 @@ def rewrite(ctx: Context, program: Program, *, rotations: bool = True) -> Rewrit
     try:
         if rotations:
             moved = rearranged_rotations(
-                program, spec.n, options.table, options.goal, ctx.proves, options.max_keys
+                program,
+                spec.n,
+                options.table,
+                options.goal,
+                ctx.proves,
+                options.max_keys,
+                budget=ctx.budget,
             )
     except OutOfBudget:
         moved = None
@@ -89,6 +97,17 @@ def with_passes(partial: Partial, done: Rewritten) -> Partial:
     if not done.passes:
         return partial
     return dataclasses.replace(partial, program=done.program, passes=partial.passes + done.passes)
+
+
+def stopped_if_over(ctx: Context, partial: Partial) -> Partial:
+    """``partial``, said to be stopped (not optimal) when the budget ended the passes over it
+    before they finished: a pass stopped early leaves its kernel, but not the proof that no
+    pass would have made it cheaper."""
+    stop = Stop.of(ctx.budget)
+    if stop is None or partial.stopped is not None:
+        return partial
+    scope = f"{partial.scope}; the passes over it were stopped ({stop.value}) before they finished"
+    return dataclasses.replace(partial, optimal=False, scope=scope, stopped=stop)
 
 
 def lifted(ctx: Context, small: Spec, found: SynthesisResult) -> Partial | None:
@@ -214,6 +233,10 @@ def pad(ctx: Context, natural: SynthesisResult) -> SynthesisResult:
     another spec: the natural kernel's proof says nothing of it, so it is not optimal."""
     spec = ctx.spec
     found = packed_products(natural.program, spec, ctx.options, ctx.budget)
+    stop = Stop.of(ctx.budget)
+    if found is None and stop is not None and natural.stopped is None:  # the pass was stopped
+        scope = f"{natural.optimal_scope}; packing its products was stopped ({stop.value})"
+        return dataclasses.replace(natural, optimal=False, optimal_scope=scope, stopped=stop)
     if found is None:
         return natural
     before, after = found.products

@@ -187,9 +187,9 @@ def op_us(opcode: Opcode, amount: int | None, row: dict[str, int]) -> int:
 
     ``EvalSum(ct, k)`` folds by four (one hoisted precompute and three rotations a round),
     then by two once more when log2 k is odd: its cost is its rounds'."""
-    key = OPS[opcode].cost
-    if key != "sum":
-        return row[key]
+    info = OPS[opcode]
+    if not info.sums:
+        return row[info.cost]
     assert amount is not None
     log = amount.bit_length() - 1
     return (log // 2) * row["sum4"] + (log % 2) * row["sum2"]
@@ -250,13 +250,13 @@ class _Shape:
 @functools.lru_cache(maxsize=1024)
 def _shape(program: Program) -> _Shape:
     live = live_instructions(place_relinearizations(program))
-    rotations = {(i.args[0], i.amount) for i in live if i.opcode is Opcode.ROT}
+    rotations = {(i.args[0], i.amount) for i in live if i.opcode.rotates}
     relins = sum(1 for i in live if OPS[i.opcode].relinearizes)
     # An EvalSum counts as the rotations and additions it performs, as the paper would.
-    sums = [sum_switches(i.amount) for i in live if i.opcode is Opcode.SUM and i.amount]
-    others = sum(1 for i in live if i.opcode is not Opcode.ROT) - relins - len(sums)
+    sums = [sum_switches(i.amount) for i in live if i.opcode.sums and i.amount]
+    others = sum(1 for i in live if not i.opcode.rotates) - relins - len(sums)
     return _Shape(
-        ops=tuple((i.opcode, i.amount) for i in live if i.opcode is not Opcode.ROT),
+        ops=tuple((i.opcode, i.amount) for i in live if not i.opcode.rotates),
         rotation_groups=tuple(Counter(src for src, _ in rotations).values()),
         key_switches=len(rotations) + relins + sum(sums),
         instructions=others + len(rotations) + 2 * sum(sums),

@@ -134,12 +134,12 @@ def uniform_constants(program: Program) -> dict[str, int]:
 def _rule(ins: Instr, uniform: dict[str, int]) -> tuple[str, int | None]:
     """The :data:`GROWTH` rule of ``ins`` and its amount: the op table's, except a ct*pt
     multiply by a uniform constant, ``mul_const`` with the constant's residue."""
-    rule = OPS[ins.opcode].noise
-    if rule == "mul_pt":
+    info = OPS[ins.opcode]
+    if info.noise_uniform is not None:
         for a in ins.args:
             if a in uniform:
-                return "mul_const", uniform[a]
-    return rule, ins.amount
+                return info.noise_uniform, uniform[a]
+    return info.noise, ins.amount
 
 
 def noise_bits(program: Program, param_set: ParameterSet) -> dict[str, float]:
@@ -170,7 +170,7 @@ def _peak(program: Program, param_set: ParameterSet) -> float:
 def slots_needed(program: Program, slots: int) -> int:
     """Slots a row must hold: the kernel's, and every EvalSum window (OpenFHE sums within
     a row)."""
-    windows = [i.amount for i in program.body if i.opcode is Opcode.SUM and i.amount]
+    windows = [i.amount for i in program.body if i.opcode.sums and i.amount]
     return max([slots, *windows])
 
 

@@ -9,7 +9,11 @@ implements it. Every consumer derives from the row instead of switching on op na
   ``semantics`` in their own algebra (numpy mod T, polynomials, Z3 terms, or abstract
   domains such as "which inputs does this read" and "how large can a coefficient get");
 * the noise and cost models look up ``noise`` and ``cost`` in their tables;
-* the backend emits ``openfhe``; statistics group by ``family``.
+* the backend emits ``openfhe``; statistics group by ``family``;
+* code that treats some ops specially asks the row's predicates (``rotates``, ``sums``,
+  ``ct_ct_mult``, ...; on an opcode ``op.rotates``), :func:`opcode_for` and
+  :func:`by_mnemonic`, never compares opcodes, families or mnemonics itself
+  (``tests/test_op_tests.py`` counts such comparisons outside this module and the parser).
 
 Semantics are written against a :class:`~quill.algebra.SlotAlgebra`; ops without a
 rotation amount only use its ring operations, so they also evaluate slot by slot in any
@@ -69,6 +73,21 @@ class Opcode(Enum):
     def info(self) -> OpInfo:
         return OPS[self]
 
+    @property
+    def rotates(self) -> bool:
+        """A plain rotation (:attr:`OpInfo.rotates`)."""
+        return OPS[self].rotates
+
+    @property
+    def sums(self) -> bool:
+        """A window sum (:attr:`OpInfo.sums`)."""
+        return OPS[self].sums
+
+    @property
+    def multiplies_ciphertexts(self) -> bool:
+        """A ciphertext-ciphertext product (:attr:`OpInfo.ct_ct_mult`)."""
+        return OPS[self].ct_ct_mult
+
 
 @dataclass(frozen=True)
 class OpInfo:
@@ -102,6 +121,14 @@ class OpInfo:
     same_size: bool = False  # both operands have the same size, which the result has
     relinearizes: bool = False  # the result has two elements, whatever the operand had
     key_switch: bool = False  # needs an evaluation key (rotation or relinearization)
+    # The noise rule when an operand is a constant with one value in every slot (its
+    # residue then bounds the growth; quill.noise), if it differs from `noise`.
+    noise_uniform: str | None = None
+    # Algebra the direct lowering folds with: the constant that leaves the other operand
+    # unchanged on either side, and the one that makes the result itself.
+    left_unit: int | None = None
+    right_unit: int | None = None
+    absorbing: int | None = None
 
     @property
     def arity(self) -> int:
@@ -111,6 +138,44 @@ class OpInfo:
     def plaintext_operand(self) -> bool:
         return Kind.PT in self.operands
 
+    # Classification, for code that treats some ops specially: ask these, never compare
+    # opcodes, families or mnemonics (tests/test_op_tests.py counts such comparisons).
+    @property
+    def rotates(self) -> bool:
+        """A plain rotation by its amount (the backend may hoist it; the synthesizer keeps
+        it in the operands)."""
+        return self.family is Family.ROT
+
+    @property
+    def sums(self) -> bool:
+        """A window sum (``EvalSum``): adds up ``amount`` consecutive slots."""
+        return self.family is Family.SUM
+
+    @property
+    def counted(self) -> bool:
+        """Counted as an instruction (the paper's count leaves out relinearizations)."""
+        return not self.relinearizes
+
+    @property
+    def additive(self) -> bool:
+        """An addition, subtraction or negation (of any operand kinds)."""
+        return self.family in (Family.ADD, Family.SUB, Family.NEG)
+
+    @property
+    def adds_ciphertexts(self) -> bool:
+        """The ciphertext-ciphertext addition."""
+        return self.family is Family.ADD and Kind.PT not in self.operands
+
+    @property
+    def adds_plaintext(self) -> bool:
+        """The ciphertext-plaintext addition."""
+        return self.family is Family.ADD and Kind.PT in self.operands
+
+    @property
+    def multiplies_plaintext(self) -> bool:
+        """The ciphertext-plaintext product."""
+        return self.family is Family.MUL and Kind.PT in self.operands
+
 
 CC = (Kind.CT, Kind.CT)
 CP = (Kind.CT, Kind.PT)
@@ -119,19 +184,23 @@ C = (Kind.CT,)
 # The table. `cost` names rows of quill.cost tables; `noise` rules of quill.noise.GROWTH.
 _ROWS = (
     OpInfo(Opcode.ADD_CC, "add", Family.ADD, CC, lambda A, a, b: A.add(a, b),
-           cost="add", noise="add", openfhe="EvalAdd", commutative=True, same_size=True),
+           cost="add", noise="add", openfhe="EvalAdd", commutative=True, same_size=True,
+           left_unit=0, right_unit=0),
     OpInfo(Opcode.SUB_CC, "sub", Family.SUB, CC, lambda A, a, b: A.sub(a, b),
-           cost="add", noise="add", openfhe="EvalSub", same_size=True),
+           cost="add", noise="add", openfhe="EvalSub", same_size=True, right_unit=0),
     OpInfo(Opcode.MUL_CC, "mul", Family.MUL, CC, lambda A, a, b: A.mul(a, b),
            cost="mul_cc", noise="mul_cc", openfhe="EvalMultNoRelin", commutative=True,
-           ct_ct_mult=True, grows=True, needs_linear=True),
+           ct_ct_mult=True, grows=True, needs_linear=True, left_unit=1, right_unit=1,
+           absorbing=0),
     OpInfo(Opcode.ADD_CP, "add", Family.ADD, CP, lambda A, a, b: A.add(a, b),
-           cost="add_pt", noise="add", openfhe="EvalAdd", commutative=True, needs_linear=True),
+           cost="add_pt", noise="add", openfhe="EvalAdd", commutative=True, needs_linear=True,
+           left_unit=0, right_unit=0),
     OpInfo(Opcode.SUB_CP, "sub", Family.SUB, CP, lambda A, a, b: A.sub(a, b),
-           cost="add_pt", noise="add", openfhe="EvalSub", needs_linear=True),
+           cost="add_pt", noise="add", openfhe="EvalSub", needs_linear=True, right_unit=0),
     OpInfo(Opcode.MUL_CP, "mul", Family.MUL, CP, lambda A, a, b: A.mul(a, b),
            cost="mul_pt", noise="mul_pt", openfhe="EvalMult", commutative=True,
-           needs_linear=True),
+           needs_linear=True, noise_uniform="mul_const", left_unit=1, right_unit=1,
+           absorbing=0),
     OpInfo(Opcode.NEG, "neg", Family.NEG, C, lambda A, a: A.neg(a),
            cost="add", noise="none", openfhe="EvalNegate"),
     OpInfo(Opcode.ROT, "rot", Family.ROT, C, lambda A, a, k: A.rot(a, k),
@@ -187,6 +256,23 @@ def resolve(mnemonic: str, kinds: tuple[Kind, ...]) -> Opcode | None:
         if info.operands == kinds or (info.commutative and info.operands == kinds[::-1]):
             return info.opcode
     return None
+
+
+def opcode_for(family: Family, kinds: tuple[Kind, ...]) -> Opcode:
+    """The opcode of ``family`` on operands of exactly ``kinds`` (KeyError if none)."""
+    for info in OPS.values():
+        if info.family is family and info.operands == kinds:
+            return info.opcode
+    raise KeyError(f"no {family.value} instruction takes {', '.join(map(str, kinds))}")
+
+
+def by_mnemonic(mnemonic: str) -> OpInfo:
+    """The first row with this surface mnemonic (forms of one mnemonic share its family,
+    amount rule and wording; KeyError if none)."""
+    for info in OPS.values():
+        if info.mnemonic == mnemonic:
+            return info
+    raise KeyError(mnemonic)
 
 
 def needs_swap(opcode: Opcode, kinds: tuple[Kind, ...]) -> bool:

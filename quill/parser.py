@@ -20,7 +20,7 @@ from lark.tree import Meta
 
 from quill.errors import Location, QuillError, QuillSemanticError, locate
 from quill.ir import Const, Instr, Param, Program
-from quill.ops import MNEMONICS, OPS, Kind, needs_swap, resolve
+from quill.ops import MNEMONICS, OPS, Kind, by_mnemonic, needs_swap, resolve
 from quill.slots import T
 from quill.syntax_errors import Grammar, Hint, Noun, shorten, transform
 
@@ -106,7 +106,7 @@ def _arity(mnemonic: str) -> tuple[int, bool]:
 
     Every form of one mnemonic has the same shape, so the first form in the table decides.
     """
-    info = next(i for i in OPS.values() if i.mnemonic == mnemonic)
+    info = by_mnemonic(mnemonic)
     return len(info.operands), info.has_amount
 
 
@@ -325,13 +325,13 @@ class _ToIR(Transformer[Token, Program]):
             token = operands.pop()
             amount = self._integer(
                 token,
-                "rotation amount" if op == "rot" else f"{op} amount",
+                "rotation amount" if by_mnemonic(op).rotates else f"{op} amount",
                 MAX_AMOUNT,
                 "amounts are fixed when the kernel is compiled (each rotation needs its own "
                 f"key): write a literal integer such as `{op}(x, 1)`, within "
                 f"±{MAX_AMOUNT - 1}",
             )
-            info = next(i for i in OPS.values() if i.mnemonic == op)
+            info = by_mnemonic(op)
             if not info.amount_ok(amount):
                 raise self._error(
                     f"'{op}' takes {info.amounts} as its amount, got {amount}",
@@ -367,7 +367,7 @@ class _ToIR(Transformer[Token, Program]):
         names = ", ".join(f"'{v}'" for v in operands)
         if all(k is Kind.PT for k in kinds):
             if len(kinds) == 1:
-                what = "rotating" if op == "rot" else f"'{op}' of"
+                what = "rotating" if by_mnemonic(str(op)).rotates else f"'{op}' of"
                 return self._error(
                     f"{what} a plaintext ({names}) is not an HE instruction: '{op}' works on "
                     "ciphertexts",

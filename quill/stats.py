@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from quill.ir import Instr, Program
-from quill.ops import OPS, Family
+from quill.ops import OPS
 from quill.relin import place_relinearizations
 from quill.transform import live_instructions
 
@@ -48,19 +48,15 @@ def counts(program: Program) -> Counts:
     """The :class:`Counts` of ``program``."""
     lowered = place_relinearizations(program)
     live = live_instructions(lowered)
-    families = [OPS[i.opcode].family for i in live]
+    rows = [OPS[i.opcode] for i in live]
     return Counts(
-        instructions=sum(1 for f in families if f is not Family.RELIN),
-        rotations=families.count(Family.ROT),
-        sums=families.count(Family.SUM),
-        additions=sum(1 for f in families if f in (Family.ADD, Family.SUB, Family.NEG)),
-        ct_pt_mults=sum(
-            1
-            for i in live
-            if OPS[i.opcode].family is Family.MUL and OPS[i.opcode].plaintext_operand
-        ),
-        ct_ct_mults=sum(1 for i in live if OPS[i.opcode].ct_ct_mult),
-        relinearizations=families.count(Family.RELIN),
+        instructions=sum(1 for r in rows if r.counted),
+        rotations=sum(1 for r in rows if r.rotates),
+        sums=sum(1 for r in rows if r.sums),
+        additions=sum(1 for r in rows if r.additive),
+        ct_pt_mults=sum(1 for r in rows if r.multiplies_plaintext),
+        ct_ct_mults=sum(1 for r in rows if r.ct_ct_mult),
+        relinearizations=sum(1 for r in rows if r.relinearizes),
         rotation_keys=tuple(
             sorted(
                 {

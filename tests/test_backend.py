@@ -38,6 +38,7 @@ from strategies import programs
 
 from porcupine.backend import (
     RESERVED_INPUT_NAMES,
+    EmitOptions,
     ProgramSpec,
     Session,
     compare_latency,
@@ -84,17 +85,19 @@ def test_emitted_modules_are_ruff_clean(kernels: dict[str, Kernel], tmp_path: Pa
     for name in ("box_blur", "dot_product"):
         spec, base = kernels[name].spec, load_program(KERNELS / "baselines" / f"{name}.quill")
         emitted[f"{name}_baseline.py"] = emit_python(base, spec)
-        emitted[f"{name}_hoisted.py"] = emit_python(base, spec, hoist=True)
+        emitted[f"{name}_hoisted.py"] = emit_python(base, spec, EmitOptions(hoist=True))
     emitted["odd.py"] = emit_python(odd, ProgramSpec(odd, 64))
-    emitted["dead.py"] = emit_python(DEAD, ProgramSpec(DEAD, 8), hoist=True)
-    emitted["not_set.py"] = emit_python(DEAD, ProgramSpec(DEAD, 8), security="HEStd_NotSet")
+    emitted["dead.py"] = emit_python(DEAD, ProgramSpec(DEAD, 8), EmitOptions(hoist=True))
+    emitted["not_set.py"] = emit_python(
+        DEAD, ProgramSpec(DEAD, 8), EmitOptions(security="HEStd_NotSet")
+    )
     v = "a_long_input_name_for_an_image_that_keeps_going"  # 48 characters
     long = parse_program(
         f"kernel long(l: ct, {v}: ct, {v}_pt: pt) {{\n  {v}_prod = mul({v}, {v}_pt)\n"
         f"  {v}_r = rot({v}_prod, 3)\n  {v}_s = rot({v}_prod, 5)\n"
         f"  {v}_sum = add({v}_r, {v}_s)\n  l_ = add({v}_sum, l)\n  return l_\n}}\n"
     )
-    emitted["long.py"] = emit_python(long, ProgramSpec(long, 64), hoist=True)
+    emitted["long.py"] = emit_python(long, ProgramSpec(long, 64), EmitOptions(hoist=True))
     for file, text in emitted.items():
         (tmp_path / file).write_text(text)
     check = ruff("check", tmp_path)
@@ -125,7 +128,7 @@ def test_reserved_input_names_are_refused(name: str) -> None:
 
 def test_unknown_security_levels_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown security level 'HEStd_64'; OpenFHE has"):
-        emit_python(DEAD, ProgramSpec(DEAD, 8), security="HEStd_64")
+        emit_python(DEAD, ProgramSpec(DEAD, 8), EmitOptions(security="HEStd_64"))
 
 
 @pytest.mark.openfhe
@@ -161,7 +164,7 @@ def test_large_rotation_amounts_are_reduced_mod_n() -> None:
 
 
 def test_dead_code_is_not_emitted() -> None:
-    text = emit_python(DEAD, ProgramSpec(DEAD, 8), hoist=True)
+    text = emit_python(DEAD, ProgramSpec(DEAD, 8), EmitOptions(hoist=True))
     assert "ROTATION_INDICES: tuple[int, ...] = ()" in text
     assert "# a is never used: not emitted" in text
     assert "_CONSTANT_VALUES: dict[str, tuple[int, ...]] = {}" in text
@@ -264,9 +267,11 @@ def test_depth_used_follows_the_data_flow_not_the_degrees() -> None:
 def test_hoisted_and_plain_rotations_decrypt_identically(kernels: dict[str, Kernel]) -> None:
     spec = kernels["box_blur"].spec
     baseline = load_program(KERNELS / "baselines" / "box_blur.quill")  # x rotated by 1, 4, 5
-    texts = {hoist: emit_python(baseline, spec, hoist=hoist) for hoist in (True, False)}
+    texts = {
+        hoist: emit_python(baseline, spec, EmitOptions(hoist=hoist)) for hoist in (True, False)
+    }
     assert "EvalFastRotation(x, 5" in texts[True] and "EvalFastRotation(" not in texts[False]
-    modules = [emitted_module(baseline, spec, hoist=hoist) for hoist in (True, False)]
+    modules = [emitted_module(baseline, spec, EmitOptions(hoist=hoist)) for hoist in (True, False)]
     session = Session(modules)
     inputs = spec.random_inputs(np.random.default_rng(7))
     args = session.arguments(modules[0], inputs)

@@ -19,6 +19,7 @@ import pytest
 from helpers import emitted_imports, imports_of, ruff
 
 from porcupine.backend import (
+    EmitOptions,
     emit_python,
     emitted_module,
     load_module,
@@ -141,11 +142,11 @@ def test_the_kernels_are_packed(kernels: dict[str, Packed]) -> None:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_packed_kernels_decrypt_to_the_original_spec(kernels: dict[str, Packed], seed: int) -> None:
     for name, k in kernels.items():
-        how = {"program": k.program, "packing": k.packing, "seed": seed}
-        encrypted = run_encrypted(k.spec, reps=1, **how)
+        how = EmitOptions(packing=k.packing)
+        encrypted = run_encrypted(k.spec, program=k.program, seed=seed, reps=1, options=how)
         assert encrypted.ok, (name, encrypted.summary())
         assert encrypted.output_slots == len(k.spec.output_slots())
-        clear = run_cleartext(k.spec, **how)
+        clear = run_cleartext(k.spec, program=k.program, seed=seed, options=how)
         assert clear.ok, (name, clear.summary())
 
 
@@ -163,7 +164,7 @@ def test_the_application_sees_only_the_specs_inputs_and_output(
     rng = np.random.default_rng(7)
     for name, k in kernels.items():
         module: Any = emitted_module(
-            k.program, k.spec, packing=k.packing, cleartext_backend=cleartext
+            k.program, k.spec, EmitOptions(packing=k.packing), cleartext_backend=cleartext
         )
         assert set(module.INPUTS) == {d.name for d in k.spec.inputs}
         assert set(module.CIPHERTEXTS) == {p.name for p in k.program.params}
@@ -188,7 +189,7 @@ def test_packed_modules_are_standalone_and_ruff_clean(
     kernels: dict[str, Packed], tmp_path: Path
 ) -> None:
     for name, k in kernels.items():
-        text = emit_python(k.program, k.spec, packing=k.packing)
+        text = emit_python(k.program, k.spec, EmitOptions(packing=k.packing))
         assert imports_of(text) == emitted_imports()  # openfhe, numpy, the standard library
         assert "GATHER" in text and "def gather(" in text
         (tmp_path / f"{name}.py").write_text(text)
@@ -201,7 +202,9 @@ def test_packed_modules_are_standalone_and_ruff_clean(
 @pytest.mark.search
 def test_packed_modules_refuse_what_does_not_fit(kernels: dict[str, Packed]) -> None:
     k = kernels["matmul2"]
-    module: Any = emitted_module(k.program, k.spec, packing=k.packing, cleartext_backend=True)
+    module: Any = emitted_module(
+        k.program, k.spec, EmitOptions(packing=k.packing), cleartext_backend=True
+    )
     cc, keys = module.make_context()
     a = np.arange(4).reshape(2, 2)
     with pytest.raises(TypeError, match="missing input 'B'"):
@@ -215,7 +218,7 @@ def test_packed_modules_refuse_what_does_not_fit(kernels: dict[str, Packed]) -> 
         module.kernel(cc, **plain)
     other = kernels["pairwise4"]
     with pytest.raises(ValueError, match="takes"):
-        emit_python(k.program, k.spec, packing=other.packing)
+        emit_python(k.program, k.spec, EmitOptions(packing=other.packing))
 
 
 @pytest.mark.openfhe
@@ -286,5 +289,7 @@ def test_a_wrong_output_map_is_caught_against_the_original_spec(
     k = kernels["matmul2"]
     output = tuple((o, (slot + 1) % k.packing.slots) for o, slot in k.packing.output)
     wrong = dataclasses.replace(k.packing, output=output)
-    assert not run_encrypted(k.spec, program=k.program, packing=wrong, reps=0).ok
-    assert not run_cleartext(k.spec, program=k.program, packing=wrong).ok
+    assert not run_encrypted(
+        k.spec, program=k.program, reps=0, options=EmitOptions(packing=wrong)
+    ).ok
+    assert not run_cleartext(k.spec, program=k.program, options=EmitOptions(packing=wrong)).ok

@@ -6,6 +6,7 @@ OpenFHE."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from helpers import DEAD, DOT_SUM, Kernel, emitted_imports, imports_of, make_kernels
 
 from porcupine.backend import (
+    EmitOptions,
     EmittedKernel,
     ProgramSpec,
     emit_python,
@@ -36,6 +38,7 @@ from porcupine.backend.sections import (
     RuntimeText,
     application_sections,
 )
+from quill.cost import DEFAULT_TABLE
 from quill.params import by_name
 from quill.parser import parse_program
 from quill.slots import T
@@ -281,11 +284,13 @@ def test_contexts_below_the_kernels_security_level_are_refused(clear: dict[str, 
     ):
         m.check_context(m.new_context(stronger))
     spec = ProgramSpec(DEAD, 8)
-    strict = emitted_module(DEAD, spec, security="HEStd_192_classic", cleartext_backend=True)
+    strict = emitted_module(
+        DEAD, spec, EmitOptions(security="HEStd_192_classic"), cleartext_backend=True
+    )
     with _context_error("security level is HEStd_128_classic, below the HEStd_192_classic"):
         strict.check_context(strict.new_context(openfhe.HEStd_128_classic))
     strict.check_context(strict.new_context())  # its own level by default
-    lax = emitted_module(DEAD, spec, security="HEStd_NotSet", cleartext_backend=True)
+    lax = emitted_module(DEAD, spec, EmitOptions(security="HEStd_NotSet"), cleartext_backend=True)
     lax.check_context(lax.new_context(openfhe.HEStd_NotSet))
 
 
@@ -327,3 +332,19 @@ def test_long_literals_get_names_of_their_own() -> None:
     assert "_CONSTANT_VALUES_ = (" in text and "_CONSTANT_VALUES__ = (" in text
     run = run_cleartext(spec, program=program, seed=2)
     assert run.ok, run.summary()
+
+
+def test_the_default_options_are_the_compilers_choices(clear: dict[str, Kernel]) -> None:
+    """``emit_python(program, spec)`` is the record's defaults, and spelling a default out
+    changes nothing: the record is the choices, byte for byte. It is frozen and takes
+    its fields by name only."""
+    k = clear["box_blur"]
+    text = emit_python(k.program, k.spec)
+    spelled = EmitOptions(table=DEFAULT_TABLE, hoist=None, security="HEStd_128_classic")
+    assert emit_python(k.program, k.spec, EmitOptions()) == text
+    assert emit_python(k.program, k.spec, spelled) == text
+    assert emit_python(k.program, k.spec, EmitOptions(security="HEStd_NotSet")) != text
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        EmitOptions().hoist = True  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        EmitOptions(DEFAULT_TABLE)  # type: ignore[misc]

@@ -13,7 +13,14 @@ import openfhe
 import pytest
 from helpers import DEAD, DOT_SUM, KERNELS, SQUARE_SHIFT, SQUARE_SHIFT_SPEC, context_error
 
-from porcupine.backend import EmittedKernel, ProgramSpec, emit_python, emitted_module, run_encrypted
+from porcupine.backend import (
+    EmitOptions,
+    EmittedKernel,
+    ProgramSpec,
+    emit_python,
+    emitted_module,
+    run_encrypted,
+)
 from quill.ir import Program
 from quill.noise import parameters
 from quill.parser import load_program, parse_program
@@ -109,7 +116,7 @@ def test_contexts_that_differ_from_the_kernels_set_are_refused(what: str) -> Non
 
 def test_a_kernel_emitted_for_no_security_level_takes_a_context_without_one() -> None:
     spec = ProgramSpec(DEAD, 16)
-    lax = emitted_module(DEAD, spec, security="HEStd_NotSet")
+    lax = emitted_module(DEAD, spec, EmitOptions(security="HEStd_NotSet"))
     lax.check_context(lax.new_context(openfhe.HEStd_NotSet))
-    result = run_encrypted(spec, program=DEAD, reps=0, security="HEStd_NotSet")
+    result = run_encrypted(spec, program=DEAD, reps=0, options=EmitOptions(security="HEStd_NotSet"))
     assert result.ok, result.summary()

@@ -31,6 +31,7 @@ from porcupine.backend.batching import (
 )
 from porcupine.backend.kernel_module import EmittedKernel, load_module
 from porcupine.backend.openfhe_emit import emit_python
+from porcupine.backend.options import EmitOptions
 from porcupine.backend.planning import EmitPlan, io_layouts, plan
 from porcupine.synthesize import synthesize
 from quill.interp import Slots, interpret
@@ -179,7 +180,7 @@ def test_not_applicable() -> None:
     assert instance_layout(decided, (0,), packed=True) is None
     wide = parse_program("kernel w(x: ct) {\n r = rot(x, 1)\n y = add(x, r)\n return y\n}")
     n2048 = by_name("n2048_q50_w10")
-    full = plan(wide, 1024, param_set=n2048)
+    full = plan(wide, 1024, EmitOptions(param_set=n2048))
     assert instance_layout(full) is None  # x at 0..1024: 1025 slots in a row of 1024
     one = layout_of(full, tuple(range(1023)))  # the last output unwanted: exactly a row
     assert (one.window, one.per_row, one.rows) == ((0, 1024), 1, 2)
@@ -261,7 +262,7 @@ def test_random_programs_rows_match_single_instances(
     """Any program (rotations by any amount, EvalSum of any window, masks, products) on 8
     slots, run in the smallest set's row of 1024. Few output slots make narrow windows,
     where a mask's alignment matters."""
-    decided = plan(program, 8, param_set=by_name("n2048_q50_w10"))
+    decided = plan(program, 8, EmitOptions(param_set=by_name("n2048_q50_w10")))
     wanted = tuple(sorted(outputs))
     layout = instance_layout(decided, wanted)
     assume(layout is not None)
@@ -395,7 +396,7 @@ def test_placeholder_constants_are_the_placeholder_kernels() -> None:
     from porcupine.backend import instances, runtime
 
     program = parse_program("kernel k(x: ct) {\n y = add(x, x)\n return y\n}")
-    decided = plan(program, runtime.SLOTS, param_set=by_name(runtime.PARAMETER_SET))
+    decided = plan(program, runtime.SLOTS, EmitOptions(param_set=by_name(runtime.PARAMETER_SET)))
     lines = instance_constants(instance_layout(decided, runtime.OUTPUT_SLOTS))
     values = dict(line.split(" = ") for line in lines if not line.startswith("#"))
     assert {k: eval(v) for k, v in values.items()} == {k: getattr(instances, k) for k in values}

@@ -10,18 +10,26 @@ from pathlib import Path
 
 import pytest
 
-from porcupine.bounds import floor_for, lower_bound, most_offsets, rotations_us
+from porcupine.bounds import (
+    fan_in,
+    fewest_components,
+    floor_for,
+    lower_bound,
+    most_offsets,
+    rotations_us,
+)
 from porcupine.restrictions import derive
 from porcupine.search import ring_for
+from porcupine.synthesize import synthesize
 from quill.cost import DEFAULT_TABLE, Objective, objective, rotation_group_us, row_us
 from quill.ir import Program
 from quill.noise import parameters
 from quill.ops import Opcode
 from quill.params import SETS
-from quill.parser import load_program
+from quill.parser import load_program, parse_program
 from quill.spec import load_spec, parse_spec
 from quill.stats import counts
-from quill.verify import reference
+from quill.verify import reference, verify
 
 KERNELS = Path(__file__).parent.parent / "kernels"
 ROWS = ("n2048_q50_w10", "n4096_q108_w27", "n8192_q180_w0")
@@ -115,3 +123,58 @@ def test_a_window_sum_needs_as_many_adds_as_doublings() -> None:
     assert floor.least_components(None) == 3
     assert floor.least_components(8) == 1
     assert floor.least_components(2) == 3  # sums of two: one doubling each
+
+
+def test_fan_in_counts_groups_paths_and_a_bypassed_single_group() -> None:
+    # two groups of four reaching 25 offsets: 3 + 3 additions for the groups, and paths
+    # (16 through the groups alone) need one more doubling
+    assert fan_in((4, 4), 25, 1) == 7
+    # one group of two reaching three offsets: the path without a rotation needs an edge
+    assert fan_in((2,), 3, 1) == 2
+    # three groups of one rotation reaching eight offsets: doublings only
+    assert fan_in((1, 1, 1), 8, 1) == 3
+    # inputs meet: four ciphertext inputs read at one slot need three two-operand ops
+    assert fan_in((), 1, 4) == 3
+    # a sum of four brings four offsets with no addition
+    assert fan_in((), 4, 1, (4,)) == 0
+
+
+def test_the_floor_over_every_kernel_counts_library_sums() -> None:
+    # EvalSum(x, 4) is a kernel for four neighbours: the bound over every kernel is below it
+    spec = parse_spec(
+        "spec four\nparam n = 8\nslots n\ninput x: ct vector(n)\n"
+        "output y[k]: vector(n) = x[k] + x[k + 1] + x[k + 2] + x[k + 3] where k < 4\n"
+    )
+    program = parse_program("kernel four(x: ct) {\n    s = sum(x, 4)\n    return s\n}\n")
+    ref = reference(spec)
+    assert verify(program, ref).ok
+    restrictions = derive(ref)
+    ring = ring_for(restrictions, spec.n)
+    row = row_us(DEFAULT_TABLE, ring)
+    floor = floor_for(ref, restrictions)
+    assert fewest_components(floor) == 1
+    for goal in Objective:
+        assert lower_bound(floor, 0, row, goal) <= objective(program, ring, DEFAULT_TABLE, goal)
+
+
+@pytest.mark.search
+def test_a_kernel_meeting_the_bound_in_the_sketch_is_proven_without_its_size() -> None:
+    # three hoisted rotations and three additions: no kernel of the sketch (no sums) is
+    # cheaper, which the bound shows though the hint keeps the search to one component
+    spec = parse_spec(
+        "spec four\nparam n = 8\nslots n\ninput x: ct vector(n)\n"
+        "output y[k]: vector(n) = x[k] + x[k + 1] + x[k + 2] + x[k + 3] where k < 4\n"
+        "hint components 1\n"
+    )
+    result = synthesize(spec, timeout=60)
+    assert result.verified and result.optimal
+    assert "any size in the sketch" in result.optimal_scope
+
+
+@pytest.mark.search
+def test_a_cyclic_blur_is_optimal_over_every_kernel() -> None:
+    # two hoisted groups of two rotations and four additions meet the bound over every
+    # kernel: the rearranged formula ends the search at once
+    result = synthesize(load_spec(KERNELS / "corpus" / "blur3_cyclic.spec"), timeout=60)
+    assert result.optimal and "meets the lower bound" in result.optimal_scope
+    assert counts(result.program).rotations == 4

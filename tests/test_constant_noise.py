@@ -20,6 +20,7 @@ import pytest
 from porcupine.backend.kernel_module import emitted_module
 from porcupine.backend.noise_probe import primitives
 from porcupine.backend.openfhe_run import Session
+from porcupine.backend.options import EmitOptions
 from porcupine.backend.planning import new_context
 from porcupine.backend.program_spec import ProgramSpec
 from porcupine.backend.rawnoise import RawDecryptor, packing_root, worst_slots
@@ -59,7 +60,7 @@ def test_uniform_constants_fill_both_rows_masks_tile_each_row(cleartext: bool) -
     program = parse_program(KERNEL)
     s = by_name("n2048_q50_w10")  # the packing only; the kernel is not run
     module = emitted_module(
-        program, ProgramSpec(program, 8), param_set=s, cleartext_backend=cleartext
+        program, ProgramSpec(program, 8), EmitOptions(param_set=s), cleartext_backend=cleartext
     )
     session = Session([module])
     packed = module._constants(session.cc)  # type: ignore[attr-defined]
@@ -83,7 +84,7 @@ def test_the_second_row_never_reaches_the_slots_that_matter(cleartext: bool) -> 
     s = by_name("n4096_q108_w27")  # the cheapest set the model accepts the kernel on
     assert accepts(s, program, 8)
     module = emitted_module(
-        program, ProgramSpec(program, 8), param_set=s, cleartext_backend=cleartext
+        program, ProgramSpec(program, 8), EmitOptions(param_set=s), cleartext_backend=cleartext
     )
     session = Session([module])
     cc, keys = session.cc, session.keys

@@ -14,7 +14,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before openfhe loads (see test_
 
 import numpy as np
 
-from porcupine.backend import emitted_module
+from porcupine.backend import EmitOptions, emitted_module
 from porcupine.backend.contexts import (
     ContextSession,
     clear_rotation_keys,
@@ -70,7 +70,7 @@ def test_a_kernel_runs_correctly_in_openfhe_defaults() -> None:
     spec = load_spec(KERNELS / "box_blur.spec")
     program = load_program(KERNELS / "baselines/box_blur.quill")
     cc = default_context(1)
-    module = emitted_module(program, spec, param_set=matching_set(cc))
+    module = emitted_module(program, spec, EmitOptions(param_set=matching_set(cc)))
     session = ContextSession(cc, [module])
     assert session.ring_dim == 8192 and session.keygen.rotation_keys == 3
     inputs = spec.random_inputs(np.random.default_rng(1))

@@ -16,7 +16,7 @@ import openfhe
 import pytest
 
 from porcupine.app_plan import compile_for
-from porcupine.backend import emit_python, load_module
+from porcupine.backend import EmitOptions, emit_python, load_module
 from porcupine.backend.app_run import ServerFailed, run_two_party
 from porcupine.synthesize import Options, synthesize
 from quill.slots import T
@@ -105,7 +105,9 @@ def test_compiled_for_the_data_size(tmp_path: Path) -> None:
     assert compiled.spec.n == chosen.shape[0] > 8 and compiled.result.verified
     path = tmp_path / "dot.py"
     path.write_text(
-        emit_python(compiled.result.program, compiled.spec, param_set=compiled.param_set)
+        emit_python(
+            compiled.result.program, compiled.spec, EmitOptions(param_set=compiled.param_set)
+        )
     )
     rng = np.random.default_rng(5)
     a, b = rng.integers(0, 256, size=100_000), rng.integers(0, 256, size=100_000)

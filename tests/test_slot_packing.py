@@ -127,13 +127,20 @@ def test_synthesize_padded_reports_the_packing_and_no_optimality() -> None:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_packed_kernel_decrypts_to_the_spec(seed: int) -> None:
     from porcupine.backend.openfhe_run import run_encrypted
+    from porcupine.backend.options import EmitOptions
 
     spec = load_spec(KERNELS / "roberts_cross.spec")
     found = _packed("roberts_cross")
     assert found is not None
     rng = np.random.default_rng(seed)
     inputs = spec.random_inputs(rng)
-    got = run_encrypted(spec, program=found.program, packing=found.packing, inputs=inputs, reps=1)
+    got = run_encrypted(
+        spec,
+        program=found.program,
+        inputs=inputs,
+        reps=1,
+        options=EmitOptions(packing=found.packing),
+    )
     assert got.ok, got.mismatches
 
 

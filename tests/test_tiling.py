@@ -59,6 +59,9 @@ EXPECTED: dict[str, tuple[str, tuple[tuple[int, int], ...], tuple[tuple[int, int
     "roberts_cross": (S, ((0, 1), (0, 1)), ((0, 1), (0, 1))),
     "sobel": (S, ((1, 1), (1, 1)), ((1, 1), (1, 1))),
     "blur3": (S, ((1, 1), (1, 1)), ((1, 1), (1, 1))),
+    "blur3_cyclic": (F, (), ()),  # reads wrap around the flat index
+    "blur5": (S, ((2, 2), (2, 2)), ((2, 2), (2, 2))),
+    "smooth5": (S, ((2, 2),), ((2, 2),)),
     "complex_norm": (S, NONE, NONE),
     "conv1d": (S, ((0, 2),), ((0, 2),)),
     "conv2d": (S, ((0, 1), (0, 1)), ((0, 1), (0, 1))),

@@ -7,9 +7,12 @@ with the kernel's constants and code; it imports only ``openfhe`` and ``numpy``)
 :func:`run_encrypted` runs a kernel encrypted and checks it against the spec, and
 :func:`run_cleartext` does the same on the cleartext backend
 (:mod:`porcupine.backend.cleartext`), without encryption; :func:`compare_latency` times
-several kernels of one spec interleaved in one context; :func:`calibrate` measures the cost
-table. :mod:`porcupine.backend.contexts` builds contexts other than a kernel's own (OpenFHE's
-defaults for a depth), times key generation and sizes the rotation keys, for the evaluation.
+several kernels of one spec interleaved in one context. The choices of how a kernel is
+emitted (cost table, hoisting, parameter set, security, client packing) travel as one
+:class:`EmitOptions` record, whose defaults leave them to the compiler. :func:`calibrate`
+measures the cost table. :mod:`porcupine.backend.contexts` builds contexts other than a
+kernel's own (OpenFHE's defaults for a depth), times key generation and sizes the rotation
+keys, for the evaluation.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from porcupine.backend.openfhe_run import (
     run_cleartext,
     run_encrypted,
 )
+from porcupine.backend.options import EmitOptions
 from porcupine.backend.planning import EmitPlan, SpecLike, plan
 from porcupine.backend.program_spec import ProgramSpec
 from porcupine.files import write_atomically
@@ -56,6 +60,7 @@ __all__ = [
     "ContextFacts",
     "ContextSession",
     "DepthProbe",
+    "EmitOptions",
     "EmitPlan",
     "EmittedKernel",
     "KeyGenStats",

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 from porcupine.backend.planning import EmitPlan
 from quill.ir import Program
-from quill.ops import OPS, Family
+from quill.ops import OPS
 from quill.slots import T
 from quill.transform import live_instructions
 
@@ -100,14 +100,14 @@ def needed_positions(program: Program, output_slots: Iterable[int]) -> dict[str,
     need: dict[str, set[int]] = {program.result: set(output_slots)}
     for ins in reversed(live_instructions(program)):
         want = need.get(ins.dest, set())
-        family = OPS[ins.opcode].family
-        if family is Family.ROT:
+        info = OPS[ins.opcode]
+        if info.rotates:
             assert ins.amount is not None
             want = {s + ins.amount for s in want}
-        elif family is Family.SUM:
+        elif info.sums:
             assert ins.amount is not None
             want = {s + j for s in want for j in range(ins.amount)}
-        elif OPS[ins.opcode].reads is not None:
+        elif info.reads is not None:
             raise ValueError(f"{ins.opcode.value} moves slots in a way batching does not know")
         for a in ins.args:
             need.setdefault(a, set()).update(want)

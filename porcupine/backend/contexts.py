@@ -27,7 +27,7 @@ import openfhe
 
 from porcupine.backend.kernel_module import EmittedKernel
 from porcupine.backend.openfhe_run import Session
-from porcupine.backend.planning import DEFAULT_SECURITY
+from porcupine.backend.options import DEFAULT_SECURITY
 from quill.params import SETS, ParameterSet
 from quill.slots import T
 

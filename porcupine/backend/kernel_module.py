@@ -17,11 +17,9 @@ import numpy.typing as npt
 
 from porcupine.backend import cleartext, runtime
 from porcupine.backend.openfhe_emit import emit_python
-from porcupine.backend.planning import DEFAULT_SECURITY, SpecLike
-from porcupine.layouts import Packing
-from quill.cost import DEFAULT_TABLE, CostTable
+from porcupine.backend.options import DEFAULT_OPTIONS, EmitOptions
+from porcupine.backend.planning import SpecLike
 from quill.ir import Program
-from quill.params import ParameterSet
 
 _counter = itertools.count()
 
@@ -99,24 +97,18 @@ def load_module(path: str | Path, *, cleartext_backend: bool = False) -> Emitted
 def emitted_module(
     program: Program,
     spec: SpecLike,
-    table: CostTable = DEFAULT_TABLE,
+    options: EmitOptions = DEFAULT_OPTIONS,
     *,
-    hoist: bool | None = None,
-    param_set: ParameterSet | None = None,
-    security: str = DEFAULT_SECURITY,
     cleartext_backend: bool = False,
-    packing: Packing | None = None,
 ) -> EmittedKernel:
-    """Emit ``program`` (see :func:`~porcupine.backend.openfhe_emit.emit_python`; under
-    ``packing``, if given) and import the text as a module, bound to the cleartext backend
-    if asked.
+    """Emit ``program`` as ``options`` say (see
+    :func:`~porcupine.backend.openfhe_emit.emit_python`) and import the text as a module,
+    bound to the cleartext backend if asked.
 
     No file is written; the text is registered with :mod:`linecache`, so tracebacks show
     the emitted lines.
     """
-    text = emit_python(
-        program, spec, table, hoist=hoist, param_set=param_set, security=security, packing=packing
-    )
+    text = emit_python(program, spec, options)
     name = _fresh_name(program.name)
     filename = f"<emitted kernel {name}>"
     linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)

@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from porcupine.backend.kernel_module import EmittedKernel, emitted_module
 from porcupine.backend.openfhe_run import Session
+from porcupine.backend.options import EmitOptions
 from porcupine.backend.planning import new_context
 from porcupine.backend.program_spec import ProgramSpec
 from porcupine.backend.rawnoise import RawDecryptor, packing_root, worst_slots
@@ -161,7 +162,7 @@ class ProbeRun:
 def _modules(program: Program, param_set: ParameterSet) -> tuple[EmittedKernel, EmittedKernel]:
     spec = ProgramSpec(program, SLOTS)
     return tuple(  # type: ignore[return-value]
-        emitted_module(program, spec, param_set=param_set, cleartext_backend=clear)
+        emitted_module(program, spec, EmitOptions(param_set=param_set), cleartext_backend=clear)
         for clear in (False, True)
     )
 

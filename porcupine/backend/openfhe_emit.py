@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from porcupine.backend.batching import instance_constants, instance_layout
 from porcupine.backend.docstring import module_docstring
+from porcupine.backend.options import DEFAULT_OPTIONS, EmitOptions
 from porcupine.backend.packed_emit import (
     PackedLayout,
     packed_layout,
@@ -28,7 +29,6 @@ from porcupine.backend.packed_emit import (
     packing_constants,
 )
 from porcupine.backend.planning import (
-    DEFAULT_SECURITY,
     EmitPlan,
     IOLayout,
     Layouts,
@@ -49,12 +49,9 @@ from porcupine.backend.pytext import (
 from porcupine.backend.sections import RuntimeText, assemble
 from porcupine.backend.tiling import Tiling, derive_tiling, tiling_constants
 from porcupine.files import write_atomically
-from porcupine.layouts import Packing
-from quill.cost import DEFAULT_TABLE, CostTable
 from quill.ir import Instr, Program
 from quill.noise import MARGIN_BITS
-from quill.ops import OPS, Kind, Opcode
-from quill.params import ParameterSet
+from quill.ops import OPS, Kind
 from quill.slots import T
 from quill.spec import Spec
 
@@ -65,33 +62,25 @@ RESERVED_INPUT_NAMES = frozenset({"check_inputs", "evaluate", "_constants", "ope
 _AMBIGUOUS = frozenset({"l", "O", "I"})
 
 
-def emit_python(
-    program: Program,
-    spec: SpecLike,
-    table: CostTable = DEFAULT_TABLE,
-    *,
-    hoist: bool | None = None,
-    param_set: ParameterSet | None = None,
-    security: str = DEFAULT_SECURITY,
-    packing: Packing | None = None,
-) -> str:
+def emit_python(program: Program, spec: SpecLike, options: EmitOptions = DEFAULT_OPTIONS) -> str:
     """The OpenFHE Python module for ``program`` computing ``spec`` (pure: returns text).
 
-    ``hoist`` overrides the cost table's hoisting decision, ``param_set`` the noise
-    model's choice of parameter set and ``security`` the least security level the kernel
-    accepts (see :func:`~porcupine.backend.planning.plan`). ``packing``: ``program`` computes
-    ``packing.spec`` (a client packing of ``spec``, e.g. ``SynthesisResult.packing``); the
-    module still takes ``spec``'s inputs and returns its output, gathering and scattering
-    slots itself (:mod:`porcupine.backend.packed_emit`). Raises ``ValueError`` when the
-    program's inputs do not match the spec's (or the packing's ciphertexts), and
+    ``options`` (:class:`~porcupine.backend.options.EmitOptions`) may override the cost
+    table, its hoisting decision, the noise model's choice of parameter set and the least
+    security level the kernel accepts (see :func:`~porcupine.backend.planning.plan`), and
+    give a client packing: ``program`` then computes ``options.packing.spec`` and the module
+    still takes ``spec``'s inputs and returns its output, gathering and scattering slots
+    itself (:mod:`porcupine.backend.packed_emit`). Raises ``ValueError`` when the program's
+    inputs do not match the spec's (or the packing's ciphertexts), and
     :class:`quill.noise.NoiseBudgetExceeded` when no parameter set holds it.
     """
+    packing = options.packing
     layouts = io_layouts(spec)
     packed = None if packing is None else packed_layout(packing, spec, program)
     if packed is None:
         check_signature(program, layouts.inputs)
     slots = spec.n if packing is None else packing.slots
-    decided = plan(program, slots, table, hoist, param_set, security)
+    decided = plan(program, slots, options)
     middle = RuntimeText.load().middle
     text = assemble(
         module_docstring(spec, layouts, decided, packed),
@@ -108,21 +97,10 @@ def emit_python(
 
 
 def emit_to_path(
-    program: Program,
-    spec: SpecLike,
-    path: str | Path,
-    table: CostTable = DEFAULT_TABLE,
-    *,
-    hoist: bool | None = None,
-    param_set: ParameterSet | None = None,
-    security: str = DEFAULT_SECURITY,
-    packing: Packing | None = None,
+    program: Program, spec: SpecLike, path: str | Path, options: EmitOptions = DEFAULT_OPTIONS
 ) -> Path:
     """Emit ``program`` (see :func:`emit_python`) and write it atomically to ``path``."""
-    text = emit_python(
-        program, spec, table, hoist=hoist, param_set=param_set, security=security, packing=packing
-    )
-    return write_atomically(path, text)
+    return write_atomically(path, emit_python(program, spec, options))
 
 
 class _Names:
@@ -339,7 +317,7 @@ def kernel_code(decided: EmitPlan, names: _Names) -> str:
             body.append(f"# {ins.dest} is never used: not emitted")
             continue
         src = ins.args[0]
-        if ins.opcode is Opcode.ROT and src in decided.hoisted and src not in precomputed:
+        if ins.opcode.rotates and src in decided.hoisted and src not in precomputed:
             precomputed[src] = names.new(f"{names.py[src]}_pre")
             body += call(f"{precomputed[src]} = {cc}.EvalFastRotationPrecompute(", [names.py[src]])
         body += _instr_lines(ins, names, decided, precomputed)
@@ -367,7 +345,7 @@ def _instr_lines(
     method = OPS[ins.opcode].openfhe
     if ins.amount is not None:  # the amount follows the operand (EvalRotate, EvalSum)
         args.append(str(ins.amount))
-    if ins.opcode is Opcode.ROT and ins.args[0] in precomputed:
+    if ins.opcode.rotates and ins.args[0] in precomputed:
         method = "EvalFastRotation"
         args += [names.order, precomputed[ins.args[0]]]
     return call(f"{names.py[ins.dest]} = {names.cc}.{method}(", args)

@@ -29,8 +29,8 @@ from porcupine.backend.kernel_module import (
     load_module,
     spec_slots,
 )
-from porcupine.backend.planning import DEFAULT_SECURITY, SpecLike
-from porcupine.layouts import Packing
+from porcupine.backend.options import DEFAULT_OPTIONS, EmitOptions
+from porcupine.backend.planning import SpecLike
 from quill.cost import DEFAULT_TABLE, CostTable
 from quill.ir import Program
 from quill.noise import shared_parameters
@@ -258,37 +258,20 @@ def compare(spec: SpecLike, inputs: Mapping[str, Slots], got: Slots) -> tuple[Mi
 # --- running one kernel ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Options:
-    """How to emit or load the kernel of one run."""
-
-    table: CostTable
-    hoist: bool | None
-    security: str
-    cleartext: bool
-    param_set: ParameterSet | None = None
-    packing: Packing | None = None
-
-
 def _module_for(
-    spec: SpecLike, program: Program | None, module_path: str | Path | None, how: _Options
+    spec: SpecLike,
+    program: Program | None,
+    module_path: str | Path | None,
+    options: EmitOptions,
+    cleartext: bool,
 ) -> tuple[EmittedKernel, str]:
     if (program is None) == (module_path is None):
         raise ValueError("give exactly one of program= and module_path=")
     if program is not None:
-        module = emitted_module(
-            program,
-            spec,
-            how.table,
-            hoist=how.hoist,
-            param_set=how.param_set,
-            security=how.security,
-            cleartext_backend=how.cleartext,
-            packing=how.packing,
-        )
+        module = emitted_module(program, spec, options, cleartext_backend=cleartext)
         return module, program.name
     assert module_path is not None
-    module = load_module(module_path, cleartext_backend=how.cleartext)
+    module = load_module(module_path, cleartext_backend=cleartext)
     if spec.n != spec_slots(module):
         raise ValueError(
             f"{module_path} is a kernel on {spec_slots(module)} slots, the spec has {spec.n}"
@@ -337,11 +320,7 @@ def run_encrypted(
     inputs: Mapping[str, Slots] | None = None,
     seed: int = 0,
     reps: int = 10,
-    table: CostTable = DEFAULT_TABLE,
-    hoist: bool | None = None,
-    param_set: ParameterSet | None = None,
-    security: str | None = None,
-    packing: Packing | None = None,
+    options: EmitOptions = DEFAULT_OPTIONS,
 ) -> RunResult:
     """Run a kernel encrypted and check it against ``spec.reference``.
 
@@ -350,16 +329,16 @@ def run_encrypted(
     ``spec.random_inputs`` makes them; by default those, with ``seed``); elements outside
     an input's layout are encrypted as zeros. The kernel runs once untimed (its output is
     checked), once through a :class:`DepthProbe` (the ct*ct depth used) and then ``reps``
-    times timed. ``param_set`` emits ``program`` for that parameter set instead of the one
-    the noise model picks; ``security`` names an ``openfhe.SecurityLevel`` to build the
-    context at (and to emit ``program`` for; by default the module's own, 128-bit classic).
-    ``packing``: ``program`` computes ``packing.spec``, a client packing of ``spec``; its
-    module gathers the inputs and is checked against ``spec`` all the same (a module at
-    ``module_path`` says its packing itself).
+    times timed. ``options`` say how ``program`` is emitted
+    (:class:`~porcupine.backend.options.EmitOptions`); their ``security`` also names the
+    ``openfhe.SecurityLevel`` the context is built at (by default the module's own, for
+    ``program`` 128-bit classic). Under ``options.packing`` ``program`` computes
+    ``packing.spec``, a client packing of ``spec``; its module gathers the inputs and is
+    checked against ``spec`` all the same (a module at ``module_path`` says its packing
+    itself, and the other options do not apply to it).
     """
-    how = _Options(table, hoist, security or DEFAULT_SECURITY, False, param_set, packing)
-    module, name = _module_for(spec, program, module_path, how)
-    level = None if security is None else getattr(openfhe, security)
+    module, name = _module_for(spec, program, module_path, options, cleartext=False)
+    level = None if options.security is None else getattr(openfhe, options.security)
     session = Session([module], security=level)
     return _run(spec, module, name, session, inputs, seed, reps)
 
@@ -371,14 +350,11 @@ def run_cleartext(
     module_path: str | Path | None = None,
     inputs: Mapping[str, Slots] | None = None,
     seed: int = 0,
-    table: CostTable = DEFAULT_TABLE,
-    hoist: bool | None = None,
-    packing: Packing | None = None,
+    options: EmitOptions = DEFAULT_OPTIONS,
 ) -> RunResult:
     """:func:`run_encrypted` on the cleartext backend (no encryption, no timing): the
     kernel's slots, its relinearization placement and its depth, in milliseconds."""
-    how = _Options(table, hoist, DEFAULT_SECURITY, cleartext=True, packing=packing)
-    module, name = _module_for(spec, program, module_path, how)
+    module, name = _module_for(spec, program, module_path, options, cleartext=True)
     return _run(spec, module, name, Session([module]), inputs, seed, reps=0)
 
 
@@ -401,7 +377,8 @@ def compare_latency(
     rounds so neither always runs first.
     """
     shared = param_set or shared_parameters(programs, spec.n, table).param_set
-    modules = [emitted_module(p, spec, table, param_set=shared) for p in programs]
+    how = EmitOptions(table=table, param_set=shared)
+    modules = [emitted_module(p, spec, how) for p in programs]
     session = Session(modules)
     slot_inputs = spec.random_inputs(np.random.default_rng(seed))
     args = [session.arguments(m, slot_inputs) for m in modules]

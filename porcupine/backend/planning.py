@@ -21,19 +21,17 @@ import numpy.typing as npt
 import openfhe
 
 from porcupine.backend import runtime
-from quill.cost import DEFAULT_TABLE, CostTable, program_cost, row_us, should_hoist
+from porcupine.backend.options import DEFAULT_OPTIONS, DEFAULT_SECURITY, EmitOptions
+from quill.cost import CostTable, program_cost, row_us, should_hoist
 from quill.ir import Const, Instr, Program
 from quill.noise import Parameters, assess, parameters, slots_needed
-from quill.ops import OPS, Family, Kind, Opcode
+from quill.ops import Kind
 from quill.params import ParameterSet
 from quill.relin import place_relinearizations
 from quill.slots import normalize_amount
 from quill.spec import Definition, Domain, InputDecl, Layout
 from quill.stats import counts
 from quill.transform import live_instructions, live_values
-
-DEFAULT_SECURITY = "HEStd_128_classic"
-"""The security level kernels are emitted for unless told otherwise."""
 
 
 class SpecLike(Protocol):
@@ -139,7 +137,7 @@ def emitted_rotations(program: Program, slots: int) -> Program:
     amounts (EvalSum's window) are emitted as written."""
     body = tuple(
         Instr(i.dest, i.opcode, i.args, emitted_amount(i.amount, slots))
-        if OPS[i.opcode].family is Family.ROT and i.amount is not None
+        if i.opcode.rotates and i.amount is not None
         else i
         for i in program.body
     )
@@ -175,23 +173,10 @@ def check_security(name: str) -> str:
     return name
 
 
-def plan(
-    program: Program,
-    slots: int,
-    table: CostTable = DEFAULT_TABLE,
-    hoist: bool | None = None,
-    param_set: ParameterSet | None = None,
-    security: str = DEFAULT_SECURITY,
-) -> EmitPlan:
-    """Decide how ``program`` runs on ``slots`` slots.
-
-    ``hoist=None`` lets the cost table decide per ciphertext (:func:`quill.cost.should_hoist`);
-    ``True`` hoists every ciphertext rotated by two or more distinct amounts; ``False`` none.
-    ``param_set`` forces a parameter set instead of :func:`quill.noise.parameters`'s choice,
-    whatever the noise model says of it (for probing the model itself, and for running
-    several kernels in one context); its rows must hold the slots.
-    ``security`` is the least security level the kernel accepts a context at.
-    """
+def plan(program: Program, slots: int, options: EmitOptions = DEFAULT_OPTIONS) -> EmitPlan:
+    """Decide how ``program`` runs on ``slots`` slots, as ``options`` say (their cost
+    table, hoisting, parameter set and security level; :class:`EmitOptions`)."""
+    table, hoist, param_set = options.table, options.hoist, options.param_set
     program = emitted_rotations(place_relinearizations(program), slots)
     if param_set is None:
         params = parameters(program, slots, table)
@@ -205,7 +190,7 @@ def plan(
     live = live_instructions(program)
     groups: defaultdict[str, set[int]] = defaultdict(set)
     for ins in live:
-        if ins.opcode is Opcode.ROT:
+        if ins.opcode.rotates:
             assert ins.amount is not None
             groups[ins.args[0]].add(ins.amount % slots)
     row = row_us(table, params.param_set)
@@ -222,7 +207,7 @@ def plan(
         cost_ms=program_cost(program, params.param_set, table),
         table=table,
         slots=slots,
-        security=check_security(security),
+        security=check_security(options.security_level),
         hoisted=hoisted,
         live=frozenset(used),
         constants=tuple(c for c in program.consts if c.name in used),

@@ -87,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
 def _failed(e: BaseException, guard: Guard) -> int:
     """The message and exit status for what ended a command early."""
     if guard.forced is not None:  # whatever the Stopped was turned into on its way here
-        return _stopped(guard.forced, guard)
+        return _stopped(guard.forced, guard, e)
     if isinstance(e, (QuillError, UsageError)):
         return _say(str(e), EXIT_USAGE)
     if isinstance(e, Failure):
@@ -112,18 +112,17 @@ def _failed(e: BaseException, guard: Guard) -> int:
     raise e
 
 
-def _stopped(reason: str, guard: Guard) -> int:
-    lost = (
-        "; the search was in a step that cannot be interrupted, so anything it had found is lost"
-        if guard.forced_search
-        else ""
-    )
+def _stopped(reason: str, guard: Guard, error: BaseException | None = None) -> int:
+    # A search stopped by force reports the kernel its budget kept (porcupine.cli.kept):
+    # here, none had been found.
+    none = "; no verified kernel had been found to report" if guard.forced_search else ""
     if reason == "interrupted":
-        return _say(f"interrupted while {guard.phase}{lost}", EXIT_INTERRUPTED)
+        return _say(f"interrupted while {guard.phase}{none}", EXIT_INTERRUPTED, error)
     return _say(
         f"--timeout {guard.timeout:g} s reached while {guard.phase} (stopped after "
-        f"{guard.elapsed:.1f} s){lost or '; no result to report'}",
+        f"{guard.elapsed:.1f} s){none or '; no result to report'}",
         EXIT_FAILED,
+        error,
     )
 
 

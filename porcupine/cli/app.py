@@ -166,7 +166,7 @@ def _compiled(
 ) -> str:
     """No ``--kernel``: the kernel compiled for the inputs' size (tile and ring chosen,
     said on stderr), emitted into ``folder``."""
-    from porcupine.backend import emit_python
+    from porcupine.backend import EmitOptions, emit_python
 
     shape = next(iter(np.shape(v) for v in cts.values()))
     options = Options(table=table_of(args))
@@ -179,7 +179,9 @@ def _compiled(
     path = folder / f"{spec.name}.py"
     path.write_text(
         emit_python(
-            compiled.result.program, compiled.spec, options.table, param_set=compiled.param_set
+            compiled.result.program,
+            compiled.spec,
+            EmitOptions(table=options.table, param_set=compiled.param_set),
         )
     )
     return str(path)

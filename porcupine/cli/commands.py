@@ -117,7 +117,7 @@ def cmd_emit(args: argparse.Namespace, guard: Guard) -> int:
     """Emit a verified Quill kernel as an OpenFHE Python module."""
     outputs_checked([args.output], inputs_of(args))
     require_backend()
-    from porcupine.backend import emit_python
+    from porcupine.backend import EmitOptions, emit_python
 
     table = table_of(args)
     spec, program, packing = _verified(args, guard, "only verified kernels are emitted")
@@ -125,7 +125,7 @@ def cmd_emit(args: argparse.Namespace, guard: Guard) -> int:
     kernel_spec = spec if packing is None else packing.spec
     check_kernel_ranges(kernel_spec, program, strict=args.strict_ranges, output_exact=exact)
     try:
-        text = emit_python(program, spec, table, packing=packing)
+        text = emit_python(program, spec, EmitOptions(table=table, packing=packing))
     except NoiseBudgetExceeded as e:
         raise noise_failure(e, program) from None
     write_atomically(args.output, text)
@@ -136,7 +136,7 @@ def cmd_emit(args: argparse.Namespace, guard: Guard) -> int:
 def cmd_run(args: argparse.Namespace, guard: Guard) -> int:
     """Run a kernel encrypted and compare it with the spec."""
     require_backend()
-    from porcupine.backend import run_encrypted
+    from porcupine.backend import EmitOptions, run_encrypted
 
     if args.input:
         if args.program:
@@ -154,8 +154,9 @@ def cmd_run(args: argparse.Namespace, guard: Guard) -> int:
         spec, program, packing = _verified(args, guard, "not running it")
         noise_checked(program, spec if packing is None else packing.spec)
         with guard.work("running the kernel encrypted"):
+            how = EmitOptions(table=table, packing=packing)
             report = run_encrypted(
-                spec, program=program, reps=args.reps, seed=args.seed, table=table, packing=packing
+                spec, program=program, reps=args.reps, seed=args.seed, options=how
             )
     else:
         with guard.work("reading the spec"):
@@ -164,7 +165,11 @@ def cmd_run(args: argparse.Namespace, guard: Guard) -> int:
         try:
             with guard.work("running the kernel encrypted"):
                 report = run_encrypted(
-                    spec, module_path=args.kernel, reps=args.reps, seed=args.seed, table=table
+                    spec,
+                    module_path=args.kernel,
+                    reps=args.reps,
+                    seed=args.seed,
+                    options=EmitOptions(table=table),
                 )
         except MemoryError:
             raise

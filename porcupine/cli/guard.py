@@ -1,10 +1,12 @@
 """How a command is bounded: its deadline, Ctrl-C and its memory.
 
-* ``--timeout`` starts with the command, so parsing and checking count. The search stops
-  itself at the deadline and keeps its best kernel (:class:`~porcupine.budget.Budget`);
-  any other work is stopped at the deadline, and a search busy in code that does not look
-  at the budget :data:`DEADLINE_GRACE_S` later, by raising :class:`Stopped` in the main
-  thread (``SIGALRM``).
+* ``--timeout`` starts with the command, so parsing and checking count. The search and
+  the passes stop themselves at the deadline and keep their best kernel
+  (:class:`~porcupine.budget.Budget`); any other work is stopped at the deadline, and a
+  search busy in code that does not look at the budget (a proof, a step of pure Python)
+  :data:`DEADLINE_GRACE_S` later, by raising :class:`Stopped` in the main thread
+  (``SIGALRM``). ``synth`` then reports the verified kernel the budget kept
+  (:mod:`porcupine.cli.kept`), so a kernel found is never lost.
 * Ctrl-C: Z3 would catch SIGINT itself and answer "unknown", so its handler is switched
   off (``ctrl_c``) and a thread woken by the signal (``signal.set_wakeup_fd``) cancels the
   budget and interrupts Z3 until the work ends; the Python handler then lets the search

@@ -15,6 +15,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import z3
+
 from porcupine.app_plan import AppKernel, NoTile, compile_for
 from porcupine.cli.common import (
     check_depth,
@@ -26,6 +28,7 @@ from porcupine.cli.common import (
 from porcupine.cli.errors import EXIT_INTERRUPTED, EXIT_OK, Failure, UsageError, say
 from porcupine.cli.guard import Guard, peak_memory
 from porcupine.cli.inputs import input_file, read_program, read_spec
+from porcupine.cli.kept import STOPS, kept_result, watch
 from porcupine.cli.report import (
     as_json,
     check_kernel_ranges,
@@ -127,6 +130,9 @@ def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
     )
     progress(args.quiet or args.json, guard.start)
     param_set = None
+    if not args.for_shape:
+        watch(guard.budget, spec, options)  # what a forced stop reports (cli.kept)
+    synthesizing = time.monotonic()
     try:
         with guard.work("synthesizing", graceful=True):
             if args.for_shape:
@@ -140,16 +146,47 @@ def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
     except NoiseBudgetError as e:
         raise noise_failure(e.cause, e.program, "the kernel found") from None
     except SynthesisError as e:
-        if guard.budget.cancelled:
+        kept = _kept(spec, options, guard, synthesizing) if guard.budget.over else None
+        if kept is not None:
+            result = kept
+        elif guard.budget.cancelled:
             say(str(e))
             return EXIT_INTERRUPTED
-        raise Failure(str(e)) from None
+        else:
+            raise Failure(str(e)) from None
+    except BaseException as e:  # stopped by force, or out of memory: the kernel kept, if any
+        stop = guard.forced or ("memory" if _out_of_memory(e) else None)
+        if stop is None or (kept := _kept(spec, options, guard, synthesizing, stop)) is None:
+            raise
+        say(f"{STOPS[stop]} stopped the work while it could not stop itself; reporting the "
+            "best verified kernel found before")  # fmt: skip
+        result = kept
+        guard.forced = None  # handled: a later error is reported as itself
     result = _memory_honest(result, guard)
     check_kernel_ranges(spec, result.program, strict=args.strict_ranges, output_exact=exact)
     if args.output:
         _write(args, result, spec, table, param_set)
     print(json.dumps(as_json(result), indent=2) if args.json else summary(result))
     return EXIT_INTERRUPTED if guard.budget.cancelled else EXIT_OK
+
+
+def _kept(
+    spec: Spec, options: Options, guard: Guard, since: float, stop: str | None = None
+) -> SynthesisResult | None:
+    """The kernel the budget kept (:mod:`porcupine.cli.kept`), stopped by ``stop`` (by
+    default, what ended the budget)."""
+    why = stop or guard.budget.stop_reason() or "timeout"
+    try:
+        return kept_result(spec, options, guard.budget, why, time.monotonic() - since)
+    except NoiseBudgetError as e:
+        guard.forced = None  # handled: reported as the kernel over the noise budget
+        raise noise_failure(e.cause, e.program, f"the kernel found before {STOPS[why]}") from None
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, MemoryError) or (
+        isinstance(e, z3.Z3Exception) and "memory" in str(e).lower()
+    )
 
 
 def _memory_honest(result: SynthesisResult, guard: Guard) -> SynthesisResult:
@@ -218,6 +255,7 @@ def _text(
     packing takes the spec's inputs and gathers the packing's ciphertexts itself."""
     if args.emit != "python":
         return format_program(result.program)
-    from porcupine.backend import emit_python
+    from porcupine.backend import EmitOptions, emit_python
 
-    return emit_python(result.program, spec, table, packing=result.packing, param_set=param_set)
+    how = EmitOptions(table=table, packing=result.packing, param_set=param_set)
+    return emit_python(result.program, spec, how)

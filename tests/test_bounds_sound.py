@@ -1,0 +1,167 @@
+"""The lower bound is sound: no correct kernel costs less than it (porcupine.bounds).
+
+A wrong bound makes a false ``optimal`` claim, so the bound over every kernel
+(``floor_for(ref, restrictions)`` at 0 components) is checked against kernels known to be
+correct: random Quill programs, each against a spec written from its own slot semantics
+(so the program is a correct kernel for it by construction, and verified), and every
+recorded kernel of the repository. Under both objectives and on several parameter sets,
+the program's rank is at or above the bound, and its components at or above the fewest
+any kernel has.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from porcupine.bounds import fewest_components, floor_for, lower_bound
+from porcupine.restrictions import derive
+from porcupine.search import ring_for
+from quill.cost import DEFAULT_TABLE, Objective, objective, row_us
+from quill.ir import Const, Instr, Param, Program
+from quill.ops import Kind, Opcode
+from quill.params import SETS, ParameterSet
+from quill.parser import load_program
+from quill.spec import Spec, load_spec, parse_spec
+from quill.transform import live_instructions
+from quill.verify import Reference, reference, verify
+
+KERNELS = Path(__file__).parent.parent / "kernels"
+CORPUS = KERNELS / "corpus" / "results"
+ROWS = tuple(s for s in SETS if s.name in ("n2048_q50_w10", "n4096_q60_w20", "n8192_q180_w0"))
+
+
+def _check(program: Program, spec: Spec, ref: Reference) -> None:
+    """The bound over every kernel is at or below ``program`` (a correct kernel for
+    ``spec``), on the search's parameter set and on others."""
+    restrictions = derive(ref)
+    floor = floor_for(ref, restrictions)
+    live = [i for i in live_instructions(program) if i.opcode not in (Opcode.ROT, Opcode.RELIN)]
+    assert len(live) >= fewest_components(floor), (len(live), fewest_components(floor))
+    sets: list[ParameterSet] = [ring_for(restrictions, spec.n), *ROWS]
+    for where in sets:
+        row = row_us(DEFAULT_TABLE, where)
+        for goal in Objective:
+            have = objective(program, where, DEFAULT_TABLE, goal)
+            bound = lower_bound(floor, 0, row, goal)
+            assert have >= bound, (where.name, goal.value, have, bound)
+
+
+# -- random programs and the specs their semantics are ---------------------------------------
+
+_BINARY = (Opcode.ADD_CC, Opcode.SUB_CC, Opcode.MUL_CC)
+
+
+def _expr(program: Program, value: str, off: int, n: int) -> str:
+    """The spec term of ``value`` read at offset ``off`` from the output slot (by the slot
+    semantics of :mod:`quill.ops`: ``rot(a, r)[k] = a[k + r]``, ``sum(a, w)[k]`` the sum of
+    ``a[k .. k + w - 1]``, a plaintext operand read at the same slot)."""
+    defs = {i.dest: i for i in program.body}
+    consts = {c.name: c.values[0] for c in program.consts}
+    if value in consts:
+        return f"({consts[value]})"
+    if value not in defs:
+        return f"{value}[(k + {off % n}) mod n]"
+    ins = defs[value]
+
+    def arg(j: int, shift: int = 0) -> str:
+        return _expr(program, ins.args[j], off + shift, n)
+
+    op = ins.opcode
+    if op is Opcode.ROT:
+        assert ins.amount is not None
+        return arg(0, ins.amount)
+    if op is Opcode.SUM:
+        assert ins.amount is not None
+        return "(" + " + ".join(arg(0, j) for j in range(ins.amount)) + ")"
+    if op is Opcode.NEG:
+        return f"(-{arg(0)})"
+    symbol = {"add": "+", "sub": "-", "mul": "*"}[op.info.family.value]
+    return f"({arg(0)} {symbol} {arg(1)})"
+
+
+@st.composite
+def programs(draw: st.DrawFn) -> tuple[Program, str]:
+    """A small random program over ct inputs x (and y), maybe a plaintext p and constants,
+    with rotations and sums, and the text of a spec computing exactly what it computes."""
+    n = draw(st.sampled_from([4, 8, 16]))
+    inputs = ["x"] + (["y"] if draw(st.booleans()) else [])
+    plain = draw(st.booleans())
+    params = [Param(v, Kind.CT) for v in inputs] + ([Param("p", Kind.PT)] if plain else [])
+    consts: list[Const] = []
+    body: list[Instr] = []
+    values = list(inputs)
+    degree = dict.fromkeys(inputs, 1)
+    for i in range(draw(st.integers(1, 6))):
+        name = f"v{i}"
+        kind = draw(st.sampled_from(["binary", "rot", "unary", "sum"]))
+        a = draw(st.sampled_from(values))
+        degree[name] = degree[a]
+        if kind == "binary":
+            b = draw(st.sampled_from(values))
+            op = draw(st.sampled_from(_BINARY))
+            if op is Opcode.MUL_CC and degree[a] + degree[b] > 4:
+                op = Opcode.ADD_CC
+            body.append(Instr(name, op, (a, b)))
+            product = degree[a] + degree[b]
+            degree[name] = product if op is Opcode.MUL_CC else max(degree[a], degree[b])
+        elif kind == "rot":
+            body.append(Instr(name, Opcode.ROT, (a,), draw(st.integers(1, n - 1))))
+        elif kind == "sum":
+            body.append(Instr(name, Opcode.SUM, (a,), draw(st.sampled_from([2, 4]))))
+        else:
+            op = draw(st.sampled_from([Opcode.NEG, Opcode.MUL_CP, Opcode.ADD_CP]))
+            if op is Opcode.NEG:
+                body.append(Instr(name, op, (a,)))
+            else:
+                operand = "p"
+                if not plain or draw(st.booleans()):
+                    operand = f"c{len(consts)}"
+                    consts.append(Const(operand, (draw(st.integers(-5, 5)),)))
+                body.append(Instr(name, op, (a, operand)))
+        values.append(name)
+    program = Program("random", tuple(params), tuple(consts), tuple(body), values[-1])
+    lines = [f"spec random\nparam n = {n}\nslots n\n"]
+    lines += [f"input {v}: ct vector(n)\n" for v in inputs]
+    if plain:
+        lines.append("input p: pt vector(n)\n")
+    lines.append(f"output out[k]: vector(n) = {_expr(program, values[-1], 0, n)}\n")
+    return program, "".join(lines)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs())
+def test_no_random_correct_kernel_beats_the_bound(case: tuple[Program, str]) -> None:
+    program, text = case
+    spec = parse_spec(text)
+    ref = reference(spec)
+    assert verify(program, ref).ok  # the spec is the program's own semantics
+    if not any(ref.polys.values()):
+        return  # the program computes 0: no spec input is read, no bound to speak of
+    _check(program, spec, ref)
+
+
+# -- every recorded kernel ------------------------------------------------------------------
+
+RECORDED = [
+    (p, KERNELS / f"{p.stem}.spec")
+    for d in ("published", "baselines")
+    for p in sorted((KERNELS / d).glob("*.quill"))
+] + [
+    (p, KERNELS / "corpus" / f"{p.stem}.spec")
+    for p in sorted(KERNELS.glob("corpus/results/*.quill"))
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("kernel", "spec_path"), RECORDED, ids=lambda p: str(p.stem))
+def test_no_recorded_kernel_beats_the_bound(kernel: Path, spec_path: Path) -> None:
+    program = load_program(kernel)
+    spec = load_spec(spec_path)
+    ref = reference(spec)
+    assert verify(program, ref).ok
+    _check(program, spec, ref)
