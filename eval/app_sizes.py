@@ -4,7 +4,7 @@ exact verification at size, and encrypted latency against the lifted baseline.
     python -m eval.app_sizes [--out DIR] [--reps N] [--quick]
 
 Writes ``app_sizes.md`` and ``app_sizes.csv``. Each kernel is synthesized at the spec's
-default size and lifted (``porcupine.scale``); the baseline is the hand-written small kernel
+default size and lifted (``porcupine.staging.scale``); the baseline is the hand-written small kernel
 lifted the same way, so both are proven equal to the spec at the application size.
 """
 
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from porcupine.backend import compare_latency, run_encrypted
-from porcupine.scale import lift
+from porcupine.staging.scale import lift
 from porcupine.synthesize import synthesize
 from quill.parser import load_program
 from quill.spec import load_spec

@@ -24,9 +24,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from porcupine.bounds import floor_for, lower_bound
-from porcupine.restrictions import derive
-from porcupine.search import ring_for
+from porcupine.search.bounds import floor_for, lower_bound
+from porcupine.search.cegis import ring_for
+from porcupine.search.restrictions import derive
 from quill.cost import DEFAULT_TABLE, Objective, objective, row_us
 from quill.parser import parse_program
 from quill.spec import load_spec

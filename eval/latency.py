@@ -47,7 +47,7 @@ from porcupine.backend import (
     matching_set,
     timed_keys,
 )
-from porcupine.layouts import Packing
+from porcupine.layouts.packing import Packing
 from quill.ir import Program
 from quill.noise import accepts, shared_parameters
 from quill.params import ParameterSet, by_name

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from eval.latency import Measured, measure
 from porcupine.cli.report import scope_text
-from porcupine.layouts import Packing
-from porcupine.search import Options
+from porcupine.layouts.packing import Packing
+from porcupine.options import Options
 from porcupine.synthesize import SynthesisError, synthesize
 from quill.cost import Objective, program_cost
 from quill.ir import Program

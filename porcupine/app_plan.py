@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from porcupine.backend.tiling import Tiling, derive_tiling
 from porcupine.budget import Budget
-from porcupine.scale import LiftError, lift
+from porcupine.staging.scale import LiftError, lift
 from porcupine.synthesize import Options, SynthesisResult, synthesize
 from quill.cost import DEFAULT_TABLE, CostTable, program_cost
 from quill.errors import QuillError

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from porcupine.budget import Budget
-from porcupine.search import Options
+from porcupine.options import Options
 from quill.ir import Program
 from quill.spec import Spec
 from quill.verify import Reference, reference, verify

@@ -6,8 +6,8 @@ own size, by the first of these that applies:
 * **direct lowering**: a spec whose reads need data movement gets its formula written out
   with masks (:mod:`porcupine.lowering`): the sketch has no per-slot masks;
 * **decomposition**: a flat formula with products of compound factors goes through
-  automatic stages (:mod:`porcupine.decompose`), and, when small, a whole search below them;
-* **search**: the sketch search (:mod:`porcupine.search`), bounded by the formula written
+  automatic stages (:mod:`porcupine.staging.decompose`), and, when small, a whole search below them;
+* **search**: the sketch search (:mod:`porcupine.search.cegis`), bounded by the formula written
   out (with its products refactored) so that it always has a verified kernel to return.
 """
 
@@ -18,13 +18,13 @@ import logging
 
 from porcupine.budget import Budget
 from porcupine.context import Context
-from porcupine.decompose import decompose
-from porcupine.diagnose import why_nothing
 from porcupine.errors import SynthesisError
 from porcupine.lowering import lower, needs_movement
 from porcupine.outcomes import Source, Stop
 from porcupine.results import Partial, StageResult
-from porcupine.search import SearchResult, meets_lower_bound, search
+from porcupine.search.cegis import SearchResult, meets_lower_bound, search
+from porcupine.search.diagnose import why_nothing
+from porcupine.staging.decompose import decompose
 from porcupine.steps import Rewritten, cheaper, rewrite, with_passes
 from quill.ir import Param, Program
 from quill.spec import Spec

@@ -10,7 +10,7 @@ out of them (``x q + r``), recursively, so shared factors are multiplied once; w
 left is a sum of monomials, each power by square-and-multiply, negative coefficients
 subtracted. The lowering (:func:`porcupine.lowering.lower`) writes both forms out and
 keeps the cheaper as the direct kernel that bounds the search; products over Z_t are
-refactored after it (:mod:`porcupine.fewer_products`).
+refactored after it (:mod:`porcupine.passes.fewer_products`).
 """
 
 from __future__ import annotations

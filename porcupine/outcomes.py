@@ -27,7 +27,7 @@ class Source(_Named):
     """Where the kernel of a result came from."""
 
     SYNTHESIZED = "synthesized"  # the sketch search, or the stages composed
-    LIFTED = "lifted"  # found at the smallest instance and lifted (porcupine.scale)
+    LIFTED = "lifted"  # found at the smallest instance and lifted (porcupine.staging.scale)
     INITIAL = "initial"  # the given initial kernel: nothing cheaper was found
     DIRECT = "direct"  # the formula written out, which no kernel of the sketch beat
     LOWERED = "lowered"  # the direct kernel with masks: the sketch cannot move data
@@ -67,9 +67,13 @@ class Layout(_Named):
 class Pass(_Named):
     """A pass over verified kernels (each keeps a rewrite only when it pays and verifies)."""
 
-    FEWER_PRODUCTS = "fewer_products"  # products refactored over Z_t (porcupine.fewer_products)
-    ROTATIONS = "rotations"  # rotations rearranged for hoisting (porcupine.rotation_forms)
-    SLOT_PACKING = "slot_packing"  # products packed into spare slots (porcupine.slot_packing)
+    FEWER_PRODUCTS = (
+        "fewer_products"  # products refactored over Z_t (porcupine.passes.fewer_products)
+    )
+    ROTATIONS = "rotations"  # rotations rearranged for hoisting (porcupine.passes.rotation_forms)
+    SLOT_PACKING = (
+        "slot_packing"  # products packed into spare slots (porcupine.layouts.spare_slots)
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

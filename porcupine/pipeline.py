@@ -20,12 +20,12 @@ from porcupine.budget import Budget
 from porcupine.context import Context
 from porcupine.core import core
 from porcupine.errors import SynthesisError
-from porcupine.instances import smallest_instance
-from porcupine.layout_search import search_layouts
-from porcupine.layouts import Packing
+from porcupine.layouts.choices import requested
+from porcupine.layouts.packing import Packing
+from porcupine.layouts.search import search_layouts
 from porcupine.outcomes import Layout, Source, Stop
-from porcupine.packings import requested
 from porcupine.results import Partial, SynthesisResult
+from porcupine.staging.instances import smallest_instance
 
 log = logging.getLogger("porcupine")
 
@@ -77,8 +77,8 @@ def kernel(ctx: Context) -> SynthesisResult:
 
 def instance(ctx: Context) -> Partial | None:
     """2. Instance. Before the core, because a search past a few dozen slots is hopeless: a
-    spec whose smallest instance has the same formula (:mod:`porcupine.instances`) runs the
-    core, the passes and the price there, and the kernel is lifted (:mod:`porcupine.scale`)
+    spec whose smallest instance has the same formula (:mod:`porcupine.staging.instances`) runs the
+    core, the passes and the price there, and the kernel is lifted (:mod:`porcupine.staging.scale`)
     and verified at full size. ``None`` when there is no such instance or the kernel does
     not lift; then the core runs at full size."""
     small = smallest_instance(ctx.spec)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from porcupine.layouts import Packing
+from porcupine.layouts.packing import Packing
+from porcupine.options import Options
 from porcupine.outcomes import PassApplied, Source, Stop
-from porcupine.search import Options
 from quill.cost import Measures
 from quill.ir import Program
 from quill.noise import Parameters

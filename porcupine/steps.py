@@ -12,14 +12,15 @@ import time
 from porcupine.budget import OutOfBudget
 from porcupine.context import Context
 from porcupine.errors import NoiseBudgetError, SynthesisError
-from porcupine.fewer_products import fewer_products
-from porcupine.instances import elementwise
+from porcupine.layouts.spare_slots import packed_products
+from porcupine.options import Options
 from porcupine.outcomes import Pass, PassApplied, Source, Stop
+from porcupine.passes.fewer_products import fewer_products
+from porcupine.passes.rotation_forms import rearranged_rotations
 from porcupine.results import Partial, SynthesisResult
-from porcupine.rotation_forms import rearranged_rotations
-from porcupine.scale import LiftError, lift
-from porcupine.search import Options, meets_lower_bound
-from porcupine.slot_packing import packed_products
+from porcupine.search.cegis import meets_lower_bound
+from porcupine.staging.instances import elementwise
+from porcupine.staging.scale import LiftError, lift
 from quill.cost import measures, objective
 from quill.ir import Program
 from quill.noise import NoiseBudgetExceeded, parameters
@@ -40,8 +41,8 @@ class Rewritten:
 def rewrite(ctx: Context, program: Program, *, rotations: bool = True) -> Rewritten:
     """``program`` after the passes over verified kernels, each kept when the objective says
     it pays and the rewrite is verified: products refactored over Z_t
-    (:mod:`porcupine.fewer_products`), then, if ``rotations``, rotations rearranged for
-    hoisting, flat or separable (:mod:`porcupine.rotation_forms`). A pass that finds nothing
+    (:mod:`porcupine.passes.fewer_products`), then, if ``rotations``, rotations rearranged for
+    hoisting, flat or separable (:mod:`porcupine.passes.rotation_forms`). A pass that finds nothing
     or is stopped by ``ctx.budget`` leaves the verified kernel it was given."""
     spec, options = ctx.spec, ctx.options
     applied: list[PassApplied] = []
@@ -229,7 +230,7 @@ def price(ctx: Context, partial: Partial) -> SynthesisResult:
 def pad(ctx: Context, natural: SynthesisResult) -> SynthesisResult:
     """``natural`` (a kernel in the spec's own packing), or, when it is cheaper, the kernel
     with its products packed into the spare slots of a zero-padded packing
-    (:mod:`porcupine.slot_packing`), proven equal to the padded spec. That is a kernel of
+    (:mod:`porcupine.layouts.spare_slots`), proven equal to the padded spec. That is a kernel of
     another spec: the natural kernel's proof says nothing of it, so it is not optimal."""
     spec = ctx.spec
     found = packed_products(natural.program, spec, ctx.options, ctx.budget)

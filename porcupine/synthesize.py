@@ -10,10 +10,11 @@ from __future__ import annotations
 from porcupine.budget import Budget
 from porcupine.context import Context
 from porcupine.errors import NoiseBudgetError, SynthesisError
+from porcupine.options import Engine, Options
 from porcupine.outcomes import Layout, PassApplied, Source, Stop
 from porcupine.pipeline import run
 from porcupine.results import StageResult, SynthesisResult
-from porcupine.search import Engine, Found, Options
+from porcupine.search.cegis import Found
 from porcupine.steps import pad
 from quill.ir import Program
 from quill.spec import Spec
@@ -36,7 +37,7 @@ __all__ = [
 
 DIRECT_SLOTS = 64
 """Past this many slots, a search at the spec's own size is hopeless: such specs are
-synthesized at a smaller instance (:mod:`porcupine.instances`) and lifted."""
+synthesized at a smaller instance (:mod:`porcupine.staging.instances`) and lifted."""
 
 
 def synthesize(
@@ -54,9 +55,9 @@ def synthesize(
     verified kernel so far is returned with ``optimal=False``. ``initial``, a kernel for
     ``spec`` (e.g. a hand-written baseline), is verified and then bounds the search: the
     result is never worse. ``layout="search"`` tries the client packings
-    (:mod:`porcupine.layout_search`) and keeps the cheapest; by default the inputs are
+    (:mod:`porcupine.layouts.search`) and keeps the cheapest; by default the inputs are
     packed as the spec says; ``layout="padded"`` keeps the spec's layout but lets the client
-    zero pad each input (:mod:`porcupine.slot_packing`) when the spare slots make the kernel
+    zero pad each input (:mod:`porcupine.layouts.spare_slots`) when the spare slots make the kernel
     cheaper. A layout not among these is a ValueError. Raises :class:`SynthesisError` when
     no kernel is found.
     """

@@ -95,7 +95,7 @@ class InputDecl:
     """A kernel input. ``zero_outside``: slots outside the layout hold 0 (the backend encodes
     them so); ``False`` for a stage turned into an input, whose other slots are arbitrary.
     ``packing``: how the client packs it into ciphertexts, when not as its layout says
-    (see :data:`PACKINGS`; applied by the compiler, :mod:`porcupine.layouts`).
+    (see :data:`PACKINGS`; applied by the compiler, :mod:`porcupine.layouts.packing`).
     ``value_range``: the declared ``in lo..hi`` (inclusive), ``None`` if none was (all of
     Z_T, or 0..1 for ``bits``); :meth:`value_bounds` gives the effective range."""
 

@@ -29,9 +29,9 @@ from porcupine.backend import (
 )
 from porcupine.backend.planning import io_layouts
 from porcupine.cli import main
-from porcupine.layouts import Packing, check
+from porcupine.layouts.choices import aligned, requested
+from porcupine.layouts.packing import Packing, check
 from porcupine.lowering import lower
-from porcupine.packings import aligned, requested
 from porcupine.synthesize import synthesize
 from quill.ir import Program
 from quill.parser import parse_program

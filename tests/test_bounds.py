@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from porcupine.bounds import (
+from porcupine.search.bounds import (
     fan_in,
     fewest_components,
     floor_for,
@@ -18,8 +18,8 @@ from porcupine.bounds import (
     most_offsets,
     rotations_us,
 )
-from porcupine.restrictions import derive
-from porcupine.search import ring_for
+from porcupine.search.cegis import ring_for
+from porcupine.search.restrictions import derive
 from porcupine.synthesize import synthesize
 from quill.cost import DEFAULT_TABLE, Objective, objective, rotation_group_us, row_us
 from quill.ir import Program

@@ -1,4 +1,4 @@
-"""The lower bound is sound: no correct kernel costs less than it (porcupine.bounds).
+"""The lower bound is sound: no correct kernel costs less than it (porcupine.search.bounds).
 
 A wrong bound makes a false ``optimal`` claim, so the bound over every kernel
 (``floor_for(ref, restrictions)`` at 0 components) is checked against kernels known to be
@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from porcupine.bounds import fewest_components, floor_for, lower_bound
-from porcupine.restrictions import derive
-from porcupine.search import ring_for
+from porcupine.search.bounds import fewest_components, floor_for, lower_bound
+from porcupine.search.cegis import ring_for
+from porcupine.search.restrictions import derive
 from quill.cost import DEFAULT_TABLE, Objective, objective, row_us
 from quill.ir import Const, Instr, Param, Program
 from quill.ops import Kind, Opcode

@@ -1,4 +1,4 @@
-"""The fewer-products pass (porcupine.fewer_products): on the paper's kernels, on random
+"""The fewer-products pass (porcupine.passes.fewer_products): on the paper's kernels, on random
 programs (the rewrite computes the same slots), and through synthesize."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import Writer
 
-from porcupine.fewer_products import fewer_products
 from porcupine.outcomes import Pass
+from porcupine.passes.fewer_products import fewer_products
 from porcupine.synthesize import Options, synthesize
 from quill.cost import DEFAULT_TABLE, Objective, objective
 from quill.interp import interpret
@@ -164,8 +164,8 @@ def test_a_rewrite_computes_the_same_slots_with_fewer_products(program: Program,
 
 
 def test_the_product_bound_reads_the_spec_quadratic_form() -> None:
-    from porcupine.bounds import local_products
-    from porcupine.restrictions import derive
+    from porcupine.search.bounds import local_products
+    from porcupine.search.restrictions import derive
     from quill.verify import reference
 
     expected = {"det2": 2, "complex_norm": 1, "energy3": 2, "point_distance": 1}

@@ -1,6 +1,6 @@
 """Every pass stops when its budget does, and the best verified kernel is kept.
 
-The passes (porcupine.fewer_products, .rotation_forms, .slot_packing) look at their budget
+The passes (porcupine.passes.fewer_products, .rotation_forms, .slot_packing) look at their budget
 between steps: stopped at any of those checks, a pass returns nothing, so its caller keeps
 the kernel it had. The budget's Keeper holds the cheapest verified kernel of the command's
 spec, whatever stops the work (porcupine.cli.kept reports it). The real commands, stopped
@@ -17,10 +17,10 @@ import pytest
 from porcupine.budget import Budget
 from porcupine.cli.kept import kept_result, watch
 from porcupine.errors import NoiseBudgetError
-from porcupine.fewer_products import fewer_products
-from porcupine.rotation_forms import rearranged_rotations
-from porcupine.search import Options
-from porcupine.slot_packing import packed_products
+from porcupine.layouts.spare_slots import packed_products
+from porcupine.options import Options
+from porcupine.passes.fewer_products import fewer_products
+from porcupine.passes.rotation_forms import rearranged_rotations
 from quill.cost import DEFAULT_TABLE, Objective
 from quill.ir import Program
 from quill.parser import load_program, parse_program

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from porcupine.layouts import Packing, check, natural
+from porcupine.layouts.choices import aligned, broadcast, options, packed, requested
+from porcupine.layouts.packing import Packing, check, natural
 from porcupine.lowering import lower, needs_movement
-from porcupine.packings import aligned, broadcast, options, packed, requested
 from porcupine.synthesize import synthesize
 from quill.errors import QuillError
 from quill.interp import interpret

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from helpers import KERNELS, assert_clean, porcupine
 
-from porcupine.packings import options
+from porcupine.layouts.choices import options
 from quill.cost import DEFAULT_TABLE_PATH
 from quill.params import LARGEST_ROW
 from quill.spec import load_spec

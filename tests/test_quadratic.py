@@ -1,4 +1,4 @@
-"""Quadratic forms over Z_t with the fewest products (porcupine.quadratic): properties over
+"""Quadratic forms over Z_t with the fewest products (porcupine.passes.quadratic): properties over
 random forms, and the counts the theory fixes."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from porcupine.quadratic import (
+from porcupine.passes.quadratic import (
     Matrix,
     Vector,
     centered,

@@ -1,4 +1,4 @@
-"""The builder the passes share (porcupine.rewriting): a linear combination computes what
+"""The builder the passes share (porcupine.passes.rewriting): a linear combination computes what
 it says, with one ct*pt multiply per coefficient magnitude."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from porcupine.rewriting import Builder
+from porcupine.passes.rewriting import Builder
 from quill.interp import interpret
 from quill.ir import Param, Program
 from quill.ops import Kind, Opcode

@@ -1,4 +1,4 @@
-"""The rotation-forms pass (porcupine.rotation_forms): on the paper's kernels, on random
+"""The rotation-forms pass (porcupine.passes.rotation_forms): on the paper's kernels, on random
 chains of rotations (the rewrite computes the same slots), under a key bound, and through
 synthesize."""
 
@@ -14,7 +14,7 @@ from strategies import Writer
 
 from porcupine.lowering import lower
 from porcupine.outcomes import Pass
-from porcupine.rotation_forms import rearranged_rotations
+from porcupine.passes.rotation_forms import rearranged_rotations
 from porcupine.synthesize import synthesize
 from quill.cost import DEFAULT_TABLE, Objective, measures, objective
 from quill.interp import interpret

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from porcupine.backend import run_encrypted
-from porcupine.scale import LiftError, Offset2D, decompose, lift
+from porcupine.staging.scale import LiftError, Offset2D, decompose, lift
 from porcupine.synthesize import Options, Source, synthesize
 from quill.cost import Objective
 from quill.interp import interpret

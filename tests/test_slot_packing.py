@@ -1,4 +1,4 @@
-"""Products packed into spare slots (porcupine.slot_packing): the padded packing is the
+"""Products packed into spare slots (porcupine.layouts.spare_slots): the padded packing is the
 spec, a packed kernel is proven equal to it and decrypts right, and the pass merges only
 what it may."""
 
@@ -12,11 +12,11 @@ import pytest
 from porcupine.backend import load_module
 from porcupine.budget import Budget
 from porcupine.cli import main
-from porcupine.layouts import check
+from porcupine.layouts.choices import padded
+from porcupine.layouts.packing import check
+from porcupine.layouts.spare_slots import PackedProducts, packed_products
+from porcupine.options import Options
 from porcupine.outcomes import Pass
-from porcupine.packings import padded
-from porcupine.search import Options
-from porcupine.slot_packing import PackedProducts, packed_products
 from porcupine.synthesize import synthesize
 from quill.cost import program_cost
 from quill.noise import parameters
@@ -98,7 +98,7 @@ def test_a_kernel_that_needs_the_tiling_is_left_alone() -> None:
 
 
 def test_the_pass_proves_what_it_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
-    import porcupine.slot_packing as pass_module
+    import porcupine.layouts.spare_slots as pass_module
 
     class Refuted:
         ok = False

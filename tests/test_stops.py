@@ -22,8 +22,8 @@ import pytest
 from helpers import KERNELS, NOISY_SPEC, ROOT, assert_clean
 
 from porcupine.budget import STOP_AT_ENV
-from porcupine.packings import padded
-from porcupine.slot_packing import FACTORS
+from porcupine.layouts.choices import padded
+from porcupine.layouts.spare_slots import FACTORS
 from quill.parser import parse_program
 from quill.spec import load_spec
 from quill.verify import verify

@@ -265,8 +265,8 @@ def test_a_step_out_of_its_share_takes_its_formula_as_written() -> None:
     from porcupine.budget import Budget
     from porcupine.context import Context
     from porcupine.core import step_kernel
-    from porcupine.restrictions import derive
-    from porcupine.search import SearchResult
+    from porcupine.search.cegis import SearchResult
+    from porcupine.search.restrictions import derive
     from quill.verify import reference
 
     step = load_spec(KERNELS / "corpus" / "sobel_flat.spec")

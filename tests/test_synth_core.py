@@ -19,13 +19,21 @@ import z3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from porcupine.bounds import coefficient_bound
 from porcupine.budget import Budget
-from porcupine.encode import SketchEncoding
-from porcupine.refine import ExactSlots
-from porcupine.restrictions import Restrictions, derive
-from porcupine.search import ring_for
-from porcupine.sketch import Component, Filled, Operand, Space, from_quill, space_for, to_quill
+from porcupine.search.bounds import coefficient_bound
+from porcupine.search.cegis import ring_for
+from porcupine.search.encode import SketchEncoding
+from porcupine.search.refine import ExactSlots
+from porcupine.search.restrictions import Restrictions, derive
+from porcupine.search.sketch import (
+    Component,
+    Filled,
+    Operand,
+    Space,
+    from_quill,
+    space_for,
+    to_quill,
+)
 from quill.cost import DEFAULT_TABLE, Objective, objective, row_us
 from quill.interp import evaluate_at_slots
 from quill.ir import Program

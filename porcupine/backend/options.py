@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from porcupine.layouts import Packing
+from porcupine.layouts.packing import Packing
 from quill.cost import DEFAULT_TABLE, CostTable
 from quill.params import ParameterSet
 

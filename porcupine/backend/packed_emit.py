@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from porcupine.backend.planning import SpecLike, check_signature, io_layouts
 from porcupine.backend.pytext import INDENT, bracketed, fits, int_literal, int_tuple, wrap_comment
 from porcupine.backend.sections import section
-from porcupine.layouts import Packing
+from porcupine.layouts.packing import Packing
 from quill.ir import Program
 from quill.ops import Kind
 

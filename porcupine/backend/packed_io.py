@@ -1,6 +1,6 @@
 """The application's side of a kernel synthesized under a client packing.
 
-A packed kernel (:mod:`porcupine.layouts`) takes ciphertexts whose slots the client
+A packed kernel (:mod:`porcupine.layouts.packing`) takes ciphertexts whose slots the client
 gathered from the spec's inputs (``A__0``, ``a__b``, ``h__1``), and leaves each output
 element in a slot of the packing's choosing. Its emitted module is the runtime
 (:mod:`porcupine.backend.runtime`) with the functions below in place of the runtime's

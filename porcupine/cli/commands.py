@@ -23,7 +23,7 @@ from porcupine.cli.report import (
 from porcupine.cli.synth import progress
 from porcupine.cli.values import params
 from porcupine.files import replacing, write_atomically
-from porcupine.layouts import Packing
+from porcupine.layouts.packing import Packing
 from quill.cost import CostTable, program_cost
 from quill.interp import interpret
 from quill.ir import Program

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from porcupine.budget import Budget
 from porcupine.errors import NoiseBudgetError
+from porcupine.options import Options
 from porcupine.outcomes import Source, Stop
-from porcupine.rewriting import rank
-from porcupine.search import Options
+from porcupine.passes.rewriting import rank
 from porcupine.synthesize import SynthesisResult
 from quill.cost import measures
 from quill.noise import NoiseBudgetExceeded, parameters

@@ -26,9 +26,9 @@ the packing back, to gather the inputs and read the output. It is found, not nam
 from __future__ import annotations
 
 from porcupine.cli.errors import UsageError
-from porcupine.layouts import Packing, check
-from porcupine.packings import options, padded
-from porcupine.slot_packing import FACTORS
+from porcupine.layouts.choices import options, padded
+from porcupine.layouts.packing import Packing, check
+from porcupine.layouts.spare_slots import FACTORS
 from quill.errors import QuillError
 from quill.ir import Program
 from quill.spec import Spec

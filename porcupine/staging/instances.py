@@ -2,7 +2,7 @@
 
 A 3x3 blur on an 8x8 image and on a 4x4 one compute the same formula at every pixel that
 matters; the solver finds the 4x4 kernel in a fraction of the time (16 slot variables
-instead of 64), and :mod:`porcupine.scale` lifts it. :func:`smallest_instance` halves the
+instead of 64), and :mod:`porcupine.staging.scale` lifts it. :func:`smallest_instance` halves the
 spec's params as long as the formula at a slot that matters keeps its shape (the same
 polynomial, as offsets from that slot) and images keep at least :data:`MIN_SIDE` pixels a
 side (so rotation amounts still decompose into unambiguous row and column offsets). A

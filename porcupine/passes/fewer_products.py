@@ -4,7 +4,7 @@ The tensor product of a ct*ct multiply is a kernel's dearest instruction on Open
 costs more than the relinearization after it). Where a value is a linear combination of
 products whose factors are linear in a few ciphertexts b (Sobel's ``gx^2 + gy^2``, Harris'
 ``16 (sxx syy - sxy^2) - (sxx + syy)^2``), it is a quadratic form in b, and
-:mod:`porcupine.quadratic` writes that form with the fewest products over Z_t: one for
+:mod:`porcupine.passes.quadratic` writes that form with the fewest products over Z_t: one for
 Sobel instead of two, two for Harris' response instead of three. A hand-writer squares
 twice; the sketch search has no such constants (256 is a square root of -1 mod t).
 
@@ -28,9 +28,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 from porcupine.budget import Budget, OutOfBudget
-from porcupine.linear_forms import Form, expand, linear_values
-from porcupine.quadratic import Product, Vector, fewest_products, inverse, symmetric
-from porcupine.rewriting import Builder, rank
+from porcupine.passes.linear_forms import Form, expand, linear_values
+from porcupine.passes.quadratic import Product, Vector, fewest_products, inverse, symmetric
+from porcupine.passes.rewriting import Builder, rank
 from quill.cost import CostTable, Objective
 from quill.ir import Instr, Program
 from quill.ops import Opcode

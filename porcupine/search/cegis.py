@@ -1,7 +1,7 @@
 """Counterexample-guided search for the cheapest verified kernel in the local-rotate sketch.
 
 For L = 1, 2, ... components: solve the sketch under what the engine has learned
-(:mod:`porcupine.refine`), verify each candidate exactly against the spec, learn from a
+(:mod:`porcupine.search.refine`), verify each candidate exactly against the spec, learn from a
 wrong one, and once a candidate verifies demand a strictly cheaper one, until the solver
 answers UNSAT. Before the arithmetic, each bound is tried on the arithmetic-free
 abstractions alone, which refute most hopeless sizes quickly. With no kernel yet, the
@@ -27,12 +27,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 import z3
 
-from porcupine.bounds import (
+from porcupine.budget import Budget, OutOfBudget
+from porcupine.options import Engine, Options
+from porcupine.outcomes import Stop
+from porcupine.search.bounds import (
     Floor,
     coefficient_bound,
     fewest_components,
@@ -40,12 +42,10 @@ from porcupine.bounds import (
     lower_bound,
     spec_norm,
 )
-from porcupine.budget import Budget, OutOfBudget
-from porcupine.encode import SketchEncoding
-from porcupine.outcomes import Stop
-from porcupine.refine import ExactSlots, NarrowExamples, Refiner
-from porcupine.restrictions import Restrictions, axis_rotations, derive
-from porcupine.sketch import Space, space_for, to_quill
+from porcupine.search.encode import SketchEncoding
+from porcupine.search.refine import ExactSlots, NarrowExamples, Refiner
+from porcupine.search.restrictions import Restrictions, axis_rotations, derive
+from porcupine.search.sketch import Space, space_for, to_quill
 from quill.cost import DEFAULT_TABLE, CostTable, Objective, measures, objective, row_us
 from quill.ir import Program
 from quill.noise import for_depth
@@ -55,38 +55,7 @@ from quill.spec import Spec
 from quill.stats import counts
 from quill.verify import Reference, reference, verify
 
-log = logging.getLogger("porcupine.search")
-
-
-class Engine(str, Enum):
-    """How the search learns from wrong candidates (see :mod:`porcupine.refine`)."""
-
-    AUTO = "auto"  # exact for linear specs, examples once products appear (measured)
-    EXACT = "exact"
-    EXAMPLES = "examples"
-
-    def resolve(self, ref: Reference) -> Engine:
-        """The engine to run on ``ref``. Exact slot polynomials settle a linear stencil in
-        one slot (3x3 blur: 13 s against 115 s with examples), but their products grow
-        quadratically with the inputs a value reads, where narrow examples stay small
-        (hamming distance: 6.5 s against 33 s; l2 distance: 4 s against 13 s)."""
-        if self is not Engine.AUTO:
-            return self
-        return Engine.EXACT if ref.degree <= 1 else Engine.EXAMPLES
-
-
-@dataclass(frozen=True)
-class Options:
-    """Knobs of the search."""
-
-    table: CostTable = DEFAULT_TABLE
-    goal: Objective = Objective.LATENCY
-    max_components: int = 8  # sketch sizes tried, unless the spec hints otherwise
-    extra_components: int = 1  # sizes searched past the first size with a kernel
-    width: int = 8  # bits of the narrow arithmetic
-    seed: int = 0
-    engine: Engine = Engine.AUTO
-    max_keys: int | None = None  # at most this many rotation keys
+log = logging.getLogger("porcupine.search.cegis")
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 
 A form maps terms ``rot(name, k)`` to coefficients mod t. With a slot count, rotations are
 linear and move a form's terms (``rot(rot(p, a), b) = rot(p, a + b)`` on cyclic slots:
-:mod:`porcupine.rotation_forms`); without one, a rotated value is a variable of its own and
-every shift is 0 (:mod:`porcupine.fewer_products`). Products of ciphertexts, plaintext
+:mod:`porcupine.passes.rotation_forms`); without one, a rotated value is a variable of its own and
+every shift is 0 (:mod:`porcupine.passes.fewer_products`). Products of ciphertexts, plaintext
 addends and multiplies by plaintexts that differ between slots are not linear; a library sum
 stays whole (a fast path, not a chain to take apart).
 """

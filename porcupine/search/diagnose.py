@@ -9,7 +9,7 @@ here is a sound reason; only when none applies does the message ask for a larger
 
 from __future__ import annotations
 
-from porcupine.restrictions import Restrictions
+from porcupine.search.restrictions import Restrictions
 from quill.verify import Reference
 
 Position = tuple[int, ...]

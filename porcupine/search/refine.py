@@ -24,8 +24,8 @@ from typing import Any, Protocol
 import numpy as np
 import z3
 
-from porcupine.encode import SketchEncoding
-from porcupine.models import DegreeModel, ExactModel, ExampleModel, SupportModel
+from porcupine.search.encode import SketchEncoding
+from porcupine.search.models import DegreeModel, ExactModel, ExampleModel, SupportModel
 from quill.algebra import IntRing, ModPow2
 from quill.interp import evaluate
 from quill.ir import Program

@@ -1,4 +1,4 @@
-"""The packings the compiler can offer a client (see :mod:`porcupine.layouts`), and the
+"""The packings the compiler can offer a client (see :mod:`porcupine.layouts.packing`), and the
 choice among them: what a spec's ``packing`` clauses ask for, and every option for
 ``porcupine synth --layout search``."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
-from porcupine.layouts import (
+from porcupine.layouts.packing import (
     MAX_SLOTS,
     Ciphertext,
     Element,
@@ -26,7 +26,7 @@ from porcupine.layouts import (
     spec_file,
     term_shape,
 )
-from porcupine.spec_build import Leaves, polynomial, shifted, term_expr, total
+from porcupine.staging.spec_build import Leaves, polynomial, shifted, term_expr, total
 from quill.ops import Kind
 from quill.params import SETS
 from quill.spec import Spec
@@ -288,7 +288,7 @@ def padded(spec: Spec, factor: int) -> Packing | None:
 
     The client moves no data: each element keeps its slot, and the ciphertext repeats every
     ``factor * n`` slots instead of every ``n``. The spare slots are what a kernel can use
-    to compute two values in one ciphertext (:mod:`porcupine.slot_packing`)."""
+    to compute two values in one ciphertext (:mod:`porcupine.layouts.spare_slots`)."""
     n = spec.n * factor
     if factor < 2 or n > max(s.slots for s in SETS):  # no parameter set's row holds it
         return None

@@ -1,6 +1,6 @@
 """What a sketch's values mean to the solver: one Z3 model per abstraction.
 
-The encoding (:mod:`porcupine.encode`) builds a sketch's value at a slot generically: a
+The encoding (:mod:`porcupine.search.encode`) builds a sketch's value at a slot generically: a
 leaf, or an op (chosen by a hole) applied to two operands (chosen by holes, rotated by a
 hole). A :class:`ValueModel` supplies what varies: the leaf values, a scalar ring in which
 the op table's semantics are evaluated (:func:`quill.ops.apply_scalar`), and a selection
@@ -9,7 +9,7 @@ the op table's semantics are evaluated (:func:`quill.ops.apply_scalar`), and a s
 * :class:`ExactModel`: the value's polynomial in the input slots, with Z3 bit-vector
   coefficients. Constraining the result's polynomial at an output slot to the spec's is
   exactly "equal for all inputs at that slot" (up to the narrow-width relaxation, see
-  :mod:`porcupine.search`): counterexample-guided search over slots, not inputs.
+  :mod:`porcupine.search.cegis`): counterexample-guided search over slots, not inputs.
 * :class:`ExampleModel`: the value on concrete narrow example inputs.
 * :class:`SupportModel`: which monomials a value may contain (no arithmetic at all); a
   cheap necessary condition that refutes small sketches quickly.

@@ -43,7 +43,7 @@ from quill.spec_eval import InputSlot, StageSlot, Term, children
 from quill.spec_resolve import instantiate
 from quill.verify import symbolic_inputs
 
-log = logging.getLogger("porcupine.layouts")
+log = logging.getLogger("porcupine.layouts.packing")
 
 Element = tuple[str, int]  # (input, flat element index)
 MAX_SLOTS = LARGEST_ROW  # a packing must fit a row of the largest ring of quill.params

@@ -23,8 +23,8 @@ from typing import Any
 import z3
 
 from porcupine.budget import Budget
-from porcupine.models import ValueModel
-from porcupine.sketch import Component, Filled, Operand, Space
+from porcupine.search.models import ValueModel
+from porcupine.search.sketch import Component, Filled, Operand, Space
 from quill.cost import Objective, op_us, rotation_group_us, sum_switches
 from quill.ops import OPS, Opcode, apply_scalar
 

@@ -6,14 +6,14 @@ components, and each rotation amount is 0 or an allowed amount. Holes are the op
 operands and the rotations; the last component is the result.
 
 This module holds the sketch's value space and its filled-in programs, with no solver: the
-Z3 encoding (:mod:`porcupine.encode`) fills holes, :func:`to_quill` lowers the result.
+Z3 encoding (:mod:`porcupine.search.encode`) fills holes, :func:`to_quill` lowers the result.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from porcupine.restrictions import Restrictions
+from porcupine.search.restrictions import Restrictions
 from quill.ir import Const, Instr, Param, Program
 from quill.ops import OPS, Kind, Opcode
 from quill.spec import Spec

@@ -13,7 +13,7 @@ random inputs, and the kernel kept is proven equal to the padded spec (itself pr
 to the spec, :func:`porcupine.layouts.check`). A rotation of ``P``
 and up to two of the operands replace a ct*ct multiply (and a relinearization, when the
 product was not one of a sum relinearized once), and the rotations pass
-(:mod:`porcupine.rotation_forms`) then hoists them with the kernel's others, so the objective
+(:mod:`porcupine.passes.rotation_forms`) then hoists them with the kernel's others, so the objective
 prices what the merge really costs. Merges are greedy, the cheapest first, until none pays.
 The pass looks at its budget before every merge it tries and before each proof, and once
 the budget is over it returns nothing: the caller keeps the natural kernel.
@@ -27,11 +27,11 @@ import logging
 from dataclasses import dataclass
 
 from porcupine.budget import Budget, OutOfBudget
-from porcupine.layouts import Packing, check
-from porcupine.packings import padded
-from porcupine.rewriting import Builder, rank
-from porcupine.rotation_forms import rearranged_rotations
-from porcupine.search import Options
+from porcupine.layouts.choices import padded
+from porcupine.layouts.packing import Packing, check
+from porcupine.options import Options
+from porcupine.passes.rewriting import Builder, rank
+from porcupine.passes.rotation_forms import rearranged_rotations
 from quill.cost import program_cost
 from quill.ir import Instr, Program
 from quill.noise import parameters
@@ -41,7 +41,7 @@ from quill.spec import Spec
 from quill.transform import live_values
 from quill.verify import agrees_on_random, verify
 
-log = logging.getLogger("porcupine.slot_packing")
+log = logging.getLogger("porcupine.layouts.spare_slots")
 
 FACTORS = (2, 4, 8)
 """The paddings tried: each input in 2, 4 or 8 times the spec's slots."""

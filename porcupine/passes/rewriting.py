@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from porcupine.quadratic import centered
+from porcupine.passes.quadratic import centered
 from quill.cost import CostTable, Objective, measures, objective
 from quill.ir import Const, Instr, Program
 from quill.noise import NoiseBudgetExceeded, parameters

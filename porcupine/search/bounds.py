@@ -18,8 +18,8 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from porcupine.quadratic import fewest_products, symmetric
-from porcupine.restrictions import Restrictions
+from porcupine.passes.quadratic import fewest_products, symmetric
+from porcupine.search.restrictions import Restrictions
 from quill.algebra import NormRing
 from quill.cost import Measures, Objective, op_us, rank, rotation_group_us, sum_switches
 from quill.ops import OPS, Opcode, apply_scalar
@@ -111,7 +111,7 @@ def local_products(ref: Reference, restrictions: Restrictions) -> int:
 
     Such a kernel computes, at each slot, a sum of products of linear forms in the inputs
     at that slot (plus an affine part), so it has at least as many products as the spec's
-    quadratic form there needs over Z_t (:mod:`porcupine.quadratic`). Not a bound for every
+    quadratic form there needs over Z_t (:mod:`porcupine.passes.quadratic`). Not a bound for every
     kernel: with rotations and masks one product can hold different products in different
     slots. Bit inputs (x^2 = x) and plaintext inputs leave the form undetermined: 0."""
     if restrictions.rotations or restrictions.window is not None or restrictions.max_depth > 1:

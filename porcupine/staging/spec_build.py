@@ -1,5 +1,5 @@
 """Writing spec syntax from what the compiler derived: the automatic stages
-(:mod:`porcupine.decompose`) and the client packings (:mod:`porcupine.layouts`) are
+(:mod:`porcupine.staging.decompose`) and the client packings (:mod:`porcupine.layouts.packing`) are
 ordinary specs, built as syntax trees, so every later step takes them as it takes a
 user's."""
 

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from porcupine.spec_build import Leaves, number, polynomial, shifted, term_expr, total
+from porcupine.staging.spec_build import Leaves, number, polynomial, shifted, term_expr, total
 from quill.errors import QuillError
 from quill.slots import T
 from quill.spec import Spec
@@ -54,7 +54,7 @@ from quill.spec_eval import (
 from quill.spec_resolve import instantiate
 from quill.verify import reference
 
-log = logging.getLogger("porcupine.decompose")
+log = logging.getLogger("porcupine.staging.decompose")
 
 Position = tuple[int, ...]  # a slot as layout coordinates: (row, column) or (index,)
 Variable = tuple[str, Position]  # (source, offset from the anchor)

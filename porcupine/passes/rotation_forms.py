@@ -31,9 +31,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 from porcupine.budget import Budget, OutOfBudget
-from porcupine.linear_forms import Form, Term, expand, linear_values
-from porcupine.quadratic import centered, inverse
-from porcupine.rewriting import Builder, rank
+from porcupine.passes.linear_forms import Form, Term, expand, linear_values
+from porcupine.passes.quadratic import centered, inverse
+from porcupine.passes.rewriting import Builder, rank
 from quill.cost import CostTable, Objective
 from quill.ir import Instr, Program
 from quill.ops import Opcode

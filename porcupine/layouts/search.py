@@ -7,7 +7,7 @@ needs) is lowest wins, and every packing tried is reported with its cost, or why
 none. The packings are proven equal to the spec before any is tried
 (:func:`porcupine.layouts.check`), and each kernel is proven equal to its packing's spec.
 The zero-padded packings are not searched from scratch: the natural kernel's products are
-packed into their spare slots (:mod:`porcupine.slot_packing`), and tried when that pays.
+packed into their spare slots (:mod:`porcupine.layouts.spare_slots`), and tried when that pays.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from typing import Any
 
 from porcupine.budget import Budget
 from porcupine.errors import SynthesisError
-from porcupine.layouts import Packing
-from porcupine.packings import options as packing_options
+from porcupine.layouts.choices import options as packing_options
+from porcupine.layouts.packing import Packing
+from porcupine.options import Options
 from porcupine.results import SynthesisResult
-from porcupine.search import Options
 from quill.cost import rank
 from quill.spec import Spec
 
-log = logging.getLogger("porcupine.layouts")
+log = logging.getLogger("porcupine.layouts.packing")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,7 +86,7 @@ def search_layouts(
             tried.append(_tried(packing, None, str(e), start))
             log.info("packing %s: %s", packing.name, e)
     if tried and tried[0].packing.name == "natural" and tried[0].result is not None:
-        # Derived from the natural kernel (:mod:`porcupine.slot_packing`), not searched
+        # Derived from the natural kernel (:mod:`porcupine.layouts.spare_slots`), not searched
         # from scratch; tried when that pays.
         start = time.monotonic()
         result = padded(tried[0].result)
