@@ -10,6 +10,7 @@ of size 3 or, on a fast machine, of size 4. Should the search ever finish quickl
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -204,7 +205,10 @@ def test_interrupting_a_check_exits_130(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(4)  # imports done, deep in expanding the spec's polynomial
+    # By the process's own CPU time, not the wall clock (a loaded machine stretches the
+    # imports past any fixed sleep): past its imports (about 1.5 s of CPU), deep in
+    # expanding the spec's polynomial.
+    _wait_for_cpu_seconds(proc, 3.0)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
@@ -232,3 +236,14 @@ def test_a_forced_stop_swallowed_by_python_prints_nothing(
     assert capsys.readouterr().err == ""
     Raises(ValueError("a real bug"))
     assert "a real bug" in capsys.readouterr().err
+
+
+def _wait_for_cpu_seconds(proc: subprocess.Popen[str], seconds: float) -> None:
+    """Wait until ``proc`` has used ``seconds`` of CPU time (user + system)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    while proc.poll() is None:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if (int(fields[11]) + int(fields[12])) / ticks >= seconds:  # utime, stime
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the command ended before {seconds} s of work: {proc.returncode}")

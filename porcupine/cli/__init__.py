@@ -96,6 +96,8 @@ def _failed(e: BaseException, guard: Guard) -> int:
         return _say(str(e), EXIT_FAILED)
     if isinstance(e, KeyboardInterrupt):
         return _say("interrupted", EXIT_INTERRUPTED)
+    # Z3 says it ran out of memory only in its exception's text (no type or code of its own):
+    # the one decision on a message in the command line, on a library's message, not ours.
     if isinstance(e, MemoryError) or (isinstance(e, z3.Z3Exception) and "memory" in str(e).lower()):
         limit = guard.max_memory or 0
         return _say(

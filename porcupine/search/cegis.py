@@ -58,7 +58,7 @@ from quill.verify import Reference, reference, verify
 log = logging.getLogger("porcupine.search.cegis")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Found:
     """A verified kernel and its objective (a :func:`quill.cost.rank` tuple)."""
 
@@ -255,7 +255,7 @@ def _known(program: Program, st: _State) -> Found:
     """A verified kernel given to the search, as if found: its rank and components."""
     c = counts(program)
     rank = objective(program, st.ring_dim, st.options.table, st.options.goal)
-    return Found(program, rank, c.instructions - c.rotations)
+    return Found(program=program, rank=rank, components=c.instructions - c.rotations)
 
 
 def _within_keys(program: Program, st: _State) -> bool:
@@ -307,7 +307,7 @@ def _exhaust_size(st: _State, size: int) -> bool:
             return True
         assert isinstance(found, Program)
         rank = objective(found, st.ring_dim, st.options.table, st.options.goal)
-        st.best = Found(found, rank, size)
+        st.best = Found(program=found, rank=rank, components=size)
         st.budget.keep(st.ref.spec, found, "synthesized")  # safe from a forced stop
         if st.first_size is None:
             st.first_size = size
@@ -373,7 +373,7 @@ def _polish_keys(st: _State, initial: Program | None) -> None:
         if not isinstance(found, Program):
             return
         keys = measures(found, st.ring_dim, st.options.table).keys
-        st.best = best = Found(found, best.rank, best.components)
+        st.best = best = Found(program=found, rank=best.rank, components=best.components)
         log.info("fewer rotation keys: %s", _describe(found, st))
 
 
