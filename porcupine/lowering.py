@@ -117,8 +117,9 @@ def _is_ct(x: Operand) -> bool:
 
 def lower(spec: Spec) -> Program | None:
     """The direct kernel for ``spec``, or ``None`` when its output slots do not all compute
-    one formula (up to which elements they read, and reads past a padded input's end), a
-    plaintext input would need moving, it has no ciphertext input, or it has stages."""
+    one formula (up to which elements they read, and reads past a padded input's end), it
+    has no ciphertext input, or it has stages. A plaintext input that must move is made a
+    ciphertext first."""
     if spec.stages or all(d.kind is not Kind.CT for d in spec.inputs):
         return None
     reads = _aligned_reads(spec)
@@ -220,7 +221,9 @@ def _gather(b: _Builder, spec: Spec, name: str, source: dict[int, int | None]) -
     if list(by_offset) == [0] and not zero_at:
         return here
     if decl.kind is Kind.PT:
-        return None  # a plaintext is not moved: no rotation or mask applies to it
+        # No rotation or mask applies to a plaintext: moved, it is first made a ciphertext
+        # (added to a ciphertext of zeros), at one addition's noise.
+        here = b.ciphertext(here)
     every = set(range(decl.layout.size)) if decl.zero_outside else set(range(n))
     if len(set(source.values())) == 1 and n & (n - 1) == 0 and len(source) > 1 and not zero_at:
         # One element everywhere: mask it, then add up all slots.

@@ -3,15 +3,22 @@ well-typed kernel (the formula written out is always one)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from porcupine.cli import main
+from porcupine.cli.errors import EXIT_USAGE
+from porcupine.layouts import check
 from porcupine.lowering import lower, needs_movement
+from porcupine.packings import requested
 from porcupine.synthesize import synthesize
+from quill.errors import QuillError
 from quill.ir import Program
 from quill.noise import parameters
 from quill.ops import OPS, Opcode
-from quill.spec import Spec, parse_spec
-from quill.verify import verify
+from quill.spec import Spec, load_spec, parse_spec
+from quill.verify import agrees_on_random, verify
 
 pytestmark = [pytest.mark.slow, pytest.mark.search]
 
@@ -34,6 +41,10 @@ CASES = {
     "zero_product": _spec("0 * a[k] * a[k]"),
     "plaintext_polynomial": _spec("(-4) * a[k]^2 * p[k] + 2 * p[k] + 4", inputs=PLAINTEXT),
     "padded_neighbour": _spec("a[k] + a[k + 1]", inputs=PADDED),
+    # A sum of plaintext reads alone: the plaintext must move, so it becomes a ciphertext.
+    "plaintext_sum": _spec(
+        "sum(j in 0..n) a[j] + sum(j in 0..n) 3 * p[j] * p[j]", inputs=PLAINTEXT
+    ),
 }
 
 
@@ -84,3 +95,74 @@ def test_a_read_past_a_padded_end_is_masked() -> None:
     assert program is not None
     assert [c.values for c in program.consts] == [(0, 1, 1, 1)]
     assert synthesize(spec, timeout=10).source == "lowered"
+
+
+# --- packing clauses that cannot hold: located errors (exit 2), not internal ones ---------
+
+_PACKING = "spec clauses\nparam n = 4\nslots {slots}\n{inputs}\noutput {output}\n"
+
+BAD_PACKINGS = {
+    "too_big": (
+        "input a: ct vector(n)\ninput b: ct vector(n) packing with a",
+        "y[k]: vector(n) = a[k] * b[k]",
+        "4",
+        (5, "a (4) + b (4) need 8 slots"),
+    ),
+    "mutual": (
+        "input a: ct vector(n) packing with b\ninput b: ct vector(n) packing with a",
+        "y[k]: vector(2 * n) = a[k] * b[k] where k < n",
+        "2 * n",
+        (4, "which is itself packed with a"),
+    ),
+    "chain": (
+        "input a: ct vector(2)\ninput b: ct vector(2) packing with a\n"
+        "input c: ct vector(2) packing with b",
+        "y[k]: vector(n) = a[k] * b[k] + c[k] where k < 2",
+        "8",
+        (6, "name the input that holds the ciphertext on each: `packing with a`"),
+    ),
+    "broadcast_of_an_elementwise_read": (
+        "input a: ct vector(n)\ninput b: ct vector(n) packing broadcast",
+        "y[k]: vector(n) = a[k] * b[k] + b[k]",
+        "n",
+        (5, "b is read at elements that change with the output element"),
+    ),
+    "image_with_vector": (
+        "input x: ct image(2, 2)\ninput v: ct vector(4) packing with x",
+        "y[i][j]: image(2, 2) = x[i][j] + v[j]",
+        "8",
+        (5, "v is not laid out like the output y (an image)"),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_PACKINGS))
+def test_a_packing_clause_that_cannot_hold_is_a_located_error(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs, output, slots, (line, message) = BAD_PACKINGS[name]
+    path = tmp_path / "packing.spec"
+    path.write_text(_PACKING.format(slots=slots, inputs=inputs, output=output))
+    with pytest.raises(QuillError) as caught:
+        synthesize(load_spec(path), timeout=10)
+    error = caught.value
+    assert error.location is not None and error.location.line == line
+    assert error.location.source_line.startswith("input ")  # the clause's declaration
+    assert message in error.message
+    assert main(["synth", str(path), "--timeout", "10", "--quiet"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"packing.spec:{line}:" in err and "internal error" not in err
+
+
+def test_an_input_read_at_a_fixed_element_beside_a_packing_keeps_its_element() -> None:
+    spec = parse_spec(
+        "spec fixed\nparam n = 8\nslots n\ninput a: ct vector(4)\n"
+        "input b: ct vector(4) packing with a\ninput h: ct vector(2)\n"
+        "output y[k]: vector(n) = h[1] * a[k] + b[k] where k < 4\n"
+    )
+    packing = requested(spec)
+    assert packing.name == "packed a" and check(packing, spec)
+    result = synthesize(spec, timeout=10)
+    assert result.packing is not None and result.packing.name == "packed a"
+    assert verify(result.program, packing.spec).ok
+    assert agrees_on_random(result.program, packing.spec, draws=3)
