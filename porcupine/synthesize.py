@@ -276,7 +276,7 @@ def _step_kernel(step: Spec, found: SearchResult, budget: Budget, keys: int | No
     step's formula written out."""
     if found.best is not None:
         return found.best.program
-    if found.stopped == "timeout" and not budget.over:
+    if found.stopped == "timeout" and not budget.cancelled:  # the whole budget may be over
         direct = _direct(step)
         if direct is not None:
             log.info("step %s: nothing found in its share of the time; the formula as written",

@@ -148,7 +148,7 @@ def test_a_packing_clause_that_cannot_hold_is_a_located_error(
     error = caught.value
     assert error.location is not None and error.location.line == line
     assert error.location.source_line.startswith("input ")  # the clause's declaration
-    assert message in error.message
+    assert message in str(error)  # the message or its hint
     assert main(["synth", str(path), "--timeout", "10", "--quiet"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert f"packing.spec:{line}:" in err and "internal error" not in err
@@ -166,3 +166,28 @@ def test_an_input_read_at_a_fixed_element_beside_a_packing_keeps_its_element() -
     assert result.packing is not None and result.packing.name == "packed a"
     assert verify(result.program, packing.spec).ok
     assert agrees_on_random(result.program, packing.spec, draws=3)
+
+
+# --- a budget that runs out in a step: its formula written out, not "nothing found" -------
+
+STEPPED = {
+    "user_stages": parse_spec(
+        "spec staged\nparam n = 4\nslots n\ninput a: ct vector(n)\ninput b: ct vector(n)\n"
+        "stage t[k]: vector(n) = -b[k] + a[k] - 1\nstage u[k]: vector(n) = b[k] + 7 * b[k]\n"
+        "output y[k]: vector(n) = (-a[k]) * (5 * t[k]) - u[k]\n"
+    ),
+    # split into automatic stages (decompose.py)
+    "automatic_stages": _spec(
+        "(7 * a[k]) * (16 * b[k] + 3 * a[k] + 5)",
+        slots=1,
+        inputs="input a: ct vector(n) bits\ninput b: ct vector(n)",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STEPPED))
+def test_steps_out_of_time_take_their_formula_written_out(name: str) -> None:
+    spec = STEPPED[name]
+    result = synthesize(spec, timeout=0.01)  # over before the first step's search
+    assert result.stopped == "timeout"
+    assert verify(result.program, spec).ok
