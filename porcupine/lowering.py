@@ -122,6 +122,8 @@ def lower(spec: Spec) -> Program | None:
     ciphertext first."""
     if spec.stages or all(d.kind is not Kind.CT for d in spec.inputs):
         return None
+    if len(spec.output_slots()) == 1:
+        return _one_slot(spec, spec.output_slots()[0])
     reads = _aligned_reads(spec)
     if reads is None:
         return None
@@ -275,3 +277,103 @@ def _evaluate(b: _Builder, t: Term, leaves: Iterator[Operand]) -> Operand:
         return out
 
     return go(t)
+
+
+# --- one output slot (a scalar): sums of shifted copies by one EvalSum --------------------
+
+
+def _one_slot(spec: Spec, o: int) -> Program:
+    """The direct kernel of a spec with one output slot ``o``: each read rotated to ``o``,
+    except that a sum whose terms are one formula read at shifted elements (``sum(j in
+    0..n) a[j] * b[j]``) is that formula computed once in every slot, masked to the slots
+    its terms sit in, and added up by one ``EvalSum``: one rotation per read of the formula
+    instead of one per term."""
+    b = _Builder(spec)
+    n = spec.n
+
+    def read(x: InputSlot) -> Operand:
+        here: Value = (x.name, spec.input(x.name).kind)
+        amount = normalize_amount(x.slot - o, n)
+        if amount == 0:
+            return here
+        return b.op(Opcode.ROT, b.ciphertext(here), amount=amount)
+
+    def go(x: Term, fold: bool) -> Operand:
+        # fold: a value right at slot o is enough. Inside a folded sum's formula a value
+        # must be right in every slot o + d, for the term shifted by d: no EvalSum there.
+        if isinstance(x, InputSlot):
+            return read(x)
+        if isinstance(x, StageSlot):
+            raise ValueError("stages are lowered one by one")
+        if isinstance(x, ConstTerm):
+            return x.value % T
+        if isinstance(x, Add):
+            acc: Operand = 0
+            for rep, deltas in _families(x.parts) if fold else [(p, [0]) for p in x.parts]:
+                value = go(rep, fold=len(deltas) == 1 and fold)
+                if len(deltas) > 1:
+                    value = _sum_of_shifts(b, value, {(o + d) % n for d in deltas}, n)
+                acc = b.binary("add", acc, value)
+            return acc
+        if isinstance(x, Sub):
+            return b.binary("sub", go(x.left, fold), go(x.right, fold))
+        if isinstance(x, Mul):
+            return b.binary("mul", go(x.left, fold), go(x.right, fold))
+        if isinstance(x, Negate):
+            return b.negate(go(x.operand, fold))
+        assert isinstance(x, Power)
+        base = go(x.base, fold)
+        out = base
+        for _ in range(x.exponent - 1):
+            out = b.binary("mul", out, base)
+        return out
+
+    return simplify(b.program(go(spec.terms()[o], fold=True)))
+
+
+def _sum_of_shifts(b: _Builder, value: Operand, slots: set[int], n: int) -> Operand:
+    """The sum of ``value`` over ``slots`` (masked unless that is every slot), in every slot."""
+    if isinstance(value, int):
+        return value * len(slots) % T
+    ct = b.ciphertext(value)
+    if len(slots) < n:
+        ct = b.op(Opcode.MUL_CP, ct, b.const(_mask(slots, n)))
+    return b.op(Opcode.SUM, ct, amount=n)
+
+
+def _families(parts: tuple[Term, ...]) -> list[tuple[Term, list[int]]]:
+    """``parts`` grouped into terms that are one formula read at elements shifted by
+    distinct amounts: each group's first term and the shifts of the group (0 first)."""
+    groups: list[tuple[Term, list[int]]] = []
+    for p in parts:
+        for rep, deltas in groups:
+            d = _shift(rep, p)
+            if d is not None and d not in deltas:
+                deltas.append(d)
+                break
+        else:
+            groups.append((p, [0]))
+    return groups
+
+
+def _shift(x: Term, y: Term) -> int | None:
+    """The amount ``d`` such that ``y`` is ``x`` with every read at element + ``d`` (the
+    same input), or ``None`` (also when ``x`` reads nothing)."""
+    found: set[int] = set()
+
+    def same(a: Term, c: Term) -> bool:
+        if isinstance(a, InputSlot):
+            if not isinstance(c, InputSlot) or c.name != a.name:
+                return False
+            found.add(c.slot - a.slot)
+            return len(found) == 1
+        if type(a) is not type(c):
+            return False
+        if isinstance(a, (ConstTerm, StageSlot)):
+            return a == c
+        if isinstance(a, Power) and isinstance(c, Power) and a.exponent != c.exponent:
+            return False
+        xs, ys = children(a), children(c)
+        return len(xs) == len(ys) and all(same(u, v) for u, v in zip(xs, ys, strict=True))
+
+    return found.pop() if same(x, y) and found else None

@@ -311,10 +311,11 @@ def padded(spec: Spec, factor: int) -> Packing | None:
 
 
 def requested(spec: Spec) -> Packing:
-    """The packing the spec's ``packing`` clauses ask for (``free`` counts as natural).
+    """The packing the spec's ``packing`` clauses ask for (``free`` counts as natural),
+    proven equal to the spec. Raises a :class:`QuillSemanticError` located at the first
+    clause when the compiler cannot make it (the spec is then not one it can compile as
+    written)."""
 
-    Raises a :class:`QuillSemanticError` located at the first clause when the compiler
-    cannot make it (the spec is then not one it can compile as written)."""
     broadcasts = [d.name for d in spec.inputs if d.packing == "broadcast"]
     withs = [d for d in spec.inputs if d.packing == "with"]
     if withs:
@@ -323,6 +324,8 @@ def requested(spec: Spec) -> Packing:
             assert d.packed_with is not None
             groups.setdefault(d.packed_with, [d.packed_with]).append(d.name)
         found = packed(spec, list(groups.values()))
+        if found is not None and not check(found, spec):  # proven, as every packing offered
+            found = None
         if found is None:
             shape = spec.output.layout.shape
             off = [n for g in groups.values() for n in g
@@ -342,6 +345,8 @@ def requested(spec: Spec) -> Packing:
         return found
     if broadcasts:
         found = broadcast(spec, broadcasts)
+        if found is not None and not check(found, spec):
+            found = None
         if found is None:
             fixed = _fixed_reads(spec, output_terms(spec))
             moving = [b for b in broadcasts if b not in fixed]

@@ -23,8 +23,10 @@ from quill.verify import agrees_on_random, verify
 pytestmark = [pytest.mark.slow, pytest.mark.search]
 
 
-def _spec(formula: str, *, slots: int = 4, inputs: str = "input a: ct vector(n)") -> Spec:
-    output = "s: scalar" if formula.startswith("sum") else "y[k]: vector(n)"
+def _spec(
+    formula: str, *, slots: int = 4, inputs: str = "input a: ct vector(n)", scalar: bool = False
+) -> Spec:
+    output = "s: scalar" if scalar or formula.startswith("sum") else "y[k]: vector(n)"
     return parse_spec(
         f"spec minimal\nparam n = {slots}\nslots n\n{inputs}\noutput {output} = {formula}\n"
     )
@@ -191,3 +193,26 @@ def test_steps_out_of_time_take_their_formula_written_out(name: str) -> None:
     result = synthesize(spec, timeout=0.01)  # over before the first step's search
     assert result.stopped == "timeout"
     assert verify(result.program, spec).ok
+
+
+# --- one output slot: a sum of shifted terms is its formula once and one EvalSum ---------
+
+SCALARS = {
+    "dot": ("sum(j in 0..n) a[j] * p[j]", 0),
+    "half_range": ("sum(j in 0..2) (3 * a[j] + 1) * a[j]", 1),  # masked to slots 0, 1
+    "scaled_product_of_sums": ("3 * (sum(j in 0..n) a[j]) * (sum(j in 0..n) p[j] * p[j])", 0),
+    "nested_shifts": ("sum(j in 0..2) sum(k in 0..2) a[j + k] * p[k]", 1),
+    "plaintext_only_sum": ("sum(j in 0..n) a[j] + sum(j in 0..n) 3 * p[j] * p[j]", 0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCALARS))
+def test_a_scalar_is_written_out_with_one_evalsum_per_sum(name: str) -> None:
+    formula, masks = SCALARS[name]
+    spec = _spec(formula, slots=8, inputs=PLAINTEXT, scalar=True)
+    program = lower(spec)
+    assert program is not None and _well_typed(program)
+    assert verify(program, spec).ok and agrees_on_random(program, spec, draws=3)
+    ops = [i.opcode for i in program.body]
+    assert Opcode.SUM in ops and ops.count(Opcode.ROT) <= 1  # not one rotation per term
+    assert sum(set(c.values) <= {0, 1} and len(c.values) == 8 for c in program.consts) == masks
