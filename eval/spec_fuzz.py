@@ -213,8 +213,12 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[int(rank) - 1]
 
 
-def bench(count: int, seed: int, timeout: float, jobs: int, encrypted: int) -> dict[str, Any]:
-    """Run the bench; the figures and every run, as written to the JSON file."""
+def bench(
+    count: int, seed: int, timeout: float, jobs: int, encrypted: int, log: Path | None = None
+) -> dict[str, Any]:
+    """Run the bench; the figures and every run, as written to the JSON file. Each run is
+    also appended to ``log`` (JSON lines) as it ends, so that a bench cut short can still be
+    reported (``--from-log``)."""
     specs = seeded(count, seed)
     load_before = load_average()
     start = time.monotonic()
@@ -226,6 +230,9 @@ def bench(count: int, seed: int, timeout: float, jobs: int, encrypted: int) -> d
             for f in futures:
                 runs.append(f.result())
                 r = runs[-1]
+                if log is not None:
+                    with log.open("a") as f:
+                        f.write(json.dumps(asdict(r)) + "\n")
                 mark = "FAIL " if r.failed else ""
                 print(f"{r.index:4d} {r.family:12s} {r.seconds:6.1f} s  {mark}{r.outcome}",
                       file=sys.stderr, flush=True)  # fmt: skip
@@ -352,8 +359,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="specs synthesized at once")
     ap.add_argument("--encrypted", type=int, default=0, help="kernels to run encrypted")
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "spec_fuzz")
+    ap.add_argument("--from-log", type=Path, help="report the runs of a bench cut short")
     args = ap.parse_args(argv)
-    fig = bench(args.specs, args.seed, args.timeout, args.jobs, args.encrypted)
+    if args.from_log is not None:
+        runs = [Run(**json.loads(line)) for line in args.from_log.read_text().splitlines()]
+        fig = summarize(runs, args.seed, args.timeout, args.jobs, 0.0, "n/a")
+    else:
+        log = args.out.with_suffix(".log.jsonl")
+        log.unlink(missing_ok=True)
+        fig = bench(args.specs, args.seed, args.timeout, args.jobs, args.encrypted, log)
     args.out.with_suffix(".json").write_text(json.dumps(fig, indent=1) + "\n")
     text = report(fig)
     args.out.with_suffix(".md").write_text(text)
