@@ -231,8 +231,8 @@ def bench(
                 runs.append(f.result())
                 r = runs[-1]
                 if log is not None:
-                    with log.open("a") as f:
-                        f.write(json.dumps(asdict(r)) + "\n")
+                    with log.open("a") as out:
+                        out.write(json.dumps(asdict(r)) + "\n")
                 mark = "FAIL " if r.failed else ""
                 print(f"{r.index:4d} {r.family:12s} {r.seconds:6.1f} s  {mark}{r.outcome}",
                       file=sys.stderr, flush=True)  # fmt: skip
