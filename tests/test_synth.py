@@ -242,8 +242,12 @@ def test_a_step_out_of_its_share_takes_its_formula_as_written() -> None:
     nothing = SearchResult(None, False, "", derive(reference(step)), (), 0, 0, "timeout")
     kernel = _step_kernel(step, nothing, Budget.seconds(60), None)  # the command goes on
     assert verify(kernel, step).ok
-    with pytest.raises(SynthesisError, match="within the timeout"):  # the command is over
-        _step_kernel(step, nothing, Budget.seconds(0), None)
+    # the whole budget is over: still the formula written out (issue 24: keep a kernel)
+    assert verify(_step_kernel(step, nothing, Budget.seconds(0), None), step).ok
+    cancelled = Budget.seconds(60)
+    cancelled.cancel()
+    with pytest.raises(SynthesisError, match="within the timeout"):  # Ctrl-C: stop at once
+        _step_kernel(step, nothing, cancelled, None)
 
 
 @pytest.mark.slow
