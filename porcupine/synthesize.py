@@ -237,7 +237,9 @@ def _at_size(spec: Spec, budget: Budget, options: Options, initial: Program | No
     direct = _direct(spec) if initial is None else None
     rewritten = None if direct is None else _passes(spec, options, direct, rotations=False)
     fallback = None if rewritten is None else rewritten.program
-    found = search(spec, budget, options, initial, fallback=fallback)
+    left = budget.remaining_ms()  # the search stops a second early: what follows it must fit
+    searched = budget if left is None else budget.within(max(0.0, left / 1000 - AFTER_SEARCH_S))
+    found = search(spec, searched, options, initial, fallback=fallback)
     partial = _from_search(spec, found, budget, initial, options.max_keys)
     if fallback is not None and partial.program is fallback:
         log.info("%s: nothing beat the formula as written", spec.name)
@@ -263,6 +265,11 @@ def _direct(spec: Spec) -> Program | None:
     program = lower(spec)
     return program if program is not None and verify(program, spec).ok else None
 
+
+AFTER_SEARCH_S = 1.0
+"""Of a deadline, the seconds kept from a search for the passes and checks after it: a
+search stopped at the deadline overran it by up to a second on a loaded machine, and the
+command line ends work a second past its deadline, losing the verified kernel it held."""
 
 STEP_SHARE = 0.8
 """Of the time left, the share a step of a multi-step spec may search, split evenly among
