@@ -320,6 +320,8 @@ def report(fig: dict[str, Any]) -> str:
     if enc["run"]:
         lines.append(f"- Encrypted (OpenFHE, emitted module, `porcupine run`): {enc['correct']} "
                      f"/ {enc['run']} kernels correct.")  # fmt: skip
+    if fig.get("note"):
+        lines += ["", fig["note"]]
     lines += ["", "## Outcomes", ""]
     families = list(fig["by_family"])
     rows = [
@@ -360,6 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--encrypted", type=int, default=0, help="kernels to run encrypted")
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "spec_fuzz")
     ap.add_argument("--from-log", type=Path, help="report the runs of a bench cut short")
+    ap.add_argument("--note", default="", help="a line for the report (how it was run)")
     args = ap.parse_args(argv)
     if args.from_log is not None:
         runs = [Run(**json.loads(line)) for line in args.from_log.read_text().splitlines()]
@@ -369,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.unlink(missing_ok=True)
         fig = bench(args.specs, args.seed, args.timeout, args.jobs, args.encrypted, log)
     args.out.with_suffix(".json").write_text(json.dumps(fig, indent=1) + "\n")
+    fig["note"] = args.note
     text = report(fig)
     args.out.with_suffix(".md").write_text(text)
     print(text)
