@@ -204,6 +204,18 @@ def run_encrypted(run: Run, folder: Path) -> str:
     return f"WRONG: exit {out.returncode}: {_said(out.stderr)}"
 
 
+def encrypt_sample(runs: list[Run], count: int, seed: int, folder: Path) -> list[Run]:
+    """``runs`` with ``count`` of their kernels (a sample drawn from ``seed``) run encrypted
+    from the spec and module files in ``folder``."""
+    kernels = [r for r in runs if r.outcome == "kernel"]
+    out = list(runs)
+    for r in random.Random(seed).sample(kernels, min(count, len(kernels))):
+        verdict = run_encrypted(r, folder)
+        out[out.index(r)] = replace(r, encrypted=verdict)
+        print(f"{r.index:4d} encrypted: {verdict}", file=sys.stderr, flush=True)
+    return out
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0..100), nearest rank; 0 for no values."""
     if not values:
@@ -236,12 +248,7 @@ def bench(
                 mark = "FAIL " if r.failed else ""
                 print(f"{r.index:4d} {r.family:12s} {r.seconds:6.1f} s  {mark}{r.outcome}",
                       file=sys.stderr, flush=True)  # fmt: skip
-        kernels = [r for r in runs if r.outcome == "kernel"]
-        sample = random.Random(seed).sample(kernels, min(encrypted, len(kernels)))
-        for r in sample:
-            verdict = run_encrypted(r, folder)
-            runs[r.index] = replace(r, encrypted=verdict)
-            print(f"{r.index:4d} encrypted: {verdict}", file=sys.stderr, flush=True)
+        runs = encrypt_sample(runs, encrypted, seed, folder)
     return summarize(runs, seed, timeout, jobs, time.monotonic() - start, load_before)
 
 
@@ -362,10 +369,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--encrypted", type=int, default=0, help="kernels to run encrypted")
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "spec_fuzz")
     ap.add_argument("--from-log", type=Path, help="report the runs of a bench cut short")
+    ap.add_argument("--files", type=Path, help="with --from-log: where its runs left files")
     ap.add_argument("--note", default="", help="a line for the report (how it was run)")
     args = ap.parse_args(argv)
     if args.from_log is not None:
         runs = [Run(**json.loads(line)) for line in args.from_log.read_text().splitlines()]
+        if args.encrypted and args.files is not None:  # the spec and module files it left
+            runs = encrypt_sample(runs, args.encrypted, args.seed, args.files)
         fig = summarize(runs, args.seed, args.timeout, args.jobs, 0.0, "n/a")
     else:
         log = args.out.with_suffix(".log.jsonl")
