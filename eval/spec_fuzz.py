@@ -117,7 +117,12 @@ def classify(code: int, stdout: str, stderr: str) -> tuple[str, str]:
     said = _said(stderr)
     if "internal error" in stderr or "Traceback" in stderr or code not in (0, 1, 2):
         lines = [ln for ln in stderr.splitlines() if "internal error" in ln]
-        return "internal error", (lines[-1] if lines else f"exit {code}") + _last_frame(stderr)
+        if not lines:  # a traceback Python printed itself ("Exception ignored in ..."), or a signal
+            tail = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("[")]
+            ignored = [ln for ln in tail if ln.startswith("Exception ignored")]
+            said = (ignored or tail[-1:] or [""])[0]
+            lines = [f"exit {code}, a traceback on stderr: {said} / {tail[-1] if tail else ''}"]
+        return "internal error", lines[-1] + _last_frame(stderr)
     if code == 0:
         return "kernel", ""
     if code == 2:
