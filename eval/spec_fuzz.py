@@ -221,6 +221,20 @@ def encrypt_sample(runs: list[Run], count: int, seed: int, folder: Path) -> list
     return out
 
 
+def rerun(runs: list[Run], timeout: float) -> list[Run]:
+    """The failed ``runs`` synthesized again (with the code as it is now), one at a time."""
+    out = []
+    with tempfile.TemporaryDirectory(prefix="spec_fuzz_") as tmp:
+        for r in runs:
+            if r.failed:
+                again = run_one(
+                    GeneratedSpec(r.family, r.text, r.valid), r.index, Path(tmp), timeout
+                )
+                print(f"{r.index:4d} again: {again.outcome}", file=sys.stderr, flush=True)
+                out.append(again)
+    return out
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0..100), nearest rank; 0 for no values."""
     if not values:
@@ -341,6 +355,15 @@ def report(fig: dict[str, Any]) -> str:
         for o in OUTCOMES
     ]
     lines += md_table(["outcome", "all", *families], rows)
+    if "reruns" in fig:
+        again = [Run(**r) for r in fig["reruns"]]
+        lines += ["", "## The failures synthesized again, with the code now", ""]
+        lines += md_table(
+            ["spec", "first", "again", "seconds", "message"],
+            [[f"#{r.index}", f"{first.outcome}", r.outcome, f"{r.seconds:.1f}",
+              r.message.replace("\n", " ").replace("|", "/")[:160]]
+             for r, first in zip(again, [x for x in runs if x.failed], strict=True)],
+        )  # fmt: skip
     failures = [r for r in runs if r.failed or r.encrypted.startswith("WRONG")]
     lines += ["", f"## Failures ({len(failures)})", ""]
     if not failures:
@@ -375,6 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "spec_fuzz")
     ap.add_argument("--from-log", type=Path, help="report the runs of a bench cut short")
     ap.add_argument("--files", type=Path, help="with --from-log: where its runs left files")
+    again = "with --from-log: synthesize its failures again, with the code now"
+    ap.add_argument("--rerun-failures", action="store_true", help=again)
     ap.add_argument("--note", default="", help="a line for the report (how it was run)")
     args = ap.parse_args(argv)
     if args.from_log is not None:
@@ -382,6 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.encrypted and args.files is not None:  # the spec and module files it left
             runs = encrypt_sample(runs, args.encrypted, args.seed, args.files)
         fig = summarize(runs, args.seed, args.timeout, args.jobs, 0.0, "n/a")
+        if args.rerun_failures:
+            fig["reruns"] = [asdict(r) for r in rerun(runs, args.timeout)]
     else:
         log = args.out.with_suffix(".log.jsonl")
         log.unlink(missing_ok=True)
