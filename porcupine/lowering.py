@@ -164,8 +164,12 @@ def _aligned_reads(spec: Spec) -> tuple[Term, dict[int, list[Read]]] | None:
     slots = sorted(terms)
     middle = slots[len(slots) // 2]
     counts = {o: len(_reads(t)) for o, t in terms.items()}
-    template = terms[max([middle, *slots], key=lambda o: counts[o])]
+    template: Term | None = terms[max([middle, *slots], key=lambda o: counts[o])]
     padded = {d.name for d in spec.inputs if d.pad}
+    for o in slots:  # a read that is 0 past a padded end at the slots chosen, read elsewhere
+        template = None if template is None else _merged(template, terms[o], padded)
+    if template is None:
+        return None
     by_slot: dict[int, list[Read]] = {}
     for o in slots:
         matched = _match(template, terms[o], padded)
@@ -173,6 +177,36 @@ def _aligned_reads(spec: Spec) -> tuple[Term, dict[int, list[Read]]] | None:
             return None
         by_slot[o] = matched
     return template, by_slot
+
+
+def _merged(x: Term, y: Term, padded: set[str]) -> Term | None:
+    """``x`` with a read of ``y`` wherever ``x`` has the 0 of a padded input's read past its
+    end; ``None`` when the two are not one formula up to such reads."""
+    if isinstance(y, InputSlot) and y.name in padded and x == ConstTerm(0):
+        return y
+    if isinstance(x, StageSlot):
+        return x if x == y else None
+    if isinstance(x, (InputSlot, ConstTerm)):
+        return x if _match(x, y, padded) is not None else None
+    if type(x) is not type(y):
+        return None
+    xs, ys = children(x), children(y)
+    if len(xs) != len(ys):
+        return None
+    merged = []
+    for a, c in zip(xs, ys, strict=True):
+        m = _merged(a, c, padded)
+        if m is None:
+            return None
+        merged.append(m)
+    if isinstance(x, Add):
+        return Add(tuple(merged))
+    if isinstance(x, (Sub, Mul)):
+        return type(x)(merged[0], merged[1])
+    if isinstance(x, Negate):
+        return Negate(merged[0])
+    assert isinstance(x, Power) and isinstance(y, Power)
+    return Power(merged[0], x.exponent) if x.exponent == y.exponent else None
 
 
 def _match(x: Term, y: Term, padded: set[str]) -> list[Read] | None:

@@ -43,6 +43,10 @@ CASES = {
     "zero_product": _spec("0 * a[k] * a[k]"),
     "plaintext_polynomial": _spec("(-4) * a[k]^2 * p[k] + 2 * p[k] + 4", inputs=PLAINTEXT),
     "padded_neighbour": _spec("a[k] + a[k + 1]", inputs=PADDED),
+    # No slot reads both: x[k + 2] is past the padded end where x[k - 2] is read.
+    "padded_reads_nowhere_together": _spec(
+        "0 * a[k + 2] - a[k - 2]", inputs="input a: ct vector(n) pad zero in 0..255"
+    ),
     # A sum of plaintext reads alone: the plaintext must move, so it becomes a ciphertext.
     "plaintext_sum": _spec(
         "sum(j in 0..n) a[j] + sum(j in 0..n) 3 * p[j] * p[j]", inputs=PLAINTEXT
