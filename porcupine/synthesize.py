@@ -475,7 +475,11 @@ def _lifted(spec: Spec, small: Spec, budget: Budget, options: Options) -> Partia
     sizes = ", ".join(f"{k}={v}" for k, v in small.params)
     log.info("%s: synthesizing at %s (%d slots) and lifting to %d slots", spec.name, sizes,
              small.n, spec.n)  # fmt: skip
-    found = synthesize(small, budget=budget, options=options)
+    try:
+        found = synthesize(small, budget=budget, options=options)
+    except SynthesisError as e:  # at its own size the formula written out may still be one
+        log.info("%s: nothing found at %s (%s)", spec.name, sizes, e)
+        return None
     try:
         program = lift(found.program, small, spec)
     except LiftError as e:
