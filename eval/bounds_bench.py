@@ -4,7 +4,7 @@ objective (issue 24), and, with ``--all``, every corpus and layout spec at 10 s.
 Each spec is synthesized by the ``porcupine`` command as a user runs it (``synth SPEC
 --timeout T --json``, one process each, one thread), and the table gives its seconds,
 whether it ended with a proof, its kernel's cost and counts, and the lower bound over every
-kernel (:func:`porcupine.bounds.lower_bound` at 0 components) against that kernel's
+kernel (:func:`porcupine.search.bounds.lower_bound` at 0 components) against that kernel's
 latency at the search's parameter set: where the two are equal, the kernel is optimal over
 every kernel; where they differ, the gap is what no bound here closes.
 

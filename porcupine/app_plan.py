@@ -6,7 +6,7 @@ splits (stencil tiles with halos, reduction chunks); this module chooses the ker
 (its tile) and parameter set so that the whole job costs least by the cost table: for each
 tile size a power of two per axis (up to a row of the largest ring), the number of tiles
 the data needs, and per tile the kernel's estimated latency (the program lifted to that
-size, :func:`porcupine.scale.lift`) plus the client's encryption and decryption of a
+size, :func:`porcupine.staging.scale.lift`) plus the client's encryption and decryption of a
 ciphertext (the table's ``encrypt`` and ``decrypt`` rows), at the cheapest parameter set
 whose noise margin holds the kernel, and for a reduction the server's sum of its chunks
 (log2(ciphertexts) more bits). Two tiles share each ciphertext, one per BFV row. Larger

@@ -65,7 +65,11 @@ def core(ctx: Context) -> Partial:
     fallback = None if rewritten is None else rewritten.program
     if fallback is not None:
         ctx.budget.keep(spec, fallback, Source.DIRECT)
-    found = search(spec, ctx.budget, options, ctx.initial, fallback=fallback, ref=ctx.reference)
+    left = ctx.budget.remaining_ms()  # the search stops a second early: what follows must fit
+    searched = (
+        ctx.budget if left is None else ctx.budget.within(max(0.0, left / 1000 - AFTER_SEARCH_S))
+    )
+    found = search(spec, searched, options, ctx.initial, fallback=fallback, ref=ctx.reference)
     partial = _from_search(ctx, found, ctx.initial)
     if rewritten is not None and partial.program is fallback:
         log.info("%s: nothing beat the formula as written", spec.name)
@@ -96,6 +100,11 @@ def direct_kernel(ctx: Context) -> Program | None:
     return program if program is not None and ctx.proves(program) else None
 
 
+AFTER_SEARCH_S = 1.0
+"""Of a deadline, the seconds kept from a search for the passes and checks after it: a
+search stopped at the deadline overran it by up to a second on a loaded machine, and the
+command line ends work a second past its deadline, losing the verified kernel it held."""
+
 STEP_SHARE = 0.8
 """Of the time left, the share a step of a multi-step spec may search, split evenly among
 the steps still to come; the rest is kept for composing, verifying and lifting. A step that
@@ -108,7 +117,7 @@ def step_kernel(ctx: Context, found: SearchResult, budget: Budget) -> Program:
     time ran out (``budget``, the command's, is not over), the step's formula written out."""
     if found.best is not None:
         return found.best.program
-    if found.stopped is Stop.TIMEOUT and not budget.over:
+    if found.stopped is Stop.TIMEOUT and not budget.cancelled:  # the whole budget may be over
         direct = direct_kernel(ctx)
         if direct is not None:
             log.info(

@@ -117,10 +117,13 @@ def _is_ct(x: Operand) -> bool:
 
 def lower(spec: Spec) -> Program | None:
     """The direct kernel for ``spec``, or ``None`` when its output slots do not all compute
-    one formula (up to which elements they read, and reads past a padded input's end), a
-    plaintext input would need moving, it has no ciphertext input, or it has stages."""
+    one formula (up to which elements they read, and reads past a padded input's end), it
+    has no ciphertext input, or it has stages. A plaintext input that must move is made a
+    ciphertext first."""
     if spec.stages or all(d.kind is not Kind.CT for d in spec.inputs):
         return None
+    if len(spec.output_slots()) == 1:
+        return _one_slot(spec, spec.output_slots()[0])
     reads = _aligned_reads(spec)
     if reads is None:
         return None
@@ -195,8 +198,12 @@ def _aligned_reads(spec: Spec) -> tuple[Term, dict[int, list[Read]]] | None:
     slots = sorted(terms)
     middle = slots[len(slots) // 2]
     counts = {o: len(_reads(t)) for o, t in terms.items()}
-    template = terms[max([middle, *slots], key=lambda o: counts[o])]
+    template: Term | None = terms[max([middle, *slots], key=lambda o: counts[o])]
     padded = {d.name for d in spec.inputs if d.pad}
+    for o in slots:  # a read that is 0 past a padded end at the slots chosen, read elsewhere
+        template = None if template is None else _merged(template, terms[o], padded)
+    if template is None:
+        return None
     by_slot: dict[int, list[Read]] = {}
     for o in slots:
         matched = _match(template, terms[o], padded)
@@ -204,6 +211,36 @@ def _aligned_reads(spec: Spec) -> tuple[Term, dict[int, list[Read]]] | None:
             return None
         by_slot[o] = matched
     return template, by_slot
+
+
+def _merged(x: Term, y: Term, padded: set[str]) -> Term | None:
+    """``x`` with a read of ``y`` wherever ``x`` has the 0 of a padded input's read past its
+    end; ``None`` when the two are not one formula up to such reads."""
+    if isinstance(y, InputSlot) and y.name in padded and x == ConstTerm(0):
+        return y
+    if isinstance(x, StageSlot):
+        return x if x == y else None
+    if isinstance(x, (InputSlot, ConstTerm)):
+        return x if _match(x, y, padded) is not None else None
+    if type(x) is not type(y):
+        return None
+    xs, ys = children(x), children(y)
+    if len(xs) != len(ys):
+        return None
+    merged = []
+    for a, c in zip(xs, ys, strict=True):
+        m = _merged(a, c, padded)
+        if m is None:
+            return None
+        merged.append(m)
+    if isinstance(x, Add):
+        return Add(tuple(merged))
+    if isinstance(x, (Sub, Mul)):
+        return type(x)(merged[0], merged[1])
+    if isinstance(x, Negate):
+        return Negate(merged[0])
+    assert isinstance(x, Power) and isinstance(y, Power)
+    return Power(merged[0], x.exponent) if x.exponent == y.exponent else None
 
 
 def _match(x: Term, y: Term, padded: set[str]) -> list[Read] | None:
@@ -254,7 +291,9 @@ def _gather(b: _Builder, spec: Spec, name: str, source: dict[int, int | None]) -
     if list(by_offset) == [0] and not zero_at:
         return here
     if decl.kind is Kind.PT:
-        return None  # a plaintext is not moved: no rotation or mask applies to it
+        # No rotation or mask applies to a plaintext: moved, it is first made a ciphertext
+        # (added to a ciphertext of zeros), at one addition's noise.
+        here = b.ciphertext(here)
     every = set(range(decl.layout.size)) if decl.zero_outside else set(range(n))
     if len(set(source.values())) == 1 and n & (n - 1) == 0 and len(source) > 1 and not zero_at:
         # One element everywhere: mask it, then add up all slots.
@@ -306,3 +345,103 @@ def _evaluate(b: _Builder, t: Term, leaves: Iterator[Operand]) -> Operand:
         return out
 
     return go(t)
+
+
+# --- one output slot (a scalar): sums of shifted copies by one EvalSum --------------------
+
+
+def _one_slot(spec: Spec, o: int) -> Program:
+    """The direct kernel of a spec with one output slot ``o``: each read rotated to ``o``,
+    except that a sum whose terms are one formula read at shifted elements (``sum(j in
+    0..n) a[j] * b[j]``) is that formula computed once in every slot, masked to the slots
+    its terms sit in, and added up by one ``EvalSum``: one rotation per read of the formula
+    instead of one per term."""
+    b = _Builder(spec)
+    n = spec.n
+
+    def read(x: InputSlot) -> Operand:
+        here: Value = (x.name, spec.input(x.name).kind)
+        amount = normalize_amount(x.slot - o, n)
+        if amount == 0:
+            return here
+        return b.op(Opcode.ROT, b.ciphertext(here), amount=amount)
+
+    def go(x: Term, fold: bool) -> Operand:
+        # fold: a value right at slot o is enough. Inside a folded sum's formula a value
+        # must be right in every slot o + d, for the term shifted by d: no EvalSum there.
+        if isinstance(x, InputSlot):
+            return read(x)
+        if isinstance(x, StageSlot):
+            raise ValueError("stages are lowered one by one")
+        if isinstance(x, ConstTerm):
+            return x.value % T
+        if isinstance(x, Add):
+            acc: Operand = 0
+            for rep, deltas in _families(x.parts) if fold else [(p, [0]) for p in x.parts]:
+                value = go(rep, fold=len(deltas) == 1 and fold)
+                if len(deltas) > 1:
+                    value = _sum_of_shifts(b, value, {(o + d) % n for d in deltas}, n)
+                acc = b.binary(Family.ADD, acc, value)
+            return acc
+        if isinstance(x, Sub):
+            return b.binary(Family.SUB, go(x.left, fold), go(x.right, fold))
+        if isinstance(x, Mul):
+            return b.binary(Family.MUL, go(x.left, fold), go(x.right, fold))
+        if isinstance(x, Negate):
+            return b.negate(go(x.operand, fold))
+        assert isinstance(x, Power)
+        base = go(x.base, fold)
+        out = base
+        for _ in range(x.exponent - 1):
+            out = b.binary(Family.MUL, out, base)
+        return out
+
+    return simplify(b.program(go(spec.terms()[o], fold=True)))
+
+
+def _sum_of_shifts(b: _Builder, value: Operand, slots: set[int], n: int) -> Operand:
+    """The sum of ``value`` over ``slots`` (masked unless that is every slot), in every slot."""
+    if isinstance(value, int):
+        return value * len(slots) % T
+    ct = b.ciphertext(value)
+    if len(slots) < n:
+        ct = b.op(Opcode.MUL_CP, ct, b.const(_mask(slots, n)))
+    return b.op(Opcode.SUM, ct, amount=n)
+
+
+def _families(parts: tuple[Term, ...]) -> list[tuple[Term, list[int]]]:
+    """``parts`` grouped into terms that are one formula read at elements shifted by
+    distinct amounts: each group's first term and the shifts of the group (0 first)."""
+    groups: list[tuple[Term, list[int]]] = []
+    for p in parts:
+        for rep, deltas in groups:
+            d = _shift(rep, p)
+            if d is not None and d not in deltas:
+                deltas.append(d)
+                break
+        else:
+            groups.append((p, [0]))
+    return groups
+
+
+def _shift(x: Term, y: Term) -> int | None:
+    """The amount ``d`` such that ``y`` is ``x`` with every read at element + ``d`` (the
+    same input), or ``None`` (also when ``x`` reads nothing)."""
+    found: set[int] = set()
+
+    def same(a: Term, c: Term) -> bool:
+        if isinstance(a, InputSlot):
+            if not isinstance(c, InputSlot) or c.name != a.name:
+                return False
+            found.add(c.slot - a.slot)
+            return len(found) == 1
+        if type(a) is not type(c):
+            return False
+        if isinstance(a, (ConstTerm, StageSlot)):
+            return a == c
+        if isinstance(a, Power) and isinstance(c, Power) and a.exponent != c.exponent:
+            return False
+        xs, ys = children(a), children(c)
+        return len(xs) == len(ys) and all(same(u, v) for u, v in zip(xs, ys, strict=True))
+
+    return found.pop() if same(x, y) and found else None

@@ -93,7 +93,12 @@ def instance(ctx: Context) -> Partial | None:
         ctx.spec.n,
     )
     at_small = ctx.for_spec(small)
-    return steps.lifted(ctx, small, steps.price(at_small, passes(at_small, core(at_small))))
+    try:
+        found = steps.price(at_small, passes(at_small, core(at_small)))
+    except SynthesisError as e:  # at its own size the formula written out may still be one
+        log.info("%s: nothing found at %s (%s)", ctx.spec.name, sizes, e)
+        return None
+    return steps.lifted(ctx, small, found)
 
 
 # 3. Core: porcupine.core.core -- stages | direct lowering | decomposition | search. The one

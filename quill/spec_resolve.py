@@ -208,7 +208,7 @@ def _instantiate(f: SpecFile, overrides: dict[str, int]) -> Spec:
         )
 
     inputs = tuple(_input(ctx, d, params, n) for d in input_decls)
-    _check_packed_with(ctx, input_decls, inputs)
+    _check_packed_with(ctx, input_decls, inputs, n)
     definitions = [_definition(ctx, d, params, n, set(declared)) for d in [*stage_decls, output]]
     hints = _hints(ctx, hint_decls, params, n)
     return assemble(
@@ -237,9 +237,14 @@ def _input(ctx: Context, d: InputAst, params: Mapping[str, int], n: int) -> Inpu
     )  # fmt: skip
 
 
-def _check_packed_with(ctx: Context, asts: list[InputAst], inputs: tuple[InputDecl, ...]) -> None:
-    """``packing with X`` names another input of the same kind."""
+def _check_packed_with(
+    ctx: Context, asts: list[InputAst], inputs: tuple[InputDecl, ...], n: int
+) -> None:
+    """``packing with X`` names another input of the same kind, which is not itself packed
+    with another, and the inputs packed with X fit one ciphertext of ``n`` slots."""
     kinds = {i.name: i.kind for i in inputs}
+    decls = {i.name: i for i in inputs}
+    groups: dict[str, list[InputDecl]] = {}
     for d, decl in zip(asts, inputs, strict=True):
         other = decl.packed_with
         if other is None:
@@ -255,6 +260,29 @@ def _check_packed_with(ctx: Context, asts: list[InputAst], inputs: tuple[InputDe
                 f"input {d.name} ({decl.kind}) cannot share a ciphertext with {other} "
                 f"({kinds[other]})",
                 d.packing_span,
+            )
+        holder = decls[other].packed_with
+        if holder is not None:  # a chain or a cycle: the ciphertext would have no holder
+            hint = (
+                f"write `packing with` on one of {d.name} and {other} only"
+                if holder == d.name
+                else f"name the input that holds the ciphertext on each: `packing with {holder}`"
+            )
+            raise ctx.error(
+                f"input {d.name} is packed with {other}, which is itself packed with {holder}",
+                d.packing_span,
+                hint,
+            )
+        group = groups.setdefault(other, [decls[other]])
+        group.append(decl)
+        used = sum(g.layout.size for g in group)
+        if used > n:
+            sizes = " + ".join(f"{g.name} ({g.layout.size})" for g in group)
+            raise ctx.error(
+                f"input {d.name} does not fit in {other}'s ciphertext: {sizes} need {used} "
+                f"slots, and the spec has {n}",
+                d.packing_span,
+                f"raise `slots` to at least {used} (a power of two), or drop this clause",
             )
 
 

@@ -8,13 +8,19 @@ the op accepts (stored in the op table's operand order), and a ciphertext result
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeVar
+
 from hypothesis import strategies as st
 
+from eval.spec_grammar import FAMILIES, GeneratedSpec, any_spec
 from quill.ir import Const, Instr, Param, Program
 from quill.ops import MNEMONICS, OPS, Kind, Opcode
 from quill.parser import RESERVED
 from quill.printer import format_program
 from quill.slots import T
+
+X = TypeVar("X")
 
 _FIRST = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 _REST = _FIRST + "0123456789"
@@ -132,3 +138,25 @@ class Writer:
         params = tuple(Param(x, Kind.CT) for x in self.inputs)
         consts = tuple(Const(n, (c,)) for c, n in self.consts.items())
         return Program(name, params, consts, tuple(self.body), result)
+
+
+class _Drawn:
+    """The spec grammar's :class:`~eval.spec_grammar.Draw` on Hypothesis' ``draw``, so that
+    the choices are recorded and shrink."""
+
+    def __init__(self, draw: st.DrawFn) -> None:
+        self.draw = draw
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self.draw(st.integers(lo, hi))
+
+    def choice(self, options: Sequence[X]) -> X:
+        return self.draw(st.sampled_from(options))
+
+
+@st.composite
+def spec_texts(draw: st.DrawFn, family: str | None = None) -> GeneratedSpec:
+    """The text of a random spec as a user writes it (:mod:`eval.spec_grammar`, the grammar
+    the random-spec bench draws from too), of ``family`` or of any."""
+    d = _Drawn(draw)
+    return FAMILIES[family](d) if family is not None else any_spec(d)

@@ -1,4 +1,4 @@
-"""The search's latency lower bound on rotations (porcupine.bounds.rotations_us): against a
+"""The search's latency lower bound on rotations (porcupine.search.bounds.rotations_us): against a
 brute force over groupings, and below what every known kernel pays."""
 
 from __future__ import annotations

@@ -283,8 +283,12 @@ def test_a_step_out_of_its_share_takes_its_formula_as_written() -> None:
     ctx = Context(spec=step, options=Options(), budget=Budget.seconds(60))
     kernel = step_kernel(ctx, nothing, Budget.seconds(60))  # the command goes on
     assert verify(kernel, step).ok
-    with pytest.raises(SynthesisError, match="within the timeout"):  # the command is over
-        step_kernel(ctx, nothing, Budget.seconds(0))
+    # the whole budget is over: still the formula written out (issue 24: keep a kernel)
+    assert verify(step_kernel(ctx, nothing, Budget.seconds(0)), step).ok
+    cancelled = Budget.seconds(60)
+    cancelled.cancel()
+    with pytest.raises(SynthesisError, match="within the timeout"):  # Ctrl-C: stop at once
+        step_kernel(ctx, nothing, cancelled)
 
 
 @pytest.mark.slow

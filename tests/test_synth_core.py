@@ -5,7 +5,7 @@
 * the solver's constraints accept every correct kernel: each published and hand-written
   kernel, fixed into the holes, satisfies the exact, support and degree models at every
   output slot that matters (so pruning by them is sound);
-* :func:`porcupine.bounds.coefficient_bound` bounds the integer coefficients of random
+* :func:`porcupine.search.bounds.coefficient_bound` bounds the integer coefficients of random
   programs of the sketch (the narrow relaxation is a proof only under that bound).
 """
 

@@ -1,7 +1,7 @@
 """What a packed kernel's module adds to an emitted module: the packing as data, and the
 application-side functions that use it (:mod:`porcupine.backend.packed_io`).
 
-A kernel synthesized under a client packing (:class:`porcupine.layouts.Packing`) takes the
+A kernel synthesized under a client packing (:class:`porcupine.layouts.packing.Packing`) takes the
 packing's ciphertexts; its module still takes the spec's inputs and returns the spec's
 output. The module's INPUTS, INPUT_LAYOUTS, OUTPUT_LAYOUT and OUTPUT_SLOTS describe the
 spec's own inputs and output, in the spec's slots (SPEC_SLOTS of them), exactly as a natural
@@ -52,7 +52,7 @@ def packed_layout(packing: Packing, spec: SpecLike, program: Program) -> PackedL
     """``packing`` of ``spec`` as data, for ``program``. Raises ValueError unless the
     program takes exactly the packing's ciphertexts and the packing gathers from the
     spec's inputs and places every output slot that matters (its equality with the spec is
-    :func:`porcupine.layouts.check`'s to prove, before synthesis)."""
+    :func:`porcupine.layouts.packing.check`'s to prove, before synthesis)."""
     check_signature(program, io_layouts(packing.spec).inputs)
     have = [(c.name, c.kind) for c in packing.ciphertexts]
     want = [(p.name, p.kind) for p in program.params]

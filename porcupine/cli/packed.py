@@ -5,9 +5,9 @@ takes the packing's ciphertexts (``A__0``, ``a__b``, ``h__1``), not the spec's i
 a ``.quill`` file records only the program. ``emit``, ``check`` and ``run --program`` need
 the packing back, to gather the inputs and read the output. It is found, not named:
 
-* The candidates are :func:`porcupine.packings.options` of the spec: exactly the packings
+* The candidates are :func:`porcupine.layouts.choices.options` of the spec: exactly the packings
   the compiler offers (a spec that pins a packing offers only that one), each already
-  proven equal to the spec (:func:`porcupine.layouts.check`). No option or side file to
+  proven equal to the spec (:func:`porcupine.layouts.packing.check`). No option or side file to
   keep in step with the kernel, and nothing a user could name wrongly.
 * Ciphertext names alone do not decide: aligned terms major and terms minor both make
   ``A__0`` and ``B__0`` with different gathers. So a candidate whose ciphertexts the

@@ -27,6 +27,7 @@ from porcupine.layouts.packing import (
     term_shape,
 )
 from porcupine.staging.spec_build import Leaves, polynomial, shifted, term_expr, total
+from quill.errors import QuillSemanticError
 from quill.ops import Kind
 from quill.params import SETS
 from quill.spec import Spec
@@ -35,6 +36,7 @@ from quill.spec_ast import (
     Comparison,
     DefinitionAst,
     Expr,
+    InputAst,
     LayoutAst,
     Name,
     Num,
@@ -43,6 +45,7 @@ from quill.spec_ast import (
     SpecFile,
 )
 from quill.spec_eval import Add, InputSlot, StageSlot, Term
+from quill.spec_index import Context
 
 
 def broadcast(spec: Spec, names: Sequence[str] | None = None) -> Packing | None:
@@ -245,8 +248,14 @@ def packed(spec: Spec, groups: Sequence[Sequence[str]] | None = None) -> Packing
     if any(not _lines_up(spec.input(n).layout.shape, shape) for n in offset):
         return None
     out_pos = position(shape, s0)
+    terms = output_terms(spec)
+    fixed = _fixed_reads(spec, terms)
 
     def leaf(x: InputSlot | StageSlot) -> Expr:
+        if isinstance(x, InputSlot) and x.name in fixed and x.name not in offset:
+            # the same element for every output element: read it there, not shifted
+            at = position(spec.input(x.name).layout.shape, x.slot)
+            return Read(x.name, tuple(Num(p) for p in at)) if at else Name(x.name)
         deltas = [a - b for a, b in zip(position(shape, x.slot), out_pos, strict=True)]
         if x.name not in offset:
             return Read(x.name, tuple(shifted(h, d) for h, d in zip(heads, deltas, strict=True)))
@@ -257,7 +266,7 @@ def packed(spec: Spec, groups: Sequence[Sequence[str]] | None = None) -> Packing
         return Read(ct, (shifted(heads[0], deltas[0] + first),))
 
     out = source_output(spec)
-    expr = term_expr(output_terms(spec)[s0], leaf)
+    expr = term_expr(terms[s0], leaf)
     inputs: list[tuple[str, Kind, LayoutAst]] = []
     cts: list[Ciphertext] = []
     for d in spec.inputs:
@@ -302,7 +311,11 @@ def padded(spec: Spec, factor: int) -> Packing | None:
 
 
 def requested(spec: Spec) -> Packing:
-    """The packing the spec's ``packing`` clauses ask for (``free`` counts as natural)."""
+    """The packing the spec's ``packing`` clauses ask for (``free`` counts as natural),
+    proven equal to the spec. Raises a :class:`QuillSemanticError` located at the first
+    clause when the compiler cannot make it (the spec is then not one it can compile as
+    written)."""
+
     broadcasts = [d.name for d in spec.inputs if d.packing == "broadcast"]
     withs = [d for d in spec.inputs if d.packing == "with"]
     if withs:
@@ -311,18 +324,59 @@ def requested(spec: Spec) -> Packing:
             assert d.packed_with is not None
             groups.setdefault(d.packed_with, [d.packed_with]).append(d.name)
         found = packed(spec, list(groups.values()))
+        if found is not None and not check(found, spec):  # proven, as every packing offered
+            found = None
         if found is None:
-            raise ValueError(f"{spec.name}: the inputs packed together do not fit one ciphertext")
+            shape = spec.output.layout.shape
+            off = [n for g in groups.values() for n in g
+                   if not _lines_up(spec.input(n).layout.shape, shape)]  # fmt: skip
+            why = (
+                f"{', '.join(off)} {'is' if len(off) == 1 else 'are'} not laid out like the "
+                f"output {spec.output.name} ({_layout_text(spec.output.layout.shape)}), so "
+                "no slot shift reads it there"
+                if off or spec.output.layout.kind == "scalar"
+                else "the packed inputs are not read at the output's own elements"
+            )
+            raise _clause_error(
+                spec, withs[0].name, f"cannot pack {' and '.join(groups)}'s ciphertext as "
+                f"asked: {why}", "drop the `packing with` clauses: the inputs then keep "
+                "ciphertexts of their own",
+            )  # fmt: skip
         return found
     if broadcasts:
         found = broadcast(spec, broadcasts)
+        if found is not None and not check(found, spec):
+            found = None
         if found is None:
-            raise ValueError(
-                f"{spec.name}: `packing broadcast` needs {', '.join(broadcasts)} read at the same "
-                "elements by every output slot"
+            fixed = _fixed_reads(spec, output_terms(spec))
+            moving = [b for b in broadcasts if b not in fixed]
+            why = (
+                f"{', '.join(moving)} {'is' if len(moving) == 1 else 'are'} read at elements "
+                "that change with the output element"
+                if moving
+                else "the other inputs are not laid out like the output"
             )
+            raise _clause_error(
+                spec, broadcasts[0], f"`packing broadcast` cannot be made: {why}",
+                "`packing broadcast` is for inputs read at the same few elements by every "
+                "output element (filter taps, coefficients); drop it here",
+            )  # fmt: skip
         return found
     return natural(spec)
+
+
+def _layout_text(shape: tuple[int, ...]) -> str:
+    return {0: "a scalar", 1: "a vector"}.get(len(shape), "an image")
+
+
+def _clause_error(spec: Spec, name: str, message: str, hint: str) -> QuillSemanticError:
+    """An error located at input ``name``'s packing clause in the spec's source."""
+    source = spec.origin.source
+    span = next(
+        (d.packing_span for d in source.decls if isinstance(d, InputAst) and d.name == name),
+        None,
+    )
+    return Context(source.file, source.text).error(message, span, hint)
 
 
 def options(spec: Spec) -> list[Packing]:

@@ -1,11 +1,11 @@
 """``porcupine synth --layout search``: try the client packings, keep the cheapest.
 
-Each packing of :func:`porcupine.packings.options` (natural first) gets a share of the time
+Each packing of :func:`porcupine.layouts.choices.options` (natural first) gets a share of the time
 budget and is synthesized like any spec (by the pipeline, :mod:`porcupine.pipeline`, which
 hands this module the function that does it); the kernel whose objective (at the parameters it
 needs) is lowest wins, and every packing tried is reported with its cost, or why it gave
 none. The packings are proven equal to the spec before any is tried
-(:func:`porcupine.layouts.check`), and each kernel is proven equal to its packing's spec.
+(:func:`porcupine.layouts.packing.check`), and each kernel is proven equal to its packing's spec.
 The zero-padded packings are not searched from scratch: the natural kernel's products are
 packed into their spare slots (:mod:`porcupine.layouts.spare_slots`), and tried when that pays.
 """

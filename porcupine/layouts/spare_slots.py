@@ -1,7 +1,7 @@
 """Products packed into spare slots: two ct*ct products for the price of one.
 
 With every input zero padded to ``factor`` times the spec's slots (the client packing
-:func:`porcupine.packings.padded`: no element moves, the spare slots hold 0), two
+:func:`porcupine.layouts.choices.padded`: no element moves, the spare slots hold 0), two
 independent products ``a * b`` and ``c * d`` of a verified kernel become one::
 
     P = (a + rot(c, -s)) * (b + rot(d, -s))        a * b = P,  c * d = rot(P, s)
@@ -10,7 +10,7 @@ where the shift ``s`` is a multiple of the spec's slots. The cross terms ``a * r
 and ``rot(c, -s) * b`` vanish at the slots that matter when the padding keeps the two
 copies' non-zero slots apart; nothing here reasons about supports: every merge is tried on
 random inputs, and the kernel kept is proven equal to the padded spec (itself proven equal
-to the spec, :func:`porcupine.layouts.check`). A rotation of ``P``
+to the spec, :func:`porcupine.layouts.packing.check`). A rotation of ``P``
 and up to two of the operands replace a ct*ct multiply (and a relinearization, when the
 product was not one of a sum relinearized once), and the rotations pass
 (:mod:`porcupine.passes.rotation_forms`) then hoists them with the kernel's others, so the objective

@@ -9,16 +9,16 @@ search climbs rising caps on the objective's first term, so the first kernel it 
 already cheap.
 
 It stops ``extra_components`` sizes after the first size that had a kernel, when a size's
-:func:`~porcupine.bounds.lower_bound` cannot beat the best kernel (then no larger size can
+:func:`~porcupine.search.bounds.lower_bound` cannot beat the best kernel (then no larger size can
 either), when the best kernel meets that bound, or when the budget runs out; it always
 returns the best verified kernel so far. Sizes below the fewest components any kernel has
-(:func:`~porcupine.bounds.fewest_components`) are not searched, and a kernel that meets the
+(:func:`~porcupine.search.bounds.fewest_components`) are not searched, and a kernel that meets the
 bound of every size ends its own size at once.
 
 When is UNSAT a proof? The constraints are a relaxation: arithmetic mod 2^width stands for
 arithmetic mod T. A program correct over Z_T satisfies them as long as its integer
 coefficients and the spec's cannot reach T (then "equal mod T" means "equal over the
-integers"): :func:`~porcupine.bounds.coefficient_bound` checks that, and only then does the
+integers"): :func:`~porcupine.search.bounds.coefficient_bound` checks that, and only then does the
 result say ``optimal``.
 """
 
@@ -240,7 +240,7 @@ def search(
 
 def meets_lower_bound(program: Program, ref: Reference, options: Options) -> bool:
     """Whether ``program`` (a verified kernel for ``ref``'s spec) costs what any kernel for
-    the spec must (:func:`porcupine.bounds.lower_bound`): then it is optimal outright,
+    the spec must (:func:`porcupine.search.bounds.lower_bound`): then it is optimal outright,
     whatever the sketch, as a lifted kernel can be without a search at its own size."""
     spec = ref.spec
     restrictions = derive(ref)

@@ -10,7 +10,7 @@ rotation indices. Three named formulas make up a query (Rosette's style):
   terms (op latencies from the cost table, rotations of one value priced as a hoisted
   group, relinearizations placed as :mod:`quill.relin` places them), compared with a
   bound;
-* the semantics: the result's value in any :class:`~porcupine.models.ValueModel` at any
+* the semantics: the result's value in any :class:`~porcupine.search.models.ValueModel` at any
   slot, built on demand from the op table's semantics (:meth:`SketchEncoding.result`), which
   the search constrains.
 """

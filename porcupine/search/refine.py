@@ -5,15 +5,15 @@ fail exact verification (constraining everything at once is what made multiply-h
 sketches slow):
 
 * :class:`ExactSlots` constrains the result's *polynomial* at a slot to the spec's
-  (:class:`~porcupine.models.ExactModel`): that is the kernel being right at that slot for
+  (:class:`~porcupine.search.models.ExactModel`): that is the kernel being right at that slot for
   all inputs, so a wrong candidate adds the slot it was wrong at. A translation-invariant
   spec (a stencil, a reduction) is settled by one slot.
 * :class:`NarrowExamples` constrains the result on concrete small-valued example inputs at
-  single slots (:class:`~porcupine.models.ExampleModel`), adding a distinguishing
+  single slots (:class:`~porcupine.search.models.ExampleModel`), adding a distinguishing
   (example, slot) pair for each wrong candidate.
 
-Both also offer the cheap abstractions (:class:`~porcupine.models.SupportModel`,
-:class:`~porcupine.models.DegreeModel`) the search tries first.
+Both also offer the cheap abstractions (:class:`~porcupine.search.models.SupportModel`,
+:class:`~porcupine.search.models.DegreeModel`) the search tries first.
 """
 
 from __future__ import annotations
