@@ -62,9 +62,11 @@ def packing_step(ctx: Context) -> tuple[Context, Packing | None]:
 def kernel(ctx: Context) -> SynthesisResult:
     """Steps 2-6 for a spec in its own packing, from the initial kernel's check to the price."""
     initial = ctx.initial
-    if initial is not None and not ctx.proves(initial):
-        raise SynthesisError(f"the initial kernel {initial.name} is not equal to {ctx.spec.name}")
     if initial is not None:
+        if not ctx.proves(initial):
+            raise SynthesisError(
+                f"the initial kernel {initial.name} is not equal to {ctx.spec.name}"
+            )
         ctx.budget.keep(ctx.spec, initial, Source.INITIAL)  # safe from a forced stop
     try:
         partial = instance(ctx) or core(ctx)
@@ -77,21 +79,15 @@ def kernel(ctx: Context) -> SynthesisResult:
 
 def instance(ctx: Context) -> Partial | None:
     """2. Instance. Before the core, because a search past a few dozen slots is hopeless: a
-    spec whose smallest instance has the same formula (:mod:`porcupine.staging.instances`) runs the
-    core, the passes and the price there, and the kernel is lifted (:mod:`porcupine.staging.scale`)
-    and verified at full size. ``None`` when there is no such instance or the kernel does
-    not lift; then the core runs at full size."""
+    spec whose smallest instance has the same formula (:mod:`porcupine.staging.instances`)
+    runs the core, the passes and the price there, and the kernel is lifted
+    (:mod:`porcupine.staging.scale`) and verified at full size. ``None`` when there is no
+    such instance, or its kernel does not lift: then the core runs at full size."""
     small = smallest_instance(ctx.spec)
     if small is None:
         return None
     sizes = ", ".join(f"{k}={v}" for k, v in small.params)
-    log.info(
-        "%s: synthesizing at %s (%d slots) and lifting to %d slots",
-        ctx.spec.name,
-        sizes,
-        small.n,
-        ctx.spec.n,
-    )
+    log.info("%s: synthesizing at %s and lifting to %d slots", ctx.spec.name, sizes, ctx.spec.n)
     at_small = ctx.for_spec(small)
     try:
         found = steps.price(at_small, passes(at_small, core(at_small)))
@@ -115,9 +111,8 @@ def initial_bound(ctx: Context, partial: Partial) -> Partial:
 def passes(ctx: Context, partial: Partial) -> Partial:
     """5. Passes over verified kernels (:func:`porcupine.steps.rewrite`). After the core,
     because they rewrite a kernel it proved, outside the sketch (constants it lacks, more
-    components) and never dearer, so the core's proof still holds. With ``ctx.budget`` at
-    hand; a pass stopped by it leaves the kernel it was given, and the kernels before and
-    after are kept safe from a forced stop (:class:`porcupine.budget.Keeper`)."""
+    components) and never dearer, so the core's proof still holds. A pass stopped by the
+    budget leaves the kernel it was given; the kernels before and after are kept."""
     ctx.budget.keep(ctx.spec, partial.program, partial.source)
     done = steps.with_passes(partial, steps.rewrite(ctx, partial.program))
     ctx.budget.keep(ctx.spec, done.program, done.source)
@@ -126,7 +121,6 @@ def passes(ctx: Context, partial: Partial) -> Partial:
 
 # 6. Price: porcupine.steps.price -- the parameters the kernel's noise needs and its
 # measures there; after the passes, which change both; the rotation-key bound checked last.
-
 # 7. Pad: porcupine.steps.pad (with --layout padded) -- last, because it derives from the
 # priced natural kernel a kernel of another spec, the zero-padded packing.
 
