@@ -31,6 +31,7 @@ import contextlib
 import ctypes
 import hashlib
 import importlib
+import itertools
 import linecache
 import multiprocessing
 import os
@@ -129,9 +130,11 @@ class Engine:
         kind: str,
         close: Callable[[bool], None],
         alive: Callable[[], bool] = lambda: True,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self.executor = executor
         self.alive = alive  # False once a worker has ended: the engine cannot finish
+        self.ready = ready  # True once the workers have started and loaded the bundle
         self.module = module  # the name workers know this module by
         self.slots = slots  # tasks that run at once
         self.kind = kind  # "pool" or "dask"
@@ -164,6 +167,9 @@ class Engine:
             initializer=exec,
             initargs=(_BOOTSTRAP, {**namespace, "pool": True}),
         )
+        # Start every worker now (one process per task submitted while none is idle), so
+        # that they import OpenFHE and load the bundle while this process goes on working.
+        warm = [executor.submit(eval, "0") for _ in range(size)]
 
         def close(abort: bool) -> None:
             processes = list((getattr(executor, "_processes", None) or {}).values())
@@ -187,7 +193,10 @@ class Engine:
             processes = (getattr(executor, "_processes", None) or {}).values()
             return all(process.exitcode is None for process in processes)
 
-        return Engine(executor, name, size, "pool", close, alive)
+        def ready() -> bool:
+            return all(w.done() for w in warm)
+
+        return Engine(executor, name, size, "pool", close, alive, ready)
 
     @staticmethod
     def dask(target: Any, bundle_id: str, bundle: bytes, timeout: float = 5.0) -> Engine:
@@ -267,7 +276,11 @@ def _dask_plugin(distributed: Any, payload: dict[str, Any], bootstrap: str) -> A
 
 
 def ordered(
-    engine: Engine, function: str, tasks: Iterable[tuple[Any, ...]], what: Callable[[int], str]
+    engine: Engine,
+    function: str,
+    tasks: Iterable[tuple[Any, ...]],
+    what: Callable[[int], str],
+    first: int = 0,
 ) -> Iterator[Any]:
     """This module's ``function(*task)`` for each task, on the engine's workers, yielded in
     order; at most three tasks per worker in flight (the tasks are made as they are sent:
@@ -280,7 +293,7 @@ def ordered(
     call = f"__import__('sys').modules[{engine.module!r}].{function}(*task)"
     flight: collections.deque[concurrent.futures.Future[Any]] = collections.deque()
     source = iter(tasks)
-    index, exhausted = 0, False
+    index, exhausted = first, False  # the request's index of the task whose result is next
     try:
         while True:
             try:
@@ -308,6 +321,65 @@ def ordered(
     except BaseException:
         engine.close(abort=True)  # cancels what is in flight (not here: a pool's thread
         raise  # fails on a future cancelled behind its back, gh-94777's neighbour)
+
+
+# What a pool costs, measured on the 2-core machine (2026-12-07, under load from other work;
+# `python -m eval.throughput --startup` measures both again): starting a pool of two workers
+# until both have imported OpenFHE and loaded a bundle (0.35 s with box blur's 0.6 MB bundle,
+# 0.55 s with Harris' 10 MB one), and the server process's own work per ciphertext sent to
+# a worker and back (pickling and pipes of about 0.5 MB: 1.3 ms), which the workers' cores
+# also serve.
+POOL_START_S = 0.5
+DISPATCH_S = 0.0013
+PROBES = 3  # ciphertexts evaluated in the server's process before a pool is considered
+
+
+def pool_pays(remaining: int, per_ciphertext_s: float, workers: int) -> bool:
+    """Whether ``workers`` processes evaluate ``remaining`` ciphertexts of ``per_ciphertext_s``
+    seconds each sooner than this process alone: on the pool each costs its evaluation plus
+    the dispatch, shared by the workers' cores, after the pool's start-up."""
+    alone = remaining * per_ciphertext_s
+    pooled = POOL_START_S + remaining * (per_ciphertext_s + DISPATCH_S) / workers
+    return workers > 1 and pooled < alone
+
+
+def staged(
+    tasks: Iterator[Any],
+    local: Callable[[Any], Any],
+    engine: Engine | None,
+    start: Callable[[float | None], Engine | None],
+    function: str,
+    what: Callable[[int], str],
+    probe: bool = True,
+) -> Iterator[Any]:
+    """The results of ``tasks`` in order. On ``engine`` when one is running. Otherwise, with
+    ``probe``, the first PROBES in this process (``local``), timed, then ``start(seconds per
+    task)`` decides whether a pool pays off (None: the rest here too) and starts it, and
+    until its workers are ready the tasks go on here, so that nothing waits for the pool's
+    start-up; without ``probe``, ``start(None)`` and every task on its pool. The pool's
+    workers run ``function(*task)``."""
+    index = 0
+    if engine is None and probe:
+        seconds = []  # the least of a few: a first call pays one-time costs, and others'
+        for task in itertools.islice(tasks, PROBES):  # processes preempt some
+            begin = time.perf_counter()
+            result = local(task)
+            seconds.append(time.perf_counter() - begin)
+            yield result
+        index = len(seconds)
+        engine = start(min(seconds)) if len(seconds) == PROBES else None
+        while engine is not None and not engine.ready():
+            task = next(tasks, None)
+            if task is None:
+                return
+            yield local(task)
+            index += 1
+    elif engine is None:
+        engine = start(None)
+    if engine is None:
+        yield from map(local, tasks)
+    else:
+        yield from ordered(engine, function, tasks, what, index)
 
 
 def _result(engine: Engine, future: concurrent.futures.Future[Any]) -> Any:
