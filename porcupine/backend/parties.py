@@ -327,7 +327,7 @@ class Server:
             self.cc = openfhe.DeserializeCryptoContextString(context, openfhe.BINARY)
             if rotation_keys:
                 openfhe.DeserializeEvalAutomorphismKeyString(rotation_keys, openfhe.BINARY)
-            if mult_key:
+            if mult_key and not _loaded(mult_key, str(header["key_tag"])):
                 openfhe.DeserializeEvalMultKeyString(mult_key, openfhe.BINARY)
         except Exception as e:  # OpenFHE raises RuntimeError with its own text
             raise KernelDataError(f"the bundle does not deserialize: {e}") from None
@@ -480,6 +480,15 @@ class Server:
             per_input = [instance_rows(n, values[n]) for n in names]
         for tile in zip(*per_input, strict=True) if names else itertools.repeat(()):
             yield dict(zip(names, tile, strict=True))
+
+
+def _loaded(mult_key: bytes, tag: str) -> bool:
+    """Whether this process holds ``mult_key`` for ``tag`` already (its client, or another
+    server of the bundle): OpenFHE keeps one per tag process-wide and refuses a second."""
+    try:
+        return bool(openfhe.SerializeEvalMultKeyString(openfhe.BINARY, tag) == mult_key)
+    except RuntimeError:  # none for this tag
+        return False
 
 
 def _tile(index: int) -> str:
