@@ -18,6 +18,12 @@ Tasks carry the serialized ciphertexts of one tile and return the serialized res
 sent, so memory is bounded by the tiles in flight, not by the data) and yields results in
 order. A worker that dies raises :class:`WorkerError`; Ctrl-C stops the pool at once.
 
+A pool costs its start-up (each worker imports OpenFHE and loads the bundle) and the
+server's own work per task (pickling, pipes): :func:`staged` evaluates a request's first
+ciphertexts in the server's process, timed, starts a pool only when :func:`pool_pays`
+says the rest repays it, and goes on in process until the workers are ready, so that no
+tile waits for them. A long-lived server keeps its pool for the next requests.
+
 The imports above the ``workers`` marker are there for ruff and mypy: the code below it is
 copied into every emitted module, before the two parties (which define the worker's side:
 ``_serve_start``, ``_serve_tile``, ``_serve_stop``).
@@ -368,12 +374,17 @@ def staged(
             yield result
         index = len(seconds)
         engine = start(min(seconds)) if len(seconds) == PROBES else None
-        while engine is not None and not engine.ready():
-            task = next(tasks, None)
-            if task is None:
-                return
-            yield local(task)
-            index += 1
+        try:
+            while engine is not None and not engine.ready():
+                task = next(tasks, None)
+                if task is None:
+                    return
+                yield local(task)
+                index += 1
+        except BaseException:  # Ctrl-C, or the caller gave up: workers still starting too
+            if engine is not None:
+                engine.close(abort=True)
+            raise
     elif engine is None:
         engine = start(None)
     if engine is None:
