@@ -287,11 +287,14 @@ def ordered(
     tasks: Iterable[tuple[Any, ...]],
     what: Callable[[int], str],
     first: int = 0,
+    local: Callable[[Any], Any] | None = None,
 ) -> Iterator[Any]:
     """This module's ``function(*task)`` for each task, on the engine's workers, yielded in
     order; at most three tasks per worker in flight (the tasks are made as they are sent:
-    memory stays bounded however long the request). A worker that dies raises WorkerError
-    naming ``what(index)``; any exception (Ctrl-C too) cancels the rest and stops the engine.
+    memory stays bounded however long the request). With ``local``, this process takes the
+    next task itself (``local(task)``) whenever the result it waits for is not ready: it
+    would idle otherwise. A worker that dies raises WorkerError naming ``what(index)``; any
+    exception (Ctrl-C too) cancels the rest and stops the engine.
 
     A task is the builtin eval of a call of the worker's copy of this module, found by name:
     a Dask scheduler unpickles tasks, and it has no copy of this module to find a function
@@ -303,14 +306,28 @@ def ordered(
     try:
         while True:
             try:
-                while not exhausted and len(flight) < 3 * engine.slots:
+                pending = sum(not f.done() for f in flight)
+                while not exhausted and pending < 3 * engine.slots:
                     task = next(source, None)
                     if task is None:
                         exhausted = True
                     else:
                         flight.append(engine.executor.submit(eval, call, {"task": task}))
+                        pending += 1
                 if not flight:
                     return
+                while (
+                    local
+                    and not exhausted
+                    and not flight[0].done()
+                    and len(flight) < 5 * engine.slots
+                ):
+                    task = next(source, None)
+                    if task is None:
+                        exhausted = True
+                    else:  # its result joins the queue in order, done
+                        flight.append(concurrent.futures.Future())
+                        flight[-1].set_result(local(task))
                 result = _result(engine, flight.popleft())
             except concurrent.futures.process.BrokenProcessPool as e:
                 raise WorkerError(
@@ -329,12 +346,13 @@ def ordered(
         raise  # fails on a future cancelled behind its back, gh-94777's neighbour)
 
 
-# What a pool costs, measured on the 2-core machine (2026-12-07, under load from other work;
-# `python -m eval.throughput --startup` measures both again): starting a pool of two workers
-# until both have imported OpenFHE and loaded a bundle (0.35 s with box blur's 0.6 MB bundle,
-# 0.55 s with Harris' 10 MB one), and the server process's own work per ciphertext sent to
-# a worker and back (pickling and pipes of about 0.5 MB: 1.3 ms), which the workers' cores
-# also serve.
+# What a pool costs on the 2-core machine (`python -m eval.throughput` measures both again,
+# section "Threads or processes"): starting two workers until both have imported OpenFHE
+# and loaded the bundle took 0.3-0.5 s on a lightly loaded machine (the 2026-12-07 01:29
+# run; 1.4-1.9 s at a load average of 15-18), and the server process's own CPU per
+# ciphertext it hands to a worker and back (pickling and pipes of about 0.5 MB) 1.0 ms for
+# box blur's ciphertexts to 2.5 ms for Harris' (under that load). The workers' cores also
+# serve that dispatch. Under load both grow; so does the time of the ciphertexts probed.
 POOL_START_S = 0.5
 DISPATCH_S = 0.0013
 PROBES = 3  # ciphertexts evaluated in the server's process before a pool is considered
@@ -389,8 +407,9 @@ def staged(
         engine = start(None)
     if engine is None:
         yield from map(local, tasks)
-    else:
-        yield from ordered(engine, function, tasks, what, index)
+    else:  # a pool's server process is one more worker; a cluster's client may be far
+        helper = local if engine.kind == "pool" else None
+        yield from ordered(engine, function, tasks, what, index, helper)
 
 
 def _result(engine: Engine, future: concurrent.futures.Future[Any]) -> Any:
