@@ -31,6 +31,19 @@ def steady(rows: list[dict[str, Any]], kernel: str) -> float:
     return float(row["per_ct_s"][WAYS[0]] / row["per_ct_s"][WAYS[2]])
 
 
+def _verdict(rows: list[dict[str, Any]]) -> str:
+    """Which of threads and processes won, row by row, and what the defaults are."""
+    wins = sum(r["per_ct_s"][WAYS[2]] < r["per_ct_s"][WAYS[1]] for r in rows)
+    return (
+        f"Two processes were faster than two threads on {wins} of {len(rows)} kernel and ring "
+        "pairs in this run. The defaults: one OpenMP thread per process (the emitted module "
+        "sets it at import unless OMP_NUM_THREADS says otherwise) and one worker process per "
+        "core (`--workers`). OpenMP's threads inside each call also slowed a kernel 136x when "
+        "another process held one of the two cores (measured when that default was set: "
+        "`set_threads`' docstring); processes do not wait on each other that way."
+    )
+
+
 def cluster(harris: dict[str, Any], starts: list[dict[str, Any]]) -> tuple[TileCost, int, Any]:
     """The tile cost of 512x512 Harris (its 1-worker runs, the pool's start-up and dispatch),
     the ciphertexts of a 4096x4096 image, and its module."""
@@ -120,6 +133,8 @@ def report(
         "and the server process's own CPU per ciphertext it hands out (pickling, pipes).",
         "",
         *threads_report(rows, starts),
+        "",
+        _verdict(rows),
         "",
         "## Box blur on a large image: memory",
         "",
