@@ -35,11 +35,12 @@ def _verdict(rows: list[dict[str, Any]]) -> str:
     """Which of threads and processes won, row by row, and what the defaults are."""
     wins = sum(r["per_ct_s"][WAYS[2]] < r["per_ct_s"][WAYS[1]] for r in rows)
     return (
-        f"Two processes were faster than two threads on {wins} of {len(rows)} kernel and ring "
-        "pairs in this run. The defaults: one OpenMP thread per process (the emitted module "
-        "sets it at import unless OMP_NUM_THREADS says otherwise) and one worker process per "
-        "core (`--workers`). OpenMP's threads inside each call also slowed a kernel 136x when "
-        "another process held one of the two cores (measured when that default was set: "
+        f"Two worker processes were faster than two threads on {wins} of {len(rows)} kernel "
+        "and ring pairs in this run. The defaults: one OpenMP thread per process (the emitted "
+        "module sets it at import unless OMP_NUM_THREADS says otherwise) and one worker "
+        "process per core (`--workers`). OpenMP's threads inside each call also slowed a "
+        "kernel 136x when another process held one of the two cores (measured when that "
+        "default was set: "
         "`set_threads`' docstring); processes do not wait on each other that way."
     )
 
@@ -127,10 +128,13 @@ def report(
         "",
         "Per ciphertext of a request (median, interleaved): one server process on one "
         "OpenMP thread, the same on two OpenMP threads inside each OpenFHE call, and two "
-        "worker processes of one thread (a pool already started). Each kernel at the ring "
+        "worker processes of one thread (a pool already started; the server's process also "
+        "evaluates a tile whenever the result it waits for is not ready, its default). Each "
+        "kernel at the ring "
         "the compiler chose for 512x512 and, where its noise holds, the same program at the "
         "next ring up. Then the pool's start-up (two workers, until both loaded the bundle) "
-        "and the server process's own CPU per ciphertext it hands out (pickling, pipes).",
+        "and the server process's own CPU per ciphertext it hands out (pickling, pipes; "
+        "every tile on the workers).",
         "",
         *threads_report(rows, starts),
         "",
