@@ -2,16 +2,23 @@
 
     OMP_NUM_THREADS=1 python -m eval.throughput [--reps 3] [--big 4096] [--out eval/throughput.md]
 
+One command for every figure of issue 22; it ends by printing the goal figures.
+
 1. 512x512 Sobel and Harris on the camera photo (kernels compiled for the image with
-   ``porcupine.app_plan.compile_for``): a client here and a server process
-   (``python K.py serve``) on 1 worker (in process), 2 worker processes, and a Dask
-   ``LocalCluster`` of 2 worker processes, interleaved, ``--reps`` times; medians; every
-   output pixel checked against the spec's reference.
-2. Box blur on the largest square image up to ``--big`` that fits here, client and server
-   each in their own process, with their peak memory (``ru_maxrss``), against a 1024x1024
-   image: the server's memory is bounded by the tiles in flight, not by the image.
-3. A scaling table for a cluster: 4096x4096 Harris on 1, 8 and 64 workers at 1 and 10
-   Gbit/s, predicted from the measured seconds and bytes per tile (assumptions stated).
+   ``porcupine.app_plan.compile_for``; the verified programs are cached in build/throughput
+   and emitted afresh on every run): a client here and a server process (``python K.py
+   serve``) on 1 worker (in process), up to 2 worker processes (the pool starts when the
+   request pays for it), a Dask ``LocalCluster`` of 2 worker processes, and 2 workers with
+   the request streamed into the server as it is encrypted (end to end), interleaved,
+   ``--reps`` times; medians; every output pixel checked against the spec's reference.
+2. Threads against processes (:mod:`eval.throughput_threads`): per kernel and ring, one
+   process on 1 and 2 OpenMP threads against two worker processes; the pool's start-up.
+3. Box blur at 1024x1024, 2048x2048 and the largest square image up to ``--big`` that fits
+   here, client and server each in their own process, with their peak memory (VmHWM of the
+   process itself: ``ru_maxrss`` counts, across exec, what the parent held at fork).
+4. A scaling table for a cluster (:mod:`eval.cluster_scaling`): 4096x4096 Harris on 1, 8
+   and 64 workers at 1 and 10 Gbit/s, from the measured seconds and bytes per tile, one
+   point checked against the Dask run of section 1.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -32,19 +38,39 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "throughput"
-CONFIGS = ("1 worker", "2 workers", "Dask 2 workers")
+CONFIGS = ("1 worker", "2 workers", "Dask 2 workers", "2 workers, streamed")
 
-# Runs the server module as its own program, then reports its peak memory and its workers'.
-_SERVE = (
-    "import atexit, json, resource, runpy, sys\n"
-    "def report():\n"
-    "    me, kids = (resource.getrusage(w).ru_maxrss for w in "
-    "(resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))\n"
-    "    print(json.dumps({'server_kb': me, 'workers_kb': kids}), file=sys.stderr)\n"
-    "atexit.register(report)\n"
-    "sys.argv = sys.argv[1:]\n"
-    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
-)
+# Runs the server module as its own program and reports its peak memory and its workers'
+# (VmHWM: the peak of the process's own memory; a thread samples the workers' while they live).
+_SERVE = """
+import json, os, runpy, sys, threading, time
+import psutil
+def hwm(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return int(f.read().split("VmHWM:")[1].split()[0])
+    except (OSError, IndexError):
+        return 0
+peak = {}
+def sample():
+    while True:
+        for child in psutil.Process().children():
+            peak[child.pid] = max(peak.get(child.pid, 0), hwm(child.pid))
+        time.sleep(0.1)
+threading.Thread(target=sample, daemon=True).start()
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    workers = max(peak.values(), default=0)
+    print(json.dumps({"server_kb": hwm(os.getpid()), "workers_kb": workers}), file=sys.stderr)
+"""
+
+
+def vm_hwm_kb() -> int:
+    """This process's peak resident memory (VmHWM), in KiB."""
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmHWM:")[1].split()[0])
 
 
 def _spin(_: int) -> float:
@@ -67,17 +93,54 @@ def parallelism() -> float:
         return 2 * one / (time.perf_counter() - start)
 
 
-def compiled(name: str, shape: tuple[int, int]) -> Path:
-    """The kernel ``name`` compiled for data of ``shape`` (cached in build/throughput)."""
+KERNELS = ("box_blur", "sobel", "harris")
+
+
+def compiled(name: str, shape: tuple[int, int]) -> tuple[Path, dict[str, int], str]:
+    """The kernel ``name`` compiled for data of ``shape``: the emitted module's path, the
+    tile's spec params and the parameter set. The verified program is cached in
+    build/throughput (a compile takes minutes); the module is emitted afresh each run, so
+    that it carries today's runtime sections."""
     from porcupine.app_plan import compile_for
-    from porcupine.backend import EmitOptions, emit_python
+    from quill.printer import format_program
     from quill.spec import load_spec
 
-    path = BUILD / f"{name}_{shape[0]}x{shape[1]}.py"
-    if not path.exists():
+    cache = BUILD / f"{name}_{shape[0]}x{shape[1]}.json"
+    if not cache.exists():
         BUILD.mkdir(parents=True, exist_ok=True)
         k = compile_for(load_spec(ROOT / "kernels" / f"{name}.spec"), shape)
-        path.write_text(emit_python(k.result.program, k.spec, EmitOptions(param_set=k.param_set)))
+        facts = {
+            "program": format_program(k.result.program),
+            "params": dict(k.spec.params),
+            "param_set": k.param_set.name,
+        }
+        cache.write_text(json.dumps(facts, indent=1))
+    facts = json.loads(cache.read_text())
+    suffix = f"_{shape[0]}x{shape[1]}"
+    path = emitted(name, facts["params"], facts["param_set"], suffix, facts["program"])
+    return path, facts["params"], facts["param_set"]
+
+
+def emitted(
+    name: str, params: dict[str, int], set_name: str, suffix: str, program: str | None = None
+) -> Path:
+    """The module of ``name``'s cached program (``program``, or the 512x512 one) at
+    ``params`` emitted for parameter set ``set_name``, written to build/throughput."""
+    from porcupine.backend import EmitOptions, emit_python
+    from quill.params import BY_NAME
+    from quill.parser import parse_program
+    from quill.spec import load_spec
+    from quill.verify import verify
+
+    if program is None:
+        program = json.loads((BUILD / f"{name}_512x512.json").read_text())["program"]
+    spec = load_spec(ROOT / "kernels" / f"{name}.spec", params)
+    kernel = parse_program(program)
+    if not verify(kernel, spec).ok:  # a cache is not a proof: never emit an unverified kernel
+        raise SystemExit(f"{name}: the cached program in {BUILD} is not equal to the spec")
+    text = emit_python(kernel, spec, EmitOptions(param_set=BY_NAME[set_name]))
+    path = BUILD / f"{name}{suffix}.py"
+    path.write_text(text)
     return path
 
 
@@ -109,18 +172,23 @@ def throughput(name: str, reps: int, address: str, bits: int) -> dict[str, Any]:
     from porcupine.backend.app_run import run_two_party
 
     image = photo(bits)
-    module = compiled(name, image.shape)
+    module, _, _ = compiled(name, image.shape)
     want = reference(name, image)
     runs: dict[str, list[Any]] = {c: [] for c in CONFIGS}
     for _ in range(reps):
         for config in CONFIGS:
             where: dict[str, Any] = {"dask": address} if "Dask" in config else {}
             where = where or {"workers": int(config[0])}
+            where["overlap"] = "streamed" in config
             run = run_two_party(module, {"x": image}, **where)
             if not correct(run.output, want):
                 raise SystemExit(f"{name} on {config}: wrong output")
             runs[config].append(run)
-            print(f"  {name} {config}: server {run.server_wall_s:.2f} s", file=sys.stderr)
+            print(
+                f"  {name} {config}: server {run.server_wall_s:.2f} s, end to end "
+                f"{run.total_s:.2f} s ({run.engine})",
+                file=sys.stderr,
+            )
     return {"name": name, "module": module, "image": image.shape, "runs": runs}
 
 
@@ -129,10 +197,10 @@ def median(runs: list[Any], field: str) -> float:
 
 
 def big_child(name: str, size: int, workers: int) -> dict[str, Any]:
-    """Section 2 in this (fresh) process: the client here, the server as a subprocess."""
+    """Section 3 in this (fresh) process: the client here, the server as a subprocess."""
     from porcupine.backend import load_module
 
-    module: Any = load_module(compiled(name, (size, size)))
+    module: Any = load_module(compiled(name, (size, size))[0])
     image = np.random.default_rng(size).integers(0, 256, size=(size, size))
     with tempfile.TemporaryDirectory(prefix="porcupine-big-") as tmp:
         bundle, request, response = (Path(tmp) / f for f in ("b.bin", "r.bin", "o.bin"))
@@ -155,7 +223,9 @@ def big_child(name: str, size: int, workers: int) -> dict[str, Any]:
         with response.open("rb") as stream:
             output = client.decrypt_stream(stream)
         decrypted = time.perf_counter()
+        client_kb = vm_hwm_kb()  # before the check below computes the reference
         memory = json.loads(served.stderr.strip().splitlines()[-1])
+        timing = json.loads(served.stdout.strip().splitlines()[-1])
         sizes = request.stat().st_size, response.stat().st_size
     tiles = module.plan_tiles((size, size)).count
     return {
@@ -169,13 +239,15 @@ def big_child(name: str, size: int, workers: int) -> dict[str, Any]:
         "decrypt_s": decrypted - done,
         "request_mb": sizes[0] / 1e6,
         "response_mb": sizes[1] / 1e6,
-        "client_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "arrays_mb": size * size * (8 + 8 + 8 + 1) / 1e6,
+        "client_kb": client_kb,
+        "engine": timing["engine"],
         **memory,
     }
 
 
 def big(name: str, size: int, workers: int) -> dict[str, Any]:
-    """Section 2 for one size, in a fresh process (its peak memory is its own)."""
+    """Section 3 for one size, in a fresh process (its peak memory is its own)."""
     command = [sys.executable, "-m", "eval.throughput", "--big-child", f"{name}:{size}:{workers}"]
     out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
     if out.returncode != 0:
@@ -184,10 +256,10 @@ def big(name: str, size: int, workers: int) -> dict[str, Any]:
 
 
 def largest(name: str, most: int, workers: int) -> list[dict[str, Any]]:
-    """1024x1024, then the largest power of two up to ``most`` that runs here."""
-    rows = [big(name, 1024, workers)]
+    """1024x1024 and 2048x2048, then the largest power of two up to ``most`` that runs."""
+    rows = [big(name, s, workers) for s in (1024, 2048) if s <= most]
     size = most
-    while size > 1024:
+    while size > 2048:
         try:
             rows.append(big(name, size, workers))
             break
@@ -195,131 +267,6 @@ def largest(name: str, most: int, workers: int) -> list[dict[str, Any]]:
             print(f"  {size}x{size} did not run: {e}", file=sys.stderr)
             size //= 2
     return rows
-
-
-def scaling(harris: dict[str, Any]) -> tuple[list[str], dict[str, float]]:
-    """Section 3: predicted seconds for 4096x4096 Harris on W workers at B bit/s."""
-    from porcupine.backend import load_module
-
-    module: Any = load_module(harris["module"])
-    one = harris["runs"]["1 worker"]
-    tiles = one[0].ciphertexts
-    per_tile = median(one, "evaluate_s") / tiles
-    up = median(one, "upload_bytes") / tiles
-    down = median(one, "download_bytes") / tiles
-    bundle = median(one, "bundle_bytes")
-    two = harris["runs"]["2 workers"]
-    start = max(0.0, median(two, "server_wall_s") - median(two, "evaluate_s"))
-    big_tiles = module.plan_tiles((4096, 4096)).count
-    facts = {
-        "per_tile": per_tile,
-        "up": up,
-        "down": down,
-        "bundle": bundle,
-        "tiles": big_tiles,
-        "start": start,
-        "check_predicted": tiles * per_tile / 2,
-        "check_measured": median(two, "evaluate_s"),
-    }
-    lines = ["| workers | 1 Gbit/s | 10 Gbit/s |", "| ---: | ---: | ---: |"]
-    for workers in (1, 8, 64):
-        cells = []
-        for bits in (1e9, 10e9):
-            compute = big_tiles * per_tile / workers
-            wire = big_tiles * (up + down) * 8 / bits
-            ship = workers * bundle * 8 / bits
-            cells.append(f"{start + ship + max(compute, wire):.1f} s")
-        lines.append(f"| {workers} | {' | '.join(cells)} |")
-    return lines, facts
-
-
-def report(results: list[dict[str, Any]], blur: list[dict[str, Any]], args: Any) -> str:
-    load_start, load_end = args.load
-    free = ", ".join(f"{p:.2f}x" for p in args.parallel)
-    out = [
-        "# Server throughput: worker processes and Dask",
-        "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M')} by `python -m eval.throughput --reps "
-        f"{args.reps} --big {args.big}` on {os.cpu_count()} cores shared with other work "
-        f"(load average {load_start:.2f} at the start, {load_end:.2f} at the end). "
-        "Client here, server a second process (`python K.py serve`), OpenFHE on one thread "
-        "per process; medians of the repetitions, configurations interleaved. Server: the "
-        "server process from start to exit (bundle load, workers started, every tile); "
-        "evaluate: its evaluation alone (workers' start included). The Dask cluster (a "
-        "`LocalCluster`, 2 worker processes of 1 thread) is started once, before the runs.",
-        "",
-        f"The cores free for this benchmark, measured before and after each kernel's runs as "
-        f"the speed-up of two busy-looping processes over one: {free} (2.00x would be two "
-        "free cores). Speed-ups from workers are bounded by it.",
-        "",
-        "## 512x512 camera photo",
-        "",
-        "| kernel | tiles | config | server s | evaluate s | tiles/s | end to end s | correct |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- |",
-    ]
-    ratios = []
-    for r in results:
-        runs = r["runs"]
-        tiles = runs[CONFIGS[0]][0].ciphertexts
-        speed = {}
-        for config in CONFIGS:
-            server, evaluate = (
-                median(runs[config], "server_wall_s"),
-                median(runs[config], "evaluate_s"),
-            )
-            speed[config] = tiles / server
-            total = median(runs[config], "total_s")
-            out.append(
-                f"| {r['name']} | {tiles} | {config} | {server:.2f} | {evaluate:.2f} | "
-                f"{tiles / server:.1f} | {total:.2f} | all {r['image'][0]}x{r['image'][1]} |"
-            )
-        ratios.append(
-            f"- {r['name']}: 2 workers / 1 worker = {speed[CONFIGS[1]] / speed[CONFIGS[0]]:.2f}x; "
-            f"Dask / local pool = {speed[CONFIGS[2]] / speed[CONFIGS[1]]:.2f}x "
-            "(server throughput, tiles per server second)"
-        )
-    out += ["", "Throughput ratios:", "", *ratios, ""]
-    out += [
-        "## Box blur on a large image: memory",
-        "",
-        "Client and server each in a fresh process; peak resident memory (`ru_maxrss`) of "
-        "the client, of the server process, and of its largest worker.",
-        "",
-        "| image | tiles (tile, ring) | encrypt s | server s | decrypt s | request MB | "
-        "client MB | server MB | worker MB | correct |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
-    for b in blur:
-        out.append(
-            f"| {b['size']}x{b['size']} | {b['tiles']} ({b['tile'][0]}x{b['tile'][1]}, "
-            f"{b['ring']}) | {b['encrypt_s']:.1f} | {b['server_s']:.1f} | {b['decrypt_s']:.1f} "
-            f"| {b['request_mb']:.0f} | {b['client_kb'] / 1024:.0f} | "
-            f"{b['server_kb'] / 1024:.0f} | {b['workers_kb'] / 1024:.0f} | {b['correct']} |"
-        )
-    lines, f = scaling(next(r for r in results if r["name"] == "harris"))
-    out += [
-        "",
-        "## A cluster: 4096x4096 Harris, predicted",
-        "",
-        f"From the 512x512 Harris runs: {f['per_tile'] * 1e3:.1f} ms per tile on one worker "
-        f"(its evaluate time over its tiles), {f['up'] / 1e6:.2f} MB up and "
-        f"{f['down'] / 1e6:.2f} MB down per tile, a {f['bundle'] / 1e6:.1f} MB bundle, "
-        f"{f['start']:.1f} s to start (the 2-worker server's time outside evaluation). A "
-        f"4096x4096 image is {f['tiles']} tiles of this kernel. Assumed: every tile crosses "
-        "the server's one link to a worker and back, transfer and compute overlap (three "
-        "tiles in flight per worker), the bundle goes to each worker once over the same "
-        "link, workers compute at this machine's one-core speed and nothing else is shared; "
-        "time = start + bundle transfer + max(compute / workers, transfer). The client's "
-        "encryption and decryption (one core, not parallel here) are not included.",
-        "",
-        *lines,
-        "",
-        f"Checked here: 2 workers on 512x512 Harris, predicted {f['check_predicted']:.2f} s of "
-        f"evaluation (two free cores), measured {f['check_measured']:.2f} s (workers' start "
-        "included; see the free cores above).",
-        "",
-    ]
-    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from distributed import LocalCluster
 
+    from eval.throughput_report import report
+    from eval.throughput_threads import measure
+
     load_start = os.getloadavg()[0]
     args.parallel, results = [parallelism()], []
     with LocalCluster(
@@ -344,11 +294,13 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("sobel", "harris"):
             results.append(throughput(name, args.reps, cluster.scheduler_address, 8))
             args.parallel.append(parallelism())
+    threads = measure({k: compiled(k, (512, 512)) for k in KERNELS}, args.reps, 12)
     blur = largest("box_blur", args.big, 2)
     args.load = (load_start, os.getloadavg()[0])
-    text = report(results, blur, args)
+    text, goals = report(results, blur, threads, args)
     args.out.write_text(text)
     print(text)
+    print("\ngoal figures (under the load stated):\n" + "\n".join(goals))
     return 0
 
 

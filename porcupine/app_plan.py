@@ -11,6 +11,12 @@ ciphertext (the table's ``encrypt`` and ``decrypt`` rows), at the cheapest param
 whose noise margin holds the kernel, and for a reduction the server's sum of its chunks
 (log2(ciphertexts) more bits). Two tiles share each ciphertext, one per BFV row. Larger
 tiles waste less on halos and pay fewer ciphertexts, but may need a larger ring.
+
+The server evaluates ciphertexts on ``workers`` processes side by side: the whole job takes
+the client's encryption and decryption of every ciphertext (one core) plus the server's
+rounds, ciphertexts rounded up to a multiple of the workers (:meth:`TileOption.time_ms`).
+With more workers, more and smaller tiles on a smaller ring can balance better than a few
+large ones: 5 ciphertexts on 4 workers take 2 rounds, 8 smaller ones take 2 rounds too.
 """
 
 from __future__ import annotations
@@ -56,7 +62,13 @@ class TileOption:
     @property
     def total_ms(self) -> float:
         """Client and server time for the whole data, one core."""
-        return self.ciphertexts * (self.kernel_ms + self.client_ms)
+        return self.time_ms(1)
+
+    def time_ms(self, workers: int) -> float:
+        """Client and server time for the whole data, the server on ``workers`` processes:
+        the client's every ciphertext, the server's rounds of ``workers`` ciphertexts."""
+        rounds = -(-self.ciphertexts // workers)
+        return self.ciphertexts * self.client_ms + rounds * self.kernel_ms
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,22 +80,24 @@ class AppPlan:
     tiling: Tiling
     chosen: TileOption
     options: tuple[TileOption, ...]
+    workers: int = 1  # the server's worker processes the time is estimated for
 
     def describe(self) -> str:
         """What was chosen and why, for people."""
-        c = self.chosen
+        c, w = self.chosen, self.workers
+        where = "on one core" if w == 1 else f"with the server on {w} workers"
         lines = [
             f"{self.spec} on data of shape {self.shape} ({self.tiling.kind}): tile "
             f"{'x'.join(map(str, c.shape))} at {c.param_set}, {c.tiles} tiles in {c.ciphertexts} "
             "ciphertexts per input, "
-            f"estimated {c.total_ms / 1000:.2f} s on one core "
+            f"estimated {c.time_ms(w) / 1000:.2f} s {where} "
             f"({c.kernel_ms:.2f} ms kernel + {c.client_ms:.2f} ms encrypt/decrypt per ciphertext)",
             "  options (cheapest first):",
         ]
-        for o in sorted(self.options, key=lambda o: o.total_ms)[:6]:
+        for o in sorted(self.options, key=lambda o: o.time_ms(w))[:6]:
             lines.append(
                 f"    {'x'.join(map(str, o.shape)):>10} {o.param_set:>16} {o.tiles:6d} tiles "
-                f"{o.ciphertexts:6d} ciphertexts {o.total_ms / 1000:8.2f} s"
+                f"{o.ciphertexts:6d} ciphertexts {o.time_ms(w) / 1000:8.2f} s"
             )
         return "\n".join(lines)
 
@@ -112,10 +126,14 @@ def plan_application(
     program: Program,
     shape: tuple[int, ...],
     table: CostTable = DEFAULT_TABLE,
+    workers: int = 1,
 ) -> AppPlan:
     """The cheapest tile for data of ``shape`` (every tiled input's), given ``program``,
-    a verified kernel of ``spec`` at its own size. Raises :class:`NoTile` for a fixed
-    kernel given another shape, and when no tile size holds the data."""
+    a verified kernel of ``spec`` at its own size, with the server on ``workers``
+    processes (:meth:`TileOption.time_ms`). Raises :class:`NoTile` for a fixed kernel
+    given another shape, and when no tile size holds the data."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     tiling = derive_tiling(spec)
     if tiling.kind == "fixed":
         raise NoTile(f"{spec.name} runs on its own size only: {tiling.reason}")
@@ -133,9 +151,14 @@ def plan_application(
             options.append(option)
     if not options:
         raise NoTile(f"no tile size of {spec.name} holds data of shape {shape}")
-    chosen = min(options, key=lambda o: (o.total_ms, o.tiles))
+    chosen = min(options, key=lambda o: (o.time_ms(workers), o.tiles))
     return AppPlan(
-        spec=spec.name, shape=shape, tiling=tiling, chosen=chosen, options=tuple(options)
+        spec=spec.name,
+        shape=shape,
+        tiling=tiling,
+        chosen=chosen,
+        options=tuple(options),
+        workers=workers,
     )
 
 
@@ -219,7 +242,7 @@ def _priced(
             kernel_ms=program_cost(lifted, s, table),
             client_ms=row["encrypt"] + row["decrypt"],
         )
-        if best is None or option.total_ms < best.total_ms:
+        if best is None or option.total_ms < best.total_ms:  # a set's kernel: any workers
             best = option
     return best
 
@@ -247,13 +270,15 @@ def compile_for(
     options: Options | None = None,
     budget: Budget | None = None,
     say: Callable[[str], None] = lambda _line: None,
+    workers: int = 1,
 ) -> AppKernel:
-    """Synthesize ``spec`` at its own size, choose the tile for data of ``shape``
-    (:func:`plan_application`), and synthesize the spec at that tile (lifted and proven at
-    full size, as ``--param`` sizes do). ``say`` gets the plan's description."""
+    """Synthesize ``spec`` at its own size, choose the tile for data of ``shape`` with the
+    server on ``workers`` processes (:func:`plan_application`), and synthesize the spec at
+    that tile (lifted and proven at full size, as ``--param`` sizes do). ``say`` gets the
+    plan's description."""
     options = options or Options()
     small = synthesize(spec, budget=budget, options=options)
-    plan = plan_application(spec, small.program, shape, options.table)
+    plan = plan_application(spec, small.program, shape, options.table, workers)
     say(plan.describe())
     target = spec.at(dict(plan.chosen.params))
     result = small if target.n == spec.n else synthesize(target, budget=budget, options=options)

@@ -7,6 +7,7 @@ that does not answer end the run with a clear error and no response file."""
 from __future__ import annotations
 
 import contextlib
+import io
 import signal
 import subprocess
 import sys
@@ -18,6 +19,8 @@ import numpy as np
 import psutil
 import pytest
 from distributed import LocalCluster
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from porcupine.backend import emit_python, load_module
 from porcupine.backend.app_run import run_two_party
@@ -84,7 +87,8 @@ def test_two_workers_give_the_response_of_one(kernels: dict[str, Path], tmp_path
     responses = []
     for workers in ("1", "2"):
         response = tmp_path / f"response{workers}.bin"
-        served = _serve(kernels["box_blur"], bundle, request, response, "--workers", workers)
+        options = ("--workers", workers, "--pool-min", "0")  # a pool however small
+        served = _serve(kernels["box_blur"], bundle, request, response, *options)
         assert served.returncode == 0, served.stderr
         assert f'"workers": {workers}' in served.stdout
         responses.append(response.read_bytes())
@@ -96,7 +100,7 @@ def test_two_workers_give_the_response_of_one(kernels: dict[str, Path], tmp_path
 def test_a_reduction_is_summed_over_two_workers(kernels: dict[str, Path]) -> None:
     rng = np.random.default_rng(2)
     a, b = rng.integers(-50, 50, size=61), rng.integers(-50, 50, size=61)
-    run = run_two_party(kernels["dot_product"], {"a": a}, {"b": b}, workers=2)
+    run = run_two_party(kernels["dot_product"], {"a": a}, {"b": b}, workers=2, pool_min=0)
     assert run.engine == "pool" and run.workers == 2
     assert run.ciphertexts == 4  # 8 chunks of 8, two to a ciphertext, summed by the server
     assert run.output == _whole("dot_product", {"a": a, "b": b}).values
@@ -143,7 +147,7 @@ def _mid_batch(kernel: Path, folder: Path) -> tuple[subprocess.Popen[str], list[
     _, bundle, request = _files(module, folder, image)
     command = [str(kernel), "serve", str(bundle), str(request), str(folder / "response.bin")]
     server = subprocess.Popen(
-        [sys.executable, *command, "--workers", "2", "--quiet"],
+        [sys.executable, *command, "--workers", "2", "--pool-min", "0", "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -193,3 +197,81 @@ def _end(server: subprocess.Popen[str], workers: list[psutil.Process]) -> None:
     for worker in workers:
         with contextlib.suppress(psutil.NoSuchProcess):
             worker.kill()
+
+
+def test_a_long_lived_server_keeps_its_pool(kernels: dict[str, Path]) -> None:
+    module: Any = load_module(kernels["box_blur"])
+    client = module.Client()
+    image = np.random.default_rng(5).integers(0, 256, size=(40, 40))
+    with module.Server(client.public_bundle(), workers=2, pool_min=0) as server:
+        pids = []
+        for _ in range(2):
+            _assert_blur(image, client.decrypt(server.evaluate(client.encrypt(x=image))))
+            assert server.engine is not None and server.engine.kind == "pool"
+            pids.append(sorted(p.pid for p in _pool_processes(server.engine)))
+        assert pids[0] == pids[1] and len(pids[0]) == 2  # the same two workers, reused
+        processes = _pool_processes(server.engine)
+    assert server.engine is None  # closed by the with block
+    assert all(not p.is_alive() for p in processes)
+
+
+def _pool_processes(engine: Any) -> list[Any]:
+    return list(engine.executor._processes.values())
+
+
+def test_a_request_too_small_for_a_pool_stays_in_the_process(kernels: dict[str, Path]) -> None:
+    module: Any = load_module(kernels["box_blur"])
+    client = module.Client()
+    image = np.random.default_rng(6).integers(0, 256, size=(12, 12))  # 3 ciphertexts
+    with module.Server(client.public_bundle(), workers=2) as server:
+        request = client.encrypt(x=image)
+        assert module.request_info(io.BytesIO(request))["ciphertexts"] <= module.PROBES
+        _assert_blur(image, client.decrypt(server.evaluate(request)))
+        assert server.engine is None  # no pool was started for it
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    remaining=st.integers(0, 10**6),
+    seconds=st.floats(0, 10, allow_nan=False),
+    workers=st.integers(1, 64),
+    more=st.integers(1, 10**6),
+)
+def test_a_pool_pays_for_more_and_slower_ciphertexts(
+    kernels: dict[str, Path], remaining: int, seconds: float, workers: int, more: int
+) -> None:
+    module: Any = load_module(kernels["box_blur"])
+    pays = module.pool_pays
+    if pays(remaining, seconds, workers):
+        assert workers > 1 and seconds > module.DISPATCH_S / (workers - 1)
+        assert pays(remaining + more, seconds, workers)  # more of the same pays too
+        assert pays(remaining, seconds * 2, workers)  # and slower ones
+    if remaining * seconds <= module.POOL_START_S:
+        assert not pays(remaining, seconds, workers)  # not even its start-up is saved
+
+
+def test_the_request_streams_into_the_server_as_it_is_encrypted(
+    kernels: dict[str, Path],
+) -> None:
+    image = np.random.default_rng(7).integers(0, 256, size=(50, 50))
+    run = run_two_party(kernels["box_blur"], {"x": image}, workers=2, pool_min=0)
+    assert run.overlapped and run.engine == "pool" and run.workers == 2
+    _assert_blur(image, run.output)
+    assert run.upload_bytes > run.ciphertexts * 10_000  # every ciphertext went through
+    run = run_two_party(kernels["box_blur"], {"x": image}, workers=2, overlap=False)
+    assert not run.overlapped
+    _assert_blur(image, run.output)
+
+
+def test_inputs_that_do_not_fit_fail_on_the_client_and_stop_the_server(
+    kernels: dict[str, Path], tmp_path: Path
+) -> None:
+    with pytest.raises(TypeError, match="ciphertext inputs"):
+        run_two_party(kernels["box_blur"], {"y": np.zeros((20, 20))}, workers=2, workdir=tmp_path)
+    # The server saw the request end before its header, said so, and wrote no response.
+    assert (
+        "ends early" in (tmp_path / "server.err").read_text()
+        or "not a Porcupine" in (tmp_path / "server.err").read_text()
+    )
+    assert not (tmp_path / "response.bin").exists()
+    assert not (tmp_path / "response.bin.part").exists()

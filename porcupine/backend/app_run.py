@@ -1,15 +1,23 @@
 """An emitted kernel run as an application runs it: a client and a server in two processes.
 
 This process is the client: it imports the emitted module, makes the keys, writes the
-public bundle and the request (the inputs at any size, cut into the kernel's tiles) to
-files. The server is a second Python process started on the module itself (``python
-KERNEL.py serve BUNDLE REQUEST RESPONSE``), which receives only those files and the
-plaintext inputs, never the secret key. Then the client decrypts the response. Every
-stage is timed and every file measured: :class:`AppRun`.
+public bundle and the request (the inputs at any size, cut into the kernel's tiles). The
+server is a second Python process started on the module itself (``python KERNEL.py serve
+BUNDLE REQUEST RESPONSE``), which receives only those and the plaintext inputs, never the
+secret key. Then the client decrypts the response. Every stage is timed and every file
+measured: :class:`AppRun`.
+
+With worker processes (``workers`` other than 1) the two sides overlap: the server starts
+as soon as the bundle is written and the client streams the request into it as it encrypts
+(``serve BUNDLE - RESPONSE``), so the server loads the bundle, starts its pool and evaluates
+tiles while the client is still encrypting. With one worker they run one after the other,
+as one-core figures (eval/apps) are measured.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -19,7 +27,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -44,18 +52,20 @@ class AppRun:
     upload_bytes: int  # the request
     download_bytes: int  # the response
     keygen_s: float  # context and keys (client)
-    encrypt_s: float  # the request, serialized (client)
+    encrypt_s: float  # the request, serialized (client; overlapped: sent to the server)
     server_load_s: float  # the bundle, deserialized and checked (server)
-    evaluate_s: float  # the kernel on every ciphertext (server)
-    server_wall_s: float  # the server process, start to exit
+    evaluate_s: float  # the kernel on every ciphertext (server; overlapped: from the load)
+    server_wall_s: float  # the server process, start to exit (overlapped: after the request)
     decrypt_s: float  # the response, decrypted and stitched (client)
     output: Any  # the decrypted output (masked array, int, or instances)
     engine: str = "process"  # where the server evaluated: "process", "pool" or "dask"
     workers: int = 1  # worker processes (or Dask worker threads) it used
+    overlapped: bool = False  # the request streamed into the server as it was encrypted
 
     @property
     def total_s(self) -> float:
-        """Client and server time end to end (without the files' transfer)."""
+        """Client and server time end to end (without the files' transfer); the stages do
+        not overlap in time, so this is the wall time."""
         return self.keygen_s + self.encrypt_s + self.server_wall_s + self.decrypt_s
 
     def stages(self) -> str:
@@ -92,19 +102,25 @@ def run_two_party(
     workdir: str | Path | None = None,
     workers: int | None = None,
     dask: str | None = None,
+    overlap: bool | None = None,
+    pool_min: int | None = None,
 ) -> AppRun:
     """Run the emitted module at ``module_path`` on ``inputs`` (its ciphertext inputs, any
     size; with ``instances``, each shaped ``(count, *its shape)``) with a server process
     given the ``plaintexts`` (its plaintext inputs). Files go to ``workdir`` (default: a
     temporary folder, removed after). The server evaluates on ``workers`` processes
-    (default: the machine's cores) or on the Dask cluster at the scheduler address ``dask``.
-    Raises ValueError/TypeError for inputs that do not fit the kernel (before the server
-    starts) and :class:`ServerFailed` when the server refuses or fails."""
+    (default: the machine's cores; ``pool_min``: see the module's ``Server``) or on the Dask
+    cluster at the scheduler address ``dask``. ``overlap``: stream the request into the
+    server as it is encrypted (default: unless ``workers`` is 1). Raises ValueError/TypeError
+    for inputs that do not fit the kernel and :class:`ServerFailed` when the server refuses
+    or fails."""
     module = load_module(module_path)
     where = ["--quiet"]  # no progress bar in the captured stderr
     where += [] if workers is None else ["--workers", str(workers)]
     where += [] if dask is None else ["--dask", dask]
-    run = (module, Path(module_path), inputs, plaintexts or {}, instances)
+    where += [] if pool_min is None else ["--pool-min", str(pool_min)]
+    stream = workers != 1 if overlap is None else overlap
+    run = (module, Path(module_path), inputs, plaintexts or {}, instances, stream)
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="porcupine-run-") as tmp:
             return _run(*run, Path(tmp), where)
@@ -117,6 +133,7 @@ def _run(
     inputs: Mapping[str, npt.ArrayLike],
     plaintexts: Mapping[str, npt.ArrayLike],
     instances: bool,
+    overlap: bool,
     folder: Path,
     where: list[str],
 ) -> AppRun:
@@ -130,33 +147,45 @@ def _run(
     with bundle.open("wb") as out:
         client.public_bundle_into(out)
     keyed = time.perf_counter()
-    with request.open("wb") as out:
-        if instances:
-            client.encrypt_instances_into(out, **inputs)
-        else:
-            client.encrypt_into(out, **inputs)
-    encrypted = time.perf_counter()
     arguments = []
     for name, values in plaintexts.items():
         np.save(folder / f"{name}.npy", np.asarray(values))
         arguments.append(f"{name}={folder / f'{name}.npy'}")
-    command = [sys.executable, str(path), "serve", str(bundle), str(request), str(response)]
-    server = subprocess.run(
-        [*command, *arguments, *where],
-        capture_output=True,
-        text=True,
-        env=_server_env(),
-        check=False,
-    )
+
+    head: BinaryIO
+
+    def encrypt(out: BinaryIO) -> None:
+        if instances:
+            client.encrypt_instances_into(out, **inputs)
+        else:
+            client.encrypt_into(out, **inputs)
+
+    source = "-" if overlap else str(request)
+    command = [sys.executable, str(path), "serve", str(bundle), source, str(response)]
+    command += [*arguments, *where]
+    if overlap:
+        sent = _Sent()
+        returncode, stdout, stderr = _overlapped(command, folder, encrypt, sent)
+        encrypted = sent.done
+        upload, head = sent.bytes, io.BytesIO(bytes(sent.head))
+    else:
+        with request.open("wb") as out:
+            encrypt(out)
+        encrypted = time.perf_counter()
+        server = subprocess.run(
+            command, capture_output=True, text=True, env=_server_env(), check=False
+        )
+        returncode, stdout, stderr = server.returncode, server.stdout, server.stderr
+        upload, head = request.stat().st_size, request.open("rb")
     served = time.perf_counter()
-    if server.returncode != 0:
-        raise ServerFailed(server.stderr.strip() or f"the server exited with {server.returncode}")
-    timing = json.loads(server.stdout.strip().splitlines()[-1])
+    if returncode != 0:
+        raise ServerFailed(stderr.strip() or f"the server exited with {returncode}")
+    timing = json.loads(stdout.strip().splitlines()[-1])
     with response.open("rb") as stream:
         output = client.decrypt_stream(stream)
     done = time.perf_counter()
-    with request.open("rb") as stream:
-        header = module.request_info(stream)
+    with head:
+        header = module.request_info(head)
     return AppRun(
         kernel=module.KERNEL,
         parameter_set=module.PARAMETER_SET,
@@ -164,7 +193,7 @@ def _run(
         mode=header["mode"],
         ciphertexts=header["ciphertexts"],
         bundle_bytes=bundle.stat().st_size,
-        upload_bytes=request.stat().st_size,
+        upload_bytes=upload,
         download_bytes=response.stat().st_size,
         keygen_s=keyed - start,
         encrypt_s=encrypted - keyed,
@@ -175,4 +204,61 @@ def _run(
         output=output,
         engine=str(timing.get("engine", "process")),
         workers=int(timing.get("workers", 1)),
+        overlapped=overlap,
     )
+
+
+class _Sent(io.RawIOBase):
+    """Counts the request's bytes as they go to the server, keeps its start (the header),
+    and notes when the last was written."""
+
+    def __init__(self) -> None:
+        self.bytes, self.head, self.done = 0, bytearray(), 0.0
+        self.out: IO[bytes] | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        if len(self.head) < _HEAD:
+            self.head += view[: _HEAD - len(self.head)]
+        assert self.out is not None
+        self.out.write(view)
+        self.bytes += len(view)
+        return len(view)
+
+
+_HEAD = 1 << 16  # a request's magic line and JSON header fit
+
+
+def _overlapped(
+    command: list[str], folder: Path, encrypt: Any, sent: _Sent
+) -> tuple[int, str, str]:
+    """Start the server reading the request from its standard input, and encrypt into it.
+    Its status, standard output and error. When the client's encryption fails (inputs that
+    do not fit the kernel), the server sees the request end, and the client's error is
+    raised once it has exited."""
+    out_path, err_path = folder / "server.out", folder / "server.err"
+    with out_path.open("w") as out, err_path.open("w") as err:
+        server = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=out, stderr=err, env=_server_env()
+        )
+        assert server.stdin is not None
+        sent.out = server.stdin
+        failed: BaseException | None = None
+        try:
+            encrypt(sent)
+        except BrokenPipeError:
+            pass  # the server stopped reading: its status and message say why
+        except BaseException as e:
+            failed = e
+        sent.done = time.perf_counter()
+        with contextlib.suppress(BrokenPipeError):
+            server.stdin.close()
+        if isinstance(failed, KeyboardInterrupt | SystemExit):
+            server.kill()  # it got the same Ctrl-C; do not wait on it
+        returncode = server.wait()
+    if failed is not None:
+        raise failed
+    return returncode, out_path.read_text(), err_path.read_text()

@@ -88,9 +88,11 @@ from porcupine.backend.wire import (
     _write_record,
 )
 from porcupine.backend.workers import (
+    PROBES,
     Engine,
     Progress,
-    ordered,
+    pool_pays,
+    staged,
     worker_count,
 )
 
@@ -297,16 +299,22 @@ class Server:
         workers: int | None = None,
         dask: Any = None,
         progress: bool = False,
+        pool_min: int | None = None,
     ) -> None:
         """Load ``bundle`` (bytes, or a binary stream such as an open file) and check it is
         this kernel's: the parameter set the noise analysis proved it safe for, at least its
         security level, its relinearization and rotation keys. Raises KernelDataError or
         KernelContextError (a ValueError) saying what is wrong.
 
-        Requests of several ciphertexts are evaluated on ``workers`` processes (default:
-        the machine's cores; 1: in this process), each loading the bundle once, or on the
-        Dask cluster ``dask`` (a scheduler address ``tcp://HOST:PORT`` or a
-        ``distributed.Client``; ConnectionError when it does not answer). ``progress``
+        Requests of several ciphertexts are evaluated on up to ``workers`` processes
+        (default: the machine's cores; 1: in this process), each loading the bundle once,
+        or on the Dask cluster ``dask`` (a scheduler address ``tcp://HOST:PORT`` or a
+        ``distributed.Client``; ConnectionError when it does not answer). A pool starts
+        only when a request pays for its start-up: the first ciphertext is evaluated here
+        and timed, and :func:`pool_pays` weighs the rest against the pool's measured
+        start-up (``pool_min``: instead, a pool for every request of at least that many
+        ciphertexts); the tiles go on here until its workers are ready. The pool is kept
+        for the next requests: a long-lived server pays its start-up once. ``progress``
         shows tiles done, throughput and time left on stderr (with tqdm, if installed).
         Call :meth:`close` (or use ``with``) to stop the workers."""
         _natural()
@@ -319,7 +327,7 @@ class Server:
             self.cc = openfhe.DeserializeCryptoContextString(context, openfhe.BINARY)
             if rotation_keys:
                 openfhe.DeserializeEvalAutomorphismKeyString(rotation_keys, openfhe.BINARY)
-            if mult_key:
+            if mult_key and not _loaded(mult_key, str(header["key_tag"])):
                 openfhe.DeserializeEvalMultKeyString(mult_key, openfhe.BINARY)
         except Exception as e:  # OpenFHE raises RuntimeError with its own text
             raise KernelDataError(f"the bundle does not deserialize: {e}") from None
@@ -328,6 +336,7 @@ class Server:
         self.bundle = bytes(data[: stream.tell()])  # what workers load
         self._id = hashlib.sha256(self.bundle).hexdigest()[:16]  # once: bundles are MBs
         self.workers, self.dask, self.progress = worker_count(workers), dask, progress
+        self.pool_min = pool_min
         self.engine: Engine | None = None
 
     def __enter__(self) -> Server:
@@ -375,19 +384,25 @@ class Server:
             _check_noise(plan)
         tasks = self._tasks(request, plan, names, plaintexts, count)
         _write_header(out, _RESPONSE, {**header, "ciphertexts": 1 if reduce else count})
-        engine = self._engine(count, self.workers if workers is None else worker_count(workers))
-        if engine is None:
-            results: Iterator[Any] = map(self._evaluate_one, tasks)
-        else:
-            results = ordered(engine, "_serve_tile", ((self._id, t) for t in tasks), _tile)
+        size = min(count, self.workers if workers is None else worker_count(workers))
+        results = staged(
+            ((self._id, t) for t in tasks),
+            lambda task: self._evaluate_one(task[1]),
+            self._running(size),
+            lambda seconds: self._pool(count, size, seconds),
+            "_serve_tile",
+            _tile,
+            probe=self.pool_min is None,
+        )
         bar = Progress(count, self.progress if progress is None else progress)
         total = None
         try:
             for index, result in enumerate(results):
-                if engine is not None and reduce:
+                remote = isinstance(result, bytes)  # a worker's, serialized
+                if remote and reduce:
                     result = _ciphertext(result, self.key_tag, f"result {index}")
                 if not reduce:
-                    _write_record(out, result if engine else _serialize(result))
+                    _write_record(out, result if remote else _serialize(result))
                 else:
                     total = result if total is None else self.cc.EvalAdd(total, result)
                 bar.update()
@@ -396,21 +411,31 @@ class Server:
         if reduce:
             _write_record(out, _serialize(total))
 
-    def _engine(self, count: int, workers: int) -> Engine | None:
-        """The engine for a request of ``count`` ciphertexts: None (this process) for one
-        ciphertext or one worker; started once and kept for the next requests."""
+    def _running(self, size: int) -> Engine | None:
+        """The engine to start this request on: the Dask cluster (joined once), a pool kept
+        from an earlier request, or None (this process first, see :meth:`_pool`)."""
         if self.engine is not None and self.engine.closed:
             self.engine = None  # a worker died, or Ctrl-C: start afresh
         if self.dask is not None:
             if self.engine is None:
                 self.engine = Engine.dask(self.dask, self._id, self.bundle)
             return self.engine
-        size = min(workers, count)
+        if size > 1 and self.engine is not None and self.engine.slots >= size:
+            return self.engine
+        return None
+
+    def _pool(self, count: int, size: int, seconds: float | None) -> Engine | None:
+        """A pool of ``size`` workers for a request of ``count`` ciphertexts, when it pays
+        for its start-up: ``pool_min`` ciphertexts, or by :func:`pool_pays` for the rest
+        when one took ``seconds`` here; kept for the next requests. None: stay here."""
         if size <= 1:
             return None
-        if self.engine is None or self.engine.slots < size:
-            self.close()
-            self.engine = Engine.pool(size, self._id, self.bundle)
+        if seconds is not None and not pool_pays(count - PROBES, seconds, size):
+            return None
+        if self.pool_min is not None and count < self.pool_min:
+            return None
+        self.close()
+        self.engine = Engine.pool(size, self._id, self.bundle)
         return self.engine
 
     def _tasks(
@@ -455,6 +480,15 @@ class Server:
             per_input = [instance_rows(n, values[n]) for n in names]
         for tile in zip(*per_input, strict=True) if names else itertools.repeat(()):
             yield dict(zip(names, tile, strict=True))
+
+
+def _loaded(mult_key: bytes, tag: str) -> bool:
+    """Whether this process holds ``mult_key`` for ``tag`` already (its client, or another
+    server of the bundle): OpenFHE keeps one per tag process-wide and refuses a second."""
+    try:
+        return bool(openfhe.SerializeEvalMultKeyString(openfhe.BINARY, tag) == mult_key)
+    except RuntimeError:  # none for this tag
+        return False
 
 
 def _tile(index: int) -> str:

@@ -55,15 +55,22 @@ def _serve_stop(bundle_id: str) -> None:
     _SERVERS.pop(bundle_id, None)
 
 
+def _request(path: str) -> Any:
+    """The request file, or standard input for ``-`` (a client streaming its request as it
+    encrypts: the server starts, and evaluates, while the client is still encrypting)."""
+    return contextlib.nullcontext(sys.stdin.buffer) if path == "-" else open(path, "rb")
+
+
 def main(argv: list[str] | None = None) -> int:
     """The server as a program: ``python KERNEL.py serve BUNDLE REQUEST RESPONSE [NAME=FILE.npy
-    ...] [--workers N | --dask tcp://HOST:PORT] [--quiet]`` loads the public bundle,
-    evaluates the request file (plaintext inputs from .npy files) on N worker processes
-    (default: the machine's cores) or on a Dask cluster, and writes the response file, whole
-    or not at all; it shows progress on stderr unless --quiet and prints its seconds as one
-    JSON line. Exit status 2, with the reason and no traceback, for a bundle, request or
-    input that does not fit this kernel, or a scheduler that does not answer; 1 when a worker
-    dies; 130 on Ctrl-C."""
+    ...] [--workers N | --dask tcp://HOST:PORT] [--pool-min K] [--quiet]`` loads the public
+    bundle, evaluates the request file (``-``: standard input, read as it arrives; plaintext
+    inputs from .npy files) on up to N worker processes (default: the machine's cores; a
+    pool starts when the request pays for it) or on a Dask cluster, and writes the response
+    file, whole or not at all; it shows progress on stderr unless --quiet and prints its
+    seconds as one JSON line. Exit status 2, with the reason and no traceback, for a
+    bundle, request or input that does not fit this kernel, or a scheduler that does not
+    answer; 1 when a worker dies; 130 on Ctrl-C."""
     parser = argparse.ArgumentParser(prog=f"python {KERNEL}.py", description=main.__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="evaluate a request with a public bundle")
@@ -73,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     where = serve.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, help="worker processes (default: every core)")
     where.add_argument("--dask", metavar="tcp://HOST:PORT", help="a Dask scheduler's address")
+    serve.add_argument(
+        "--pool-min",
+        type=int,
+        metavar="K",
+        help="start worker processes for requests of at least K ciphertexts (default: when "
+        "the first ciphertext's measured time says the pool pays for its start-up)",
+    )
     serve.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
     partial = f"{args.response}.part"  # renamed once whole: nothing half-written
@@ -83,9 +97,15 @@ def main(argv: list[str] | None = None) -> int:
             plaintexts[name] = np.load(path, allow_pickle=False)
         start = time.perf_counter()
         with open(args.bundle, "rb") as bundle:
-            server = Server(bundle, workers=args.workers, dask=args.dask, progress=not args.quiet)
+            server = Server(
+                bundle,
+                workers=args.workers,
+                dask=args.dask,
+                progress=not args.quiet,
+                pool_min=args.pool_min,
+            )
         loaded = time.perf_counter()
-        with server, open(args.request, "rb") as request, open(partial, "wb") as response:
+        with server, _request(args.request) as request, open(partial, "wb") as response:
             server.evaluate_stream(request, response, **plaintexts)
             engine = "process" if server.engine is None else server.engine.kind
             slots = 1 if server.engine is None else server.engine.slots

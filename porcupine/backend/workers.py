@@ -18,6 +18,12 @@ Tasks carry the serialized ciphertexts of one tile and return the serialized res
 sent, so memory is bounded by the tiles in flight, not by the data) and yields results in
 order. A worker that dies raises :class:`WorkerError`; Ctrl-C stops the pool at once.
 
+A pool costs its start-up (each worker imports OpenFHE and loads the bundle) and the
+server's own work per task (pickling, pipes): :func:`staged` evaluates a request's first
+ciphertexts in the server's process, timed, starts a pool only when :func:`pool_pays`
+says the rest repays it, and goes on in process until the workers are ready, so that no
+tile waits for them. A long-lived server keeps its pool for the next requests.
+
 The imports above the ``workers`` marker are there for ruff and mypy: the code below it is
 copied into every emitted module, before the two parties (which define the worker's side:
 ``_serve_start``, ``_serve_tile``, ``_serve_stop``).
@@ -31,6 +37,7 @@ import contextlib
 import ctypes
 import hashlib
 import importlib
+import itertools
 import linecache
 import multiprocessing
 import os
@@ -129,9 +136,11 @@ class Engine:
         kind: str,
         close: Callable[[bool], None],
         alive: Callable[[], bool] = lambda: True,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self.executor = executor
         self.alive = alive  # False once a worker has ended: the engine cannot finish
+        self.ready = ready  # True once the workers have started and loaded the bundle
         self.module = module  # the name workers know this module by
         self.slots = slots  # tasks that run at once
         self.kind = kind  # "pool" or "dask"
@@ -164,6 +173,9 @@ class Engine:
             initializer=exec,
             initargs=(_BOOTSTRAP, {**namespace, "pool": True}),
         )
+        # Start every worker now (one process per task submitted while none is idle), so
+        # that they import OpenFHE and load the bundle while this process goes on working.
+        warm = [executor.submit(eval, "0") for _ in range(size)]
 
         def close(abort: bool) -> None:
             processes = list((getattr(executor, "_processes", None) or {}).values())
@@ -187,7 +199,10 @@ class Engine:
             processes = (getattr(executor, "_processes", None) or {}).values()
             return all(process.exitcode is None for process in processes)
 
-        return Engine(executor, name, size, "pool", close, alive)
+        def ready() -> bool:
+            return all(w.done() for w in warm)
+
+        return Engine(executor, name, size, "pool", close, alive, ready)
 
     @staticmethod
     def dask(target: Any, bundle_id: str, bundle: bytes, timeout: float = 5.0) -> Engine:
@@ -267,12 +282,19 @@ def _dask_plugin(distributed: Any, payload: dict[str, Any], bootstrap: str) -> A
 
 
 def ordered(
-    engine: Engine, function: str, tasks: Iterable[tuple[Any, ...]], what: Callable[[int], str]
+    engine: Engine,
+    function: str,
+    tasks: Iterable[tuple[Any, ...]],
+    what: Callable[[int], str],
+    first: int = 0,
+    local: Callable[[Any], Any] | None = None,
 ) -> Iterator[Any]:
     """This module's ``function(*task)`` for each task, on the engine's workers, yielded in
     order; at most three tasks per worker in flight (the tasks are made as they are sent:
-    memory stays bounded however long the request). A worker that dies raises WorkerError
-    naming ``what(index)``; any exception (Ctrl-C too) cancels the rest and stops the engine.
+    memory stays bounded however long the request). With ``local``, this process takes the
+    next task itself (``local(task)``) whenever the result it waits for is not ready: it
+    would idle otherwise. A worker that dies raises WorkerError naming ``what(index)``; any
+    exception (Ctrl-C too) cancels the rest and stops the engine.
 
     A task is the builtin eval of a call of the worker's copy of this module, found by name:
     a Dask scheduler unpickles tasks, and it has no copy of this module to find a function
@@ -280,18 +302,32 @@ def ordered(
     call = f"__import__('sys').modules[{engine.module!r}].{function}(*task)"
     flight: collections.deque[concurrent.futures.Future[Any]] = collections.deque()
     source = iter(tasks)
-    index, exhausted = 0, False
+    index, exhausted = first, False  # the request's index of the task whose result is next
     try:
         while True:
             try:
-                while not exhausted and len(flight) < 3 * engine.slots:
+                pending = sum(not f.done() for f in flight)
+                while not exhausted and pending < 3 * engine.slots:
                     task = next(source, None)
                     if task is None:
                         exhausted = True
                     else:
                         flight.append(engine.executor.submit(eval, call, {"task": task}))
+                        pending += 1
                 if not flight:
                     return
+                while (
+                    local
+                    and not exhausted
+                    and not flight[0].done()
+                    and len(flight) < 5 * engine.slots
+                ):
+                    task = next(source, None)
+                    if task is None:
+                        exhausted = True
+                    else:  # its result joins the queue in order, done
+                        flight.append(concurrent.futures.Future())
+                        flight[-1].set_result(local(task))
                 result = _result(engine, flight.popleft())
             except concurrent.futures.process.BrokenProcessPool as e:
                 raise WorkerError(
@@ -308,6 +344,72 @@ def ordered(
     except BaseException:
         engine.close(abort=True)  # cancels what is in flight (not here: a pool's thread
         raise  # fails on a future cancelled behind its back, gh-94777's neighbour)
+
+
+# What a pool costs on the 2-core machine (`python -m eval.throughput` measures both again,
+# section "Threads or processes"): starting two workers until both have imported OpenFHE
+# and loaded the bundle took 0.3-0.5 s on a lightly loaded machine (the 2026-12-07 01:29
+# run; 1.4-1.9 s at a load average of 15-18), and the server process's own CPU per
+# ciphertext it hands to a worker and back (pickling and pipes of about 0.5 MB) 1.0 ms for
+# box blur's ciphertexts to 2.5 ms for Harris' (under that load). The workers' cores also
+# serve that dispatch. Under load both grow; so does the time of the ciphertexts probed.
+POOL_START_S = 0.5
+DISPATCH_S = 0.0013
+PROBES = 3  # ciphertexts evaluated in the server's process before a pool is considered
+
+
+def pool_pays(remaining: int, per_ciphertext_s: float, workers: int) -> bool:
+    """Whether ``workers`` processes evaluate ``remaining`` ciphertexts of ``per_ciphertext_s``
+    seconds each sooner than this process alone: on the pool each costs its evaluation plus
+    the dispatch, shared by the workers' cores, after the pool's start-up."""
+    alone = remaining * per_ciphertext_s
+    pooled = POOL_START_S + remaining * (per_ciphertext_s + DISPATCH_S) / workers
+    return workers > 1 and pooled < alone
+
+
+def staged(
+    tasks: Iterator[Any],
+    local: Callable[[Any], Any],
+    engine: Engine | None,
+    start: Callable[[float | None], Engine | None],
+    function: str,
+    what: Callable[[int], str],
+    probe: bool = True,
+) -> Iterator[Any]:
+    """The results of ``tasks`` in order. On ``engine`` when one is running. Otherwise, with
+    ``probe``, the first PROBES in this process (``local``), timed, then ``start(seconds per
+    task)`` decides whether a pool pays off (None: the rest here too) and starts it, and
+    until its workers are ready the tasks go on here, so that nothing waits for the pool's
+    start-up; without ``probe``, ``start(None)`` and every task on its pool. The pool's
+    workers run ``function(*task)``."""
+    index = 0
+    if engine is None and probe:
+        seconds = []  # the least of a few: a first call pays one-time costs, and others'
+        for task in itertools.islice(tasks, PROBES):  # processes preempt some
+            begin = time.perf_counter()
+            result = local(task)
+            seconds.append(time.perf_counter() - begin)
+            yield result
+        index = len(seconds)
+        engine = start(min(seconds)) if len(seconds) == PROBES else None
+        try:
+            while engine is not None and not engine.ready():
+                task = next(tasks, None)
+                if task is None:
+                    return
+                yield local(task)
+                index += 1
+        except BaseException:  # Ctrl-C, or the caller gave up: workers still starting too
+            if engine is not None:
+                engine.close(abort=True)
+            raise
+    elif engine is None:
+        engine = start(None)
+    if engine is None:
+        yield from map(local, tasks)
+    else:  # a pool's server process is one more worker; a cluster's client may be far
+        helper = local if engine.kind == "pool" else None
+        yield from ordered(engine, function, tasks, what, index, helper)
 
 
 def _result(engine: Engine, future: concurrent.futures.Future[Any]) -> Any:

@@ -5,6 +5,7 @@ against the spec's reference on the whole input."""
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -173,7 +174,9 @@ def _compiled(
     progress(False, guard.start)
     try:
         with guard.work("synthesizing the kernel for the inputs' size"):
-            compiled = compile_for(spec, shape, options=options, budget=guard.budget, say=say)
+            compiled = compile_for(
+                spec, shape, options=options, budget=guard.budget, say=say, workers=_cores()
+            )
     except NoTile as e:
         raise UsageError(f"the inputs cannot be tiled for {spec.name}: {e}") from None
     path = folder / f"{spec.name}.py"
@@ -185,6 +188,11 @@ def _compiled(
         )
     )
     return str(path)
+
+
+def _cores() -> int:
+    """The server's workers (its default: the machine's cores), for the tile choice."""
+    return os.cpu_count() or 1
 
 
 def _run(
