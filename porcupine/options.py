@@ -1,7 +1,7 @@
 """The synthesizer's configuration: what the search optimizes and how it learns.
 
 One record, :class:`Options`, passed from the command line (or a caller) through every step
-of the pipeline (:mod:`porcupine.pipeline`) to the search (:mod:`porcupine.search.cegis`).
+of the pipeline (:mod:`porcupine.pipeline`) to the search (:mod:`porcupine.search`).
 """
 
 from __future__ import annotations
