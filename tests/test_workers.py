@@ -143,7 +143,9 @@ def _workers_of(server: subprocess.Popen[str]) -> list[psutil.Process]:
 def _mid_batch(kernel: Path, folder: Path) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
     """A server on two workers, once it has written part of a long response."""
     module: Any = load_module(kernel)
-    image = np.random.default_rng(4).integers(0, 256, size=(180, 180))  # 676 tiles
+    # Enough tiles (about 1,800) that the batch is still running when the test acts, even
+    # when the test process gets the CPU late on a loaded machine.
+    image = np.random.default_rng(4).integers(0, 256, size=(300, 300))
     _, bundle, request = _files(module, folder, image)
     command = [str(kernel), "serve", str(bundle), str(request), str(folder / "response.bin")]
     server = subprocess.Popen(
