@@ -140,6 +140,10 @@ def _workers_of(server: subprocess.Popen[str]) -> list[psutil.Process]:
     return [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _mid_batch(kernel: Path, folder: Path) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
     """A server on two workers, once it has written part of a long response."""
     module: Any = load_module(kernel)
@@ -153,6 +157,10 @@ def _mid_batch(kernel: Path, folder: Path) -> tuple[subprocess.Popen[str], list[
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As a shell starts it: Ctrl-C at its default. A child inherits an ignored SIGINT,
+        # and Python then installs no KeyboardInterrupt for it; the suite's own process may
+        # have been left ignoring it (CI's full run: the server finished, exit 0).
+        preexec_fn=_default_sigint,
     )
     partial = folder / "response.bin.part"
     deadline = time.monotonic() + 60
