@@ -342,6 +342,10 @@ def _instr_lines(
 ) -> list[str]:
     """The OpenFHE call for one Quill instruction."""
     args = [names.py[a] for a in ins.args]
+    if ins.opcode.sums and ins.amount == 1:
+        # A sum over a window of one slot is the value itself; OpenFHE's EvalSum would still
+        # look up the rotation keys of a kernel that has none (and raise).
+        return [f"{names.py[ins.dest]} = {args[0]}"]
     method = OPS[ins.opcode].openfhe
     if ins.amount is not None:  # the amount follows the operand (EvalRotate, EvalSum)
         args.append(str(ins.amount))
