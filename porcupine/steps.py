@@ -9,7 +9,6 @@ import dataclasses
 import logging
 import time
 
-from porcupine.budget import OutOfBudget
 from porcupine.context import Context
 from porcupine.errors import NoiseBudgetError, SynthesisError
 from porcupine.layouts.spare_slots import packed_products
@@ -25,7 +24,7 @@ from quill.cost import measures, objective
 from quill.ir import Program
 from quill.noise import NoiseBudgetExceeded, parameters
 from quill.spec import Spec
-from quill.stats import counts
+from quill.stats import Counts, counts
 
 log = logging.getLogger("porcupine")
 
@@ -44,47 +43,32 @@ def rewrite(ctx: Context, program: Program, *, rotations: bool = True) -> Rewrit
     (:mod:`porcupine.passes.fewer_products`), then, if ``rotations``, rotations rearranged for
     hoisting, flat or separable (:mod:`porcupine.passes.rotation_forms`). A pass that finds nothing
     or is stopped by ``ctx.budget`` leaves the verified kernel it was given."""
-    spec, options = ctx.spec, ctx.options
+    spec, options, budget = ctx.spec, ctx.options, ctx.budget
+
+    def fewer(p: Program) -> Program | None:
+        return fewer_products(p, spec.n, options.table, options.goal, ctx.proves, budget=budget)
+
+    def moved(p: Program) -> Program | None:
+        keys = options.max_keys
+        return rearranged_rotations(
+            p, spec.n, options.table, options.goal, ctx.proves, keys, budget=budget
+        )
+
+    passes = [(Pass.FEWER_PRODUCTS, fewer)] + ([(Pass.ROTATIONS, moved)] if rotations else [])
     applied: list[PassApplied] = []
-    try:
-        fewer = fewer_products(
-            program, spec.n, options.table, options.goal, ctx.proves, budget=ctx.budget
-        )
-    except OutOfBudget:
-        fewer = None
-    if fewer is not None:
-        applied.append(_applied(Pass.FEWER_PRODUCTS, program, fewer))
-        log.info(
-            "%s: %d ct*ct products refactored into %d over Z_t",
-            spec.name,
-            applied[-1].before.ct_ct_mults,
-            applied[-1].after.ct_ct_mults,
-        )
-        program = fewer
-    moved = None
-    try:
-        if rotations:
-            moved = rearranged_rotations(
-                program,
-                spec.n,
-                options.table,
-                options.goal,
-                ctx.proves,
-                options.max_keys,
-                budget=ctx.budget,
-            )
-    except OutOfBudget:
-        moved = None
-    if moved is not None:
-        applied.append(_applied(Pass.ROTATIONS, program, moved))
-        log.info(
-            "%s: rotations rearranged for hoisting (%d -> %d)",
-            spec.name,
-            applied[-1].before.rotations,
-            applied[-1].after.rotations,
-        )
-        program = moved
+    for name, run in passes:
+        rewritten = run(program)  # None: nothing cheaper, or the budget stopped the pass
+        if rewritten is None:
+            continue
+        done = _applied(name, program, rewritten)
+        log.info("%s: %s: %s -> %s", spec.name, name.value, _shape(done.before), _shape(done.after))
+        applied.append(done)
+        program = rewritten
     return Rewritten(program=program, passes=tuple(applied))
+
+
+def _shape(c: Counts) -> str:
+    return f"{c.instructions} instructions ({c.ct_ct_mults} ct*ct, {c.rotations} rotations)"
 
 
 def _applied(name: Pass, before: Program, after: Program) -> PassApplied:
