@@ -34,8 +34,8 @@ STOP_AT_ENV = "PORCUPINE_STOP_AT"
 command's handlers) or as the deadline passing there; ``interrupt@PLACE:N``, the Nth.
 ``hang@PLACE`` is a Ctrl-C caught in work that never looks at the budget (a long proof): the
 signal, then a minute's sleep, which the command line stops by force. The places are the
-passes' checks: ``fewer_products``, ``rotation_forms``, ``slot_packing``, and ``verify``
-(before a pass's proof)."""
+passes' checks: ``fewer_products``, ``rotation_forms``, ``slot_packing``, ``verify``
+(before a pass's proof), and the search's ``encode`` (building a query)."""
 
 HANG_S = 60.0
 """How long ``hang@PLACE`` (:data:`STOP_AT_ENV`) sleeps, unless stopped by force first."""

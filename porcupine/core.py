@@ -38,23 +38,42 @@ log = logging.getLogger("porcupine")
 def core(ctx: Context) -> Partial:
     """Synthesize ``ctx.spec`` at its own size: by its stages, by direct lowering, by
     automatic stages, or by the search (see the module docstring)."""
-    spec, options = ctx.spec, ctx.options
+    spec = ctx.spec
     if spec.stages:
-        return multi_step(ctx)
+        return multi_step(ctx)  # a step out of time takes its formula written out
     if needs_movement(spec) and (lowered := _lowered(ctx)) is not None:
         return lowered
-    staged = decompose(spec)
-    if staged is not None:
-        return _decomposed(ctx, staged)
-    # The formula written out is a verified kernel from the start: whatever the search
-    # finds in the time given must beat it, and when it finds nothing it is the result.
-    # Its products refactored first, so that the search has the cheaper bound to beat. Not
-    # its rotations: the search stops a size after the first that holds a kernel cheaper
-    # than the bound, and the cheapest arrangement of rotations leaves it none to find (gy
-    # then searched its whole 120 s, not 10 s); they are rearranged after the search.
-    direct = direct_kernel(ctx) if ctx.initial is None else None
-    if direct is not None:
-        ctx.budget.keep(spec, direct, Source.DIRECT)
+    # The formula written out is a verified kernel from the start, kept before any search:
+    # a stop at any point still has it to return. (An initial kernel plays that part.)
+    written = direct_kernel(ctx) if ctx.initial is None else None
+    if written is not None:
+        ctx.budget.keep(spec, written, Source.DIRECT)
+    try:
+        staged = decompose(spec)
+        if staged is not None:
+            return _decomposed(ctx, staged, written)
+        return _searched(ctx, written)
+    except SynthesisError:
+        if written is None or not ctx.budget.over:
+            raise
+        log.info("%s: stopped before a kernel was found; the formula as written", spec.name)
+        stop = Stop.of(ctx.budget)
+        scope = f"search {stop.value if stop else None} before a proof"
+        return Partial(
+            program=written, optimal=False, scope=scope, source=Source.DIRECT, stopped=stop
+        )
+
+
+def _searched(ctx: Context, direct: Program | None) -> Partial:
+    """The sketch search, bounded by ``direct`` (the formula written out, verified, when
+    there is no initial kernel), and the passes that prepare that bound."""
+    spec, options = ctx.spec, ctx.options
+    # Whatever the search finds in the time given must beat the formula written out, and
+    # when it finds nothing that is the result. Its products refactored first, so that the
+    # search has the cheaper bound to beat. Not its rotations: the search stops a size after
+    # the first that holds a kernel cheaper than the bound, and the cheapest arrangement of
+    # rotations leaves it none to find (gy then searched its whole 120 s, not 10 s); they
+    # are rearranged after the search.
     rewritten = None if direct is None else rewrite(ctx, direct, rotations=False)
     shape = None if rewritten is None else counts(rewritten.program)
     if rewritten is not None and shape is not None and shape.rotations and not shape.ct_ct_mults:
@@ -224,9 +243,11 @@ WHOLE_SECONDS = 60.0
 """How long that whole search may take; past it the staged kernel stands, unproven."""
 
 
-def _decomposed(ctx: Context, staged: Spec) -> Partial:
+def _decomposed(ctx: Context, staged: Spec, written: Program | None) -> Partial:
     """Synthesize ``ctx.spec`` through its automatic stages ``staged``; when the kernel is
-    small, search the flat spec too, seeded with it, for a cheaper kernel or a proof."""
+    small, search the flat spec too, seeded with it, for a cheaper kernel or a proof.
+    ``written``: the formula written out, verified, as :func:`core` made it (with no
+    initial kernel)."""
     spec, budget, options, initial = ctx.spec, ctx.budget, ctx.options, ctx.initial
     log.info(
         "%s: synthesizing through automatic stages %s", spec.name, [s.name for s in staged.stages]
@@ -239,7 +260,8 @@ def _decomposed(ctx: Context, staged: Spec) -> Partial:
         "%s: whole kernel verified (staged, %d instructions)", spec.name, len(partial.program.body)
     )
     seed = partial.program
-    for other in (initial, direct_kernel(ctx)):  # direct: the formula normalized, if cheaper
+    direct = written if initial is None else direct_kernel(ctx)  # core's, when it made one
+    for other in (initial, direct):  # direct: the formula normalized, if cheaper
         if other is not None and cheaper(other, seed, spec, options):
             seed = other
     if (partial.components > DIRECT_COMPONENTS and seed is partial.program) or budget.over:

@@ -247,3 +247,24 @@ def _wait_for_cpu_seconds(proc: subprocess.Popen[str], seconds: float) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"the command ended before {seconds} s of work: {proc.returncode}")
+
+
+def test_the_timeout_counts_from_the_process_start() -> None:
+    # As a user times the command: the interpreter's start and the imports count. A process
+    # that has slept half a second before it asks knows it is at least that old.
+    code = (
+        "import time; time.sleep(0.5); from porcupine.cli.guard import process_started; "
+        "print(time.monotonic() - process_started())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert 0.5 <= float(out.stdout) < 60
+
+
+def test_the_budget_ends_before_the_command_so_that_the_kernel_is_reported() -> None:
+    from porcupine.cli.guard import DEADLINE_GRACE_S, REPORT_S, Guard
+
+    started = time.monotonic() - 2.0  # a command started two seconds ago
+    guard = Guard(10.0, None, started=started)
+    assert guard.end == pytest.approx(started + 10.0 - REPORT_S)  # work stopped by force
+    assert guard.budget.deadline == pytest.approx(guard.end - DEADLINE_GRACE_S)  # by itself
+    assert Guard(None, None).budget.deadline is None

@@ -73,7 +73,9 @@ def test_ctrl_c_while_fewer_products_runs_on_harris_prints_a_verified_kernel() -
     out = _synth(HARRIS, stop_at="interrupt@fewer_products:3")
     _interrupted(out, HARRIS)
     assert "source: initial" in out.stdout
-    assert "stopped before it finished" in out.stderr  # the pass saw the signal and stopped
+    assert (
+        "fewer products: stopped (the budget is over)" in out.stderr
+    )  # the pass saw the signal and stopped
 
 
 @pytest.mark.parametrize(
@@ -194,3 +196,25 @@ def test_a_deadline_in_the_search_reports_the_formula_written_out(tmp_path: Path
     assert_clean(out, 1, "OpenFHE would decrypt its result wrongly")
     assert "lost" not in out.stderr
     _printed_kernel_verifies(out, str(spec))
+
+
+DECOMPOSED = """spec dec
+param n = 4
+slots n
+input a: ct vector(n)
+input b: ct vector(n)
+output y[k]: vector(n) = (a[k] + b[k]) * (a[k] - 2 * b[k]) + a[k]
+"""
+
+
+def test_a_stop_in_the_first_query_of_automatic_stages_prints_the_formula_written_out(
+    tmp_path: Path,
+) -> None:
+    # A Ctrl-C caught while the first step's query is built, in work that never returns
+    # (``hang``): stopped by force. The formula written out was verified and kept before
+    # any search (it was made only after the stages, and the stop lost everything).
+    spec = tmp_path / "dec.spec"
+    spec.write_text(DECOMPOSED)
+    out = _synth(str(spec), stop_at="hang@encode")
+    _interrupted(out, str(spec))
+    assert "source: direct" in out.stdout

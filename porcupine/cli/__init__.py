@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 
@@ -28,7 +29,7 @@ from porcupine.cli.errors import (
     UsageError,
     say,
 )
-from porcupine.cli.guard import Guard, Stopped, default_memory
+from porcupine.cli.guard import Guard, Stopped, default_memory, process_started
 from porcupine.cli.parser import build_parser
 from porcupine.cli.report import summary
 from quill.errors import QuillError
@@ -58,7 +59,10 @@ def _quiet_forced_stops(unraisable: sys.UnraisableHookArgs) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``porcupine`` console script; returns the exit status."""
+    """Entry point of the ``porcupine`` console script; returns the exit status. On the
+    command line (``argv`` not given), ``--timeout`` counts from the process's start, as a
+    user times the command; called with ``argv``, from this call."""
+    started = process_started() if argv is None else time.monotonic()
     sys.unraisablehook = _quiet_forced_stops
     try:
         args = build_parser().parse_args(argv)
@@ -67,15 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _say("interrupted", EXIT_INTERRUPTED)
     try:
-        return _run(args)
+        return _run(args, started)
     except (Stopped, KeyboardInterrupt):  # a Ctrl-C while the last one is reported
         return _say("interrupted", EXIT_INTERRUPTED)
     except BaseException as e:  # the last line of defence: still one line, no traceback
         return _say(f"internal error: {type(e).__name__}: {e}", EXIT_FAILED, e)
 
 
-def _run(args: argparse.Namespace) -> int:
-    guard = Guard(args.timeout, args.max_memory or default_memory())
+def _run(args: argparse.Namespace, started: float) -> int:
+    guard = Guard(args.timeout, args.max_memory or default_memory(), started=started)
     with guard:
         try:
             code: int = args.func(args, guard)

@@ -1,11 +1,13 @@
 """How a command is bounded: its deadline, Ctrl-C and its memory.
 
-* ``--timeout`` starts with the command, so parsing and checking count. The search and
-  the passes stop themselves at the deadline and keep their best kernel
-  (:class:`~porcupine.budget.Budget`); any other work is stopped at the deadline, and a
-  search busy in code that does not look at the budget (a proof, a step of pure Python)
-  :data:`DEADLINE_GRACE_S` later, by raising :class:`Stopped` in the main thread
-  (``SIGALRM``). ``synth`` then reports the verified kernel the budget kept
+* ``--timeout`` bounds the whole command, as a user times it: from the process's start
+  (interpreter and imports included) to its exit. The last :data:`REPORT_S` of it are kept
+  for reporting; work still running then is stopped by raising :class:`Stopped` in the
+  main thread (``SIGALRM``). The search and the passes stop themselves
+  :data:`DEADLINE_GRACE_S` earlier, at the budget's deadline
+  (:class:`~porcupine.budget.Budget`), and keep their best kernel; a search busy in code
+  that does not look at the budget (a proof, a step of pure Python) is the one stopped by
+  force, and ``synth`` then reports the verified kernel the budget kept
   (:mod:`porcupine.cli.kept`), so a kernel found is never lost.
 * Ctrl-C: Z3 would catch SIGINT itself and answer "unknown", so its handler is switched
   off (``ctrl_c``) and a thread woken by the signal (``signal.set_wakeup_fd``) cancels the
@@ -37,9 +39,13 @@ import z3
 
 from porcupine.budget import Budget
 
-DEADLINE_GRACE_S = 1.0
-"""How long a search may go on past the deadline, to return its best kernel, before it is
-stopped by force."""
+REPORT_S = 0.3
+"""The end of a bounded command kept for reporting what it found: pricing the kept kernel,
+checking its ranges, printing it, writing ``-o`` and exiting (about 0.1 s measured)."""
+
+DEADLINE_GRACE_S = 0.5
+"""How long a search may go on past its budget's deadline to return its best kernel before
+it is stopped by force. Short: a forced stop loses nothing verified (the budget keeps it)."""
 
 INTERRUPT_GRACE_S = 0.5
 """The same after a Ctrl-C: the command still ends within a second."""
@@ -58,6 +64,21 @@ class Stopped(BaseException):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def process_started() -> float:
+    """When this process started, on the :func:`time.monotonic` clock: Linux tells in
+    ``/proc/self/stat`` (to a clock tick); elsewhere, now."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            fields = (
+                f.read().rpartition(")")[2].split()
+            )  # the name, in parentheses, may hold spaces
+        ticks = int(fields[19])  # field 22 of proc(5): start time in ticks since boot
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.monotonic()
+    return time.monotonic() - min(max(age, 0.0), 60.0)  # sane even if the clocks disagree
 
 
 def _proc_bytes(path: str, field: str) -> int | None:
@@ -102,10 +123,16 @@ def hard_memory_limit() -> int | None:
 class Guard:
     """The deadline, Ctrl-C handling and memory limit of one command (a context manager)."""
 
-    def __init__(self, timeout: float | None, max_memory: int | None) -> None:
-        self.start = time.monotonic()
+    def __init__(
+        self, timeout: float | None, max_memory: int | None, *, started: float | None = None
+    ) -> None:
+        """``started``: when the command started on the monotonic clock (default: now);
+        ``timeout`` counts from then."""
+        self.start = time.monotonic() if started is None else started
         self.timeout = timeout
-        self.budget = Budget.seconds(timeout)
+        self.end = None if timeout is None else self.start + timeout - REPORT_S
+        """When work still running is stopped by force (``None``: never)."""
+        self.budget = Budget(None if self.end is None else self.end - DEADLINE_GRACE_S)
         self.max_memory = max_memory
         self.phase = "starting"
         self._graceful = False
@@ -138,10 +165,9 @@ class Guard:
 
     def _until_deadline(self) -> float | None:
         """Seconds until the block must be stopped by force (``None``: never)."""
-        if self.budget.deadline is None:
+        if self.end is None:
             return None
-        grace = DEADLINE_GRACE_S if self._graceful else 0.0
-        left = self.budget.deadline - time.monotonic() + grace
+        left = self.end - time.monotonic()
         if left <= 0:
             raise Stopped("timeout")
         return left

@@ -65,7 +65,7 @@ def packed_products(
     try:
         return _packed(program, spec, options, budget or Budget())
     except OutOfBudget:
-        log.info("%s: stopped before it finished (the budget is over)", spec.name)
+        log.info("%s: packing products: stopped (the budget is over)", spec.name)
         return None
 
 

@@ -62,7 +62,7 @@ def fewer_products(
     try:
         return _fewer(program, slots, table, goal, verified, budget or Budget())
     except OutOfBudget:
-        log.info("%s: stopped before it finished (the budget is over)", program.name)
+        log.info("%s: fewer products: stopped (the budget is over)", program.name)
         return None
 
 

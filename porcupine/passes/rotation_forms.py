@@ -63,7 +63,7 @@ def rearranged_rotations(
     try:
         return _rearranged(program, slots, table, goal, verified, max_keys, budget or Budget())
     except OutOfBudget:
-        log.info("%s: stopped before it finished (the budget is over)", program.name)
+        log.info("%s: rotations rearranged: stopped (the budget is over)", program.name)
         return None
 
 

@@ -337,7 +337,7 @@ class SketchEncoding:
         if key not in self._values:
             # Building a big query takes seconds, and one value of an abstraction (a product
             # of large monomial sets) up to a tenth of one: check before each.
-            self.budget.check()
+            self.budget.check("encode")
             if v < self.n_leaves:
                 leaf = self.space.leaves[v]
                 self._values[key] = model.leaf(leaf.name, leaf.constant, slot)
