@@ -22,11 +22,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import z3
 
 from quill.ir import Program
 from quill.spec import Spec
+
+if TYPE_CHECKING:
+    from porcupine.layouts.packing import Packing
 
 STOP_AT_ENV = "PORCUPINE_STOP_AT"
 """For tests of what a stop keeps: ``interrupt@PLACE`` (or ``timeout@PLACE``) makes the first
@@ -42,50 +46,75 @@ HANG_S = 60.0
 
 _reached: collections.Counter[str] = collections.Counter()  # checks per place (STOP_AT_ENV)
 
-Rank = Callable[[Program], tuple[int, ...] | None]
-"""How kernels compare (lower is cheaper); ``None``: the kernel cannot run (no parameter set
-holds it), so it is never kept."""
+Rank = Callable[[Program, int], tuple[int, ...] | None]
+"""How kernels over ``n`` slots compare (lower is cheaper); ``None``: the kernel cannot run
+(no parameter set holds it), so it is never kept."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Kept:
+    """A verified kernel kept by a :class:`Keeper`: of the watched spec itself, or, with a
+    ``packing``, of the spec over that client packing's ciphertexts."""
+
+    program: Program
+    source: str
+    packing: Packing | None = None
 
 
 class Keeper:
     """The cheapest verified kernel of one spec found so far, kept where a forced stop cannot
     lose it. The command line names the spec and how kernels rank (:meth:`watch`); synthesis
-    offers every verified kernel it holds (:meth:`offer`), and kernels of any other spec (a
-    step, a smaller instance, another packing) are ignored. Without :meth:`watch`, nothing
-    is kept. A kernel without a rank (too noisy for every parameter set) is kept apart, the
-    first one only: a correct kernel to show when there is no other."""
+    offers every verified kernel it holds (:meth:`offer`), including those of the spec under
+    a client packing once the pipeline has named it (:meth:`packed`). Kernels of any other
+    spec (a step, a smaller instance) are ignored. Without :meth:`watch`, nothing is kept.
+    A kernel without a rank (too noisy for every parameter set) is kept apart, the first one
+    only: a correct kernel to show when there is no other."""
 
     def __init__(self) -> None:
         self._spec: Spec | None = None
         self._rank: Rank | None = None
-        self._best: tuple[tuple[int, ...], Program, str] | None = None
-        self._unranked: tuple[Program, str] | None = None
+        self._packings: dict[int, tuple[Spec, Packing]] = {}  # by id of the packed spec
+        self._best: tuple[tuple[int, ...], Kept] | None = None
+        self._unranked: Kept | None = None
 
     def watch(self, spec: Spec, rank: Rank) -> None:
         """Keep the cheapest kernel of ``spec`` (this very object) by ``rank``."""
         self._spec, self._rank, self._best, self._unranked = spec, rank, None, None
+        self._packings = {}
+
+    def packed(self, spec: Spec, packing: Packing) -> None:
+        """Kernels of ``packing.spec`` are kernels of ``spec`` under ``packing``: kept too,
+        when ``spec`` is the one watched."""
+        if spec is self._spec:
+            self._packings[id(packing.spec)] = (packing.spec, packing)  # the spec held: ids stay
 
     def offer(self, spec: Spec, program: Program, source: str) -> None:
         """``program``, a kernel verified equal to ``spec``, found as ``source`` says
         (``"initial"``, ``"direct"``, ``"synthesized"``, ...): kept if it is of the watched
-        spec and cheaper than the kernel kept."""
-        if self._rank is None or spec is not self._spec:
+        spec (or of a packing of it) and cheaper than the kernel kept."""
+        if self._rank is None:
             return
-        rank = self._rank(program)
+        if spec is self._spec:
+            kept = Kept(program=program, source=source)
+        elif (named := self._packings.get(id(spec))) is not None and named[0] is spec:
+            kept = Kept(program=program, source=source, packing=named[1])
+        else:
+            return
+        rank = self._rank(program, spec.n)
         if rank is None:
             if self._unranked is None:
-                self._unranked = (program, source)
+                self._unranked = kept
         elif self._best is None or rank < self._best[0]:
-            self._best = (rank, program, source)  # one assignment: a stop cannot tear it
+            self._best = (rank, kept)  # one assignment: a stop cannot tear it
 
     @property
-    def best(self) -> tuple[Program, str] | None:
-        """The cheapest kernel kept and its source, if any."""
-        return None if self._best is None else self._best[1:]
+    def best(self) -> Kept | None:
+        """The cheapest kernel kept, if any."""
+        return None if self._best is None else self._best[1]
 
     @property
-    def unranked(self) -> tuple[Program, str] | None:
-        """The first kernel offered that had no rank, and its source, if any."""
+    def unranked(self) -> Kept | None:
+        """The first kernel offered that had no rank, if any."""
         return self._unranked
 
 

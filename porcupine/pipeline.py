@@ -56,6 +56,7 @@ def packing_step(ctx: Context) -> tuple[Context, Packing | None]:
     if packing.name == "natural":
         return ctx, None
     log.info("%s: packed as asked (%s)", ctx.spec.name, packing.name)
+    ctx.budget.keeper.packed(ctx.spec, packing)  # its kernels are the command's, packed
     return dataclasses.replace(ctx.for_spec(packing.spec), initial=ctx.initial), packing
 
 
@@ -131,6 +132,7 @@ def searched_layouts(ctx: Context) -> SynthesisResult:
 
     def kernel_for(packing: Packing, budget: Budget) -> SynthesisResult:
         natural = packing.spec is ctx.spec  # the initial kernel is one for it
+        ctx.budget.keeper.packed(ctx.spec, packing)  # safe from a forced stop, as natural's
         sub = ctx.with_budget(budget) if natural else ctx.for_spec(packing.spec, budget)
         return run(sub, Layout.GIVEN)
 

@@ -224,6 +224,8 @@ def pad(ctx: Context, natural: SynthesisResult) -> SynthesisResult:
         return dataclasses.replace(natural, optimal=False, optimal_scope=scope, stopped=stop)
     if found is None:
         return natural
+    ctx.budget.keeper.packed(spec, found.packing)  # verified: kept with its packing
+    ctx.budget.keep(found.packing.spec, found.program, natural.source)
     before, after = found.products
     log.info(
         "%s: %d ct*ct products packed into %d (%s)", spec.name, before, after, found.packing.name

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from porcupine.budget import Budget
+from porcupine.budget import Budget, Kept
 from porcupine.cli.kept import kept_result, watch
 from porcupine.errors import NoiseBudgetError
+from porcupine.layouts.choices import requested
 from porcupine.layouts.spare_slots import packed_products
 from porcupine.options import Options
 from porcupine.passes.fewer_products import fewer_products
@@ -146,6 +147,21 @@ CHEAP = """kernel twice(x: ct) {
 """
 
 
+PACKED = """spec pk
+param n = 8
+slots n
+input a: ct vector(4)
+input b: ct vector(4) packing with a
+output y[k]: vector(n) = a[k] * b[k] where k < 4
+"""
+PACKED_KERNEL = """kernel pk(a__b: ct) {
+    v1 = rot(a__b, 4)
+    v2 = mul(a__b, v1)
+    return v2
+}
+"""
+
+
 def _kernels() -> tuple[Spec, Program, Program]:
     spec = parse_spec(SPEC)
     dear, cheap = parse_program(DEAR), parse_program(CHEAP)
@@ -160,14 +176,33 @@ def test_the_keeper_keeps_the_cheapest_kernel_of_the_watched_spec_only() -> None
     assert budget.keeper.best is None  # nothing is watched: nothing kept
     watch(budget, spec, Options())
     budget.keep(spec, dear, "initial")
-    assert budget.keeper.best == (dear, "initial")
+    assert budget.keeper.best == Kept(program=dear, source="initial")
     budget.within(1.0).keep(spec, cheap, "synthesized")  # a budget cut from it keeps too
-    assert budget.keeper.best == (cheap, "synthesized")
+    assert budget.keeper.best == Kept(program=cheap, source="synthesized")
     budget.keep(spec, dear, "direct")  # dearer: not kept
-    assert budget.keeper.best == (cheap, "synthesized")
+    assert budget.keeper.best == Kept(program=cheap, source="synthesized")
     other = parse_spec(SPEC)  # an equal spec, but not the command's (a step, an instance)
     budget.keep(other, dear, "synthesized")
-    assert budget.keeper.best == (cheap, "synthesized")
+    assert budget.keeper.best == Kept(program=cheap, source="synthesized")
+
+
+def test_the_keeper_keeps_a_kernel_of_a_packing_named_for_the_watched_spec() -> None:
+    spec = parse_spec(PACKED)
+    packing = requested(spec)
+    program = parse_program(PACKED_KERNEL)
+    assert verify(program, packing.spec).ok
+    budget = Budget()
+    watch(budget, spec, Options())
+    budget.keep(packing.spec, program, "direct")  # a spec the keeper was not told of
+    assert budget.keeper.best is None
+    budget.keeper.packed(parse_spec(PACKED), packing)  # named for another spec: ignored
+    budget.keep(packing.spec, program, "direct")
+    assert budget.keeper.best is None
+    budget.keeper.packed(spec, packing)
+    budget.keep(packing.spec, program, "direct")
+    assert budget.keeper.best == Kept(program=program, source="direct", packing=packing)
+    result = kept_result(spec, Options(), budget, "timeout", 1.0)
+    assert result is not None and result.packing is packing and result.program is program
 
 
 def test_the_kept_kernel_is_reported_as_stopped_and_not_optimal() -> None:
@@ -193,6 +228,7 @@ def test_a_kernel_over_the_noise_budget_is_kept_to_say_so() -> None:
     budget = Budget()
     watch(budget, spec, Options())
     budget.keep(spec, noisy, "direct")
-    assert budget.keeper.best is None and budget.keeper.unranked == (noisy, "direct")
+    assert budget.keeper.best is None
+    assert budget.keeper.unranked == Kept(program=noisy, source="direct")
     with pytest.raises(NoiseBudgetError):
         kept_result(spec, Options(), budget, "timeout", 1.0)

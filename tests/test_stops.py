@@ -22,7 +22,7 @@ import pytest
 from helpers import KERNELS, NOISY_SPEC, ROOT, assert_clean
 
 from porcupine.budget import STOP_AT_ENV
-from porcupine.layouts.choices import padded
+from porcupine.layouts.choices import padded, requested
 from porcupine.layouts.spare_slots import FACTORS
 from quill.parser import parse_program
 from quill.spec import load_spec
@@ -218,3 +218,28 @@ def test_a_stop_in_the_first_query_of_automatic_stages_prints_the_formula_writte
     out = _synth(str(spec), stop_at="hang@encode")
     _interrupted(out, str(spec))
     assert "source: direct" in out.stdout
+
+
+PACKED = """spec pk
+param n = 8
+slots n
+input a: ct vector(4)
+input b: ct vector(4) packing with a
+output y[k]: vector(n) = a[k] * b[k] + a[k] where k < 4
+"""
+
+
+def test_a_stop_under_a_requested_packing_prints_the_packed_kernel(tmp_path: Path) -> None:
+    # The kernel known at the stop is one over the packed ciphertext (a__b), not over the
+    # spec's own inputs: kept with its packing, written as a module that gathers it.
+    spec = tmp_path / "pk.spec"
+    spec.write_text(PACKED)
+    module = tmp_path / "pk.py"
+    out = _synth(str(spec), "--emit", "python", "-o", str(module), stop_at="hang@encode")
+    assert_clean(out, 130)
+    assert out.stdout.startswith("# INTERRUPTED: the best verified kernel so far")
+    text = "".join(line + "\n" for line in out.stdout.splitlines() if not line.startswith("#"))
+    program = parse_program(text)
+    assert [p.name for p in program.params] == ["a__b"]
+    assert verify(program, requested(load_spec(str(spec))).spec).ok
+    assert "Packing: packed a" in module.read_text()

@@ -9,7 +9,7 @@ then the result, marked stopped and not optimal.
 
 from __future__ import annotations
 
-from porcupine.budget import Budget
+from porcupine.budget import Budget, Kept
 from porcupine.errors import NoiseBudgetError
 from porcupine.options import Options
 from porcupine.outcomes import Source, Stop
@@ -32,7 +32,7 @@ def watch(budget: Budget, spec: Spec, options: Options) -> None:
     """Have ``budget`` keep the cheapest verified kernel of ``spec`` by the objective (at the
     parameter set each needs, within the rotation-key bound)."""
     budget.keeper.watch(
-        spec, lambda p: rank(p, spec.n, options.table, options.goal, options.max_keys)
+        spec, lambda p, n: rank(p, n, options.table, options.goal, options.max_keys)
     )
 
 
@@ -47,12 +47,12 @@ def kept_result(
         unranked = budget.keeper.unranked
         if unranked is not None:
             try:
-                parameters(unranked[0], spec.n, options.table)
+                parameters(unranked.program, _slots(spec, unranked), options.table)
             except NoiseBudgetExceeded as e:
-                raise NoiseBudgetError(unranked[0], e) from None
+                raise NoiseBudgetError(unranked.program, e) from None
         return None  # (or over the rotation-key bound: not a kernel to report)
-    program, source = best
-    params = parameters(program, spec.n, options.table)  # it has a rank: a set holds it
+    program = best.program
+    params = parameters(program, _slots(spec, best), options.table)  # it has a rank
     c = counts(program)
     return SynthesisResult(
         kernel=spec.name,
@@ -64,10 +64,16 @@ def kept_result(
         params=params,
         options=options,
         seconds=seconds,
-        source=Source(source),
+        source=Source(best.source),
         components=c.instructions - c.rotations,
         restrictions="",
         candidates=0,
         counterexamples=0,
         stopped=Stop(stopped),
+        packing=best.packing,
     )
+
+
+def _slots(spec: Spec, kept: Kept) -> int:
+    """The slots ``kept`` runs over: its packing's, or the spec's."""
+    return spec.n if kept.packing is None else kept.packing.slots
