@@ -268,3 +268,20 @@ def test_the_budget_ends_before_the_command_so_that_the_kernel_is_reported() -> 
     assert guard.end == pytest.approx(started + 10.0 - REPORT_S)  # work stopped by force
     assert guard.budget.deadline == pytest.approx(guard.end - DEADLINE_GRACE_S)  # by itself
     assert Guard(None, None).budget.deadline is None
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(("args", "code"), [(["--help"], 0), (["synth", "missing.spec"], 2)])
+def test_the_quick_exit_keeps_the_status_the_output_and_the_exit_handlers(
+    args: list[str], code: int
+) -> None:
+    # entry() skips the interpreter's teardown, not what was registered to run at exit.
+    script = (
+        "import atexit, sys; from porcupine.cli import entry; "
+        "atexit.register(lambda: print('exit handler ran', flush=True)); "
+        f"sys.argv = ['porcupine', *{args!r}]; entry()"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == code, out.stderr
+    assert out.stdout.endswith("exit handler ran\n")
+    assert ("usage: porcupine" in out.stdout) == (code == 0)

@@ -1,7 +1,5 @@
 """``python -m porcupine.cli``: the same as the ``porcupine`` command."""
 
-import sys
+from porcupine.cli import entry
 
-from porcupine.cli import main
-
-sys.exit(main())
+entry()
