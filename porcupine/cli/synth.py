@@ -146,6 +146,7 @@ def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
     except NoiseBudgetError as e:
         raise noise_failure(e.cause, e.program, "the kernel found") from None
     except SynthesisError as e:
+        guard.hold(e)
         kept = _kept(spec, options, guard, synthesizing) if guard.budget.over else None
         if kept is not None:
             result = kept
@@ -155,6 +156,7 @@ def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
         else:
             raise Failure(str(e)) from None
     except BaseException as e:  # stopped by force, or out of memory: the kernel kept, if any
+        guard.hold(e)
         stop = guard.forced or ("memory" if _out_of_memory(e) else None)
         if stop is None or (kept := _kept(spec, options, guard, synthesizing, stop)) is None:
             raise
