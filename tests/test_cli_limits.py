@@ -285,3 +285,11 @@ def test_the_quick_exit_keeps_the_status_the_output_and_the_exit_handlers(
     assert out.returncode == code, out.stderr
     assert out.stdout.endswith("exit handler ran\n")
     assert ("usage: porcupine" in out.stdout) == (code == 0)
+
+
+@pytest.mark.subprocess
+def test_a_timeout_shorter_than_the_start_up_is_a_timeout_not_an_interruption() -> None:
+    # Python's start-up alone takes more than 10 ms: the deadline has passed when the first
+    # phase begins (it was reported as "interrupted", exit 130).
+    out = porcupine("synth", "kernels/box_blur.spec", "--timeout", "0.01", timeout=120)
+    assert_clean(out, 1, "--timeout 0.01 s reached while reading the spec")

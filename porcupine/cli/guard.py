@@ -147,11 +147,12 @@ class Guard:
 
     @contextmanager
     def work(self, phase: str, *, graceful: bool = False) -> Iterator[None]:
-        """Run the block as ``phase`` under the deadline. ``graceful``: the block is a search
-        that stops itself when the budget is over, so it gets :data:`GRACE_S` more."""
+        """Run the block as ``phase``, stopped by force at the command's end. ``graceful``:
+        the block is a search that stops itself when the budget is over, :data:`DEADLINE_GRACE_S`
+        earlier (a Ctrl-C in it is given :data:`INTERRUPT_GRACE_S`)."""
         self.phase = phase
         if self.budget.cancelled:
-            raise Stopped("interrupted")
+            self._stop("interrupted")
         self._graceful = graceful
         try:
             self._arm(self._until_deadline())
@@ -177,7 +178,7 @@ class Guard:
             return None
         left = self.end - time.monotonic()
         if left <= 0:
-            raise Stopped("timeout")
+            self._stop("timeout")
         return left
 
     def _arm(self, seconds: float | None) -> None:
