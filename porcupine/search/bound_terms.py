@@ -71,8 +71,10 @@ def unrotated_binary(group: int, weight: int) -> int:
     would return to c), so it reaches offset 0 exactly when it takes no rotation: at least
     U paths from x to the output lie in H. Only c has rotation out-edges, so every other
     non-output node has d_H(v) >= 1; c has d_c >= group + d_H(c). And c is reached from x
-    in H (its ancestors include an input, and an edge of a rotation on that way would lead
-    out of c back to c). Paths from x to the sinks of a graph number at most the product
+    in H: the spec reads x at an offset other than 0 (a single group is only asked for
+    then), so some path from x takes a rotation and passes c, and a rotation edge before c
+    on it would lead out of c back to c. (Inputs the spec declares but does not read only
+    add nodes: the add/sub count is inputs - 1 + F >= F.) Paths from x to the sinks of a graph number at most the product
     of the out-degrees of the other nodes they pass, and d <= 2^(d - 1).
     If d_H(c) >= 1: F >= group + sum (d_H(v) - 1) >= group + ceil(log2 U).
     If d_H(c) = 0: c is a sink of H besides the output, reached from x, so at least U + 1
