@@ -74,8 +74,9 @@ def unrotated_binary(group: int, weight: int) -> int:
     in H: the spec reads x at an offset other than 0 (a single group is only asked for
     then), so some path from x takes a rotation and passes c, and a rotation edge before c
     on it would lead out of c back to c. (Inputs the spec declares but does not read only
-    add nodes: the add/sub count is inputs - 1 + F >= F.) Paths from x to the sinks of a graph number at most the product
-    of the out-degrees of the other nodes they pass, and d <= 2^(d - 1).
+    add nodes: the add/sub count is inputs - 1 + F >= F.) Paths from x to the sinks of a
+    graph number at most the product of the out-degrees of the other nodes they pass, and
+    d <= 2^(d - 1).
     If d_H(c) >= 1: F >= group + sum (d_H(v) - 1) >= group + ceil(log2 U).
     If d_H(c) = 0: c is a sink of H besides the output, reached from x, so at least U + 1
     paths of H from x end in a sink: F >= group - 1 + ceil(log2(U + 1)).
