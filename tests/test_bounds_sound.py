@@ -11,12 +11,16 @@ any kernel has.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from porcupine.search.bound_terms import inertia
 from porcupine.search.bounds import fewest_components, floor_for, lower_bound
 from porcupine.search.cegis import ring_for
 from porcupine.search.restrictions import derive
@@ -283,6 +287,25 @@ def test_no_kernel_of_a_sketch_without_rotations_beats_its_bound(
         have = objective(program, where, DEFAULT_TABLE, goal)
         assert have >= lower_bound(floor, components, row, goal), (goal, floor)
         assert have >= lower_bound(floor, 0, row, goal), (goal, floor)
+
+
+@given(
+    st.integers(1, 5).flatmap(
+        lambda m: st.lists(st.integers(-3, 3), min_size=m * m, max_size=m * m)
+    ),
+    st.booleans(),
+)
+def test_inertia_counts_the_signs_of_the_eigenvalues(entries: list[int], hollow: bool) -> None:
+    """Exact inertia (bound_terms.inertia) against numpy's eigenvalues, on small integer
+    symmetric matrices, half of them with a zero diagonal (the 2x2 pivot's case)."""
+    m = math.isqrt(len(entries))
+    a = np.array(entries, dtype=float).reshape(m, m)
+    a = a + a.T
+    if hollow:
+        np.fill_diagonal(a, 0)
+    eigen = np.linalg.eigvalsh(a)
+    matrix = [[Fraction(int(v)) for v in row] for row in a]
+    assert inertia(matrix) == (int((eigen > 1e-7).sum()), int((eigen < -1e-7).sum()))
 
 
 # -- every recorded kernel ------------------------------------------------------------------

@@ -8,7 +8,9 @@
   kernel that meets it is optimal outright, and a sketch size whose cheapest possible
   kernel is not cheaper than the best one found need not be searched. With
   ``in_sketch``, also what every kernel of a sketch without rotations must pay for its
-  ct*ct products (:func:`local_products`), which prunes that sketch's search only.
+  ct*ct products (:func:`local_products`, and over the integers
+  :func:`~porcupine.search.bound_terms.real_products`), which prunes that sketch's search
+  only. Terms that read the spec's coefficients live in :mod:`porcupine.search.bound_terms`.
 """
 
 from __future__ import annotations
