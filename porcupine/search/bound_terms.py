@@ -4,10 +4,11 @@ coefficients, not only which offsets it reads.
 * :func:`unrotated_weight` and :func:`unrotated_binary`: a coefficient like the -4 of a
   Laplacian at the output slot itself, in a kernel with one rotation group and no op that
   scales (no ct*pt or ct*ct multiply), needs additions of its own.
-* :func:`real_products` and :func:`exact_below`: a kernel of a sketch without rotations whose
-  integer coefficients stay small computes the spec over the integers, where a positive
-  definite form like x^2 + y^2 + z^2 needs as many products as its rank (over Z_t, the
-  256^2 = -1 trick pairs squares; over the reals nothing does).
+* :func:`real_products` (with :func:`porcupine.search.bounds.exact_below`): a kernel of a
+  sketch without rotations whose integer coefficients stay small computes the spec over
+  the integers, where a positive definite form like x^2 + y^2 + z^2 needs as many
+  products as its rank (over Z_t, the 256^2 = -1 trick pairs squares; over the reals
+  nothing does).
 
 Each function's docstring holds its proof; tests/test_bounds_sound.py checks both terms
 below random correct programs built to exercise them.
@@ -19,7 +20,6 @@ from fractions import Fraction
 
 from porcupine.search.restrictions import Restrictions
 from quill.ranges import residue
-from quill.slots import T
 from quill.verify import Reference
 
 
@@ -118,21 +118,23 @@ def inertia(matrix: list[list[Fraction]]) -> tuple[int, int]:
 
 def real_products(ref: Reference, restrictions: Restrictions) -> int:
     """The ct*ct products every kernel of a sketch without rotations or sums, of depth 1,
-    whose integer coefficients stay below :func:`exact_below`'s limit, has for a spec of
+    whose integer coefficients stay below
+    :func:`porcupine.search.bounds.exact_below`'s limit, has for a spec of
     ciphertext degree 2 (0 when that does not apply): the most, over output slots, of
     max(p, q) for the inertia (p, q) of the real symmetric matrix of the slot's quadratic
     part (coefficients centred mod t).
 
     Proof. Such a kernel computes at each slot an integer polynomial sum_j n_j l_j l'_j +
-    (affine), with l_j, l'_j affine in the inputs at that slot and n_j integers (paths
-    without a multiply by a constant over +-1, or through one by its integer): one term
-    per product j. When its coefficients and the spec's centred ones are below t/2
-    together (:func:`exact_below`), "equal mod t" is equality over the integers, so the
-    spec's quadratic part is sum_j n_j sym(l_j l'_j) over the reals. Each term has at most
-    one positive and one negative eigenvalue (rank 2, and l l' = ((l + l')^2 - (l -
-    l')^2) / 4), and the positive (negative) index of a sum is at most the sum of the
-    indices (Weyl). So the products number at least p and at least q. Bit inputs and
-    plaintext inputs: 0, as for :func:`porcupine.search.bounds.local_products`."""
+    (affine), with l_j, l'_j affine in the inputs at that slot and n_j integers (the sum
+    over the paths from product j to the output of the signs and constants they meet):
+    one term per product j. When its coefficients and the spec's centred ones are below
+    t/2 together (:func:`porcupine.search.bounds.exact_below`), "equal mod t" is equality
+    over the integers, so the spec's quadratic part is sum_j n_j sym(l_j l'_j) over the
+    reals. Each term has at most one positive and one negative eigenvalue (rank 2, and
+    l l' = ((l + l')^2 - (l - l')^2) / 4), and the positive (negative) index of a sum is at
+    most the sum of the indices (Weyl). So the products number at least p and at least
+    q. Bit inputs and plaintext inputs: 0, as for
+    :func:`porcupine.search.bounds.local_products`."""
     if restrictions.rotations or restrictions.window is not None or restrictions.max_depth > 1:
         return 0
     if ref.ct_degree != 2 or ref.sym.ring.bits or ref.ct_vars != set(ref.sym.var_slot):
@@ -152,18 +154,3 @@ def real_products(ref: Reference, restrictions: Restrictions) -> int:
                 matrix[j][i] += Fraction(c, 2)
         most = max(most, *inertia(matrix))
     return most
-
-
-def exact_below(restrictions: Restrictions, spec_norm: int, cap: int) -> int:
-    """The least component count L (at most ``cap``) whose kernels in the sketch may have
-    integer coefficients that, with the spec's (L1 norm ``spec_norm``), reach t: below
-    it, every kernel of the sketch computes the spec's centred polynomial over the integers
-    (:func:`porcupine.search.bounds.coefficient_bound` bounds each coefficient by the L1
-    norm, and two integers congruent mod t that are together below t in magnitude are
-    equal). The bound is nondecreasing in L, so every size from L on is beyond it."""
-    from porcupine.search.bounds import coefficient_bound  # bounds imports this module
-
-    for size in range(1, cap + 1):
-        if coefficient_bound(restrictions, size) + spec_norm >= T:
-            return size
-    return cap

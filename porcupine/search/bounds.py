@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from porcupine.passes.quadratic import fewest_products, symmetric
 from porcupine.search.bound_terms import (
-    exact_below,
     real_products,
     unrotated_binary,
     unrotated_weight,
@@ -31,8 +30,9 @@ from porcupine.search.bound_terms import (
 from porcupine.search.restrictions import Restrictions
 from quill.algebra import NormRing
 from quill.cost import Measures, Objective, op_us, rank, rotation_group_us, sum_switches
-from quill.ops import OPS, Family, Opcode, apply_scalar
+from quill.ops import OPS, Opcode, apply_scalar
 from quill.ranges import residue
+from quill.slots import T
 from quill.verify import Reference
 
 
@@ -67,6 +67,19 @@ def coefficient_bound(restrictions: Restrictions, components: int) -> int:
                 new[d] = max(new[d], apply_scalar(ring, op, args))
         best = [max(new[: d + 1]) for d in range(depth + 1)]
     return best[depth]
+
+
+def exact_below(restrictions: Restrictions, spec_norm: int, cap: int) -> int:
+    """The least component count L (at most ``cap``) whose kernels in the sketch may have
+    integer coefficients that, with the spec's (L1 norm ``spec_norm``), reach t: below
+    it, every kernel of the sketch computes the spec's centred polynomial over the integers
+    (:func:`coefficient_bound` bounds each coefficient by the L1
+    norm, and two integers congruent mod t that are together below t in magnitude are
+    equal). The bound is nondecreasing in L, so every size from L on is beyond it."""
+    for size in range(1, cap + 1):
+        if coefficient_bound(restrictions, size) + spec_norm >= T:
+            return size
+    return cap
 
 
 def spec_norm(ref: Reference) -> int:
@@ -238,7 +251,11 @@ def plans(floor: Floor) -> Iterator[Plan]:
     either has a multiply (ct*pt or ct*ct: one plan per multiply the floor's ops hold,
     priced with it) or the additions :func:`~porcupine.search.bound_terms.unrotated_binary`
     counts (the plan without)."""
-    scaling = [op for op in floor.ops or floor.restrictions.ops if OPS[op].family is Family.MUL]
+    scaling = [
+        op
+        for op in floor.ops or floor.restrictions.ops
+        if OPS[op].ct_ct_mult or OPS[op].multiplies_plaintext
+    ]
     for summed in _sum_sets(floor.windows, floor.needed):
         product = math.prod(summed)
         binary = max(_log2_ceil(-(-floor.offsets // product)), floor.products)
