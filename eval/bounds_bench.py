@@ -8,8 +8,11 @@ kernel (:func:`porcupine.search.bounds.lower_bound` at 0 components) against tha
 latency at the search's parameter set: where the two are equal, the kernel is optimal over
 every kernel; where they differ, the gap is what no bound here closes.
 
-    python -m eval.bounds_bench                 # the listed specs, 60 s each -> eval/bounds.md
-    python -m eval.bounds_bench --all           # and every corpus and layout spec at 10 s
+    python -m eval.bounds_bench                 # the listed specs, 60 s each
+    python -m eval.bounds_bench --all -o eval/bounds.md   # and every corpus and layout spec at 10 s
+
+With ``-o`` onto a file holding the markers :data:`START` and :data:`END`, only the text
+between them is replaced (eval/bounds.md keeps its account of the bound around the tables).
 
 Timings are wall-clock on whatever else the machine runs: re-run on a quiet machine.
 """
@@ -34,6 +37,9 @@ from quill.verify import reference
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels"
+START = "<!-- bounds_bench: start -->"
+END = "<!-- bounds_bench: end -->"
+
 LISTED = ("blur5", "smooth5", "blur3_cyclic", "conv1d", "variance", "gaussian3", "prewitt")
 """The specs issue 24 names (the first three written for it into kernels/corpus)."""
 
@@ -108,6 +114,15 @@ def table(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
+def _spliced(path: Path, text: str) -> str:
+    """``text`` between the markers of the file at ``path`` when it has them, else alone."""
+    old = path.read_text() if path.exists() else ""
+    if START in old and END in old and old.index(START) < old.index(END):
+        head, rest = old.split(START, 1)
+        return f"{head}{START}\n\n{text}\n{END}{rest.split(END, 1)[1]}"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print (and, with ``-o``, write) its table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -128,11 +143,11 @@ def main(argv: list[str] | None = None) -> int:
             if p.stem not in LISTED:
                 others.append(run(p, 10.0))
                 print(table([others[-1]]).splitlines()[-1], flush=True)
-    text = "## Specs issue 24 lists (default objective, latency)\n\n" + table(runs) + "\n"
+    text = "### Specs issue 24 lists (default objective, latency)\n\n" + table(runs) + "\n"
     if others:
-        text += "\n## Every other corpus and layout spec at 10 s\n\n" + table(others) + "\n"
+        text += "\n### Every other corpus and layout spec at 10 s\n\n" + table(others) + "\n"
     if args.output is not None:
-        args.output.write_text(text)
+        args.output.write_text(_spliced(args.output, text))
     print(text)
     return 0
 

@@ -266,12 +266,18 @@ def _decomposed(ctx: Context, staged: Spec, written: Program | None) -> Partial:
             seed = other
     if (partial.components > DIRECT_COMPONENTS and seed is partial.program) or budget.over:
         return partial
+    # Products refactored first, as for the formula written out (core): the search's lower
+    # bound can then rule out every size at once (energy3, point_distance).
+    base, refactored = seed, rewrite(ctx, seed, rotations=False)
+    seed = refactored.program
     log.info("%s: searching the whole formula below the staged kernel", spec.name)
     found = search(spec, budget.within(WHOLE_SECONDS), options, seed, ref=ctx.reference)
     if found.stopped is Stop.TIMEOUT and not budget.expired:
         log.info("%s: the whole search did not finish in %.0f s", spec.name, WHOLE_SECONDS)
         found = dataclasses.replace(found, stopped=None)  # the command's budget is not over
     whole = _from_search(ctx, found, seed)
-    if whole.program is partial.program:
+    if whole.program is seed:  # the scope says the refactoring (none: no passes)
+        whole = with_passes(dataclasses.replace(whole, program=base), refactored)
+    if whole.program is seed and base is partial.program:
         return dataclasses.replace(whole, source=Source.SYNTHESIZED, stages=partial.stages)
     return whole

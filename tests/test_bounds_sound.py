@@ -11,12 +11,16 @@ any kernel has.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from porcupine.search.bound_terms import inertia
 from porcupine.search.bounds import fewest_components, floor_for, lower_bound
 from porcupine.search.cegis import ring_for
 from porcupine.search.restrictions import derive
@@ -143,6 +147,165 @@ def test_no_random_correct_kernel_beats_the_bound(case: tuple[Program, str]) -> 
     if not any(ref.polys.values()):
         return  # the program computes 0: no spec input is read, no bound to speak of
     _check(program, spec, ref)
+
+
+# -- one rotation group and constant weights (bound_terms.unrotated_binary) ----------------
+
+
+@st.composite
+def stencils(draw: st.DrawFn) -> tuple[Program, str]:
+    """A random linear kernel over one input x whose rotations all rotate one ciphertext
+    (x, or a multiple of x made first), combined with additions, subtractions, doublings,
+    negations and maybe a multiply by a constant: the kernels the unrotated-weight term
+    prices (a weight like the -4 of a Laplacian at the output slot itself), and the spec
+    its semantics is."""
+    n = draw(st.sampled_from([8, 16]))
+    consts: list[Const] = []
+    body: list[Instr] = []
+    values = ["x"]
+    source = "x"
+    if draw(st.booleans()):  # rotate a multiple of x, not x itself
+        op = draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC, Opcode.NEG]))
+        args = ("x",) if op is Opcode.NEG else ("x", "x")
+        body.append(Instr("c", op, args))
+        values.append("c")
+        source = "c"
+    amounts = draw(st.lists(st.integers(1, n - 1), min_size=1, max_size=4, unique=True))
+    for j, amount in enumerate(amounts):
+        body.append(Instr(f"r{j}", Opcode.ROT, (source,), amount))
+        values.append(f"r{j}")
+    for i in range(draw(st.integers(1, 8))):
+        name = f"v{i}"
+        kind = draw(st.sampled_from(["add", "sub", "double", "neg", "scale"]))
+        a = draw(st.sampled_from(values))
+        if kind == "double":
+            body.append(Instr(name, Opcode.ADD_CC, (a, a)))
+        elif kind == "neg":
+            body.append(Instr(name, Opcode.NEG, (a,)))
+        elif kind == "scale":
+            operand = f"k{len(consts)}"
+            consts.append(Const(operand, (draw(st.integers(-6, 6)),)))
+            body.append(Instr(name, Opcode.MUL_CP, (a, operand)))
+        else:
+            op = Opcode.ADD_CC if kind == "add" else Opcode.SUB_CC
+            body.append(Instr(name, op, (a, draw(st.sampled_from(values)))))
+        values.append(name)
+    params = (Param("x", Kind.CT),)
+    program = Program("stencil", params, tuple(consts), tuple(body), values[-1])
+    text = f"spec stencil\nparam n = {n}\nslots n\ninput x: ct vector(n)\n"
+    text += f"output out[k]: vector(n) = {_expr(program, values[-1], 0, n)}\n"
+    return program, text
+
+
+@pytest.mark.slow
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stencils())
+def test_no_stencil_with_weights_beats_the_bound(case: tuple[Program, str]) -> None:
+    program, text = case
+    spec = parse_spec(text)
+    ref = reference(spec)
+    assert verify(program, ref).ok
+    if not any(ref.polys.values()):
+        return
+    _check(program, spec, ref)
+
+
+# -- products over the integers (bound_terms.real_products) ---------------------------------
+
+
+def _depth(program: Program) -> int:
+    depth: dict[str, int] = {}
+    for ins in program.body:
+        below = max((depth.get(a, 0) for a in ins.args), default=0)
+        depth[ins.dest] = below + (1 if ins.opcode is Opcode.MUL_CC else 0)
+    return depth.get(program.result, 0)
+
+
+@st.composite
+def quadratics(draw: st.DrawFn) -> tuple[Program, str]:
+    """A random elementwise kernel of ct*ct depth 1 over x, y (and z): linear forms made
+    with additions, subtractions and small constant multiplies, products of them, and
+    sums of those; the kernels a sketch without rotations holds, and their spec."""
+    inputs = ["x", "y"] + (["z"] if draw(st.booleans()) else [])
+    consts: list[Const] = []
+    body: list[Instr] = []
+    linear = list(inputs)
+    for i in range(draw(st.integers(0, 4))):
+        a, b = draw(st.sampled_from(linear)), draw(st.sampled_from(linear))
+        kind = draw(st.sampled_from(["add", "sub", "scale"]))
+        if kind == "scale":
+            operand = f"k{len(consts)}"
+            consts.append(Const(operand, (draw(st.sampled_from([-3, -2, 2, 3])),)))
+            body.append(Instr(f"l{i}", Opcode.MUL_CP, (a, operand)))
+        else:
+            op = Opcode.ADD_CC if kind == "add" else Opcode.SUB_CC
+            body.append(Instr(f"l{i}", op, (a, b)))
+        linear.append(f"l{i}")
+    terms = []
+    for i in range(draw(st.integers(1, 3))):
+        a, b = draw(st.sampled_from(linear)), draw(st.sampled_from(linear))
+        body.append(Instr(f"p{i}", Opcode.MUL_CC, (a, b)))
+        terms.append(f"p{i}")
+    out = terms[0]
+    for i, t in enumerate(terms[1:]):
+        op = draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC]))
+        body.append(Instr(f"s{i}", op, (out, t)))
+        out = f"s{i}"
+    params = tuple(Param(v, Kind.CT) for v in inputs)
+    program = Program("quadratic", params, tuple(consts), tuple(body), out)
+    text = "spec quadratic\nparam n = 4\nslots n\n"
+    text += "".join(f"input {v}: ct vector(n)\n" for v in inputs)
+    text += f"output out[k]: vector(n) = {_expr(program, out, 0, 4)}\n"
+    return program, text
+
+
+@pytest.mark.slow
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(quadratics())
+def test_no_kernel_of_a_sketch_without_rotations_beats_its_bound(
+    case: tuple[Program, str],
+) -> None:
+    """The bound over a sketch's kernels (``floor_for(..., in_sketch=True)``), which counts
+    products over the integers below the sizes whose coefficients stay small, is at or
+    below every random kernel that sketch holds, at the kernel's size and at any size."""
+    program, text = case
+    spec = parse_spec(text)
+    ref = reference(spec)
+    assert verify(program, ref).ok
+    restrictions = derive(ref)
+    ops = {i.opcode for i in live_instructions(program)}
+    scales = {abs(c.values[0]) for c in program.consts}
+    if ref.ct_degree != 2 or not ops <= set(restrictions.ops) or restrictions.rotations:
+        return  # not a kernel of the spec's sketch: the bound does not speak of it
+    if not scales <= set(restrictions.constants) or _depth(program) > restrictions.max_depth:
+        return
+    floor = floor_for(ref, restrictions, in_sketch=True)
+    components = len(live_instructions(program))
+    where = ring_for(restrictions, spec.n)
+    row = row_us(DEFAULT_TABLE, where)
+    for goal in Objective:
+        have = objective(program, where, DEFAULT_TABLE, goal)
+        assert have >= lower_bound(floor, components, row, goal), (goal, floor)
+        assert have >= lower_bound(floor, 0, row, goal), (goal, floor)
+
+
+@given(
+    st.integers(1, 5).flatmap(
+        lambda m: st.lists(st.integers(-3, 3), min_size=m * m, max_size=m * m)
+    ),
+    st.booleans(),
+)
+def test_inertia_counts_the_signs_of_the_eigenvalues(entries: list[int], hollow: bool) -> None:
+    """Exact inertia (bound_terms.inertia) against numpy's eigenvalues, on small integer
+    symmetric matrices, half of them with a zero diagonal (the 2x2 pivot's case)."""
+    m = math.isqrt(len(entries))
+    a = np.array(entries, dtype=float).reshape(m, m)
+    a = a + a.T
+    if hollow:
+        np.fill_diagonal(a, 0)
+    eigen = np.linalg.eigvalsh(a)
+    matrix = [[Fraction(int(v)) for v in row] for row in a]
+    assert inertia(matrix) == (int((eigen > 1e-7).sum()), int((eigen < -1e-7).sum()))
 
 
 # -- every recorded kernel ------------------------------------------------------------------

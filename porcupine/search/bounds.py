@@ -8,22 +8,31 @@
   kernel that meets it is optimal outright, and a sketch size whose cheapest possible
   kernel is not cheaper than the best one found need not be searched. With
   ``in_sketch``, also what every kernel of a sketch without rotations must pay for its
-  ct*ct products (:func:`local_products`), which prunes that sketch's search only.
+  ct*ct products (:func:`local_products`, and over the integers
+  :func:`~porcupine.search.bound_terms.real_products`), which prunes that sketch's search
+  only. Terms that read the spec's coefficients live in :mod:`porcupine.search.bound_terms`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from porcupine.passes.quadratic import fewest_products, symmetric
+from porcupine.search.bound_terms import (
+    real_products,
+    unrotated_binary,
+    unrotated_weight,
+)
 from porcupine.search.restrictions import Restrictions
 from quill.algebra import NormRing
 from quill.cost import Measures, Objective, op_us, rank, rotation_group_us, sum_switches
 from quill.ops import OPS, Opcode, apply_scalar
 from quill.ranges import residue
+from quill.slots import T
 from quill.verify import Reference
 
 
@@ -58,6 +67,19 @@ def coefficient_bound(restrictions: Restrictions, components: int) -> int:
                 new[d] = max(new[d], apply_scalar(ring, op, args))
         best = [max(new[: d + 1]) for d in range(depth + 1)]
     return best[depth]
+
+
+def exact_below(restrictions: Restrictions, spec_norm: int, cap: int) -> int:
+    """The least component count L (at most ``cap``) whose kernels in the sketch may have
+    integer coefficients that, with the spec's (L1 norm ``spec_norm``), reach t: below
+    it, every kernel of the sketch computes the spec's centred polynomial over the integers
+    (:func:`coefficient_bound` bounds each coefficient by the L1
+    norm, and two integers congruent mod t that are together below t in magnitude are
+    equal). The bound is nondecreasing in L, so every size from L on is beyond it."""
+    for size in range(1, cap + 1):
+        if coefficient_bound(restrictions, size) + spec_norm >= T:
+            return size
+    return cap
 
 
 def spec_norm(ref: Reference) -> int:
@@ -204,6 +226,13 @@ class Plan:
     rotations: tuple[int, ...]  # group sizes realized by rotations
     sums: tuple[int, ...]  # windows of the library sums
     binary: int  # two-operand instructions at least (fan_in, and the doublings it needs)
+    scale: Opcode | None = None  # a multiply the kernel must have (unrotated_binary)
+
+    def components(self) -> int:
+        """The fewest components (instructions other than rotations) of the plan's kernels:
+        its two-operand instructions and sums, and a ct*pt multiply (one operand)."""
+        unary = 1 if self.scale is not None and not OPS[self.scale].ct_ct_mult else 0
+        return self.binary + len(self.sums) + unary
 
 
 def plans(floor: Floor) -> Iterator[Plan]:
@@ -215,13 +244,30 @@ def plans(floor: Floor) -> Iterator[Plan]:
     of windows is taken up to the first that offers them all (more sums only cost more),
     and with it each minimal grouping of the rest (:func:`shapes`). Paths double at most at
     a two-operand instruction and multiply by w at a sum, so ``2^binary * prod w_j >=
-    offsets`` too."""
+    offsets`` too.
+
+    A kernel with one rotation group and no sum, for a spec whose output reads its own
+    slot's input with weight U (:func:`~porcupine.search.bound_terms.unrotated_weight`),
+    either has a multiply (ct*pt or ct*ct: one plan per multiply the floor's ops hold,
+    priced with it) or the additions :func:`~porcupine.search.bound_terms.unrotated_binary`
+    counts (the plan without)."""
+    scaling = [
+        op
+        for op in floor.ops or floor.restrictions.ops
+        if OPS[op].ct_ct_mult or OPS[op].multiplies_plaintext
+    ]
     for summed in _sum_sets(floor.windows, floor.needed):
         product = math.prod(summed)
         binary = max(_log2_ceil(-(-floor.offsets // product)), floor.products)
         for rotated in shapes(-(-floor.needed // product)):
-            least = fan_in(rotated, floor.offsets, floor.sources, summed)
-            yield Plan(rotated, summed, max(binary, least))
+            least = max(binary, fan_in(rotated, floor.offsets, floor.sources, summed))
+            if floor.unrotated and not summed and len(rotated) == 1:
+                plain = max(least, unrotated_binary(rotated[0], floor.unrotated))
+                yield Plan(rotated, summed, plain)
+                for op in scaling:
+                    yield Plan(rotated, summed, least, scale=op)
+                continue
+            yield Plan(rotated, summed, least)
 
 
 @functools.lru_cache(maxsize=64)
@@ -258,6 +304,9 @@ class Floor:
     sources: int = 1  # ciphertext inputs the spec reads (all of them nodes of every kernel)
     windows: tuple[int, ...] = ()  # the library sums kernels may use (their windows)
     ops: tuple[Opcode, ...] = ()  # the ops kernels may use; () for the restrictions' ops
+    unrotated: int = 0  # U of bound_terms.unrotated_weight (0: the term does not apply)
+    real_products: int = 0  # bound_terms.real_products, for kernels below exact_below
+    exact_below: int = 0  # bound_terms.exact_below: sizes below it compute over Z
 
     def least_components(self, window: int | None) -> int:
         """Instructions other than rotations that every kernel has (with library sums over
@@ -289,7 +338,7 @@ def fewest_components(floor: Floor) -> int:
     bounds: a sketch size below it holds no kernel at all, so it needs no search."""
     entry = 1 if floor.plaintext else 0
     if floor.needed <= SHAPED_OFFSETS:
-        return min(p.binary + len(p.sums) for p in _plans(floor)) + entry
+        return min(p.components() for p in _plans(floor)) + entry
     least = floor.least_components(None)
     if floor.windows:
         least = min(least, floor.least_components(max(floor.windows)))
@@ -316,6 +365,9 @@ def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = Fals
     else:  # any kernel: every library sum and every op
         windows = tuple(1 << e for e in range(1, ref.spec.n.bit_length()) if 1 << e <= ref.spec.n)
         ops = tuple(OPS)
+    real, exact = 0, 0
+    if in_sketch and (real := real_products(ref, restrictions)) > products:
+        exact = exact_below(restrictions, spec_norm(ref), EXACT_SIZES)
     return Floor(
         restrictions,
         most_offsets(ref),
@@ -325,7 +377,14 @@ def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = Fals
         max(sources, 1),
         windows=windows,
         ops=ops,
+        unrotated=unrotated_weight(ref),
+        real_products=real if real > products else 0,
+        exact_below=exact,
     )
+
+
+EXACT_SIZES = 64
+"""How far :func:`floor_for` looks for the sizes whose kernels compute over the integers."""
 
 
 def lower_bound(
@@ -343,7 +402,21 @@ def lower_bound(
     product adds only the rest of its price; a sum counts as the instructions it performs
     (a rotation and an addition per key switch), as :func:`quill.cost.measures` counts it.
     Past :data:`SHAPED_OFFSETS`, rotations and sums are bounded apart, the lesser of the
-    two."""
+    two.
+
+    With :attr:`Floor.real_products` (a sketch's kernels below :attr:`Floor.exact_below`
+    components compute over the integers: :func:`~porcupine.search.bound_terms.real_products`),
+    a kernel of at least ``components`` components either has fewer than ``exact_below``
+    and that many products, or at least ``exact_below`` components: the lesser of the
+    two bounds. (Sizes from ``exact_below`` on are priced at ``exact_below``, so the bound
+    still grows with ``components``, as the search's "no larger size" step needs.)"""
+    if floor.real_products:
+        loose = dataclasses.replace(floor, real_products=0, exact_below=0)
+        large = lower_bound(loose, max(components, floor.exact_below), row, goal)
+        if components >= floor.exact_below:
+            return large
+        exact = dataclasses.replace(loose, products=floor.real_products)
+        return min(lower_bound(exact, components, row, goal), large)
     ops, products = floor.ops or floor.restrictions.ops, floor.products
     relins = 1 if products else 0
     cheapest = min(row[OPS[op].cost] for op in ops if not OPS[op].has_amount)
@@ -356,14 +429,18 @@ def lower_bound(
         keys = 1 if switches else 0
         return rank(Measures(switches + relins, count + moved, latency, keys), goal)
 
+    def scaled(p: Plan) -> int:  # the multiply a plan must have, beyond the cheapest op
+        return 0 if p.scale is None else row[OPS[p.scale].cost] - cheapest
+
     if floor.needed <= SHAPED_OFFSETS:
         return min(
             priced(
-                max(components, p.binary + len(p.sums) + entry),
+                max(components, p.components() + entry),
                 sum(p.rotations) + sum(sum_switches(w) for w in p.sums),
                 sum(p.rotations) + sum(2 * sum_switches(w) - 1 for w in p.sums),
                 sum(rotation_group_us(k, row) for k in p.rotations)
-                + sum(op_us(Opcode.SUM, w, row) - cheapest for w in p.sums),
+                + sum(op_us(Opcode.SUM, w, row) - cheapest for w in p.sums)
+                + scaled(p),
             )
             for p in _plans(floor)
         )

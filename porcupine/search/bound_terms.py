@@ -1,0 +1,156 @@
+"""Two terms of the lower bound (:mod:`porcupine.search.bounds`) that read the spec's
+coefficients, not only which offsets it reads.
+
+* :func:`unrotated_weight` and :func:`unrotated_binary`: a coefficient like the -4 of a
+  Laplacian at the output slot itself, in a kernel with one rotation group and no op that
+  scales (no ct*pt or ct*ct multiply), needs additions of its own.
+* :func:`real_products` (with :func:`porcupine.search.bounds.exact_below`): a kernel of a
+  sketch without rotations whose integer coefficients stay small computes the spec over
+  the integers, where a positive definite form like x^2 + y^2 + z^2 needs as many
+  products as its rank (over Z_t, the 256^2 = -1 trick pairs squares; over the reals
+  nothing does).
+
+Each function's docstring holds its proof; tests/test_bounds_sound.py checks both terms
+below random correct programs built to exercise them.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from porcupine.search.restrictions import Restrictions
+from quill.ranges import residue
+from quill.verify import Reference
+
+
+def _log2_ceil(n: int) -> int:
+    return (n - 1).bit_length() if n > 1 else 0
+
+
+def single_input(ref: Reference) -> bool:
+    """Whether the spec reads exactly one ciphertext input and no plaintext one, and its
+    output is linear in that input: what :func:`unrotated_binary` assumes."""
+    var_slot, ct = ref.sym.var_slot, ref.ct_vars
+    names = {var_slot[v][0] for poly in ref.polys.values() for m in poly for v in m}
+    if len(names) != 1 or ref.sym.ring.bits:
+        return False
+    read = {v for poly in ref.polys.values() for m in poly for v in m}
+    return read <= ct and ref.ct_degree <= 1
+
+
+def unrotated_weight(ref: Reference) -> int:
+    """U: the largest |coefficient| (centred mod t) with which an output slot reads the
+    input at that same slot (offset 0), over the output slots that matter; 0 unless
+    :func:`single_input`."""
+    if not single_input(ref):
+        return 0
+    var_slot, n = ref.sym.var_slot, ref.spec.n
+    most = 0
+    for slot, poly in ref.polys.items():
+        for m, c in poly.items():
+            if len(m) == 1 and (var_slot[m[0]][1] - slot) % n == 0:
+                most = max(most, abs(residue(c)))
+    return most
+
+
+def unrotated_binary(group: int, weight: int) -> int:
+    """The fewest add/sub instructions of a kernel for a :func:`single_input` spec that
+    reads the output slot's own input with weight U = ``weight`` >= 1, when the kernel's
+    rotations by amounts other than 0 (mod n) all rotate one ciphertext c (``group``
+    distinct amounts, ``group`` >= 1), it has no library sum and no ct*pt or ct*ct
+    multiply: ``group - 1 + ceil(log2(U + 1))``.
+
+    Proof. Take the kernel's graph as :func:`porcupine.search.bounds.fan_in` does (a node
+    per ciphertext value, an edge per ciphertext operand), with out-degrees d_v; with one
+    input x, the add/sub count is F = sum over non-output nodes of (d_v - 1). Let H be the
+    graph without the rotation edges (rotations by 0 mod n stay: they are the identity).
+    Without multiplies and sums, the output's coefficient of x at offset o is, over the
+    integers, the sum of +-1 over the paths from x to the output whose rotation amounts
+    add up to o, and it is the spec's coefficient mod t, so those paths number at least
+    the coefficient's centred magnitude. A path passes at most one rotation of c (a second
+    would return to c), so it reaches offset 0 exactly when it takes no rotation: at least
+    U paths from x to the output lie in H. Only c has rotation out-edges, so every other
+    non-output node has d_H(v) >= 1; c has d_c >= group + d_H(c). And c is reached from x
+    in H: the spec reads x at an offset other than 0 (a single group is only asked for
+    then), so some path from x takes a rotation and passes c, and a rotation edge before c
+    on it would lead out of c back to c. (Inputs the spec declares but does not read only
+    add nodes: the add/sub count is inputs - 1 + F >= F.) Paths from x to the sinks of a
+    graph number at most the product of the out-degrees of the other nodes they pass, and
+    d <= 2^(d - 1).
+    If d_H(c) >= 1: F >= group + sum (d_H(v) - 1) >= group + ceil(log2 U).
+    If d_H(c) = 0: c is a sink of H besides the output, reached from x, so at least U + 1
+    paths of H from x end in a sink: F >= group - 1 + ceil(log2(U + 1)).
+    The second is the smaller (ceil(log2(U + 1)) <= 1 + ceil(log2 U)). A Laplacian's -4
+    needs 3 + 3 = 6 additions around its one hoisted group of 4, where the count of
+    offsets and paths alone allowed 4: a ct*pt multiply by 4 is then the cheaper way."""
+    return group - 1 + _log2_ceil(weight + 1)
+
+
+def inertia(matrix: list[list[Fraction]]) -> tuple[int, int]:
+    """The numbers of positive and negative eigenvalues of a real symmetric matrix, exactly
+    (Sylvester's law: a congruence that eliminates a nonzero pivot, or a 2x2 block with a
+    zero diagonal, which is one positive and one negative direction)."""
+    a = [row[:] for row in matrix]
+    positive = negative = 0
+    live = list(range(len(a)))
+    while live:
+        pivot = next((i for i in live if a[i][i] != 0), None)
+        if pivot is not None:
+            p = a[pivot][pivot]
+            positive, negative = positive + (p > 0), negative + (p < 0)
+            live.remove(pivot)
+            for i in live:
+                f = a[i][pivot] / p
+                for j in live:
+                    a[i][j] -= f * a[pivot][j]
+            continue
+        pair = next(((i, j) for i in live for j in live if i < j and a[i][j] != 0), None)
+        if pair is None:
+            break  # the rest is zero
+        i0, j0 = pair
+        # Replace row/column i0 by i0 + j0: the new diagonal entry is 2 a[i0][j0] != 0.
+        for j in live:
+            a[i0][j] += a[j0][j]
+        for i in live:
+            a[i][i0] += a[i][j0]
+    return positive, negative
+
+
+def real_products(ref: Reference, restrictions: Restrictions) -> int:
+    """The ct*ct products every kernel of a sketch without rotations or sums, of depth 1,
+    whose integer coefficients stay below
+    :func:`porcupine.search.bounds.exact_below`'s limit, has for a spec of
+    ciphertext degree 2 (0 when that does not apply): the most, over output slots, of
+    max(p, q) for the inertia (p, q) of the real symmetric matrix of the slot's quadratic
+    part (coefficients centred mod t).
+
+    Proof. Such a kernel computes at each slot an integer polynomial sum_j n_j l_j l'_j +
+    (affine), with l_j, l'_j affine in the inputs at that slot and n_j integers (the sum
+    over the paths from product j to the output of the signs and constants they meet):
+    one term per product j. When its coefficients and the spec's centred ones are below
+    t/2 together (:func:`porcupine.search.bounds.exact_below`), "equal mod t" is equality
+    over the integers, so the spec's quadratic part is sum_j n_j sym(l_j l'_j) over the
+    reals. Each term has at most one positive and one negative eigenvalue (rank 2, and
+    l l' = ((l + l')^2 - (l - l')^2) / 4), and the positive (negative) index of a sum is at
+    most the sum of the indices (Weyl). So the products number at least p and at least
+    q. Bit inputs and plaintext inputs: 0, as for
+    :func:`porcupine.search.bounds.local_products`."""
+    if restrictions.rotations or restrictions.window is not None or restrictions.max_depth > 1:
+        return 0
+    if ref.ct_degree != 2 or ref.sym.ring.bits or ref.ct_vars != set(ref.sym.var_slot):
+        return 0
+    most = 0
+    for poly in ref.polys.values():
+        pairs = [(m, residue(c)) for m, c in poly.items() if len(m) == 2]
+        names = sorted({v for m, _ in pairs for v in m})
+        index = {v: i for i, v in enumerate(names)}
+        matrix = [[Fraction(0)] * len(names) for _ in names]
+        for (u, v), c in pairs:
+            i, j = index[u], index[v]
+            if i == j:
+                matrix[i][i] += c
+            else:
+                matrix[i][j] += Fraction(c, 2)
+                matrix[j][i] += Fraction(c, 2)
+        most = max(most, *inertia(matrix))
+    return most
