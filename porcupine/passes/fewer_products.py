@@ -243,7 +243,8 @@ def _rewrites(program: Program, root: str) -> Iterator[Program]:
         for way in with_a_monomial(matrix):
             if len(way) >= len(products):
                 continue
-            scaled = itertools.product(*(_rescaled(p) for p in way))
+            # the monomial as it is (c x_i x_j is one multiply by c either way)
+            scaled = itertools.product([way[0]], *(_rescaled(p) for p in way[1:]))
             for fewest in itertools.islice(scaled, MAX_SCALINGS):
                 if (tuple(basis), fewest) in seen:
                     continue
