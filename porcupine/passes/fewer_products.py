@@ -55,6 +55,10 @@ MAX_ORDERS = 24
 """Pivot orders tried per value (every order of up to four factors): each gives other
 constants, hence other noise, and the cost model picks."""
 
+MAX_MONOMIAL_VARIABLES = 6
+"""Forms in more variables are not tried with a monomial first (a pair of variables each, a
+determinant and a diagonalization per pair: cubic in the variables, times their square)."""
+
 MAX_SCALINGS = 64
 """Rescalings of the factors tried per way of writing a value with a product of two
 variables first (:func:`_rescaled` of each product, in combination)."""
@@ -239,8 +243,10 @@ def _rewrites(program: Program, root: str) -> Iterator[Program]:
     smallest = sorted(operands, key=lambda a: len(_expand(a, program, linear)))
     for names in dict.fromkeys((tuple(operands), tuple(smallest))):
         basis, coords = _basis(list(names), program, linear)
+        if len(basis) > MAX_MONOMIAL_VARIABLES:
+            continue
         matrix = symmetric(len(basis), [(c, coords[a], coords[b]) for c, (a, b) in products])
-        for way in with_a_monomial(matrix):
+        for way in itertools.islice(with_a_monomial(matrix), MAX_ORDERS):
             if len(way) >= len(products):
                 continue
             # the monomial as it is (c x_i x_j is one multiply by c either way)
