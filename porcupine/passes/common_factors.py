@@ -32,8 +32,9 @@ Binomial = tuple[int, int]  # (d, c): 1 + c z^d, d > 0
 MAX_FACTORS = 4
 """Binomials taken out together at most (a 2-D stencil's factors are few and small)."""
 
-MAX_PLANS = 8
-"""Plans offered per group, the sparsest quotients first (the pricing picks among them)."""
+MAX_PLANS = 4
+"""Plans offered per group, the fewest estimated instructions first, and only those
+estimated cheaper than the polynomials flat (the pricing picks among them)."""
 
 
 def divide(p: Poly, factor: Binomial) -> Poly | None:
@@ -60,7 +61,10 @@ def common_factor_plans(polys: dict[str, Poly]) -> Iterator[tuple[list[Binomial]
     if len(polys) < 2:
         return
     gaps = sorted({abs(a - b) for p in polys.values() for a, b in itertools.combinations(p, 2)})
-    candidates = [(d, c) for d in gaps for c in (1, T - 1)]
+    # the binomials that divide every polynomial once: only they can be taken out at all
+    candidates = [
+        (d, c) for d in gaps for c in (1, T - 1) if all(divide(p, (d, c)) for p in polys.values())
+    ]
     found: dict[tuple[Binomial, ...], dict[str, Poly]] = {}
     frontier: list[tuple[tuple[Binomial, ...], dict[str, Poly]]] = [((), dict(polys))]
     for _ in range(MAX_FACTORS):
@@ -70,15 +74,19 @@ def common_factor_plans(polys: dict[str, Poly]) -> Iterator[tuple[list[Binomial]
                 if chain and factor < chain[-1]:
                     continue  # each multiset of factors once
                 divided = {v: divide(p, factor) for v, p in quotients.items()}
-                if any(q is None or not q for q in divided.values()):
+                kept = {v: q for v, q in divided.items() if q}
+                if len(kept) < len(divided):
                     continue
                 key = (*chain, factor)
-                found[key] = {v: q for v, q in divided.items() if q is not None}
-                grown.append((key, found[key]))
-        frontier = grown
+                found[key] = kept
+                grown.append((key, kept))
+        # the most promising chains grow further (a bound on the work, not on the result)
+        frontier = sorted(grown, key=lambda kv: _estimate(list(kv[0]), kv[1]))[:MAX_PLANS]
+    flat = _estimate([], polys)  # the polynomials as they are, each flat
     ranked = sorted(found.items(), key=lambda kv: _estimate(list(kv[0]), kv[1]))
     for chain, quotients in ranked[:MAX_PLANS]:
-        yield list(chain), quotients
+        if _estimate(list(chain), quotients) < flat:  # the others cannot pay
+            yield list(chain), quotients
 
 
 def _estimate(factors: list[Binomial], quotients: dict[str, Poly]) -> tuple[int, int]:
@@ -115,9 +123,12 @@ def shared_sums(
     while True:
         counts: dict[tuple[str, str, int], int] = {}
         for combo in combos:
-            for u, v in itertools.combinations(sorted(combo), 2):
-                ratio = combo[v] * pow(combo[u], T - 2, T) % T
-                counts[u, v, ratio] = counts.get((u, v, ratio), 0) + 1
+            names = sorted(combo)
+            for i, u in enumerate(names):
+                inv = pow(combo[u], T - 2, T)
+                for v in names[i + 1 :]:
+                    key = (u, v, combo[v] * inv % T)
+                    counts[key] = counts.get(key, 0) + 1
         shared = [key for key, n in counts.items() if n >= 2]
         if not shared:
             return made, combos
