@@ -150,3 +150,84 @@ def evaluate(products: Sequence[Product], x: Sequence[int]) -> int:
 
 def _dot(v: Vector, x: Sequence[int]) -> int:
     return sum(a * b for a, b in zip(v, x, strict=True)) % T
+
+
+def with_a_monomial(s: Matrix) -> list[list[Product]]:
+    """Other ways to write Q with its fewest products, each with a product of two variables
+    (one scaled) first: ``c x_i x_j`` is one constant multiply where a general product of
+    linear forms pays a constant and an addition per coefficient.
+
+    For each pair i <= j, the c with ``Q - c x_i x_j`` of lower rank are the roots of
+    ``det(S - c E_ij)``, a polynomial of degree at most 2 in c (``E_ij`` has rank <= 2);
+    the rest is written by :func:`fewest_products`. Only nonsingular Q are tried (the
+    determinant of a singular one is 0 for every c), and a way is kept only when it takes
+    no more products than :func:`fewest_products` does."""
+    m = len(s)
+    if m == 0 or _det(s) == 0:
+        return []
+    fewest = len(fewest_products(s, range(m)))
+    ways: list[list[Product]] = []
+    for i in range(m):
+        for j in range(i, m):
+            for c in _lowering(s, i, j):
+                rest = [row[:] for row in s]
+                if i == j:
+                    rest[i][i] = (rest[i][i] - c) % T
+                else:
+                    half = c * inverse(2) % T
+                    rest[i][j] = (rest[i][j] - half) % T
+                    rest[j][i] = (rest[j][i] - half) % T
+                left = tuple(c if k == i else 0 for k in range(m))
+                right = tuple(int(k == j) for k in range(m))
+                way = [Product(left, right), *fewest_products(rest, range(m))]
+                if len(way) <= fewest:
+                    ways.append(way)
+    return ways
+
+
+def _lowering(s: Matrix, i: int, j: int) -> list[int]:
+    """The nonzero c with ``det(S - c E_ij) = 0``, ``E_ij`` the matrix of ``x_i x_j``."""
+
+    def det_at(c: int) -> int:
+        shifted = [row[:] for row in s]
+        if i == j:
+            shifted[i][i] = (shifted[i][i] - c) % T
+        else:
+            half = c * inverse(2) % T
+            shifted[i][j] = (shifted[i][j] - half) % T
+            shifted[j][i] = (shifted[j][i] - half) % T
+        return _det(shifted)
+
+    d0, d1, d2 = det_at(0), det_at(1), det_at(2)
+    # d(c) = a c^2 + b c + d0, from its values at 0, 1 and 2
+    a = (d2 - 2 * d1 + d0) * inverse(2) % T
+    b = (d1 - d0 - a) % T
+    if a == 0:
+        c = (-d0 * inverse(b)) % T if b else 0
+        return [c] if c else []
+    disc = (b * b - 4 * a * d0) % T
+    if disc and not is_square(disc):
+        return []
+    root = square_root(disc) if disc else 0
+    found = {(-b + r) * inverse(2 * a) % T for r in (root, -root)}
+    return sorted(c for c in found if c)
+
+
+def _det(s: Matrix) -> int:
+    """The determinant mod t (Gaussian elimination)."""
+    a = [row[:] for row in s]
+    m, det = len(a), 1
+    for col in range(m):
+        pivot = next((r for r in range(col, m) if a[r][col] % T), None)
+        if pivot is None:
+            return 0
+        if pivot != col:
+            a[col], a[pivot] = a[pivot], a[col]
+            det = -det
+        det = det * a[col][col] % T
+        inv = inverse(a[col][col])
+        for r in range(col + 1, m):
+            f = a[r][col] * inv % T
+            if f:
+                a[r] = [(x - f * y) % T for x, y in zip(a[r], a[col], strict=True)]
+    return det % T

@@ -31,6 +31,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 from porcupine.budget import Budget, OutOfBudget
+from porcupine.passes.common_factors import (
+    Binomial,
+    Poly,
+    common_factor_plans,
+    poly_of,
+    shared_sums,
+)
 from porcupine.passes.linear_forms import Form, Term, expand, linear_values
 from porcupine.passes.quadratic import centered, inverse
 from porcupine.passes.rewriting import Builder, rank
@@ -129,6 +136,11 @@ def _rewrites(program: Program, slots: int) -> Iterator[Program]:
         if plan and plan not in seen:
             seen.append(plan)
             yield _rebuilt(program, plan, slots)
+    for r in roots:  # the values over one root only, with a factor they share taken out once
+        group = {v: f for v, f in rotating.items() if {name for name, _ in f} == {r}}
+        polys = {v: poly_of({k: c for (_, k), c in f.items()}, slots) for v, f in group.items()}
+        for factors, quotients in common_factor_plans(polys):
+            yield _factored(program, r, factors, quotients, slots)
 
 
 def _rotates(form: Form, root: str) -> bool:
@@ -221,3 +233,38 @@ def _rebuilt(program: Program, plans: dict[str, Plan], slots: int) -> Program:
         body.append(Instr(ins.dest, ins.opcode, args, ins.amount))
     result = rename.get(program.result, program.result)
     return b.finish(program, body, result)
+
+
+def _factored(
+    program: Program, root: str, factors: list[Binomial], quotients: dict[str, Poly], slots: int
+) -> Program:
+    """``program`` with the values of ``quotients`` recomputed from ``root``: the ``factors``
+    once, a stage each (``p + c rot(p, d)``), then each value's quotient flat over their
+    product, the rotations and the partial sums the quotients share computed once
+    (:func:`~porcupine.passes.common_factors.shared_sums`)."""
+    b = Builder(program)
+    base = root
+    for d, c in factors:
+        turned = b.op(Opcode.ROT, base, amount=normalize_amount(d, slots))
+        base = b.combination([(base, 1), (turned, c)])
+    rotated: dict[int, str] = {}
+    for e in sorted({e for q in quotients.values() for e in q}):
+        amount = normalize_amount(e, slots)
+        rotated[e] = b.op(Opcode.ROT, base, amount=amount) if amount else base
+    made, combos = shared_sums([{rotated[e]: c for e, c in q.items()} for q in quotients.values()])
+    names: dict[str, str] = {}
+    for name, combo in made:
+        names[name] = b.combination([(names.get(v, v), c) for v, c in combo.items()])
+    rename = {
+        v: b.combination([(names.get(u, u), c) for u, c in combo.items()])
+        for v, combo in zip(quotients, combos, strict=True)
+    }
+    body: list[Instr] = []
+    for ins in program.body:
+        if ins.dest in rename:
+            body += b.body  # at the first of the values (the root is defined before it)
+            b.body = []
+            continue
+        args = tuple(rename.get(a, a) for a in ins.args)
+        body.append(Instr(ins.dest, ins.opcode, args, ins.amount))
+    return b.finish(program, body, rename.get(program.result, program.result))
