@@ -130,8 +130,8 @@ def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
     )
     progress(args.quiet or args.json, guard.start)
     param_set = None
-    if not args.for_shape:
-        watch(guard.budget, spec, options)  # what a forced stop reports (cli.kept)
+    # What a forced stop reports (cli.kept); under --for, the spec's kernel at its own size.
+    watch(guard.budget, spec, options)
     synthesizing = time.monotonic()
     try:
         with guard.work("synthesizing", graceful=True):
@@ -162,6 +162,8 @@ def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
             "best verified kernel found before")  # fmt: skip
         result = kept
         guard.forced = None  # handled: a later error is reported as itself
+    if args.for_shape and param_set is None:  # stopped: the kernel kept at the spec's size
+        say(f"--for: the kernel is {spec.name}'s at its own size, for tiles of that size")
     result = _memory_honest(result, guard)
     check_kernel_ranges(spec, result.program, strict=args.strict_ranges, output_exact=exact)
     if args.output:
