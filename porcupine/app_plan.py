@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from porcupine.backend.tiling import Tiling, derive_tiling
 from porcupine.budget import Budget, OutOfBudget
 from porcupine.layouts.choices import requested
-from porcupine.outcomes import Stop
+from porcupine.outcomes import Source, Stop
 from porcupine.staging.instances import smallest_instance
 from porcupine.staging.scale import LiftError, lift
 from porcupine.synthesize import (
@@ -47,6 +47,7 @@ from quill.params import BY_NAME, SETS, ParameterSet
 from quill.relin import place_relinearizations
 from quill.spec import Spec
 from quill.spec_ast import InputAst, Name
+from quill.verify import verify
 
 MAX_SLOTS = max(s.slots for s in SETS)
 ROWS = 2
@@ -294,6 +295,7 @@ def compile_for(
     budget: Budget | None = None,
     say: Callable[[str], None] = lambda _line: None,
     workers: int = 1,
+    initial: Program | None = None,
 ) -> AppKernel:
     """Synthesize ``spec`` at its own size, choose the tile for data of ``shape`` with the
     server on ``workers`` processes (:func:`plan_application`), and synthesize the spec at
@@ -304,9 +306,18 @@ def compile_for(
     (:func:`smallest_kernel`) and handed to each (:class:`InstanceKernel`). When ``budget``
     is over once the spec's kernel is known (a deadline, Ctrl-C), the tile's synthesis is
     not begun: the spec's kernel at its own size is the result (:attr:`AppKernel.tiled`
-    false), which runs on data of any size in tiles of that size."""
+    false), which runs on data of any size in tiles of that size.
+
+    ``initial``, a kernel of ``spec`` (the command line's baseline), is proven equal to it
+    and handed to the budget's keeper: what a stop reports when no kernel was found before.
+    It does not seed the search, so the kernels compiled for data are the compiler's own.
+    Raises :class:`SynthesisError` when it is not equal to ``spec``."""
     start = time.monotonic()
     options = options or Options()
+    if initial is not None and budget is not None:
+        if not verify(initial, spec).ok:
+            raise SynthesisError(f"the initial kernel {initial.name} is not equal to {spec.name}")
+        budget.keep(spec, initial, Source.INITIAL)
     small, own = smallest_kernel(spec, options, budget)
     plan = plan_application(spec, own.program, shape, options.table, workers)
     say(plan.describe())

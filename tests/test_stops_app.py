@@ -6,6 +6,7 @@ its own size, then the kernel of the tile chosen for the data. A stop in the fir
 between them (the budget's ``tile`` check), reports the spec's kernel at its own size, said
 as such; one in the tile's passes, which look at the budget, reports the tile's kernel; one
 by force in the tile's work reports the kernel the budget kept, the spec's at its own size.
+The spec's hand-written baseline, verified and kept first, is known from the start.
 The points are hit exactly through ``PORCUPINE_STOP_AT`` (a real SIGINT, or the deadline
 ending, at a named check), as in tests/test_stops.py.
 """
@@ -78,9 +79,10 @@ def _printed_kernel_verifies(out: subprocess.CompletedProcess[str], spec: Spec) 
 def test_ctrl_c_before_the_tile_prints_the_specs_kernel_at_its_own_size(place: str) -> None:
     # At the tile check: the spec's kernel is known and the tile's work not begun. In the
     # passes at its own size: they stop, and the tile's work is not begun either.
+    # (Within half a second of the Ctrl-C the command returns what it has or stops the work
+    # by force and reports the kernel the budget kept: the spec's, either way.)
     out = _synth_for(ROBERTS, stop_at=f"interrupt@{place}")
-    assert_clean(out, 130, "stopped the work before the kernel for the chosen tile")
-    assert OWN_SIZE in out.stderr
+    assert_clean(out, 130, f"roberts_cross's {OWN_SIZE}")
     assert out.stdout.startswith("# INTERRUPTED: the best verified kernel so far")
     assert "optimal: false" in out.stdout
     _printed_kernel_verifies(out, load_spec(ROBERTS))
@@ -121,10 +123,9 @@ def test_the_deadline_in_the_tiles_passes_prints_the_tiles_kernel(tmp_path: Path
     assert "wrote" in out.stderr and "not proven optimal" in out.stderr
 
 
-def test_a_real_ctrl_c_in_the_search_prints_a_verified_kernel_or_says_none_was_known() -> None:
-    # A real SIGINT once Sobel's search at its own size has begun. Whether a kernel of the
-    # whole spec was known by then depends on the machine; either way: exit 130, never
-    # "lost", never an internal error, and a kernel printed is proven equal to the spec.
+def test_a_real_ctrl_c_in_the_search_prints_a_verified_kernel() -> None:
+    # A real SIGINT once Sobel's search at its own size has begun: its hand-written baseline,
+    # verified and kept before the search (it does not seed it), is the kernel known then.
     proc = subprocess.Popen(
         [sys.executable, "-m", "porcupine.cli", "synth", SOBEL, "--for", DATA],
         cwd=ROOT,
@@ -143,11 +144,10 @@ def test_a_real_ctrl_c_in_the_search_prints_a_verified_kernel_or_says_none_was_k
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, "".join(lines) + stderr)
-    assert_clean(out, 130)
+    assert_clean(out, 130, OWN_SIZE)
     assert "lost" not in out.stderr
-    if "no verified kernel had been found" not in out.stderr:
-        _printed_kernel_verifies(out, load_spec(SOBEL))
-        assert OWN_SIZE in out.stderr
+    assert out.stdout.startswith("# INTERRUPTED: the best verified kernel so far")
+    _printed_kernel_verifies(out, load_spec(SOBEL))
 
 
 def test_a_short_real_timeout_prints_a_verified_kernel_or_says_none_was_known() -> None:
@@ -157,5 +157,5 @@ def test_a_short_real_timeout_prints_a_verified_kernel_or_says_none_was_known() 
     if out.returncode == 1:
         assert_clean(out, 1, "--timeout 3 s reached")
         return
-    assert_clean(out, 0, OWN_SIZE)
+    assert_clean(out, 0, OWN_SIZE)  # the search had tens of seconds to go at its own size
     _printed_kernel_verifies(out, load_spec(SOBEL))

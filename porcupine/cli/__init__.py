@@ -17,8 +17,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-
-import z3
+from typing import TYPE_CHECKING, Any
 
 from porcupine.cli.errors import (
     EXIT_FAILED,
@@ -28,13 +27,25 @@ from porcupine.cli.errors import (
     UsageError,
     say,
 )
-from porcupine.cli.guard import Guard, Stopped, default_memory
 from porcupine.cli.parser import build_parser
-from porcupine.cli.report import summary
-from quill.errors import QuillError
-from quill.printer import format_program
+
+if TYPE_CHECKING:
+    from porcupine.cli.guard import Guard
+
+# The arguments are parsed before the synthesizer, Z3 or OpenFHE is imported (see
+# porcupine.cli.parser): what a command needs is imported when it runs.
 
 __all__ = ["build_parser", "main", "summary"]
+
+
+def __getattr__(name: str) -> Any:
+    """``summary`` (:func:`porcupine.cli.report.summary`), imported on first use."""
+    if name == "summary":
+        from porcupine.cli.report import summary
+
+        return summary
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 DEBUG_ENV = "PORCUPINE_DEBUG"
 """Set to 1 to see the traceback of an internal error (for developers)."""
@@ -51,7 +62,13 @@ def _quiet_forced_stops(unraisable: sys.UnraisableHookArgs) -> None:
     say nothing the user needs (the command says why it stopped). Anything else goes to
     the default hook."""
     where = getattr(unraisable.object, "__module__", "") or ""
-    stop = unraisable.exc_type is not None and issubclass(unraisable.exc_type, Stopped)
+    guard = sys.modules.get("porcupine.cli.guard")  # not imported: nothing was stopped
+    stopped = None if guard is None else guard.Stopped
+    stop = (
+        stopped is not None
+        and unraisable.exc_type is not None
+        and issubclass(unraisable.exc_type, stopped)
+    )
     if (where.startswith("z3") or stop) and os.environ.get(DEBUG_ENV) != "1":
         return
     sys.__unraisablehook__(unraisable)
@@ -66,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else EXIT_USAGE
     except KeyboardInterrupt:
         return _say("interrupted", EXIT_INTERRUPTED)
+    from porcupine.cli.guard import Stopped  # parsed: the work begins
+
     try:
         return _run(args)
     except (Stopped, KeyboardInterrupt):  # a Ctrl-C while the last one is reported
@@ -75,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from porcupine.cli.guard import Guard, default_memory
+
     guard = Guard(args.timeout, args.max_memory or default_memory())
     with guard:
         try:
@@ -88,17 +109,23 @@ def _failed(e: BaseException, guard: Guard) -> int:
     """The message and exit status for what ended a command early."""
     if guard.forced is not None:  # whatever the Stopped was turned into on its way here
         return _stopped(guard.forced, guard, e)
+    from quill.errors import QuillError
+
     if isinstance(e, (QuillError, UsageError)):
         return _say(str(e), EXIT_USAGE)
     if isinstance(e, Failure):
         if e.program is not None:
+            from quill.printer import format_program
+
             print(format_program(e.program), end="")
         return _say(str(e), EXIT_FAILED)
     if isinstance(e, KeyboardInterrupt):
         return _say("interrupted", EXIT_INTERRUPTED)
     # Z3 says it ran out of memory only in its exception's text (no type or code of its own):
     # the one decision on a message in the command line, on a library's message, not ours.
-    if isinstance(e, MemoryError) or (isinstance(e, z3.Z3Exception) and "memory" in str(e).lower()):
+    z3 = sys.modules.get("z3")  # not loaded: the error is not Z3's
+    z3_error = z3 is not None and isinstance(e, z3.Z3Exception)
+    if isinstance(e, MemoryError) or (z3_error and "memory" in str(e).lower()):
         limit = guard.max_memory or 0
         return _say(
             f"out of memory while {guard.phase}: the limit is --max-memory {limit >> 20}M; "
