@@ -248,17 +248,17 @@ class Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
         self,
         parser: argparse.ArgumentParser,
         namespace: argparse.Namespace,
-        values: str | Sequence[Any] | None,
+        arguments: str | Sequence[Any] | None,
         option_string: str | None = None,
     ) -> None:
-        name = values[0] if isinstance(values, Sequence) and values else None
+        name = arguments[0] if isinstance(arguments, Sequence) and arguments else None
         command = self.pending.pop(str(name), None)
         if command is not None:
             sub = self._name_parser_map[command.name]
             _common(sub)
             command.options(sub)
             sub.set_defaults(func=command.handler)
-        super().__call__(parser, namespace, values, option_string)
+        super().__call__(parser, namespace, arguments, option_string)
 
 
 def build_parser() -> argparse.ArgumentParser:
