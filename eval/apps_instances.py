@@ -28,42 +28,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
+if TYPE_CHECKING:  # the server side imports none of porcupine
+    from porcupine.backend.app_run import AppRun
+
 ROOT = Path(__file__).resolve().parent.parent
 _LENGTH = struct.Struct(">Q")
 _loaded = itertools.count()
-
-
-@dataclass(frozen=True, kw_only=True)
-class PerInstanceRun:
-    """One unbatched run: the fields of :class:`porcupine.backend.app_run.AppRun` that apply
-    (``ciphertexts`` is per ciphertext input: one per instance)."""
-
-    kernel: str
-    parameter_set: str
-    ring_dim: int
-    ciphertexts: int
-    bundle_bytes: int
-    upload_bytes: int  # every request (each its own header and one ciphertext)
-    download_bytes: int
-    keygen_s: float
-    encrypt_s: float
-    server_load_s: float
-    evaluate_s: float  # every request: deserialize, evaluate, serialize
-    server_wall_s: float
-    decrypt_s: float
-    output: npt.NDArray[np.int64]  # per instance, the kernel's output
-
-    @property
-    def total_s(self) -> float:
-        """Client and server time end to end, as ``AppRun.total_s``."""
-        return self.keygen_s + self.encrypt_s + self.server_wall_s + self.decrypt_s
 
 
 def _write(out: BinaryIO, data: bytes) -> None:
@@ -116,9 +92,11 @@ def run_per_instance(
     plaintexts: Mapping[str, npt.ArrayLike] | None = None,
     *,
     workdir: str | Path | None = None,
-) -> PerInstanceRun:
+) -> AppRun:
     """Run ``count`` instances (every input shaped ``(count, *the kernel's shape)``), one
-    request of one ciphertext per instance, client here and one server process for all.
+    request of one ciphertext per instance, client here and one server process for all: an
+    :class:`~porcupine.backend.app_run.AppRun` of mode ``"per instance"`` (``ciphertexts``
+    per ciphertext input: one per instance; ``output`` per instance, the kernel's output).
     Raises RuntimeError when the server fails."""
     with tempfile.TemporaryDirectory(prefix="apps-instances-", dir=workdir) as tmp:
         return _run(Path(module_path), inputs, plaintexts or {}, Path(tmp))
@@ -129,7 +107,7 @@ def _run(
     inputs: Mapping[str, npt.ArrayLike],
     plaintexts: Mapping[str, npt.ArrayLike],
     folder: Path,
-) -> PerInstanceRun:
+) -> AppRun:
     module = _load(path)
     cts = {name: np.asarray(v) for name, v in inputs.items()}
     counts = {len(v) for v in cts.values()}
@@ -164,10 +142,13 @@ def _run(
     with responses.open("rb") as stream:
         output = np.array([int(client.decrypt(r)) for r in _records(stream)], dtype=np.int64)
     done = time.perf_counter()
-    return PerInstanceRun(
+    from porcupine.backend.app_run import AppRun
+
+    return AppRun(
         kernel=module.KERNEL,
         parameter_set=module.PARAMETER_SET,
         ring_dim=module.RING_DIM,
+        mode="per instance",
         ciphertexts=count,
         bundle_bytes=bundle.stat().st_size,
         upload_bytes=requests.stat().st_size,

@@ -23,14 +23,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from eval import handwritten_app
 from eval.apps_instances import run_per_instance
-from porcupine.backend.app_run import run_two_party
+from porcupine.backend.app_run import AppRun, run_two_party
 from quill.params import BY_NAME
 from quill.slots import T
 from quill.spec import Spec
@@ -62,25 +62,6 @@ class Sample:
     correct: bool
 
 
-class _Run(Protocol):
-    """What :class:`AppRun` and :class:`PerInstanceRun` share."""
-
-    parameter_set: str
-    ring_dim: int
-    ciphertexts: int
-    bundle_bytes: int
-    upload_bytes: int
-    download_bytes: int
-    keygen_s: float
-    encrypt_s: float
-    server_wall_s: float
-    evaluate_s: float
-    decrypt_s: float
-
-    @property
-    def total_s(self) -> float: ...
-
-
 def cpu_seconds() -> float:
     """User and system seconds of this process and its waited-for children so far."""
     own, children = (
@@ -97,7 +78,7 @@ def timed(call: Callable[[], Any]) -> tuple[Any, float, float]:
     return result, time.perf_counter() - wall, cpu_seconds() - cpu
 
 
-def _sample(side: str, run: _Run, wall: float, cpu: float, checked: int, correct: bool) -> Sample:
+def _sample(side: str, run: AppRun, wall: float, cpu: float, checked: int, correct: bool) -> Sample:
     return Sample(
         side=side,
         ciphertexts=run.ciphertexts,

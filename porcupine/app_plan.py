@@ -22,13 +22,23 @@ large ones: 5 ciphertexts on 4 workers take 2 rounds, 8 smaller ones take 2 roun
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from porcupine.backend.tiling import Tiling, derive_tiling
-from porcupine.budget import Budget
+from porcupine.budget import Budget, OutOfBudget
+from porcupine.layouts.choices import requested
+from porcupine.outcomes import Source, Stop
+from porcupine.staging.instances import smallest_instance
 from porcupine.staging.scale import LiftError, lift
-from porcupine.synthesize import Options, SynthesisResult, synthesize
+from porcupine.synthesize import (
+    InstanceKernel,
+    Options,
+    SynthesisError,
+    SynthesisResult,
+    synthesize,
+)
 from quill.cost import DEFAULT_TABLE, CostTable, program_cost
 from quill.errors import QuillError
 from quill.ir import Program
@@ -37,6 +47,7 @@ from quill.params import BY_NAME, SETS, ParameterSet
 from quill.relin import place_relinearizations
 from quill.spec import Spec
 from quill.spec_ast import InputAst, Name
+from quill.verify import verify
 
 MAX_SLOTS = max(s.slots for s in SETS)
 ROWS = 2
@@ -250,17 +261,30 @@ def _priced(
 @dataclass(frozen=True, kw_only=True)
 class AppKernel:
     """A kernel compiled for data of a given size: the plan, the spec at the chosen tile and
-    the kernel synthesized (and proven) for it."""
+    the kernel synthesized (and proven) for it; or, when the budget ran out before the
+    tile's synthesis began, the spec at its own size and its kernel (:attr:`tiled` false)."""
 
     plan: AppPlan
     spec: Spec
     result: SynthesisResult
 
     @property
+    def tiled(self) -> bool:
+        """Whether the kernel is the chosen tile's (not the spec's at its own size)."""
+        return dict(self.spec.params) == dict(self.plan.chosen.params)
+
+    @property
     def param_set(self) -> ParameterSet:
         """The set the kernel is emitted for: the plan's (a reduction's chunk sum may need
-        more margin than the kernel alone)."""
+        more margin than the kernel alone), or the kernel's own when it is not the tile's."""
+        if not self.tiled:
+            return self.result.params.param_set
         return BY_NAME[self.plan.chosen.param_set]
+
+
+TILE_CHECK = "tile"
+"""The budget's check between the spec's kernel and the tile's (:func:`compile_for`): a stop
+there keeps the spec's kernel at its own size (``PORCUPINE_STOP_AT=interrupt@tile``)."""
 
 
 def compile_for(
@@ -271,15 +295,86 @@ def compile_for(
     budget: Budget | None = None,
     say: Callable[[str], None] = lambda _line: None,
     workers: int = 1,
+    initial: Program | None = None,
 ) -> AppKernel:
     """Synthesize ``spec`` at its own size, choose the tile for data of ``shape`` with the
     server on ``workers`` processes (:func:`plan_application`), and synthesize the spec at
     that tile (lifted and proven at full size, as ``--param`` sizes do). ``say`` gets the
-    plan's description."""
+    plan's description.
+
+    Both sizes lift the kernel of the same smallest instance, which is synthesized once
+    (:func:`smallest_kernel`) and handed to each (:class:`InstanceKernel`). When ``budget``
+    is over once the spec's kernel is known (a deadline, Ctrl-C), the tile's synthesis is
+    not begun: the spec's kernel at its own size is the result (:attr:`AppKernel.tiled`
+    false), which runs on data of any size in tiles of that size.
+
+    ``initial``, a kernel of ``spec`` (the command line's baseline), is proven equal to it
+    and handed to the budget's keeper: what a stop reports when no kernel was found before.
+    It does not seed the search, so the kernels compiled for data are the compiler's own.
+    Raises :class:`SynthesisError` when it is not equal to ``spec``."""
+    start = time.monotonic()
     options = options or Options()
-    small = synthesize(spec, budget=budget, options=options)
-    plan = plan_application(spec, small.program, shape, options.table, workers)
+    if initial is not None and budget is not None:
+        if not verify(initial, spec).ok:
+            raise SynthesisError(f"the initial kernel {initial.name} is not equal to {spec.name}")
+        budget.keep(spec, initial, Source.INITIAL)
+    small, own = smallest_kernel(spec, options, budget)
+    plan = plan_application(spec, own.program, shape, options.table, workers)
     say(plan.describe())
     target = spec.at(dict(plan.chosen.params))
-    result = small if target.n == spec.n else synthesize(target, budget=budget, options=options)
+    if target.n == spec.n:
+        result = own
+    elif budget is not None and _over(budget):
+        target, result = spec, _untiled(spec, own, budget, say)
+    else:
+        result = synthesize(target, budget=budget, options=options, instance=small)
+    # The seconds of the whole compilation, not of the last synthesis (a lift, mostly).
+    result = replace(result, seconds=time.monotonic() - start)
     return AppKernel(plan=plan, spec=target, result=result)
+
+
+def _over(budget: Budget) -> bool:
+    """Whether ``budget`` is over at :data:`TILE_CHECK` (where tests may stop it)."""
+    try:
+        budget.check(TILE_CHECK)
+    except OutOfBudget:
+        return True
+    return False
+
+
+def _untiled(
+    spec: Spec, own: SynthesisResult, budget: Budget, say: Callable[[str], None]
+) -> SynthesisResult:
+    """``own``, the spec's kernel at its own size, as the result of a compilation stopped
+    before the tile's kernel: stopped, and not the optimum asked for."""
+    stop = Stop.of(budget) or Stop.TIMEOUT
+    by = "Ctrl-C" if stop is Stop.INTERRUPTED else "the timeout"
+    sizes = ", ".join(f"{k}={v}" for k, v in spec.params)
+    say(
+        f"{by} stopped the work before the kernel for the chosen tile: the kernel is "
+        f"{spec.name}'s at its own size ({sizes}), for tiles of that size"
+    )
+    scope = f"{by} stopped the work before the tile's kernel; at {sizes}: {own.optimal_scope}"
+    return replace(own, optimal=False, optimal_scope=scope, stopped=stop)
+
+
+def smallest_kernel(
+    spec: Spec, options: Options, budget: Budget | None = None
+) -> tuple[InstanceKernel | None, SynthesisResult]:
+    """The kernel of ``spec``'s smallest instance, to hand to other sizes of it, and the
+    kernel of ``spec``, lifted from it: the same kernels :func:`synthesize` finds, with the
+    instance's found once. ``None`` for the first when the smallest instance found nothing
+    (then ``spec`` was synthesized at its own size, and so will other sizes be)."""
+    # A spec whose packing clauses ask for a client packing is synthesized packed, its
+    # instance step on the packed spec: nothing of the spec's own to hand on.
+    natural = requested(spec).name == "natural"
+    smallest = smallest_instance(spec) if natural else None
+    if smallest is None:  # the spec is its own smallest instance (or packed)
+        own = synthesize(spec, budget=budget, options=options)
+        return (InstanceKernel(spec=spec, result=own) if natural else None), own
+    try:
+        found = synthesize(smallest, budget=budget, options=options)
+    except SynthesisError:  # as the pipeline's instance step: the spec at its own size
+        return None, synthesize(spec, budget=budget, options=options)
+    small = InstanceKernel(spec=smallest, result=found)
+    return small, synthesize(spec, budget=budget, options=options, instance=small)

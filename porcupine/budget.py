@@ -39,7 +39,8 @@ command's handlers) or as the deadline passing there; ``interrupt@PLACE:N``, the
 ``hang@PLACE`` is a Ctrl-C caught in work that never looks at the budget (a long proof): the
 signal, then a minute's sleep, which the command line stops by force. The places are the
 passes' checks: ``fewer_products``, ``rotation_forms``, ``slot_packing``, ``verify``
-(before a pass's proof), and the search's ``encode`` (building a query)."""
+(before a pass's proof), the search's ``encode`` (building a query), and ``tile``
+(``--for``: before the tile's kernel, porcupine.app_plan)."""
 
 HANG_S = 60.0
 """How long ``hang@PLACE`` (:data:`STOP_AT_ENV`) sleeps, unless stopped by force first."""

@@ -9,6 +9,7 @@ from functools import cached_property
 
 from porcupine.budget import Budget
 from porcupine.options import Options
+from porcupine.results import InstanceKernel
 from quill.ir import Program
 from quill.spec import Spec
 from quill.verify import Reference, reference, verify
@@ -27,6 +28,7 @@ class Context:
     budget: Budget
     initial: Program | None = None  # a verified kernel the result must be no worse than
     start: float = field(default_factory=time.monotonic)  # when the synthesis began
+    instance: InstanceKernel | None = None  # a smallest instance's kernel, already found
 
     @cached_property
     def reference(self) -> Reference:

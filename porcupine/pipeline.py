@@ -90,8 +90,12 @@ def instance(ctx: Context) -> Partial | None:
     sizes = ", ".join(f"{k}={v}" for k, v in small.params)
     log.info("%s: synthesizing at %s and lifting to %d slots", ctx.spec.name, sizes, ctx.spec.n)
     at_small = ctx.for_spec(small)
+    given = ctx.instance  # found before, for this instance: lifted, not searched again
     try:
-        found = steps.price(at_small, passes(at_small, core(at_small)))
+        if given is not None and given.spec == small:
+            found = given.result
+        else:
+            found = steps.price(at_small, passes(at_small, core(at_small)))
     except SynthesisError as e:  # at its own size the formula written out may still be one
         log.info("%s: nothing found at %s (%s)", ctx.spec.name, sizes, e)
         return None

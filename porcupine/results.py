@@ -12,6 +12,7 @@ from quill.cost import Measures
 from quill.ir import Program
 from quill.noise import Parameters
 from quill.printer import format_program
+from quill.spec import Spec
 from quill.stats import counts
 
 
@@ -113,3 +114,14 @@ class Partial:
     stopped: Stop | None = None
     stages: tuple[StageResult, ...] = ()
     passes: tuple[PassApplied, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstanceKernel:
+    """A kernel already synthesized for ``spec``, handed to the synthesis of another size of
+    the same spec: when ``spec`` is that size's smallest instance, the pipeline's instance
+    step lifts ``result`` instead of searching again (:func:`porcupine.app_plan.compile_for`
+    synthesizes a spec at its own size and at the tile it chooses)."""
+
+    spec: Spec
+    result: SynthesisResult

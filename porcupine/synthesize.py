@@ -13,7 +13,7 @@ from porcupine.errors import NoiseBudgetError, SynthesisError
 from porcupine.options import Engine, Options
 from porcupine.outcomes import Layout, PassApplied, Source, Stop
 from porcupine.pipeline import run
-from porcupine.results import StageResult, SynthesisResult
+from porcupine.results import InstanceKernel, StageResult, SynthesisResult
 from porcupine.search.cegis import Found
 from porcupine.steps import pad
 from quill.ir import Program
@@ -22,6 +22,7 @@ from quill.spec import Spec
 __all__ = [
     "Engine",
     "Found",
+    "InstanceKernel",
     "Layout",
     "NoiseBudgetError",
     "Options",
@@ -48,6 +49,7 @@ def synthesize(
     options: Options | None = None,
     initial: Program | None = None,
     layout: Layout | str = Layout.GIVEN,
+    instance: InstanceKernel | None = None,
 ) -> SynthesisResult:
     """Find the cheapest kernel for ``spec`` that the sketch allows, proven equal to it.
 
@@ -59,7 +61,8 @@ def synthesize(
     packed as the spec says; ``layout="padded"`` keeps the spec's layout but lets the client
     zero pad each input (:mod:`porcupine.layouts.spare_slots`) when the spare slots make the kernel
     cheaper. A layout not among these is a ValueError. Raises :class:`SynthesisError` when
-    no kernel is found.
+    no kernel is found. ``instance``, a kernel already synthesized for the spec's smallest
+    instance (:mod:`porcupine.staging.instances`), is lifted instead of searching there again.
     """
     chosen = Layout.parse(layout)
     ctx = Context(
@@ -67,6 +70,7 @@ def synthesize(
         options=options or Options(),
         budget=budget or Budget.seconds(timeout),
         initial=initial,
+        instance=instance,
     )
     return run(ctx, chosen)
 

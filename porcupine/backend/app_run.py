@@ -46,7 +46,7 @@ class AppRun:
     kernel: str
     parameter_set: str
     ring_dim: int
-    mode: str  # "tiles" or "instances"
+    mode: str  # "tiles", "instances" (batched), or "per instance" (eval/apps_instances)
     ciphertexts: int  # per ciphertext input
     bundle_bytes: int
     upload_bytes: int  # the request

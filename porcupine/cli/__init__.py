@@ -19,9 +19,7 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from typing import NoReturn
-
-import z3
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from porcupine.cli.errors import (
     EXIT_FAILED,
@@ -31,13 +29,25 @@ from porcupine.cli.errors import (
     UsageError,
     say,
 )
-from porcupine.cli.guard import Guard, Stopped, default_memory, process_started
 from porcupine.cli.parser import build_parser
-from porcupine.cli.report import summary
-from quill.errors import QuillError
-from quill.printer import format_program
+
+if TYPE_CHECKING:
+    from porcupine.cli.guard import Guard
+
+# The arguments are parsed before the synthesizer, Z3 or OpenFHE is imported (see
+# porcupine.cli.parser): what a command needs is imported when it runs.
 
 __all__ = ["build_parser", "main", "summary"]
+
+
+def __getattr__(name: str) -> Any:
+    """``summary`` (:func:`porcupine.cli.report.summary`), imported on first use."""
+    if name == "summary":
+        from porcupine.cli.report import summary
+
+        return summary
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 DEBUG_ENV = "PORCUPINE_DEBUG"
 """Set to 1 to see the traceback of an internal error (for developers)."""
@@ -54,7 +64,13 @@ def _quiet_forced_stops(unraisable: sys.UnraisableHookArgs) -> None:
     say nothing the user needs (the command says why it stopped). Anything else goes to
     the default hook."""
     where = getattr(unraisable.object, "__module__", "") or ""
-    stop = unraisable.exc_type is not None and issubclass(unraisable.exc_type, Stopped)
+    guard = sys.modules.get("porcupine.cli.guard")  # not imported: nothing was stopped
+    stopped = None if guard is None else guard.Stopped
+    stop = (
+        stopped is not None
+        and unraisable.exc_type is not None
+        and issubclass(unraisable.exc_type, stopped)
+    )
     if (where.startswith("z3") or stop) and os.environ.get(DEBUG_ENV) != "1":
         return
     sys.__unraisablehook__(unraisable)
@@ -79,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``porcupine`` console script; returns the exit status. On the
     command line (``argv`` not given), ``--timeout`` counts from the process's start, as a
     user times the command; called with ``argv``, from this call."""
-    started = process_started() if argv is None else time.monotonic()
+    called = None if argv is None else time.monotonic()
     sys.unraisablehook = _quiet_forced_stops
     try:
         args = build_parser().parse_args(argv)
@@ -87,15 +103,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else EXIT_USAGE
     except KeyboardInterrupt:
         return _say("interrupted", EXIT_INTERRUPTED)
+    from porcupine.cli.guard import Stopped  # parsed: the work begins
+
     try:
-        return _run(args, started)
+        return _run(args, called)
     except (Stopped, KeyboardInterrupt):  # a Ctrl-C while the last one is reported
         return _say("interrupted", EXIT_INTERRUPTED)
     except BaseException as e:  # the last line of defence: still one line, no traceback
         return _say(f"internal error: {type(e).__name__}: {e}", EXIT_FAILED, e)
 
 
-def _run(args: argparse.Namespace, started: float) -> int:
+def _run(args: argparse.Namespace, called: float | None) -> int:
+    """Run the command under its guard; ``called``: when :func:`main` was called with its
+    arguments (``None``: on the command line, where the process's start counts)."""
+    from porcupine.cli.guard import Guard, default_memory, process_started
+
+    started = process_started() if called is None else called
     guard = Guard(args.timeout, args.max_memory or default_memory(), started=started)
     with guard:
         try:
@@ -109,17 +132,23 @@ def _failed(e: BaseException, guard: Guard) -> int:
     """The message and exit status for what ended a command early."""
     if guard.forced is not None:  # whatever the Stopped was turned into on its way here
         return _stopped(guard.forced, guard, e)
+    from quill.errors import QuillError
+
     if isinstance(e, (QuillError, UsageError)):
         return _say(str(e), EXIT_USAGE)
     if isinstance(e, Failure):
         if e.program is not None:
+            from quill.printer import format_program
+
             print(format_program(e.program), end="")
         return _say(str(e), EXIT_FAILED)
     if isinstance(e, KeyboardInterrupt):
         return _say("interrupted", EXIT_INTERRUPTED)
     # Z3 says it ran out of memory only in its exception's text (no type or code of its own):
     # the one decision on a message in the command line, on a library's message, not ours.
-    if isinstance(e, MemoryError) or (isinstance(e, z3.Z3Exception) and "memory" in str(e).lower()):
+    z3 = sys.modules.get("z3")  # not loaded: the error is not Z3's
+    z3_error = z3 is not None and isinstance(e, z3.Z3Exception)
+    if isinstance(e, MemoryError) or (z3_error and "memory" in str(e).lower()):
         limit = guard.max_memory or 0
         return _say(
             f"out of memory while {guard.phase}: the limit is --max-memory {limit >> 20}M; "

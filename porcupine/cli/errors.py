@@ -5,9 +5,10 @@ prints and the README repeats), and the errors that map to it. No traceback reac
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from quill.ir import Program
+if TYPE_CHECKING:
+    from quill.ir import Program
 
 EXIT_OK = 0
 EXIT_FAILED = 1

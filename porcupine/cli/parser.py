@@ -1,15 +1,24 @@
-"""The command line's grammar: every option with a type that checks its value."""
+"""The command line's grammar: every option with a type that checks its value.
+
+The arguments are parsed before anything else is imported: a command's options are added
+when it is the command given (:class:`Commands`), and its function is imported when it runs
+(:class:`Handler`). So ``porcupine --help``, a usage error, or ``synth`` import neither the
+OpenFHE backend nor the application planning that other commands need.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from porcupine.cli import values
-from porcupine.cli.commands import cmd_calibrate, cmd_check, cmd_emit, cmd_interpret, cmd_run
 from porcupine.cli.errors import EPILOG
-from porcupine.cli.synth import cmd_synth
-from porcupine.synthesize import Engine, Options
-from quill.cost import Objective
+
+if TYPE_CHECKING:
+    from porcupine.cli.guard import Guard
 
 MAX_REPS = 10_000
 MAX_SEED = 2**32 - 1
@@ -52,8 +61,11 @@ def _strict(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _synth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = _command(sub, "synth", "synthesize the cheapest verified kernel for a spec")
+def _synth(p: argparse.ArgumentParser) -> None:
+    # The synthesizer's enums name the choices: imported when synth is the command given.
+    from porcupine.options import Engine, Options
+    from quill.cost import Objective
+
     p.add_argument("spec")
     p.add_argument("-o", "--output", help="write the kernel (Quill, or Python with --emit)")
     p.add_argument("--emit", choices=["quill", "python"], default="quill")
@@ -113,51 +125,24 @@ def _synth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _spec_args(p)
     _strict(p)
-    p.set_defaults(func=cmd_synth)
 
 
-def _command(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str
-) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        name,
-        help=help,
-        description=help,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _common(p)
-    return p
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``porcupine`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="porcupine",
-        description="Synthesize verified, cheapest vectorized BFV kernels from specs, "
-        "and run them on OpenFHE.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _synth(sub)
-
-    p = _command(sub, "check", "prove a Quill kernel equal to a spec, or refute it")
+def _check(p: argparse.ArgumentParser) -> None:
     p.add_argument("program")
     p.add_argument("--spec", required=True)
     _spec_args(p)
     _strict(p)
-    p.set_defaults(func=cmd_check)
 
-    p = _command(sub, "emit", "emit a verified Quill kernel as an OpenFHE Python module")
+
+def _emit(p: argparse.ArgumentParser) -> None:
     p.add_argument("program")
     p.add_argument("--spec", required=True)
     p.add_argument("-o", "--output", required=True)
     _spec_args(p)
     _strict(p)
-    p.set_defaults(func=cmd_emit)
 
-    p = _command(sub, "run", "run a kernel encrypted and check it against its spec")
+
+def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--kernel", help="an emitted Python kernel module")
@@ -173,17 +158,127 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", metavar="FILE", help="with --input: write the result (.npy or .png)")
     _spec_args(p)
-    p.set_defaults(func=cmd_run)
 
-    p = _command(sub, "interpret", "run a Quill kernel in plaintext against its spec")
+
+def _interpret(p: argparse.ArgumentParser) -> None:
     p.add_argument("program")
     p.add_argument("--spec", required=True)
     p.add_argument("--seed", type=values.count(0, MAX_SEED, "seed"), default=0)
     _spec_args(p, costs=False)  # nothing is priced
-    p.set_defaults(func=cmd_interpret)
 
-    p = _command(sub, "calibrate", "measure the cost table on this machine (OpenFHE)")
+
+def _calibrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default="costs.json")
     p.add_argument("--reps", type=values.count(1, MAX_REPS, "repetitions"), default=20)
-    p.set_defaults(func=cmd_calibrate)
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A command's function (``function`` in ``module``), imported when the command runs."""
+
+    module: str
+    function: str
+
+    def __call__(self, args: argparse.Namespace, guard: Guard) -> int:
+        run = getattr(importlib.import_module(self.module), self.function)
+        code: int = run(args, guard)
+        return code
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command: its name, what it does, its options and the function that runs it."""
+
+    name: str
+    help: str
+    options: Callable[[argparse.ArgumentParser], None]
+    handler: Handler
+
+
+COMMANDS = (
+    Command(
+        name="synth",
+        help="synthesize the cheapest verified kernel for a spec",
+        options=_synth,
+        handler=Handler("porcupine.cli.synth", "cmd_synth"),
+    ),
+    Command(
+        name="check",
+        help="prove a Quill kernel equal to a spec, or refute it",
+        options=_check,
+        handler=Handler("porcupine.cli.commands", "cmd_check"),
+    ),
+    Command(
+        name="emit",
+        help="emit a verified Quill kernel as an OpenFHE Python module",
+        options=_emit,
+        handler=Handler("porcupine.cli.commands", "cmd_emit"),
+    ),
+    Command(
+        name="run",
+        help="run a kernel encrypted and check it against its spec",
+        options=_run,
+        handler=Handler("porcupine.cli.commands", "cmd_run"),
+    ),
+    Command(
+        name="interpret",
+        help="run a Quill kernel in plaintext against its spec",
+        options=_interpret,
+        handler=Handler("porcupine.cli.commands", "cmd_interpret"),
+    ),
+    Command(
+        name="calibrate",
+        help="measure the cost table on this machine (OpenFHE)",
+        options=_calibrate,
+        handler=Handler("porcupine.cli.commands", "cmd_calibrate"),
+    ),
+)
+"""Every command, in the order ``--help`` lists them."""
+
+
+class Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """The subcommands, each one's options added when it is the command given (only then
+    are the modules its options name imported)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending: dict[str, Command] = {}
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        arguments: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        name = arguments[0] if isinstance(arguments, Sequence) and arguments else None
+        command = self.pending.pop(str(name), None)
+        if command is not None:
+            sub = self._name_parser_map[command.name]
+            _common(sub)
+            command.options(sub)
+            sub.set_defaults(func=command.handler)
+        super().__call__(parser, namespace, arguments, option_string)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``porcupine`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="porcupine",
+        description="Synthesize verified, cheapest vectorized BFV kernels from specs, "
+        "and run them on OpenFHE.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", action=Commands)
+    assert isinstance(sub, Commands)
+    for command in COMMANDS:
+        sub.add_parser(
+            command.name,
+            help=command.help,
+            description=command.help,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.pending[command.name] = command
     return parser

@@ -14,10 +14,10 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import z3
 
-from porcupine.app_plan import AppKernel, NoTile, compile_for
 from porcupine.cli.common import (
     check_depth,
     inputs_of,
@@ -50,9 +50,13 @@ from porcupine.synthesize import (
     synthesize,
 )
 from quill.cost import CostTable, Objective
+from quill.ir import Program
 from quill.params import ParameterSet
 from quill.printer import format_program
 from quill.spec import Spec
+
+if TYPE_CHECKING:
+    from porcupine.app_plan import AppKernel
 
 MEMORY_MARGIN = 8
 """Within 1/MEMORY_MARGIN of ``--max-memory`` the solver may have failed to allocate and
@@ -130,13 +134,13 @@ def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
     )
     progress(args.quiet or args.json, guard.start)
     param_set = None
-    if not args.for_shape:
-        watch(guard.budget, spec, options)  # what a forced stop reports (cli.kept)
+    # What a forced stop reports (cli.kept); under --for, the spec's kernel at its own size.
+    watch(guard.budget, spec, options)
     synthesizing = time.monotonic()
     try:
         with guard.work("synthesizing", graceful=True):
             if args.for_shape:
-                compiled = _compiled_for(args.for_shape, spec, options, guard, args.quiet)
+                compiled = _compiled_for(args, spec, options, guard, initial)
                 spec, result, param_set = compiled.spec, compiled.result, compiled.param_set
             else:
                 layout = Layout(args.layout)  # one of the parser's choices
@@ -164,6 +168,8 @@ def cmd_synth(args: argparse.Namespace, guard: Guard) -> int:
             "best verified kernel found before")  # fmt: skip
         result = kept
         guard.forced = None  # handled: a later error is reported as itself
+    if args.for_shape and param_set is None:  # stopped: the kernel kept at the spec's size
+        say(f"--for: the kernel is {spec.name}'s at its own size, for tiles of that size")
     result = _memory_honest(result, guard)
     check_kernel_ranges(spec, result.program, strict=args.strict_ranges, output_exact=exact)
     if args.output:
@@ -209,16 +215,25 @@ def _memory_honest(result: SynthesisResult, guard: Guard) -> SynthesisResult:
 
 
 def _compiled_for(
-    shape: tuple[int, ...], spec: Spec, options: Options, guard: Guard, quiet: bool
+    args: argparse.Namespace,
+    spec: Spec,
+    options: Options,
+    guard: Guard,
+    initial: Program | None,
 ) -> AppKernel:
-    """``--for``: the kernel compiled for data of ``shape`` (:func:`compile_for`)."""
+    """``--for``: the kernel compiled for data of ``args.for_shape`` (:func:`compile_for`;
+    the initial kernel is what a stop reports if nothing better was found)."""
+    from porcupine.app_plan import NoTile, compile_for  # the backend's tiling: --for only
+
+    shape = args.for_shape
     try:
         return compile_for(
             spec,
             shape,
             options=options,
             budget=guard.budget,
-            say=(lambda _: None) if quiet else say,
+            say=(lambda _: None) if args.quiet else say,
+            initial=initial,
         )
     except NoTile as e:
         raise UsageError(f"--for {'x'.join(map(str, shape))}: {e}") from None

@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable
 
 from porcupine.cli.errors import UsageError
-from porcupine.cli.guard import hard_memory_limit, machine_memory
 
 _INT = re.compile(r"-?[0-9]{1,18}", re.ASCII)
 _DECIMAL = re.compile(r"[0-9]{1,12}(\.[0-9]{0,12})?|\.[0-9]{1,12}", re.ASCII)
@@ -70,6 +69,8 @@ def memory(text: str) -> int:
         )
     number, unit = match.groups()
     size = int(float(number) * 1024 ** "KMGT".index((unit or "M").upper()) * 1024)
+    from porcupine.cli.guard import hard_memory_limit, machine_memory  # Z3: only when asked
+
     limit = min(machine_memory(), hard_memory_limit() or machine_memory())
     if not MIN_MEMORY <= size <= limit:
         raise argparse.ArgumentTypeError(
