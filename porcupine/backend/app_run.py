@@ -8,9 +8,10 @@ secret key. Then the client decrypts the response. Every stage is timed and ever
 measured: :class:`AppRun`.
 
 With worker processes (``workers`` other than 1) the two sides overlap: the server starts
-as soon as the bundle is written and the client streams the request into it as it encrypts
-(``serve BUNDLE - RESPONSE``), so the server loads the bundle, starts its pool and evaluates
-tiles while the client is still encrypting. With one worker they run one after the other,
+first and the client streams the bundle and then the request into it as it makes them
+(``serve - - RESPONSE``), so the server imports OpenFHE and starts its workers while the
+client makes its keys, and loads the bundle and evaluates tiles while the client is still
+encrypting. With one worker they run one after the other,
 as one-core figures (eval/apps) are measured.
 """
 
@@ -142,17 +143,18 @@ def _run(
         folder / "request.bin",
         folder / "response.bin",
     )
-    start = time.perf_counter()
-    client = module.Client()
-    with bundle.open("wb") as out:
-        client.public_bundle_into(out)
-    keyed = time.perf_counter()
     arguments = []
     for name, values in plaintexts.items():
         np.save(folder / f"{name}.npy", np.asarray(values))
         arguments.append(f"{name}={folder / f'{name}.npy'}")
-
     head: BinaryIO
+    client: Any = None
+
+    def keys(out: BinaryIO) -> float:
+        nonlocal client
+        client = module.Client()
+        client.public_bundle_into(out)
+        return time.perf_counter()
 
     def encrypt(out: BinaryIO) -> None:
         if instances:
@@ -160,15 +162,17 @@ def _run(
         else:
             client.encrypt_into(out, **inputs)
 
-    source = "-" if overlap else str(request)
-    command = [sys.executable, str(path), "serve", str(bundle), source, str(response)]
-    command += [*arguments, *where]
-    if overlap:
+    files = ["-", "-"] if overlap else [str(bundle), str(request)]
+    command = [sys.executable, str(path), "serve", *files, str(response), *arguments, *where]
+    start = time.perf_counter()
+    if overlap:  # the server starts first: it imports OpenFHE, starts workers meanwhile
         sent = _Sent()
-        returncode, stdout, stderr = _overlapped(command, folder, encrypt, sent)
-        encrypted = sent.done
+        returncode, stdout, stderr, keyed = _overlapped(command, folder, keys, encrypt, sent)
+        encrypted, bundle_bytes = sent.done, sent.bundle
         upload, head = sent.bytes, io.BytesIO(bytes(sent.head))
     else:
+        with bundle.open("wb") as out:
+            keyed = keys(out)
         with request.open("wb") as out:
             encrypt(out)
         encrypted = time.perf_counter()
@@ -177,6 +181,7 @@ def _run(
         )
         returncode, stdout, stderr = server.returncode, server.stdout, server.stderr
         upload, head = request.stat().st_size, request.open("rb")
+        bundle_bytes = bundle.stat().st_size
     served = time.perf_counter()
     if returncode != 0:
         raise ServerFailed(stderr.strip() or f"the server exited with {returncode}")
@@ -192,7 +197,7 @@ def _run(
         ring_dim=module.RING_DIM,
         mode=header["mode"],
         ciphertexts=header["ciphertexts"],
-        bundle_bytes=bundle.stat().st_size,
+        bundle_bytes=bundle_bytes,
         upload_bytes=upload,
         download_bytes=response.stat().st_size,
         keygen_s=keyed - start,
@@ -210,10 +215,10 @@ def _run(
 
 class _Sent(io.RawIOBase):
     """Counts the request's bytes as they go to the server, keeps its start (the header),
-    and notes when the last was written."""
+    and notes when the last was written; :meth:`restart` after the bundle."""
 
     def __init__(self) -> None:
-        self.bytes, self.head, self.done = 0, bytearray(), 0.0
+        self.bytes, self.head, self.done, self.bundle = 0, bytearray(), 0.0, 0
         self.out: IO[bytes] | None = None
 
     def writable(self) -> bool:
@@ -228,18 +233,24 @@ class _Sent(io.RawIOBase):
         self.bytes += len(view)
         return len(view)
 
+    def restart(self) -> None:
+        """The bundle has been sent: count the request from here."""
+        self.bundle, self.bytes, self.head = self.bytes, 0, bytearray()
+
 
 _HEAD = 1 << 16  # a request's magic line and JSON header fit
 
 
 def _overlapped(
-    command: list[str], folder: Path, encrypt: Any, sent: _Sent
-) -> tuple[int, str, str]:
-    """Start the server reading the request from its standard input, and encrypt into it.
-    Its status, standard output and error. When the client's encryption fails (inputs that
-    do not fit the kernel), the server sees the request end, and the client's error is
-    raised once it has exited."""
+    command: list[str], folder: Path, keys: Any, encrypt: Any, sent: _Sent
+) -> tuple[int, str, str, float]:
+    """Start the server reading the bundle and then the request from its standard input,
+    make the keys and send the bundle (``keys``, which returns when it was done), and
+    encrypt into it. Its status, standard output and error, and when the keys were done.
+    When the client's encryption fails (inputs that do not fit the kernel), the server
+    sees the request end, and the client's error is raised once it has exited."""
     out_path, err_path = folder / "server.out", folder / "server.err"
+    keyed = 0.0
     with out_path.open("w") as out, err_path.open("w") as err:
         server = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=out, stderr=err, env=_server_env()
@@ -248,6 +259,10 @@ def _overlapped(
         sent.out = server.stdin
         failed: BaseException | None = None
         try:
+            keyed = keys(sent)
+            sent.flush()
+            server.stdin.flush()  # the server loads the bundle while this process encrypts
+            sent.restart()
             encrypt(sent)
         except BrokenPipeError:
             pass  # the server stopped reading: its status and message say why
@@ -261,4 +276,4 @@ def _overlapped(
         returncode = server.wait()
     if failed is not None:
         raise failed
-    return returncode, out_path.read_text(), err_path.read_text()
+    return returncode, out_path.read_text(), err_path.read_text(), keyed
