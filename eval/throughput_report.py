@@ -94,7 +94,10 @@ def report(
         "",
         f"The cores free for this benchmark, measured before and after each kernel's runs as "
         f"the speed-up of two busy-looping processes over one: {free} (2.00x would be two "
-        "free cores). Speed-ups from workers are bounded by it.",
+        "free cores). Speed-ups from workers are bounded by it: below about 1.8x the figures "
+        "below say more about the other work on the machine than about the server; re-run "
+        f"quiet with `OMP_NUM_THREADS=1 .venv/bin/python -m eval.throughput --reps {args.reps} "
+        f"--big {args.big}`.",
         "",
         "## 512x512 camera photo",
         "",

@@ -66,9 +66,10 @@ def _request(path: str) -> Any:
 def main(argv: list[str] | None = None) -> int:
     """The server as a program: ``python KERNEL.py serve BUNDLE REQUEST RESPONSE [NAME=FILE.npy
     ...] [--workers N | --dask tcp://HOST:PORT] [--pool-min K] [--quiet]`` loads the public
-    bundle, evaluates the request file (``-``: standard input, read as it arrives; plaintext
-    inputs from .npy files) on up to N worker processes (default: the machine's cores; a
-    pool starts when the request pays for it) or on a Dask cluster, and writes the response
+    bundle, evaluates the request file (``-``: standard input, read as it arrives, after
+    the bundle if it is ``-`` too; plaintext inputs from .npy files) on up to N worker
+    processes (default: the machine's cores; they start at once and serve the request
+    when it pays for them) or on a Dask cluster, and writes the response
     file, whole or not at all; it shows progress on stderr unless --quiet and prints its
     seconds as one JSON line. Exit status 2, with the reason and no traceback, for a
     bundle, request or input that does not fit this kernel, or a scheduler that does not
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             # whether to use them.
             early = Engine.pool(worker_count(args.workers))
         elif args.dask is not None:  # its import is most of joining a cluster: start it now
-            importlib.import_module("distributed")
+            with contextlib.suppress(ImportError):  # Engine.dask says what to install
+                importlib.import_module("distributed")
         with _request(args.bundle) as bundle:
             server = Server(
                 bundle,
