@@ -281,9 +281,10 @@ def test_a_request_too_small_for_a_pool_stays_in_the_process(kernels: dict[str, 
     seconds=st.floats(0, 10, allow_nan=False),
     workers=st.integers(1, 64),
     more=st.integers(1, 10**6),
+    left=st.floats(0, 1, allow_nan=False),
 )
 def test_a_pool_pays_for_more_and_slower_ciphertexts(
-    kernels: dict[str, Path], remaining: int, seconds: float, workers: int, more: int
+    kernels: dict[str, Path], remaining: int, seconds: float, workers: int, more: int, left: float
 ) -> None:
     module: Any = load_module(kernels["box_blur"])
     pays = module.pool_pays
@@ -291,6 +292,10 @@ def test_a_pool_pays_for_more_and_slower_ciphertexts(
         assert workers > 1 and seconds > module.DISPATCH_S / (workers - 1)
         assert pays(remaining + more, seconds, workers)  # more of the same pays too
         assert pays(remaining, seconds * 2, workers)  # and slower ones
+    if pays(remaining, seconds, workers, left):  # a pool partly started pays sooner
+        assert pays(remaining, seconds, workers, left / 2)
+    # a start-up as long as the work alone is never repaid
+    assert not pays(remaining, seconds, workers, remaining * seconds)
     if remaining * seconds <= module.POOL_START_S:
         assert not pays(remaining, seconds, workers)  # not even its start-up is saved
 

@@ -436,10 +436,10 @@ class Server:
     def _pool(self, count: int, size: int, seconds: float | None) -> Engine | None:
         """A pool of ``size`` workers for a request of ``count`` ciphertexts, when it pays
         for its start-up: ``pool_min`` ciphertexts, or by :func:`pool_pays` for the rest
-        when one took ``seconds`` here (a pool already starting, adopted, costs no more
-        start-up); kept for the next requests. None: stay here."""
+        when one took ``seconds`` here (a pool already starting, adopted, costs what is left
+        of its start-up); kept for the next requests. None: stay here."""
         adopted = self.engine if self.engine is not None and self.engine.slots >= size else None
-        start = 0.0 if adopted is not None else POOL_START_S
+        start = POOL_START_S if adopted is None else adopted.start_left()
         if (
             size <= 1
             or (seconds is not None and not pool_pays(count - PROBES, seconds, size, start))

@@ -25,9 +25,9 @@ says the rest repays it, and goes on in process until the workers are ready, so 
 tile waits for them. A long-lived server keeps its pool for the next requests. The server
 program (``python KERNEL.py serve``) starts its pool before it has read the bundle
 (:meth:`Engine.provide` hands it over): the workers import OpenFHE while the client makes
-its keys and encrypts, and a request then weighs only the dispatch (a pool still starting
-that does not pay is stopped). While a pool or a small cluster works, the server's own
-process evaluates a tile whenever the result it waits for is not ready.
+its keys and encrypts, and a request then weighs what is left of their start-up and the
+dispatch (a pool still starting that does not pay is stopped). While a pool works, the
+server's own process evaluates a tile whenever the result it waits for is not ready.
 
 The imports above the ``workers`` marker are there for ruff and mypy: the code below it is
 copied into every emitted module, before the two parties (which define the worker's side:
@@ -162,6 +162,7 @@ class Engine:
         self.slots = slots  # tasks that run at once
         self.kind = kind  # "pool" or "dask"
         self.submitted = 0  # tasks sent to the workers
+        self.started = time.perf_counter()  # when its workers began to start
         self._close = close
         self._provide: Callable[[str, bytes], None] = lambda bundle_id, bundle: None
         self.closed = False
@@ -172,6 +173,13 @@ class Engine:
         if not self.closed:
             self.closed = True
             self._close(abort)
+
+    def start_left(self) -> float:
+        """What is left of the workers' start-up: none once they are ready, else what
+        POOL_START_S leaves of it after the time since they began."""
+        if self.ready():
+            return 0.0
+        return max(0.0, POOL_START_S - (time.perf_counter() - self.started))
 
     def provide(self, bundle_id: str, bundle: bytes) -> None:
         """Give a pool started without a bundle (``Engine.pool(size)``) the bundle its
@@ -448,9 +456,11 @@ def staged(
         engine = start(None)
     if engine is None:
         yield from map(local, tasks)
-    else:  # a cluster larger than this machine needs this process's core to dispatch
-        small = engine.kind == "pool" or engine.slots <= (os.cpu_count() or 1)
-        yield from ordered(engine, function, tasks, what, index, local if small else None)
+    else:  # a pool's server process is one more worker. Not a cluster's: its client's
+        # event loop needs the GIL that an OpenFHE call holds (a LocalCluster of 2 on
+        # Harris 512x512 was slower with this process helping in 3 of 3 interleaved runs)
+        helper = local if engine.kind == "pool" else None
+        yield from ordered(engine, function, tasks, what, index, helper)
 
 
 def _result(engine: Engine, future: concurrent.futures.Future[Any]) -> Any:
