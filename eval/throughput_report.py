@@ -84,16 +84,20 @@ def report(
         "Client here, server a second process (`python K.py serve`), OpenFHE on one thread "
         "per process; medians of the repetitions, configurations interleaved. Server: the "
         "server process from start to exit (bundle load, workers started, every tile; the "
-        "request read from a file written before); evaluate: its evaluation alone. "
-        "Streamed: the server starts as soon as the bundle is written and the client "
-        "streams the request into it as it encrypts (the default of `run_two_party` with "
+        "request read from a file written before; with workers, the server starts them "
+        "before it reads the bundle); evaluate: its evaluation alone. Streamed: the server "
+        "starts first, and the client streams the bundle into it as soon as its keys are "
+        "made and then the request as it encrypts (the default of `run_two_party` with "
         "workers); its server time is what is left after the last ciphertext is sent. "
         "The Dask cluster (a `LocalCluster`, 2 worker processes of 1 thread) is started "
         "once, before the runs.",
         "",
         f"The cores free for this benchmark, measured before and after each kernel's runs as "
         f"the speed-up of two busy-looping processes over one: {free} (2.00x would be two "
-        "free cores). Speed-ups from workers are bounded by it.",
+        "free cores). Speed-ups from workers are bounded by it: below about 1.8x the figures "
+        "below say more about the other work on the machine than about the server; re-run "
+        f"quiet with `OMP_NUM_THREADS=1 .venv/bin/python -m eval.throughput --reps {args.reps} "
+        f"--big {args.big}`.",
         "",
         "## 512x512 camera photo",
         "",

@@ -5,6 +5,7 @@ batched; every result is checked against the spec's reference on the whole input
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -227,6 +228,19 @@ def test_the_server_refuses_damaged_data(
     served = _serve(kernels["gx"], tmp_path, bundle, damaged)
     assert served.returncode == 2 and "Traceback" not in served.stderr
     assert "request" in served.stderr
+
+
+def test_a_request_follows_its_bundle_on_one_stream(kernels: dict[str, Path]) -> None:
+    # As a streaming client sends them (serve - -): the server reads the bundle up to its
+    # end only, and the request from there.
+    module: Any = load_module(kernels["gx"])
+    client = module.Client()
+    image = np.random.default_rng(11).integers(0, 256, size=(13, 9))
+    stream = io.BytesIO(client.public_bundle() + client.encrypt(x=image))
+    response = io.BytesIO()
+    module.Server(stream, workers=1).evaluate_stream(stream, response)
+    got, want = client.decrypt(response.getvalue()), _whole("gx", {"x": image})
+    assert np.array_equal(np.ma.getdata(got)[want.matters], want.values[want.matters])
 
 
 def test_run_two_party_says_why_the_server_refused(kernels: dict[str, Path]) -> None:

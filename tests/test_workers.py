@@ -144,8 +144,11 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _mid_batch(kernel: Path, folder: Path) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
-    """A server on two workers, once it has written part of a long response."""
+def _mid_batch(
+    kernel: Path, folder: Path, *where: str
+) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
+    """A server on two workers (``where``: its options instead, a cluster's), once it has
+    written part of a long response; its pool's workers."""
     module: Any = load_module(kernel)
     # Enough tiles (about 1,800) that the batch is still running when the test acts, even
     # when the test process gets the CPU late on a loaded machine.
@@ -153,7 +156,7 @@ def _mid_batch(kernel: Path, folder: Path) -> tuple[subprocess.Popen[str], list[
     _, bundle, request = _files(module, folder, image)
     command = [str(kernel), "serve", str(bundle), str(request), str(folder / "response.bin")]
     server = subprocess.Popen(
-        [sys.executable, *command, "--workers", "2", "--pool-min", "0", "--quiet"],
+        [sys.executable, *command, *(where or ("--workers", "2", "--pool-min", "0")), "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -168,7 +171,7 @@ def _mid_batch(kernel: Path, folder: Path) -> tuple[subprocess.Popen[str], list[
         assert server.poll() is None and time.monotonic() < deadline, server.communicate()
         time.sleep(0.02)
     workers = _workers_of(server)
-    assert len(workers) == 2
+    assert len(workers) == (0 if where else 2)
     return server, workers
 
 
@@ -199,6 +202,25 @@ def test_ctrl_c_stops_the_workers(kernels: dict[str, Path], tmp_path: Path) -> N
     assert all(gone)
 
 
+def test_ctrl_c_stops_a_run_on_a_dask_cluster(kernels: dict[str, Path], tmp_path: Path) -> None:
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        address = cluster.scheduler_address
+        server, _ = _mid_batch(kernels["box_blur"], tmp_path, "--dask", address)
+        try:
+            server.send_signal(signal.SIGINT)
+            _, err = server.communicate(timeout=30)
+        finally:
+            _end(server, [])
+        assert server.returncode == 130, err
+        assert not (tmp_path / "response.bin").exists()
+        assert not (tmp_path / "response.bin.part").exists()
+        # The cluster is left as it was: it serves the next request.
+        image = np.random.default_rng(8).integers(0, 256, size=(20, 20))
+        _assert_blur(image, run_two_party(kernels["box_blur"], {"x": image}, dask=address).output)
+
+
 def _end(server: subprocess.Popen[str], workers: list[psutil.Process]) -> None:
     """Whatever the test found, leave no process of it behind."""
     if server.poll() is None:
@@ -225,6 +247,19 @@ def test_a_long_lived_server_keeps_its_pool(kernels: dict[str, Path]) -> None:
     assert all(not p.is_alive() for p in processes)
 
 
+def test_a_pool_started_before_the_bundle_serves_it(kernels: dict[str, Path]) -> None:
+    module: Any = load_module(kernels["box_blur"])
+    client = module.Client()
+    pool = module.Engine.pool(2)  # no bundle yet: its workers import OpenFHE and wait for one
+    image = np.random.default_rng(9).integers(0, 256, size=(40, 40))
+    with module.Server(client.public_bundle(), workers=2, pool_min=0) as server:
+        server.adopt(pool)
+        _assert_blur(image, client.decrypt(server.evaluate(client.encrypt(x=image))))
+        assert server.engine is pool and pool.submitted > 0 and pool.alive()
+        processes = _pool_processes(pool)
+    assert pool.closed and len(processes) == 2 and all(not p.is_alive() for p in processes)
+
+
 def _pool_processes(engine: Any) -> list[Any]:
     return list(engine.executor._processes.values())
 
@@ -246,9 +281,10 @@ def test_a_request_too_small_for_a_pool_stays_in_the_process(kernels: dict[str, 
     seconds=st.floats(0, 10, allow_nan=False),
     workers=st.integers(1, 64),
     more=st.integers(1, 10**6),
+    left=st.floats(0, 1, allow_nan=False),
 )
 def test_a_pool_pays_for_more_and_slower_ciphertexts(
-    kernels: dict[str, Path], remaining: int, seconds: float, workers: int, more: int
+    kernels: dict[str, Path], remaining: int, seconds: float, workers: int, more: int, left: float
 ) -> None:
     module: Any = load_module(kernels["box_blur"])
     pays = module.pool_pays
@@ -256,6 +292,10 @@ def test_a_pool_pays_for_more_and_slower_ciphertexts(
         assert workers > 1 and seconds > module.DISPATCH_S / (workers - 1)
         assert pays(remaining + more, seconds, workers)  # more of the same pays too
         assert pays(remaining, seconds * 2, workers)  # and slower ones
+    if pays(remaining, seconds, workers, left):  # a pool partly started pays sooner
+        assert pays(remaining, seconds, workers, left / 2)
+    # a start-up as long as the work alone is never repaid
+    assert not pays(remaining, seconds, workers, remaining * seconds)
     if remaining * seconds <= module.POOL_START_S:
         assert not pays(remaining, seconds, workers)  # not even its start-up is saved
 

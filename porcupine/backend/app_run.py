@@ -8,10 +8,11 @@ secret key. Then the client decrypts the response. Every stage is timed and ever
 measured: :class:`AppRun`.
 
 With worker processes (``workers`` other than 1) the two sides overlap: the server starts
-as soon as the bundle is written and the client streams the request into it as it encrypts
-(``serve BUNDLE - RESPONSE``), so the server loads the bundle, starts its pool and evaluates
-tiles while the client is still encrypting. With one worker they run one after the other,
-as one-core figures (eval/apps) are measured.
+first and the client streams the bundle and then the request into it as it makes them
+(``serve - - RESPONSE``), so the server imports OpenFHE and starts its workers while the
+client makes its keys, and loads the bundle and evaluates tiles while the client is still
+encrypting; the client decrypts the response as the server writes it. With one worker they
+run one after the other, as one-core figures (eval/apps) are measured.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -56,7 +57,7 @@ class AppRun:
     server_load_s: float  # the bundle, deserialized and checked (server)
     evaluate_s: float  # the kernel on every ciphertext (server; overlapped: from the load)
     server_wall_s: float  # the server process, start to exit (overlapped: after the request)
-    decrypt_s: float  # the response, decrypted and stitched (client)
+    decrypt_s: float  # the response, decrypted and stitched (client; overlapped: after the server)
     output: Any  # the decrypted output (masked array, int, or instances)
     engine: str = "process"  # where the server evaluated: "process", "pool" or "dask"
     workers: int = 1  # worker processes (or Dask worker threads) it used
@@ -142,17 +143,18 @@ def _run(
         folder / "request.bin",
         folder / "response.bin",
     )
-    start = time.perf_counter()
-    client = module.Client()
-    with bundle.open("wb") as out:
-        client.public_bundle_into(out)
-    keyed = time.perf_counter()
     arguments = []
     for name, values in plaintexts.items():
         np.save(folder / f"{name}.npy", np.asarray(values))
         arguments.append(f"{name}={folder / f'{name}.npy'}")
-
     head: BinaryIO
+    client: Any = None
+
+    def keys(out: BinaryIO) -> float:
+        nonlocal client
+        client = module.Client()
+        client.public_bundle_into(out)
+        return time.perf_counter()
 
     def encrypt(out: BinaryIO) -> None:
         if instances:
@@ -160,15 +162,25 @@ def _run(
         else:
             client.encrypt_into(out, **inputs)
 
-    source = "-" if overlap else str(request)
-    command = [sys.executable, str(path), "serve", str(bundle), source, str(response)]
-    command += [*arguments, *where]
-    if overlap:
+    files = ["-", "-"] if overlap else [str(bundle), str(request)]
+    command = [sys.executable, str(path), "serve", *files, str(response), *arguments, *where]
+    start = time.perf_counter()
+    output: Any = None
+    if overlap:  # the server starts first: it imports OpenFHE, starts workers meanwhile
         sent = _Sent()
-        returncode, stdout, stderr = _overlapped(command, folder, encrypt, sent)
-        encrypted = sent.done
+
+        def decrypt(stream: BinaryIO) -> None:
+            nonlocal output
+            output = client.decrypt_stream(stream)
+
+        returncode, stdout, stderr, keyed, served = _overlapped(
+            command, folder, response, (keys, encrypt, decrypt), sent
+        )
+        encrypted, bundle_bytes = sent.done, sent.bundle
         upload, head = sent.bytes, io.BytesIO(bytes(sent.head))
     else:
+        with bundle.open("wb") as out:
+            keyed = keys(out)
         with request.open("wb") as out:
             encrypt(out)
         encrypted = time.perf_counter()
@@ -177,12 +189,14 @@ def _run(
         )
         returncode, stdout, stderr = server.returncode, server.stdout, server.stderr
         upload, head = request.stat().st_size, request.open("rb")
-    served = time.perf_counter()
+        bundle_bytes = bundle.stat().st_size
+        served = time.perf_counter()
     if returncode != 0:
         raise ServerFailed(stderr.strip() or f"the server exited with {returncode}")
     timing = json.loads(stdout.strip().splitlines()[-1])
-    with response.open("rb") as stream:
-        output = client.decrypt_stream(stream)
+    if not overlap:
+        with response.open("rb") as stream:
+            output = client.decrypt_stream(stream)
     done = time.perf_counter()
     with head:
         header = module.request_info(head)
@@ -192,7 +206,7 @@ def _run(
         ring_dim=module.RING_DIM,
         mode=header["mode"],
         ciphertexts=header["ciphertexts"],
-        bundle_bytes=bundle.stat().st_size,
+        bundle_bytes=bundle_bytes,
         upload_bytes=upload,
         download_bytes=response.stat().st_size,
         keygen_s=keyed - start,
@@ -210,10 +224,10 @@ def _run(
 
 class _Sent(io.RawIOBase):
     """Counts the request's bytes as they go to the server, keeps its start (the header),
-    and notes when the last was written."""
+    and notes when the last was written; :meth:`restart` after the bundle."""
 
     def __init__(self) -> None:
-        self.bytes, self.head, self.done = 0, bytearray(), 0.0
+        self.bytes, self.head, self.done, self.bundle = 0, bytearray(), 0.0, 0
         self.out: IO[bytes] | None = None
 
     def writable(self) -> bool:
@@ -228,18 +242,34 @@ class _Sent(io.RawIOBase):
         self.bytes += len(view)
         return len(view)
 
+    def restart(self) -> None:
+        """The bundle has been sent: count the request from here."""
+        self.bundle, self.bytes, self.head = self.bytes, 0, bytearray()
+
 
 _HEAD = 1 << 16  # a request's magic line and JSON header fit
 
 
 def _overlapped(
-    command: list[str], folder: Path, encrypt: Any, sent: _Sent
-) -> tuple[int, str, str]:
-    """Start the server reading the request from its standard input, and encrypt into it.
-    Its status, standard output and error. When the client's encryption fails (inputs that
-    do not fit the kernel), the server sees the request end, and the client's error is
-    raised once it has exited."""
+    command: list[str],
+    folder: Path,
+    response: Path,
+    calls: tuple[Any, Any, Any],
+    sent: _Sent,
+) -> tuple[int, str, str, float, float]:
+    """Start the server reading the bundle and then the request from its standard input,
+    make the keys and send the bundle (``keys``, which returns when it was done), encrypt
+    into it, and ``decrypt`` its ``response`` as the server writes it (``calls``). Its
+    status, standard output and error, when the keys were done and when the server was
+    seen to exit (what the decryption took after that is its stage). When the client's
+    encryption fails (inputs that do not fit the kernel), the server sees the request end,
+    and the client's error is raised once it has exited; when the server fails, its status
+    says so (what was decrypted is dropped)."""
     out_path, err_path = folder / "server.out", folder / "server.err"
+    keys, encrypt, decrypt = calls
+    keyed = 0.0
+    for stale in (response, Path(f"{response}.part")):  # not to be read as this response
+        stale.unlink(missing_ok=True)
     with out_path.open("w") as out, err_path.open("w") as err:
         server = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=out, stderr=err, env=_server_env()
@@ -248,6 +278,10 @@ def _overlapped(
         sent.out = server.stdin
         failed: BaseException | None = None
         try:
+            keyed = keys(sent)
+            sent.flush()
+            server.stdin.flush()  # the server loads the bundle while this process encrypts
+            sent.restart()
             encrypt(sent)
         except BrokenPipeError:
             pass  # the server stopped reading: its status and message say why
@@ -258,7 +292,52 @@ def _overlapped(
             server.stdin.close()
         if isinstance(failed, KeyboardInterrupt | SystemExit):
             server.kill()  # it got the same Ctrl-C; do not wait on it
+        tail = _Tail(response, server)
+        if failed is None:
+            try:
+                decrypt(io.BufferedReader(tail))
+            except (ValueError, RuntimeError):  # a response cut short: the server failed
+                if server.wait() == 0:
+                    raise
+            except BaseException:
+                server.kill()
+                raise
+            finally:
+                tail.close()
         returncode = server.wait()
     if failed is not None:
         raise failed
-    return returncode, out_path.read_text(), err_path.read_text()
+    served = min(tail.exited or time.perf_counter(), time.perf_counter())
+    return returncode, out_path.read_text(), err_path.read_text(), keyed, served
+
+
+class _Tail(io.RawIOBase):
+    """The server's response file read as the server writes it (``RESPONSE.part``, renamed
+    to ``RESPONSE`` once whole): reads wait for more until the server has exited."""
+
+    def __init__(self, response: Path, server: subprocess.Popen[bytes]) -> None:
+        self.paths = (Path(f"{response}.part"), response)
+        self.server, self.file = server, cast("io.BufferedReader | None", None)
+        self.exited: float | None = None  # when this reader first saw the server gone
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while True:
+            done = self.server.poll() is not None
+            if done and self.exited is None:
+                self.exited = time.perf_counter()
+            for path in self.paths if self.file is None else ():
+                with contextlib.suppress(FileNotFoundError):
+                    self.file = path.open("rb")
+                    break
+            count = self.file.readinto(buffer) if self.file is not None else 0
+            if count or done:  # after the exit, what the server wrote is all there is
+                return count or 0
+            time.sleep(0.002)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        super().close()

@@ -81,6 +81,8 @@ from porcupine.backend.wire import (
     _RESPONSE,
     KernelDataError,
     _ciphertext,
+    _loaded,
+    _read_bundle,
     _read_header,
     _read_record,
     _serialize,
@@ -88,6 +90,7 @@ from porcupine.backend.wire import (
     _write_record,
 )
 from porcupine.backend.workers import (
+    POOL_START_S,
     PROBES,
     Engine,
     Progress,
@@ -301,7 +304,7 @@ class Server:
         progress: bool = False,
         pool_min: int | None = None,
     ) -> None:
-        """Load ``bundle`` (bytes, or a binary stream such as an open file) and check it is
+        """Load ``bundle`` (bytes, or a binary stream read to the bundle's end) and check it is
         this kernel's: the parameter set the noise analysis proved it safe for, at least its
         security level, its relinearization and rotation keys. Raises KernelDataError or
         KernelContextError (a ValueError) saying what is wrong.
@@ -318,11 +321,8 @@ class Server:
         shows tiles done, throughput and time left on stderr (with tqdm, if installed).
         Call :meth:`close` (or use ``with``) to stop the workers."""
         _natural()
-        data = bundle if isinstance(bundle, bytes | bytearray) else bundle.read()
-        stream = io.BytesIO(data)
-        header = _read_header(stream, _BUNDLE, "bundle")
-        context = _read_record(stream, "bundle")
-        rotation_keys, mult_key = _read_record(stream, "bundle"), _read_record(stream, "bundle")
+        stream = io.BytesIO(bundle) if isinstance(bundle, bytes | bytearray) else bundle
+        header, (context, rotation_keys, mult_key), data = _read_bundle(stream)
         try:
             self.cc = openfhe.DeserializeCryptoContextString(context, openfhe.BINARY)
             if rotation_keys:
@@ -333,7 +333,7 @@ class Server:
             raise KernelDataError(f"the bundle does not deserialize: {e}") from None
         self.key_tag = str(header["key_tag"])
         check_context(self.cc, self.key_tag)  # parameter set, security level and keys
-        self.bundle = bytes(data[: stream.tell()])  # what workers load
+        self.bundle = data  # what workers load
         self._id = hashlib.sha256(self.bundle).hexdigest()[:16]  # once: bundles are MBs
         self.workers, self.dask, self.progress = worker_count(workers), dask, progress
         self.pool_min = pool_min
@@ -351,6 +351,15 @@ class Server:
         if self.engine is not None:
             self.engine.close()
             self.engine = None
+
+    def adopt(self, pool: Engine) -> None:
+        """Use ``pool``, worker processes started before the bundle was read
+        (``Engine.pool(size)``, no bundle): they load this bundle. A server program starts
+        them first, so that their start-up overlaps its own and the client's work; each
+        request still decides whether to use them (:meth:`_pool`)."""
+        self.close()
+        pool.provide(self._id, self.bundle)
+        self.engine = pool
 
     def evaluate(self, request: bytes, **plaintexts: Any) -> bytes:
         """The response to ``request`` (see :meth:`evaluate_stream`)."""
@@ -391,7 +400,7 @@ class Server:
             self._running(size),
             lambda seconds: self._pool(count, size, seconds),
             "_serve_tile",
-            _tile,
+            lambda index: f"ciphertext {index} of the request",
             probe=self.pool_min is None,
         )
         bar = Progress(count, self.progress if progress is None else progress)
@@ -427,15 +436,21 @@ class Server:
     def _pool(self, count: int, size: int, seconds: float | None) -> Engine | None:
         """A pool of ``size`` workers for a request of ``count`` ciphertexts, when it pays
         for its start-up: ``pool_min`` ciphertexts, or by :func:`pool_pays` for the rest
-        when one took ``seconds`` here; kept for the next requests. None: stay here."""
-        if size <= 1:
+        when one took ``seconds`` here (a pool already starting, adopted, costs what is left
+        of its start-up); kept for the next requests. None: stay here."""
+        adopted = self.engine if self.engine is not None and self.engine.slots >= size else None
+        start = POOL_START_S if adopted is None else adopted.start_left()
+        if (
+            size <= 1
+            or (seconds is not None and not pool_pays(count - PROBES, seconds, size, start))
+            or (self.pool_min is not None and count < self.pool_min)
+        ):
+            if adopted is not None and not adopted.ready():
+                self.close()  # its workers would spend the cores this process needs
             return None
-        if seconds is not None and not pool_pays(count - PROBES, seconds, size):
-            return None
-        if self.pool_min is not None and count < self.pool_min:
-            return None
-        self.close()
-        self.engine = Engine.pool(size, self._id, self.bundle)
+        if adopted is None:
+            self.close()
+            self.engine = Engine.pool(size, self._id, self.bundle)
         return self.engine
 
     def _tasks(
@@ -480,16 +495,3 @@ class Server:
             per_input = [instance_rows(n, values[n]) for n in names]
         for tile in zip(*per_input, strict=True) if names else itertools.repeat(()):
             yield dict(zip(names, tile, strict=True))
-
-
-def _loaded(mult_key: bytes, tag: str) -> bool:
-    """Whether this process holds ``mult_key`` for ``tag`` already (its client, or another
-    server of the bundle): OpenFHE keeps one per tag process-wide and refuses a second."""
-    try:
-        return bool(openfhe.SerializeEvalMultKeyString(openfhe.BINARY, tag) == mult_key)
-    except RuntimeError:  # none for this tag
-        return False
-
-
-def _tile(index: int) -> str:
-    return f"ciphertext {index} of the request"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import signal
@@ -25,7 +26,7 @@ import numpy as np
 from porcupine.backend.parties import Server
 from porcupine.backend.runtime import KERNEL
 from porcupine.backend.wire import _serialize
-from porcupine.backend.workers import WorkerError, set_threads
+from porcupine.backend.workers import Engine, WorkerError, set_threads, worker_count
 
 # --- serve: copied into every emitted module (after the two parties) ---
 
@@ -56,17 +57,19 @@ def _serve_stop(bundle_id: str) -> None:
 
 
 def _request(path: str) -> Any:
-    """The request file, or standard input for ``-`` (a client streaming its request as it
-    encrypts: the server starts, and evaluates, while the client is still encrypting)."""
+    """The bundle or request file, or standard input for ``-`` (a client streaming its bundle
+    and its request as it makes them: the server starts, and evaluates, while the client is
+    still encrypting; with both ``-``, the bundle comes first)."""
     return contextlib.nullcontext(sys.stdin.buffer) if path == "-" else open(path, "rb")
 
 
 def main(argv: list[str] | None = None) -> int:
     """The server as a program: ``python KERNEL.py serve BUNDLE REQUEST RESPONSE [NAME=FILE.npy
     ...] [--workers N | --dask tcp://HOST:PORT] [--pool-min K] [--quiet]`` loads the public
-    bundle, evaluates the request file (``-``: standard input, read as it arrives; plaintext
-    inputs from .npy files) on up to N worker processes (default: the machine's cores; a
-    pool starts when the request pays for it) or on a Dask cluster, and writes the response
+    bundle, evaluates the request file (``-``: standard input, read as it arrives, after
+    the bundle if it is ``-`` too; plaintext inputs from .npy files) on up to N worker
+    processes (default: the machine's cores; they start at once and serve the request
+    when it pays for them) or on a Dask cluster, and writes the response
     file, whole or not at all; it shows progress on stderr unless --quiet and prints its
     seconds as one JSON line. Exit status 2, with the reason and no traceback, for a
     bundle, request or input that does not fit this kernel, or a scheduler that does not
@@ -90,13 +93,22 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
     partial = f"{args.response}.part"  # renamed once whole: nothing half-written
+    early: Engine | None = None
     try:
         plaintexts = {}
         for item in args.plaintexts:
             name, _, path = item.partition("=")
             plaintexts[name] = np.load(path, allow_pickle=False)
         start = time.perf_counter()
-        with open(args.bundle, "rb") as bundle:
+        if args.dask is None and worker_count(args.workers) > 1:
+            # Workers start now, importing OpenFHE while this process reads the bundle (a
+            # streaming client: while it makes its keys and encrypts); each request decides
+            # whether to use them.
+            early = Engine.pool(worker_count(args.workers))
+        elif args.dask is not None:  # its import is most of joining a cluster: start it now
+            with contextlib.suppress(ImportError):  # Engine.dask says what to install
+                importlib.import_module("distributed")
+        with _request(args.bundle) as bundle:
             server = Server(
                 bundle,
                 workers=args.workers,
@@ -105,13 +117,19 @@ def main(argv: list[str] | None = None) -> int:
                 pool_min=args.pool_min,
             )
         loaded = time.perf_counter()
+        if early is not None:
+            server.adopt(early)
         with server, _request(args.request) as request, open(partial, "wb") as response:
+            early = None  # the server closes it now
             server.evaluate_stream(request, response, **plaintexts)
-            engine = "process" if server.engine is None else server.engine.kind
-            slots = 1 if server.engine is None else server.engine.slots
+            used = server.engine is not None and server.engine.submitted > 0
+            engine = server.engine.kind if used and server.engine else "process"
+            slots = server.engine.slots if used and server.engine else 1
         os.replace(partial, args.response)
         done = time.perf_counter()
     except (OSError, ValueError, TypeError, WorkerError, KeyboardInterrupt) as e:
+        if early is not None:  # the bundle was refused: the workers waited for it
+            early.close(abort=True)
         with contextlib.suppress(OSError):
             os.remove(partial)
         if isinstance(e, KeyboardInterrupt):

@@ -105,3 +105,34 @@ def _ciphertext(data: bytes, key_tag: str, what: str) -> Any:
             f"{key_tag[:8]}: encrypt with the client that exported this server's bundle"
         )
     return ct
+
+
+class _Kept:
+    """A stream's reader that keeps what it has read."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream, self.seen = stream, bytearray()
+
+    def read(self, size: int) -> bytes:
+        data = self.stream.read(size)
+        self.seen += data
+        return data
+
+
+def _read_bundle(stream: BinaryIO) -> tuple[dict[str, Any], list[bytes], bytes]:
+    """A bundle's header, its records (context, rotation keys, relinearization key) and
+    its bytes, read from ``stream`` up to the bundle's end only: a request may follow it
+    on the same stream."""
+    kept = _Kept(stream)
+    header = _read_header(kept, _BUNDLE, "bundle")  # type: ignore[arg-type]
+    records = [_read_record(kept, "bundle") for _ in range(3)]  # type: ignore[arg-type]
+    return header, records, bytes(kept.seen)
+
+
+def _loaded(mult_key: bytes, tag: str) -> bool:
+    """Whether this process holds ``mult_key`` for ``tag`` already (its client, or another
+    server of the bundle): OpenFHE keeps one per tag process-wide and refuses a second."""
+    try:
+        return bool(openfhe.SerializeEvalMultKeyString(openfhe.BINARY, tag) == mult_key)
+    except RuntimeError:  # none for this tag
+        return False

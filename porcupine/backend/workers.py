@@ -22,7 +22,12 @@ A pool costs its start-up (each worker imports OpenFHE and loads the bundle) and
 server's own work per task (pickling, pipes): :func:`staged` evaluates a request's first
 ciphertexts in the server's process, timed, starts a pool only when :func:`pool_pays`
 says the rest repays it, and goes on in process until the workers are ready, so that no
-tile waits for them. A long-lived server keeps its pool for the next requests.
+tile waits for them. A long-lived server keeps its pool for the next requests. The server
+program (``python KERNEL.py serve``) starts its pool before it has read the bundle
+(:meth:`Engine.provide` hands it over): the workers import OpenFHE while the client makes
+its keys and encrypts, and a request then weighs what is left of their start-up and the
+dispatch (a pool still starting that does not pay is stopped). While a pool works, the
+server's own process evaluates a tile whenever the result it waits for is not ready.
 
 The imports above the ``workers`` marker are there for ruff and mypy: the code below it is
 copied into every emitted module, before the two parties (which define the worker's side:
@@ -80,23 +85,35 @@ class WorkerError(RuntimeError):
 
 
 # Run in each worker (a pool's initializer, a Dask worker plugin's setup) with ``name``,
-# ``path``, ``pool`` and ``source`` and ``bundle`` (or ``blob``, a file holding both) bound:
-# it installs this module under ``name`` (once per process) and loads the bundle. It is text
-# run by the builtin exec: nothing of the module can be unpickled before it is installed. A
-# pool's workers read a file: a spawned process that dies before reading its arguments leaves
-# the parent blocked writing them, when they exceed a pipe's buffer.
+# ``path``, ``pool``, ``parent`` and ``source`` (or ``code``, a file holding it) and
+# ``bundle_id`` and ``bundle`` (or ``blob``, a file holding both) bound: it installs this
+# module under ``name`` (once per process) and loads the bundle. It is text run by the builtin
+# exec: nothing of the module can be unpickled before it is installed. A pool's workers read
+# files: a spawned process that dies before reading its arguments leaves the parent blocked
+# writing them, when they exceed a pipe's buffer. A pool may start before the server has read
+# the bundle: its workers import OpenFHE and this module, then wait for the bundle's file
+# (written whole, by a rename), and leave if the server that started them has gone.
 _BOOTSTRAP = """
-import os, pickle, sys, types
+import os, pickle, signal, sys, time, types
 os.environ["OMP_NUM_THREADS"] = "1"  # before openfhe loads, if it has not yet
-if blob is not None:
-    with open(blob, "rb") as f:
-        source, bundle = pickle.load(f)
+if pool:  # Ctrl-C reaches the whole process group: the parent ends the pool itself
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+if code is not None:
+    with open(code, "rb") as f:
+        source = pickle.load(f)
 module = sys.modules.get(name)
 if module is None:
     module = types.ModuleType(name)
     module.__file__ = path
     sys.modules[name] = module  # before it runs: dataclasses look their module up
     exec(compile(source, path, "exec"), vars(module))
+if blob is not None:
+    while not os.path.exists(blob):
+        if os.getppid() != parent:
+            os._exit(0)
+        time.sleep(0.002)
+    with open(blob, "rb") as f:
+        bundle_id, bundle = pickle.load(f)
 module._serve_start(bundle_id, bundle, pool)
 """
 
@@ -144,7 +161,10 @@ class Engine:
         self.module = module  # the name workers know this module by
         self.slots = slots  # tasks that run at once
         self.kind = kind  # "pool" or "dask"
+        self.submitted = 0  # tasks sent to the workers
+        self.started = time.perf_counter()  # when its workers began to start
         self._close = close
+        self._provide: Callable[[str, bytes], None] = lambda bundle_id, bundle: None
         self.closed = False
 
     def close(self, abort: bool = False) -> None:
@@ -154,35 +174,54 @@ class Engine:
             self.closed = True
             self._close(abort)
 
+    def start_left(self) -> float:
+        """What is left of the workers' start-up: none once they are ready, else what
+        POOL_START_S leaves of it after the time since they began."""
+        if self.ready():
+            return 0.0
+        return max(0.0, POOL_START_S - (time.perf_counter() - self.started))
+
+    def provide(self, bundle_id: str, bundle: bytes) -> None:
+        """Give a pool started without a bundle (``Engine.pool(size)``) the bundle its
+        workers wait for; they load it once."""
+        self._provide(bundle_id, bundle)
+
     @staticmethod
-    def pool(size: int, bundle_id: str, bundle: bytes) -> Engine | None:
+    def pool(size: int, bundle_id: str | None = None, bundle: bytes | None = None) -> Engine | None:
         """``size`` worker processes, each with the bundle loaded; None when this module
-        cannot be sent to workers (it has no source text)."""
+        cannot be sent to workers (it has no source text). Without a bundle the workers start
+        at once (import OpenFHE and this module) and load the one :meth:`provide` gives them:
+        a server starts its pool before it has read the bundle."""
         identity = _identity()
         if identity is None:
             return None
         name, path, source = identity
         folder = tempfile.TemporaryDirectory(prefix="porcupine-pool-")
-        blob = os.path.join(folder.name, "bundle.pickle")
-        with open(blob, "wb") as out:
-            pickle.dump((source, bundle), out)
-        namespace = {"name": name, "path": path, "blob": blob, "bundle_id": bundle_id}
+        code, blob = (os.path.join(folder.name, f) for f in ("module.pickle", "bundle.pickle"))
+        with open(code, "wb") as out:
+            pickle.dump(source, out)
+        namespace = {"name": name, "path": path, "code": code, "blob": blob, "pool": True}
         executor = concurrent.futures.ProcessPoolExecutor(
             size,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=exec,
-            initargs=(_BOOTSTRAP, {**namespace, "pool": True}),
+            initargs=(_BOOTSTRAP, {**namespace, "parent": os.getpid()}),
         )
         # Start every worker now (one process per task submitted while none is idle), so
         # that they import OpenFHE and load the bundle while this process goes on working.
         warm = [executor.submit(eval, "0") for _ in range(size)]
+
+        def provide(bundle_id: str, bundle: bytes) -> None:
+            with open(f"{blob}.part", "wb") as out:
+                pickle.dump((bundle_id, bundle), out)
+            os.replace(f"{blob}.part", blob)  # the workers see it whole or not at all
 
         def close(abort: bool) -> None:
             processes = list((getattr(executor, "_processes", None) or {}).values())
             # shutdown forgets the queues: keep their pipes' ends in this process
             calls = getattr(getattr(executor, "_call_queue", None), "_reader", None)
             results = getattr(getattr(executor, "_result_queue", None), "_writer", None)
-            executor.shutdown(wait=not abort, cancel_futures=True)
+            executor.shutdown(wait=not abort and ready(), cancel_futures=True)
             for process in processes:  # workers ignore SIGINT: the parent ends them
                 process.terminate()
                 process.join(1)
@@ -202,7 +241,11 @@ class Engine:
         def ready() -> bool:
             return all(w.done() for w in warm)
 
-        return Engine(executor, name, size, "pool", close, alive, ready)
+        engine = Engine(executor, name, size, "pool", close, alive, ready)
+        engine._provide = provide
+        if bundle_id is not None and bundle is not None:
+            provide(bundle_id, bundle)
+        return engine
 
     @staticmethod
     def dask(target: Any, bundle_id: str, bundle: bytes, timeout: float = 5.0) -> Engine:
@@ -234,8 +277,9 @@ class Engine:
         else:
             client = target
         plugin_name = f"porcupine-{name}-{bundle_id}"
-        payload = {"name": name, "path": path, "source": source, "bundle_id": bundle_id}
-        plugin = _dask_plugin(distributed, {**payload, "bundle": bundle, "blob": None}, _BOOTSTRAP)
+        payload: dict[str, Any] = {"name": name, "path": path, "source": source}
+        payload.update(bundle_id=bundle_id, bundle=bundle, blob=None, code=None)
+        plugin = _dask_plugin(distributed, payload, _BOOTSTRAP)
         try:
             replies = client.register_plugin(plugin, name=plugin_name) or {}
             failed = [r for r in replies.values() if r.get("status") != "OK"]
@@ -314,6 +358,7 @@ def ordered(
                     else:
                         flight.append(engine.executor.submit(eval, call, {"task": task}))
                         pending += 1
+                        engine.submitted += 1
                 if not flight:
                     return
                 while (
@@ -358,12 +403,15 @@ DISPATCH_S = 0.0013
 PROBES = 3  # ciphertexts evaluated in the server's process before a pool is considered
 
 
-def pool_pays(remaining: int, per_ciphertext_s: float, workers: int) -> bool:
+def pool_pays(
+    remaining: int, per_ciphertext_s: float, workers: int, start_s: float = POOL_START_S
+) -> bool:
     """Whether ``workers`` processes evaluate ``remaining`` ciphertexts of ``per_ciphertext_s``
     seconds each sooner than this process alone: on the pool each costs its evaluation plus
-    the dispatch, shared by the workers' cores, after the pool's start-up."""
+    the dispatch, shared by the workers' cores, after the pool's start-up ``start_s`` (0 for
+    a pool already starting: its cost is spent)."""
     alone = remaining * per_ciphertext_s
-    pooled = POOL_START_S + remaining * (per_ciphertext_s + DISPATCH_S) / workers
+    pooled = start_s + remaining * (per_ciphertext_s + DISPATCH_S) / workers
     return workers > 1 and pooled < alone
 
 
@@ -376,14 +424,15 @@ def staged(
     what: Callable[[int], str],
     probe: bool = True,
 ) -> Iterator[Any]:
-    """The results of ``tasks`` in order. On ``engine`` when one is running. Otherwise, with
-    ``probe``, the first PROBES in this process (``local``), timed, then ``start(seconds per
-    task)`` decides whether a pool pays off (None: the rest here too) and starts it, and
-    until its workers are ready the tasks go on here, so that nothing waits for the pool's
-    start-up; without ``probe``, ``start(None)`` and every task on its pool. The pool's
-    workers run ``function(*task)``."""
+    """The results of ``tasks`` in order. On ``engine`` when it is running and ready.
+    Otherwise, with ``probe``, the first PROBES in this process (``local``), timed, then
+    ``start(seconds per task)`` decides whether a pool pays off (and starts it, or keeps the
+    one still starting: None, the rest here too), and until its workers are ready the tasks
+    go on here, so that nothing waits for their start-up; without ``probe``, ``start(None)``
+    and every task on its workers. They run ``function(*task)``; this process helps them
+    (see :func:`ordered`)."""
     index = 0
-    if engine is None and probe:
+    if probe and (engine is None or not engine.ready()):
         seconds = []  # the least of a few: a first call pays one-time costs, and others'
         for task in itertools.islice(tasks, PROBES):  # processes preempt some
             begin = time.perf_counter()
@@ -403,11 +452,13 @@ def staged(
             if engine is not None:
                 engine.close(abort=True)
             raise
-    elif engine is None:
+    elif engine is None or not engine.ready():
         engine = start(None)
     if engine is None:
         yield from map(local, tasks)
-    else:  # a pool's server process is one more worker; a cluster's client may be far
+    else:  # a pool's server process is one more worker. Not a cluster's: its client's
+        # event loop needs the GIL that an OpenFHE call holds (a LocalCluster of 2 on
+        # Harris 512x512 was slower with this process helping in 3 of 3 interleaved runs)
         helper = local if engine.kind == "pool" else None
         yield from ordered(engine, function, tasks, what, index, helper)
 
