@@ -266,3 +266,57 @@ def test_the_module_runs_openfhe_single_threaded_unless_told(
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == (setting or "1")
+
+
+_FOREIGN = """
+import sys, openfhe
+p = openfhe.CCParamsBFVRNS()
+p.SetPlaintextModulus(65537)
+p.SetMultiplicativeDepth(2)
+cc = openfhe.GenCryptoContext(p)
+for feature in (openfhe.PKE, openfhe.KEYSWITCH, openfhe.LEVELEDSHE):
+    cc.Enable(feature)
+keys = cc.KeyGen()
+cc.EvalMultKeyGen(keys.secretKey)
+folder = sys.argv[1]
+openfhe.SerializeToFile(folder + "/cc", cc, openfhe.BINARY)
+openfhe.SerializeToFile(folder + "/sk", keys.secretKey, openfhe.BINARY)
+cc.SerializeEvalMultKey(folder + "/mult", openfhe.BINARY)
+ct = cc.Encrypt(keys.publicKey, cc.MakePackedPlaintext([3, -5, 7]))
+openfhe.SerializeToFile(folder + "/ct", ct, openfhe.BINARY)
+"""
+
+
+def test_only_ciphertexts_of_a_context_read_before_skip_its_tables(
+    kernels: dict[str, Path], tmp_path: Path
+) -> None:
+    """A ciphertext's context is read without rebuilding OpenFHE's CRT tables only when its
+    serialized context is one this process has read in full before (wire._KNOWN_CONTEXTS).
+    A ciphertext of a context never read here is refused and leaves no context without
+    tables behind: this process then computes on that very context correctly (were its
+    tables skipped, OpenFHE would register a context without them, and multiply with it)."""
+    module: Any = load_module(kernels["gx"])
+    client = module.Client()
+    server = module.Server(client.public_bundle(), workers=1)
+    image = np.random.default_rng(7).integers(-300, 300, size=(8, 8))
+    for _ in range(2):  # the second request's ciphertext takes the fast path
+        got = client.decrypt(server.evaluate(client.encrypt(x=image)))
+        want = _whole("gx", {"x": image})
+        assert np.array_equal(np.ma.getdata(got)[want.matters], want.values[want.matters])
+    assert len(module._KNOWN_CONTEXTS) == 1
+
+    made = subprocess.run([sys.executable, "-c", _FOREIGN, str(tmp_path)], capture_output=True)
+    assert made.returncode == 0, made.stderr
+    foreign = (tmp_path / "ct").read_bytes()
+    with pytest.raises(module.KernelContextError, match="not under the bundle's key"):
+        module._ciphertext(foreign, server.key_tag, "ciphertext 0 (x)")
+    assert len(module._KNOWN_CONTEXTS) == 1
+
+    cc, ok = openfhe.DeserializeCryptoContext(str(tmp_path / "cc"), openfhe.BINARY)
+    secret, ok2 = openfhe.DeserializePrivateKey(str(tmp_path / "sk"), openfhe.BINARY)
+    assert ok and ok2 and cc.DeserializeEvalMultKey(str(tmp_path / "mult"), openfhe.BINARY)
+    ct, ok3 = openfhe.DeserializeCiphertext(str(tmp_path / "ct"), openfhe.BINARY)
+    assert ok3
+    square = cc.Decrypt(secret, cc.EvalMult(ct, ct))
+    square.SetLength(3)
+    assert square.GetPackedValue() == [9, 25, 49]

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from porcupine.backend.planning import new_context
+from porcupine.backend.runtime import encrypt_plaintext
 from quill.cost import KEYS, CostTable, save_table
 from quill.ops import OPS, Kind, OpInfo, sum_keys
 from quill.params import SETS, ParameterSet
@@ -80,7 +81,7 @@ def _operations(param_set: ParameterSet, rng: np.random.Generator) -> dict[str, 
         "rotate_precompute": lambda: cc.EvalFastRotationPrecompute(a),
         "rotate_hoisted": lambda: cc.EvalFastRotation(a, 1, order, pre),
         "rotation_keygen": lambda: cc.EvalRotateKeyGen(keys.secretKey, [next(fresh)]),
-        "encrypt": lambda: cc.Encrypt(keys.publicKey, pt),
+        "encrypt": lambda: encrypt_plaintext(cc, keys, pt),  # as clients do
         "decrypt": lambda: cc.Decrypt(keys.secretKey, a),
     }
     for key, window in SUM_ROUNDS.items():

@@ -58,6 +58,7 @@ from porcupine.backend.runtime import (
     Slots,
     check_context,
     decode_slots,
+    encrypt_plaintext,
     evaluate,
     fixed_settings,
     generate_keys,
@@ -238,7 +239,7 @@ class Client:
         for group in zip(*groups, strict=True):
             for name, tiles in zip(names, group, strict=True):
                 plaintext = _packed(self.cc, name, tiles)
-                _write_record(out, _serialize(self.cc.Encrypt(self.keys.publicKey, plaintext)))
+                _write_record(out, _serialize(encrypt_plaintext(self.cc, self.keys, plaintext)))
 
     def encrypt_instances(self, **inputs: Any) -> bytes:
         """A request for many independent instances of the kernel's own size: each input
@@ -260,7 +261,7 @@ class Client:
         for row in zip(*rows, strict=True):
             for values in row:
                 plaintext = encode_row(self.cc, values)
-                _write_record(out, _serialize(self.cc.Encrypt(self.keys.publicKey, plaintext)))
+                _write_record(out, _serialize(encrypt_plaintext(self.cc, self.keys, plaintext)))
 
     def decrypt(self, response: bytes) -> Any:
         """The kernel's output for the whole request (see :meth:`decrypt_stream`)."""

@@ -93,10 +93,30 @@ def _serialize(obj: Any) -> bytes:
     return data if isinstance(data, bytes) else data.encode()
 
 
+# A serialized ciphertext carries its crypto context, and OpenFHE rebuilds that context's CRT
+# tables on every deserialization (3.4 of 3.7 ms per ciphertext at N = 8192, measured), then
+# finds the equal context this process already holds and drops the rebuilt one. The bytes
+# before a ciphertext's key tag are its context's serialization: when they are the very bytes
+# of a ciphertext already read (with the tables built), the context found is that one, and
+# the rebuild is skipped (0.26 ms). Anything else takes OpenFHE's full path, so that no
+# context without tables is ever registered. (The prefixes hold until openfhe's
+# ReleaseAllContexts, which nothing here calls.)
+_KNOWN_CONTEXTS: set[bytes] = set()
+_CONTEXT_END = 8192  # the key tag sits about 650 bytes in; look no further than this
+
+
 def _ciphertext(data: bytes, key_tag: str, what: str) -> Any:
     """A serialized ciphertext, checked to be under the bundle's keys."""
+    cut = data.find(key_tag.encode(), 0, _CONTEXT_END)
+    known = cut > 0 and data[:cut] in _KNOWN_CONTEXTS
     try:
-        ct = openfhe.DeserializeCiphertextString(data, openfhe.BINARY)
+        if known:
+            openfhe.DisablePrecomputeCRTTablesAfterDeserializaton()
+        try:
+            ct = openfhe.DeserializeCiphertextString(data, openfhe.BINARY)
+        finally:
+            if known:
+                openfhe.EnablePrecomputeCRTTablesAfterDeserializaton()
     except Exception as e:  # OpenFHE raises RuntimeError with its own text
         raise KernelDataError(f"{what} is not an OpenFHE ciphertext: {e}") from None
     if ct.GetKeyTag() != key_tag:
@@ -104,6 +124,8 @@ def _ciphertext(data: bytes, key_tag: str, what: str) -> Any:
             f"{what} is encrypted under key {ct.GetKeyTag()[:8]}, not under the bundle's key "
             f"{key_tag[:8]}: encrypt with the client that exported this server's bundle"
         )
+    if cut > 0 and not known:
+        _KNOWN_CONTEXTS.add(data[:cut])
     return ct
 
 
