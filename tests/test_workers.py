@@ -120,6 +120,11 @@ def test_a_dask_cluster_evaluates_a_request(kernels: dict[str, Path]) -> None:
         with cluster.get_client() as dask, module.Server(client.public_bundle(), dask=dask) as s:
             for _ in range(2):
                 _assert_blur(image, client.decrypt(s.evaluate(client.encrypt(x=image))))
+            # A request of 41 ciphertexts: tasks of 5 ciphertexts each (batch_size), in order.
+            big = np.random.default_rng(10).integers(0, 256, size=(60, 60))
+            before = (s.engine.submitted, s.engine.calls)
+            _assert_blur(big, client.decrypt(s.evaluate(client.encrypt(x=big))))
+            assert s.engine.submitted - before[0] == 41 and s.engine.calls - before[1] == 9
 
 
 def test_a_scheduler_that_does_not_answer_is_a_clear_error(

@@ -402,6 +402,7 @@ class Server:
             lambda seconds: self._pool(count, size, seconds),
             "_serve_tile",
             lambda index: f"ciphertext {index} of the request",
+            count,
             probe=self.pool_min is None,
         )
         bar = Progress(count, self.progress if progress is None else progress)

@@ -5,9 +5,11 @@ instances) is a batch of independent evaluations, and one Python process runs on
 call at a time. The server's :class:`Engine` sends them to worker processes instead:
 
 * a **pool** (:class:`concurrent.futures.ProcessPoolExecutor`, ``spawn`` context: OpenFHE's
-  state must not be forked mid-use), one process per core by default; each worker imports
-  this very module from its source text, loads the public bundle once (its initializer)
-  and runs OpenFHE on one thread;
+  state must not be forked mid-use, nor a process that may hold threads), one process per
+  core by default; each worker imports this very module from its source text, loads the
+  public bundle once (its initializer) and runs OpenFHE on one thread. The server program
+  forks its workers instead, at its start, before it has a thread or an OpenFHE object;
+  they skip the imports;
 * a **Dask cluster** (the ``distributed`` scheduler, imported only when asked for): the same
   tasks through ``Client.get_executor()``, also a ``concurrent.futures.Executor``; a worker
   plugin installs the module and the bundle on each worker once (and on workers that join
@@ -162,6 +164,7 @@ class Engine:
         self.slots = slots  # tasks that run at once
         self.kind = kind  # "pool" or "dask"
         self.submitted = 0  # tasks sent to the workers
+        self.calls = 0  # calls of the workers that carried them (a cluster's carry several)
         self.started = time.perf_counter()  # when its workers began to start
         self._close = close
         self._provide: Callable[[str, bytes], None] = lambda bundle_id, bundle: None
@@ -187,11 +190,15 @@ class Engine:
         self._provide(bundle_id, bundle)
 
     @staticmethod
-    def pool(size: int, bundle_id: str | None = None, bundle: bytes | None = None) -> Engine | None:
+    def pool(
+        size: int, bundle_id: str | None = None, bundle: bytes | None = None, fork: bool = False
+    ) -> Engine | None:
         """``size`` worker processes, each with the bundle loaded; None when this module
         cannot be sent to workers (it has no source text). Without a bundle the workers start
         at once (import OpenFHE and this module) and load the one :meth:`provide` gives them:
-        a server starts its pool before it has read the bundle."""
+        a server starts its pool before it has read the bundle. ``fork``: the workers are
+        forks of this process, which then must hold no thread and no OpenFHE object (the
+        server program at its start); they skip the imports, about 0.3 s of CPU each."""
         identity = _identity()
         if identity is None:
             return None
@@ -201,9 +208,12 @@ class Engine:
         with open(code, "wb") as out:
             pickle.dump(source, out)
         namespace = {"name": name, "path": path, "code": code, "blob": blob, "pool": True}
+        if fork:  # what is buffered now would be written again by every worker
+            sys.stdout.flush()
+            sys.stderr.flush()
         executor = concurrent.futures.ProcessPoolExecutor(
             size,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=multiprocessing.get_context("fork" if fork else "spawn"),
             initializer=exec,
             initargs=(_BOOTSTRAP, {**namespace, "parent": os.getpid()}),
         )
@@ -332,19 +342,21 @@ def ordered(
     what: Callable[[int], str],
     first: int = 0,
     local: Callable[[Any], Any] | None = None,
+    batch: int = 1,
 ) -> Iterator[Any]:
     """This module's ``function(*task)`` for each task, on the engine's workers, yielded in
-    order; at most three tasks per worker in flight (the tasks are made as they are sent:
-    memory stays bounded however long the request). With ``local``, this process takes the
-    next task itself (``local(task)``) whenever the result it waits for is not ready: it
-    would idle otherwise. A worker that dies raises WorkerError naming ``what(index)``; any
-    exception (Ctrl-C too) cancels the rest and stops the engine.
+    order; ``batch`` tasks to one call of a worker, at most three calls per worker in flight
+    (the tasks are made as they are sent: memory stays bounded however long the request).
+    With ``local``, this process takes the next task itself (``local(task)``) whenever the
+    result it waits for is not ready: it would idle otherwise. A worker that dies raises
+    WorkerError naming ``what(index)``; any exception (Ctrl-C too) cancels the rest and
+    stops the engine.
 
-    A task is the builtin eval of a call of the worker's copy of this module, found by name:
+    A call is the builtin eval of calls of the worker's copy of this module, found by name:
     a Dask scheduler unpickles tasks, and it has no copy of this module to find a function
     pickled by reference in (nor has a pool worker this process's name for it)."""
-    call = f"__import__('sys').modules[{engine.module!r}].{function}(*task)"
-    flight: collections.deque[concurrent.futures.Future[Any]] = collections.deque()
+    call = f"[__import__('sys').modules[{engine.module!r}].{function}(*t) for t in batch]"
+    flight: collections.deque[concurrent.futures.Future[list[Any]]] = collections.deque()
     source = iter(tasks)
     index, exhausted = first, False  # the request's index of the task whose result is next
     try:
@@ -352,13 +364,13 @@ def ordered(
             try:
                 pending = sum(not f.done() for f in flight)
                 while not exhausted and pending < 3 * engine.slots:
-                    task = next(source, None)
-                    if task is None:
-                        exhausted = True
-                    else:
-                        flight.append(engine.executor.submit(eval, call, {"task": task}))
+                    group = list(itertools.islice(source, batch))
+                    exhausted = len(group) < batch
+                    if group:
+                        flight.append(engine.executor.submit(eval, call, {"batch": group}))
                         pending += 1
-                        engine.submitted += 1
+                        engine.submitted += len(group)
+                        engine.calls += 1
                 if not flight:
                     return
                 while (
@@ -372,8 +384,8 @@ def ordered(
                         exhausted = True
                     else:  # its result joins the queue in order, done
                         flight.append(concurrent.futures.Future())
-                        flight[-1].set_result(local(task))
-                result = _result(engine, flight.popleft())
+                        flight[-1].set_result([local(task)])
+                results = _result(engine, flight.popleft())
             except concurrent.futures.process.BrokenProcessPool as e:
                 raise WorkerError(
                     f"a worker died while evaluating {what(index)}: {e}; no response was made"
@@ -384,11 +396,28 @@ def ordered(
                 raise WorkerError(
                     f"Dask workers died evaluating {what(index)}: {e}; no response was made"
                 ) from None
-            index += 1
-            yield result
+            for result in results:
+                index += 1
+                yield result
     except BaseException:
         engine.close(abort=True)  # cancels what is in flight (not here: a pool's thread
         raise  # fails on a future cancelled behind its back, gh-94777's neighbour)
+
+
+# A Dask task costs about 6 ms of scheduling and transfer on top of its work (77 tasks
+# echoing 0.4 MB each: 6.0-6.4 ms a task on a LocalCluster of 2; in batches of 8: 1.4 ms a
+# ciphertext, as much as a pool's task), more than a Sobel tile's evaluation at N = 4096.
+# So a cluster's tasks carry several ciphertexts: enough that each worker still gets
+# about four calls of a request (balance), at most BATCH_MOST (memory in flight).
+BATCH_MOST = 8
+
+
+def batch_size(engine: Engine, count: int) -> int:
+    """Ciphertexts per task for a request of ``count`` on ``engine``: one on a pool (its
+    task costs about as much as a batched one), up to BATCH_MOST on a cluster."""
+    if engine.kind != "dask":
+        return 1
+    return max(1, min(BATCH_MOST, count // (4 * engine.slots)))
 
 
 # What a pool costs on the 2-core machine (`python -m eval.throughput` measures both again,
@@ -422,9 +451,11 @@ def staged(
     start: Callable[[float | None], Engine | None],
     function: str,
     what: Callable[[int], str],
+    count: int,
     probe: bool = True,
 ) -> Iterator[Any]:
-    """The results of ``tasks`` in order. On ``engine`` when it is running and ready.
+    """The results of the ``count`` ``tasks`` in order. On ``engine`` when it is running and
+    ready (a cluster's in batches: :func:`batch_size`).
     Otherwise, with ``probe``, the first PROBES in this process (``local``), timed, then
     ``start(seconds per task)`` decides whether a pool pays off (and starts it, or keeps the
     one still starting: None, the rest here too), and until its workers are ready the tasks
@@ -460,7 +491,8 @@ def staged(
         # event loop needs the GIL that an OpenFHE call holds (a LocalCluster of 2 on
         # Harris 512x512 was slower with this process helping in 3 of 3 interleaved runs)
         helper = local if engine.kind == "pool" else None
-        yield from ordered(engine, function, tasks, what, index, helper)
+        batch = batch_size(engine, count - index)
+        yield from ordered(engine, function, tasks, what, index, helper, batch)
 
 
 def _result(engine: Engine, future: concurrent.futures.Future[Any]) -> Any:
