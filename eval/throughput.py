@@ -11,6 +11,8 @@ One command for every figure of issue 22; it ends by printing the goal figures.
    request pays for it), a Dask ``LocalCluster`` of 2 worker processes, and 2 workers with
    the request streamed into the server as it is encrypted (end to end), interleaved,
    ``--reps`` times; medians; every output pixel checked against the spec's reference.
+   Then a long-lived server (the Python API) on 1 worker, a started pool of 2 and the
+   joined cluster, evaluating the same request again and again (:func:`steady`).
 2. Threads against processes (:mod:`eval.throughput_threads`): per kernel and ring, one
    process on 1 and 2 OpenMP threads against two worker processes; the pool's start-up.
 3. Box blur at 1024x1024, 2048x2048 and the largest square image up to ``--big`` that fits
@@ -24,6 +26,7 @@ One command for every figure of issue 22; it ends by printing the goal figures.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import statistics
@@ -192,6 +195,56 @@ def throughput(name: str, reps: int, address: str, bits: int) -> dict[str, Any]:
     return {"name": name, "module": module, "image": image.shape, "runs": runs}
 
 
+STEADY = ("1 worker", "2 workers (pool started)", "Dask 2 workers (joined)")
+
+
+def steady(name: str, reps: int, address: str, bits: int) -> dict[str, Any]:
+    """Section 1's long-lived server (the Python API): the whole photo's request evaluated
+    again and again by a server in this process on 1 worker, on a pool of 2 it already
+    started, and on the Dask cluster it already joined (the bundle installed); interleaved,
+    ``reps`` times, every response decrypted and checked. What a serving process sustains,
+    without the one-time start of section 1's server program."""
+    from distributed import Client
+
+    from porcupine.backend import load_module
+
+    image = photo(bits)
+    path, _, _ = compiled(name, image.shape)
+    module: Any = load_module(path)
+    want = reference(name, image)
+    client = module.Client()
+    bundle, request = client.public_bundle(), client.encrypt(x=image)
+    seconds: dict[str, list[float]] = {c: [] for c in STEADY}
+    with Client(address, set_as_default=False) as dask:
+        servers = dict(
+            zip(
+                STEADY,
+                (
+                    module.Server(bundle, workers=1),
+                    module.Server(bundle, workers=2, pool_min=1),
+                    module.Server(bundle, dask=dask),
+                ),
+                strict=True,
+            )
+        )
+        try:
+            for config, server in servers.items():  # starts the pool, joins the cluster
+                if not correct(client.decrypt(server.evaluate(request)), want):
+                    raise SystemExit(f"{name} on a long-lived {config}: wrong output")
+            for _ in range(reps):
+                for config, server in servers.items():
+                    begin = time.perf_counter()
+                    response = server.evaluate(request)
+                    seconds[config].append(time.perf_counter() - begin)
+                    if not correct(client.decrypt(response), want):
+                        raise SystemExit(f"{name} on a long-lived {config}: wrong output")
+        finally:
+            for server in servers.values():
+                server.close()
+    cts = module.request_info(io.BytesIO(request))["ciphertexts"]
+    return {c: statistics.median(v) for c, v in seconds.items()} | {"ciphertexts": cts}
+
+
 def median(runs: list[Any], field: str) -> float:
     return statistics.median(float(getattr(r, field)) for r in runs)
 
@@ -293,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     ) as cluster:
         for name in ("sobel", "harris"):
             results.append(throughput(name, args.reps, cluster.scheduler_address, 8))
+            results[-1]["steady"] = steady(name, args.reps, cluster.scheduler_address, 8)
             args.parallel.append(parallelism())
     threads = measure({k: compiled(k, (512, 512)) for k in KERNELS}, args.reps, 12)
     blur = largest("box_blur", args.big, 2)
