@@ -135,22 +135,34 @@ def real_products(ref: Reference, restrictions: Restrictions) -> int:
     most the sum of the indices (Weyl). So the products number at least p and at least
     q. Bit inputs and plaintext inputs: 0, as for
     :func:`porcupine.search.bounds.local_products`."""
-    if restrictions.rotations or restrictions.window is not None or restrictions.max_depth > 1:
-        return 0
-    if ref.ct_degree != 2 or ref.sym.ring.bits or ref.ct_vars != set(ref.sym.var_slot):
-        return 0
     most = 0
-    for poly in ref.polys.values():
-        pairs = [(m, residue(c)) for m, c in poly.items() if len(m) == 2]
-        names = sorted({v for m, _ in pairs for v in m})
+    for pairs, names in quadratic_parts(ref, restrictions):
         index = {v: i for i, v in enumerate(names)}
         matrix = [[Fraction(0)] * len(names) for _ in names]
         for (u, v), c in pairs:
-            i, j = index[u], index[v]
-            if i == j:
-                matrix[i][i] += c
-            else:
-                matrix[i][j] += Fraction(c, 2)
-                matrix[j][i] += Fraction(c, 2)
+            i, j, half = index[u], index[v], Fraction(residue(c), 2)
+            matrix[i][j] += half  # a square's c lands on the diagonal twice: c
+            matrix[j][i] += half
         most = max(most, *inertia(matrix))
     return most
+
+
+Pairs = list[tuple[tuple[int, ...], int]]
+"""A slot's degree-2 monomials (two variables, equal for a square) and their coefficients."""
+
+
+def quadratic_parts(ref: Reference, restrictions: Restrictions) -> list[tuple[Pairs, list[int]]]:
+    """Per output slot, its quadratic part and the variables that part reads (sorted), for
+    the product counts of a sketch without rotations or sums, of depth 1
+    (:func:`real_products`, :func:`porcupine.search.bounds.local_products`); none when those
+    do not apply: such a sketch, a spec of ciphertext degree 2, no bit inputs (x^2 = x) and
+    no plaintext inputs (they leave the form undetermined)."""
+    if restrictions.rotations or restrictions.window is not None or restrictions.max_depth > 1:
+        return []
+    if ref.ct_degree != 2 or ref.sym.ring.bits or ref.ct_vars != set(ref.sym.var_slot):
+        return []
+    parts: list[tuple[Pairs, list[int]]] = []
+    for poly in ref.polys.values():
+        pairs: Pairs = [(m, c) for m, c in poly.items() if len(m) == 2]
+        parts.append((pairs, sorted({v for m, _ in pairs for v in m})))
+    return parts

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from porcupine.passes.quadratic import fewest_products, symmetric
 from porcupine.search.bound_terms import (
+    quadratic_parts,
     real_products,
     unrotated_binary,
     unrotated_weight,
@@ -136,14 +137,8 @@ def local_products(ref: Reference, restrictions: Restrictions) -> int:
     quadratic form there needs over Z_t (:mod:`porcupine.passes.quadratic`). Not a bound for every
     kernel: with rotations and masks one product can hold different products in different
     slots. Bit inputs (x^2 = x) and plaintext inputs leave the form undetermined: 0."""
-    if restrictions.rotations or restrictions.window is not None or restrictions.max_depth > 1:
-        return 0
-    if ref.ct_degree != 2 or ref.sym.ring.bits or ref.ct_vars != set(ref.sym.var_slot):
-        return 0
     most = 0
-    for poly in ref.polys.values():
-        pairs = [(m, c) for m, c in poly.items() if len(m) == 2]
-        names = sorted({v for m, _ in pairs for v in m})
+    for pairs, names in quadratic_parts(ref, restrictions):
         index = {v: i for i, v in enumerate(names)}
         unit = [tuple(int(i == j) for j in range(len(names))) for i in range(len(names))]
         form = [(c, unit[index[m[0]]], unit[index[m[1]]]) for m, c in pairs]
