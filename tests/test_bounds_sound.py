@@ -11,6 +11,7 @@ any kernel has.
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from porcupine.search.bound_terms import inertia
+from porcupine.search.bound_terms import arcs_needed, inertia
 from porcupine.search.bounds import fewest_components, floor_for, lower_bound
 from porcupine.search.cegis import ring_for
 from porcupine.search.restrictions import derive
@@ -208,6 +209,69 @@ def test_no_stencil_with_weights_beats_the_bound(case: tuple[Program, str]) -> N
     if not any(ref.polys.values()):
         return
     _check(program, spec, ref)
+
+
+# -- library sums that must span the reads (bound_terms.arcs_needed) -----------------------
+
+
+@st.composite
+def summed(draw: st.DrawFn) -> tuple[Program, str]:
+    """A random linear kernel over one input x built around library sums (windows 2 to 8):
+    sums, a few rotations, additions and subtractions, so that sums alone often cannot
+    span what the output reads (the plans the arcs term rules out), and the spec its
+    semantics is."""
+    n = draw(st.sampled_from([8, 16, 32]))
+    body: list[Instr] = []
+    values = ["x"]
+    for i in range(draw(st.integers(1, 7))):
+        name = f"v{i}"
+        kind = draw(st.sampled_from(["sum", "sum", "rot", "add", "sub"]))
+        a = draw(st.sampled_from(values))
+        if kind == "sum":
+            body.append(Instr(name, Opcode.SUM, (a,), draw(st.sampled_from([2, 4, 8]))))
+        elif kind == "rot":
+            body.append(Instr(name, Opcode.ROT, (a,), draw(st.integers(1, n - 1))))
+        else:
+            op = Opcode.ADD_CC if kind == "add" else Opcode.SUB_CC
+            body.append(Instr(name, op, (a, draw(st.sampled_from(values)))))
+        values.append(name)
+    params = (Param("x", Kind.CT),)
+    program = Program("summed", params, (), tuple(body), values[-1])
+    text = f"spec summed\nparam n = {n}\nslots n\ninput x: ct vector(n)\n"
+    text += f"output out[k]: vector(n) = {_expr(program, values[-1], 0, n)}\n"
+    return program, text
+
+
+@pytest.mark.slow
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(summed())
+def test_no_kernel_with_sums_beats_the_bound(case: tuple[Program, str]) -> None:
+    program, text = case
+    spec = parse_spec(text)
+    ref = reference(spec)
+    assert verify(program, ref).ok
+    if not any(ref.polys.values()):
+        return
+    _check(program, spec, ref)
+
+
+@given(
+    st.integers(2, 24).flatmap(
+        lambda n: st.tuples(
+            st.just(n), st.frozensets(st.integers(0, n - 1), max_size=8), st.integers(0, n)
+        )
+    )
+)
+def test_arcs_needed_is_the_least_cover(case: tuple[int, frozenset[int], int]) -> None:
+    """bound_terms.arcs_needed against every choice of arc starts, smallest first."""
+    n, offsets, reach = case
+    arc = [frozenset((a + s) % n for s in range(reach + 1)) for a in range(n)]
+    least = next(
+        k
+        for k in range(len(offsets) + 1)
+        if any(offsets <= frozenset().union(*c) for c in itertools.combinations(arc, k))
+    )
+    assert arcs_needed(offsets, reach, n) == least
 
 
 # -- products over the integers (bound_terms.real_products) ---------------------------------

@@ -4,14 +4,17 @@ coefficients, not only which offsets it reads.
 * :func:`unrotated_weight` and :func:`unrotated_binary`: a coefficient like the -4 of a
   Laplacian at the output slot itself, in a kernel with one rotation group and no op that
   scales (no ct*pt or ct*ct multiply), needs additions of its own.
+* :func:`arcs_needed` (with :func:`read_offsets`): a path through library sums shifts its
+  read by at most their windows' total less their count, so a kernel whose sums cannot
+  span the offsets a read needs must rotate (or sum) more.
 * :func:`real_products` (with :func:`porcupine.search.bounds.exact_below`): a kernel of a
   sketch without rotations whose integer coefficients stay small computes the spec over
   the integers, where a positive definite form like x^2 + y^2 + z^2 needs as many
   products as its rank (over Z_t, the 256^2 = -1 trick pairs squares; over the reals
   nothing does).
 
-Each function's docstring holds its proof; tests/test_bounds_sound.py checks both terms
-below random correct programs built to exercise them.
+Each function's docstring holds its proof; tests/test_bounds_sound.py checks every term
+below random correct programs built to exercise it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from fractions import Fraction
 
 from porcupine.search.restrictions import Restrictions
 from quill.ranges import residue
+from quill.slots import normalize_amount
 from quill.verify import Reference
 
 
@@ -166,3 +170,51 @@ def quadratic_parts(ref: Reference, restrictions: Restrictions) -> list[tuple[Pa
         pairs: Pairs = [(m, c) for m, c in poly.items() if len(m) == 2]
         parts.append((pairs, sorted({v for m, _ in pairs for v in m})))
     return parts
+
+
+def read_offsets(ref: Reference) -> tuple[frozenset[int], ...]:
+    """The distinct sets of offsets (mod n, input slot minus output slot) at which one
+    output slot reads one ciphertext input, over the output slots that matter."""
+    var_slot, ct, n = ref.sym.var_slot, ref.ct_vars, ref.spec.n
+    sets: set[frozenset[int]] = set()
+    for slot, poly in ref.polys.items():
+        by_input: dict[str, set[int]] = {}
+        for m in poly:
+            for v in m:
+                if v in ct:
+                    name, s = var_slot[v]
+                    by_input.setdefault(name, set()).add(normalize_amount(s - slot, n) % n)
+        sets.update(frozenset(o) for o in by_input.values())
+    return tuple(sorted(sets, key=sorted))
+
+
+def arcs_needed(offsets: frozenset[int], reach: int, n: int) -> int:
+    """The fewest arcs {a, a + 1, ..., a + ``reach``} of Z_n whose union holds ``offsets``.
+
+    What it bounds: a kernel with library sums of windows w_1, w_2, ... (``reach`` = the sum
+    of w_j - 1) and rotation groups of k_1, k_2, ... amounts offers at most prod (1 + k_i)
+    such arcs to each read. Proof. ``sum(a, w)[i]`` adds ``a[i + s]`` for s = 0 .. w - 1
+    and ``rot(a, r)[i]`` is ``a[i + r]``; other instructions read their operands at the
+    same slot. So along a path from a ciphertext input to the output the slot read moves by
+    the amounts of the rotations the path takes plus one shift s_j in 0 .. w_j - 1 for
+    each sum it passes (a path passes an instruction at most once). A path takes at most
+    one rotation of each group (:func:`porcupine.search.bounds.rotations_us`), so its
+    rotations add up to one of at most prod (1 + k_i) values A (none taken: 0), and its
+    shifts to a value in 0 .. ``reach``. An input read at offset o needs a path that
+    reaches it there (a monomial of the output holds a variable only through a path from
+    it), so the offsets lie in the union of the arcs A + [0, ``reach``]: at most prod
+    (1 + k_i) arcs cover them, and so do no fewer than this count. (Plaintext operands
+    enter at their instruction's own slot, so only ciphertext inputs are counted.)"""
+    if not offsets:
+        return 0
+    if reach + 1 >= n:
+        return 1
+    points = sorted(offsets)
+    best = len(points)
+    for start in points:  # some arc of a least cover starts at a point of the set
+        arcs, end = 1, start + reach
+        for o in sorted((p - start) % n + start for p in points):
+            if o > end:
+                arcs, end = arcs + 1, o + reach
+        best = min(best, arcs)
+    return best

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 
 from porcupine.passes.quadratic import fewest_products, symmetric
 from porcupine.search.bound_terms import (
+    arcs_needed,
     quadratic_parts,
+    read_offsets,
     real_products,
     unrotated_binary,
     unrotated_weight,
@@ -241,6 +243,14 @@ def plans(floor: Floor) -> Iterator[Plan]:
     a two-operand instruction and multiply by w at a sum, so ``2^binary * prod w_j >=
     offsets`` too.
 
+    Sums shift a read by at most their windows' total less their count, R, so the
+    rotations must also offer the arcs of length R + 1 that cover each read's offsets
+    (:func:`~porcupine.search.bound_terms.arcs_needed`): the groupings are those for the
+    greater of the two counts. A multiset of windows taken as the first that offers every
+    choice stands for kernels with more sums too; when its R cannot span the reads, such a
+    kernel has these sums and rotations, or one more sum of some window (a plan per
+    window: each kernel has one of them among its own sums).
+
     A kernel with one rotation group and no sum, for a spec whose output reads its own
     slot's input with weight U (:func:`~porcupine.search.bound_terms.unrotated_weight`),
     either has a multiply (ct*pt or ct*ct: one plan per multiply the floor's ops hold,
@@ -254,7 +264,15 @@ def plans(floor: Floor) -> Iterator[Plan]:
     for summed in _sum_sets(floor.windows, floor.needed):
         product = math.prod(summed)
         binary = max(_log2_ceil(-(-floor.offsets // product)), floor.products)
-        for rotated in shapes(-(-floor.needed // product)):
+        arcs = floor.arcs(sum(w - 1 for w in summed))
+        if product >= floor.needed and arcs > 1:
+            # Sums that offer the choices but cannot span the reads: the kernel has these
+            # sums and rotations (below), or another sum as well.
+            for w in floor.windows:
+                more = tuple(sorted((*summed, w)))
+                least = max(binary, fan_in((), floor.offsets, floor.sources, more))
+                yield Plan((), more, least)
+        for rotated in shapes(max(-(-floor.needed // product), arcs)):
             least = max(binary, fan_in(rotated, floor.offsets, floor.sources, summed))
             if floor.unrotated and not summed and len(rotated) == 1:
                 plain = max(least, unrotated_binary(rotated[0], floor.unrotated))
@@ -302,6 +320,13 @@ class Floor:
     unrotated: int = 0  # U of bound_terms.unrotated_weight (0: the term does not apply)
     real_products: int = 0  # bound_terms.real_products, for kernels below exact_below
     exact_below: int = 0  # bound_terms.exact_below: sizes below it compute over Z
+    reads: tuple[frozenset[int], ...] = ()  # bound_terms.read_offsets (() : not counted)
+    slots: int = 0  # the spec's n, which the offsets of ``reads`` are taken mod
+
+    def arcs(self, reach: int) -> int:
+        """The most arcs of ``reach`` + 1 slots any read needs to cover its offsets
+        (:func:`~porcupine.search.bound_terms.arcs_needed`); 1 when not counted."""
+        return max((arcs_needed(o, reach, self.slots) for o in self.reads), default=1)
 
     def least_components(self, window: int | None) -> int:
         """Instructions other than rotations that every kernel has (with library sums over
@@ -375,6 +400,8 @@ def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = Fals
         unrotated=unrotated_weight(ref),
         real_products=real if real > products else 0,
         exact_below=exact,
+        reads=read_offsets(ref),
+        slots=ref.spec.n,
     )
 
 
