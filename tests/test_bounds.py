@@ -126,9 +126,11 @@ def test_a_window_sum_needs_as_many_adds_as_doublings() -> None:
 
 
 def test_fan_in_counts_groups_paths_and_a_bypassed_single_group() -> None:
-    # two groups of four reaching 25 offsets: 3 + 3 additions for the groups, and paths
-    # (16 through the groups alone) need one more doubling
-    assert fan_in((4, 4), 25, 1) == 7
+    # two groups of four reaching 25 offsets: 3 + 3 additions for the groups, and every
+    # choice is needed, so the paths part three ways (to the output and to both sources)
+    # before their first rotation: two more, where the count of paths asked one
+    assert fan_in((4, 4), 25, 1) == 8
+    assert fan_in((4, 4), 24, 1) == 7  # a spare choice: the first group is not forced
     # one group of two reaching three offsets: the path without a rotation needs an edge
     assert fan_in((2,), 3, 1) == 2
     # three groups of one rotation reaching eight offsets: doublings only

@@ -211,6 +211,56 @@ def test_no_stencil_with_weights_beats_the_bound(case: tuple[Program, str]) -> N
     _check(program, spec, ref)
 
 
+# -- rotation groups in sequence (bound_terms.first_targets) -------------------------------
+
+
+@st.composite
+def grouped(draw: st.DrawFn) -> tuple[Program, str]:
+    """A random linear kernel over one input x whose rotations form one to three groups in
+    sequence, as a separable stencil has them (rotations of x, summed with x or not, then
+    rotations of that, ...), with additions, subtractions and doublings between: the
+    kernels whose paths part before their first rotation, and the spec their semantics is."""
+    n = draw(st.sampled_from([16, 64]))
+    body: list[Instr] = []
+    values = ["x"]
+    current = "x"
+    for g in range(draw(st.integers(1, 3))):
+        amounts = draw(st.lists(st.integers(1, n - 1), min_size=1, max_size=4, unique=True))
+        terms = [current] if draw(st.booleans()) else []
+        for j, amount in enumerate(amounts):
+            body.append(Instr(f"r{g}_{j}", Opcode.ROT, (current,), amount))
+            terms.append(f"r{g}_{j}")
+        acc = terms[0]
+        for j, t in enumerate(terms[1:]):
+            op = draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC]))
+            body.append(Instr(f"s{g}_{j}", op, (acc, t)))
+            acc = f"s{g}_{j}"
+        if draw(st.booleans()):  # a doubling, or a value from before added in
+            other = draw(st.sampled_from([acc, *values]))
+            body.append(Instr(f"d{g}", Opcode.ADD_CC, (acc, other)))
+            acc = f"d{g}"
+        values += [*terms, acc]
+        current = acc
+    params = (Param("x", Kind.CT),)
+    program = Program("grouped", params, (), tuple(body), current)
+    text = f"spec grouped\nparam n = {n}\nslots n\ninput x: ct vector(n)\n"
+    text += f"output out[k]: vector(n) = {_expr(program, current, 0, n)}\n"
+    return program, text
+
+
+@pytest.mark.slow
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(grouped())
+def test_no_kernel_with_groups_in_sequence_beats_the_bound(case: tuple[Program, str]) -> None:
+    program, text = case
+    spec = parse_spec(text)
+    ref = reference(spec)
+    assert verify(program, ref).ok
+    if not any(ref.polys.values()):
+        return
+    _check(program, spec, ref)
+
+
 # -- library sums that must span the reads (bound_terms.arcs_needed) -----------------------
 
 

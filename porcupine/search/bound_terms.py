@@ -7,6 +7,8 @@ coefficients, not only which offsets it reads.
 * :func:`arcs_needed` (with :func:`read_offsets`): a path through library sums shifts its
   read by at most their windows' total less their count, so a kernel whose sums cannot
   span the offsets a read needs must rotate (or sum) more.
+* :func:`first_targets`: where every choice of rotations is needed, the paths must part
+  before the first rotation they take, which costs additions.
 * :func:`real_products` (with :func:`porcupine.search.bounds.exact_below`): a kernel of a
   sketch without rotations whose integer coefficients stay small computes the spec over
   the integers, where a positive definite form like x^2 + y^2 + z^2 needs as many
@@ -20,6 +22,7 @@ below random correct programs built to exercise it.
 from __future__ import annotations
 
 from fractions import Fraction
+from math import prod
 
 from porcupine.search.restrictions import Restrictions
 from quill.ranges import residue
@@ -218,3 +221,32 @@ def arcs_needed(offsets: frozenset[int], reach: int, n: int) -> int:
                 arcs, end = arcs + 1, o + reach
         best = min(best, arcs)
     return best
+
+
+def first_targets(shape: tuple[int, ...], offsets: int) -> int:
+    """How many distinct places the paths from one input must reach before taking any
+    rotation, in a kernel without library sums whose rotations form the groups ``shape``
+    and whose output reads that input at ``offsets`` distinct offsets: the output (when
+    some path takes no rotation) and the source of each group that is some path's first.
+    Such a kernel has at least this count less one out-edges beyond its groups' own (E of
+    :func:`porcupine.search.bounds.fan_in`).
+
+    Proof. A path takes at most one rotation of each group, so its choice is a tuple (an
+    amount or none per group), and its offset is the sum of the amounts. Distinct offsets
+    need distinct tuples, so of the prod (1 + k_i) tuples at most m = prod (1 + k_i) -
+    ``offsets`` are taken by no path. If m = 0, some path takes no rotation; and a group
+    of k > m amounts has a tuple with one of its amounts and nothing else taken, whose
+    path reaches the group's source c before any rotation. Now take the kernel's graph
+    (:func:`porcupine.search.bounds.fan_in`) without its rotation edges, K. In K the
+    output has no out-edge, nor has a source c with no out-edge but its rotations; a
+    source with h >= 1 other out-edges has h in K. The nodes K reaches from the input
+    form a DAG whose sinks number at most 1 + the sum of (d - 1) over its nodes of
+    out-degree d >= 1 (a spanning tree from the input has that many leaves at most, and
+    every sink is a leaf). So the targets, each a sink of K or a source with h >= 1,
+    number at most 1 + F_K + #{sources with h >= 1}, where F_K sums d - 1 over the nodes
+    of K of out-degree d >= 1. That is 1 + E: a source's out-edges are its k rotations
+    and its h others, every other node's out-edges are in K, so E = F - sum (k_i - 1) =
+    F_K + #{sources with h >= 1}. (Blur5's 5x5 box in two hoisted groups of 4: the paths
+    reach the output and both sources first, so 6 + 2 additions, not 6 + 1.)"""
+    spare = max(0, prod(1 + k for k in shape) - offsets)
+    return int(spare == 0) + sum(1 for k in shape if k > spare)

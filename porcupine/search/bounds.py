@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from porcupine.passes.quadratic import fewest_products, symmetric
 from porcupine.search.bound_terms import (
     arcs_needed,
+    first_targets,
     quadratic_parts,
     read_offsets,
     real_products,
@@ -193,13 +194,9 @@ def fan_in(shape: tuple[int, ...], offsets: int, sources: int, sums: tuple[int, 
     F``. The source of a group of k distinct rotation amounts has out-degree >= k, so F >=
     sum (k_i - 1), and the inputs the output reads are all nodes.
 
-    One group alone (and no sum) reaching more offsets than it has amounts needs one more:
-    some path from the input to the output takes none of its rotations (the rotations of a
-    path give its offset, and a path takes at most one of a group). If every path passes
-    the group's source c, that path leaves c by a non-rotation edge: c's out-degree is
-    k + 1. Otherwise a path avoids c, and it parts from a path through c at a node b != c
-    whose out-edges are not rotations (c's are the only ones): b's out-degree is 2 or
-    more.
+    Without sums, the first rotations the paths take need more
+    (:func:`~porcupine.search.bound_terms.first_targets`): E >= that count less one (one
+    group reaching one offset more than its amounts: one more).
 
     And paths: the paths from the input to the output number at most the product of the
     out-degrees of the nodes they pass (by induction from the output), a path through a sum
@@ -210,8 +207,8 @@ def fan_in(shape: tuple[int, ...], offsets: int, sources: int, sums: tuple[int, 
     least = sources - 1 + sum(k - 1 for k in shape)
     reached = math.prod(shape) * math.prod(sums)
     beyond = _log2_ceil(-(-offsets // reached))
-    if len(shape) == 1 and not sums and offsets > shape[0]:
-        beyond = max(beyond, 1)
+    if not sums:
+        beyond = max(beyond, first_targets(shape, offsets) - 1)
     return least + beyond
 
 
