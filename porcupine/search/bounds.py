@@ -162,8 +162,9 @@ def shapes(needed: int) -> Iterator[tuple[int, ...]]:
     the sum of the amounts it takes, so distinct offsets need distinct choices, and the
     choice of no rotation at all only ever reaches offset 0. Each grouping is minimal in
     that its last group is the smallest that reaches. A larger group or one more group only
-    costs more, in rotations and in the additions :func:`fan_in` counts, so the cheapest
-    kernel's grouping is one of these or dearer than one of these."""
+    costs more, in rotations and in the additions :func:`fan_in` counts (but for one more
+    group beside two, which :func:`plans` prices as well), so the cheapest kernel's
+    grouping is one of these or dearer than one of these."""
 
     def walk(need: int, smallest: int) -> Iterator[tuple[int, ...]]:
         if need <= 1:
@@ -179,7 +180,14 @@ def shapes(needed: int) -> Iterator[tuple[int, ...]]:
     return walk(needed, 1)
 
 
-def fan_in(shape: tuple[int, ...], offsets: int, sources: int, sums: tuple[int, ...] = ()) -> int:
+def fan_in(
+    shape: tuple[int, ...],
+    offsets: int,
+    sources: int,
+    sums: tuple[int, ...] = (),
+    *,
+    targets: bool = True,
+) -> int:
     """The fewest instructions with two ciphertext operands (add, sub, ct*ct multiply) in a
     kernel whose rotations form the groups ``shape``, with library sums of windows ``sums``,
     whose output reads ``offsets`` distinct offsets of one input and ``sources`` ciphertext
@@ -194,9 +202,13 @@ def fan_in(shape: tuple[int, ...], offsets: int, sources: int, sums: tuple[int, 
     F``. The source of a group of k distinct rotation amounts has out-degree >= k, so F >=
     sum (k_i - 1), and the inputs the output reads are all nodes.
 
-    Without sums, the first rotations the paths take need more
-    (:func:`~porcupine.search.bound_terms.first_targets`): E >= that count less one (one
-    group reaching one offset more than its amounts: one more).
+    Without sums, with one or two groups (and ``targets``), the first rotations the paths
+    take need more (:func:`~porcupine.search.bound_terms.first_targets`): E >= that count
+    less one (one group reaching one offset more than its amounts: one more). Not with
+    three or more: one more amount in a group could then save more than the addition it
+    costs, and :func:`plans` relies on a larger group never saving additions. One more
+    group can save one (two groups of 4 need 8 for 25 offsets, with a third group of 1
+    the count of paths asks 7): :func:`plans` prices that kernel too.
 
     And paths: the paths from the input to the output number at most the product of the
     out-degrees of the nodes they pass (by induction from the output), a path through a sum
@@ -207,7 +219,7 @@ def fan_in(shape: tuple[int, ...], offsets: int, sources: int, sums: tuple[int, 
     least = sources - 1 + sum(k - 1 for k in shape)
     reached = math.prod(shape) * math.prod(sums)
     beyond = _log2_ceil(-(-offsets // reached))
-    if not sums:
+    if targets and not sums and len(shape) <= 2:
         beyond = max(beyond, first_targets(shape, offsets) - 1)
     return least + beyond
 
@@ -278,6 +290,10 @@ def plans(floor: Floor) -> Iterator[Plan]:
                     yield Plan(rotated, summed, least, scale=op)
                 continue
             yield Plan(rotated, summed, least)
+            plain = fan_in(rotated, floor.offsets, floor.sources, summed, targets=False)
+            if len(rotated) == 2 and max(binary, plain) < least:  # one more group, one less
+                more = (1, *rotated)
+                yield Plan(more, summed, max(binary, fan_in(more, floor.offsets, floor.sources)))
 
 
 @functools.lru_cache(maxsize=64)
