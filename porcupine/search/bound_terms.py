@@ -24,6 +24,7 @@ from __future__ import annotations
 from fractions import Fraction
 from math import prod
 
+from porcupine.passes.quadratic import fewest_products, symmetric
 from porcupine.search.restrictions import Restrictions
 from quill.ranges import residue
 from quill.slots import normalize_amount
@@ -123,27 +124,50 @@ def inertia(matrix: list[list[Fraction]]) -> tuple[int, int]:
     return positive, negative
 
 
-def real_products(ref: Reference, restrictions: Restrictions) -> int:
-    """The ct*ct products every kernel of a sketch without rotations or sums, of depth 1,
-    whose integer coefficients stay below
-    :func:`porcupine.search.bounds.exact_below`'s limit, has for a spec of
-    ciphertext degree 2 (0 when that does not apply): the most, over output slots, of
-    max(p, q) for the inertia (p, q) of the real symmetric matrix of the slot's quadratic
-    part (coefficients centred mod t).
+def local_products(ref: Reference, restrictions: Restrictions) -> int:
+    """The ct*ct products every kernel of a sketch without rotations and of depth 1 needs
+    for a spec of ciphertext degree 2 (0 when that does not apply).
 
-    Proof. Such a kernel computes at each slot an integer polynomial sum_j n_j l_j l'_j +
-    (affine), with l_j, l'_j affine in the inputs at that slot and n_j integers (the sum
-    over the paths from product j to the output of the signs and constants they meet):
-    one term per product j. When its coefficients and the spec's centred ones are below
-    t/2 together (:func:`porcupine.search.bounds.exact_below`), "equal mod t" is equality
-    over the integers, so the spec's quadratic part is sum_j n_j sym(l_j l'_j) over the
-    reals. Each term has at most one positive and one negative eigenvalue (rank 2, and
-    l l' = ((l + l')^2 - (l - l')^2) / 4), and the positive (negative) index of a sum is at
-    most the sum of the indices (Weyl). So the products number at least p and at least
-    q. Bit inputs and plaintext inputs: 0, as for
-    :func:`porcupine.search.bounds.local_products`."""
+    Such a kernel computes, at each slot, a sum of products of linear forms in the inputs
+    at that slot (plus an affine part), so it has at least as many products as the spec's
+    quadratic form there needs over Z_t (:mod:`porcupine.passes.quadratic`). Not a bound for every
+    kernel: with rotations and masks one product can hold different products in different
+    slots. Bit inputs (x^2 = x) and plaintext inputs leave the form undetermined: 0."""
     most = 0
     for pairs, names in quadratic_parts(ref, restrictions):
+        index = {v: i for i, v in enumerate(names)}
+        unit = [tuple(int(i == j) for j in range(len(names))) for i in range(len(names))]
+        form = [(c, unit[index[m[0]]], unit[index[m[1]]]) for m, c in pairs]
+        matrix = symmetric(len(names), form)
+        most = max(most, len(fewest_products(matrix, range(len(names)))))
+    return most
+
+
+def real_products(ref: Reference, restrictions: Restrictions) -> int:
+    """The ct*ct products every kernel of a sketch without sums, of depth 1, whose integer
+    coefficients stay below :func:`porcupine.search.bounds.exact_below`'s limit, and
+    whose paths from its products to the output take no rotation (in a sketch without
+    rotations, every kernel) has for a spec of ciphertext degree 2 (0 when that does not
+    apply): the most, over output slots, of max(p, q) for the inertia (p, q) of the real
+    symmetric matrix of the slot's quadratic part (coefficients centred mod t). A kernel
+    with fewer products rotates after one (:func:`product_groups`).
+
+    Proof. Such a kernel computes at each output slot an integer polynomial sum over
+    (j, s) of n_js (l_j l'_j)(slot + s) + (affine): l_j, l'_j the factors of product j
+    (affine in the inputs, read at offsets their rotations give), s the shift of a path
+    from product j to the output (the sum of its rotations' amounts), n_js the sum over
+    those paths of the signs and constants they meet: one term per product and shift.
+    When its coefficients and the spec's centred ones are below t/2 together
+    (:func:`porcupine.search.bounds.exact_below`), "equal mod t" is equality over the
+    integers, so the spec's quadratic part is the sum of the terms' symmetric matrices
+    over the reals. Each term has at most one positive and one negative eigenvalue (rank
+    2, and l l' = ((l + l')^2 - (l - l')^2) / 4), and the positive (negative) index of a
+    sum is at most the sum of the indices (Weyl). So the terms number at least p and at
+    least q; with no rotation after a product, each product has one shift (0), so the
+    products do. Bit inputs and plaintext inputs: 0, as for
+    :func:`local_products`."""
+    most = 0
+    for pairs, names in quadratic_parts(ref, restrictions, rotations=True):
         index = {v: i for i, v in enumerate(names)}
         matrix = [[Fraction(0)] * len(names) for _ in names]
         for (u, v), c in pairs:
@@ -158,13 +182,18 @@ Pairs = list[tuple[tuple[int, ...], int]]
 """A slot's degree-2 monomials (two variables, equal for a square) and their coefficients."""
 
 
-def quadratic_parts(ref: Reference, restrictions: Restrictions) -> list[tuple[Pairs, list[int]]]:
+def quadratic_parts(
+    ref: Reference, restrictions: Restrictions, *, rotations: bool = False
+) -> list[tuple[Pairs, list[int]]]:
     """Per output slot, its quadratic part and the variables that part reads (sorted), for
-    the product counts of a sketch without rotations or sums, of depth 1
-    (:func:`real_products`, :func:`porcupine.search.bounds.local_products`); none when those
-    do not apply: such a sketch, a spec of ciphertext degree 2, no bit inputs (x^2 = x) and
-    no plaintext inputs (they leave the form undetermined)."""
-    if restrictions.rotations or restrictions.window is not None or restrictions.max_depth > 1:
+    the product counts of a sketch without sums (and without rotations, unless
+    ``rotations``), of depth 1 (:func:`real_products`,
+    :func:`local_products`); none when those do not apply: such a
+    sketch, a spec of ciphertext degree 2, no bit inputs (x^2 = x) and no plaintext inputs
+    (they leave the form undetermined)."""
+    if (restrictions.rotations and not rotations) or restrictions.window is not None:
+        return []
+    if restrictions.max_depth > 1:
         return []
     if ref.ct_degree != 2 or ref.sym.ring.bits or ref.ct_vars != set(ref.sym.var_slot):
         return []
@@ -250,3 +279,26 @@ def first_targets(shape: tuple[int, ...], offsets: int) -> int:
     reach the output and both sources first, so 6 + 2 additions, not 6 + 1.)"""
     spare = max(0, prod(1 + k for k in shape) - offsets)
     return int(spare == 0) + sum(1 for k in shape if k > spare)
+
+
+def product_groups(ref: Reference, restrictions: Restrictions) -> int:
+    """The rotation groups (:func:`porcupine.search.bounds.rotations_us`) every kernel of
+    the sketch that :func:`real_products` speaks of has when it has fewer products than
+    that count: 0 in a sketch without rotations (there is no such kernel), else 2 when
+    the spec's quadratic part reads two slots in one monomial (Roberts' x[i][j] x[i+1][j+1]),
+    else 1.
+
+    Proof. By :func:`real_products`' proof, the (product, shift) terms number at least
+    that count, so with fewer products some product reaches the output along paths of two
+    shifts, and one of them takes a rotation after that product: its group's source is a
+    product or computed from one (ct*ct depth 1). A monomial u v with u and v at different
+    slots is a term of some (l_j l'_j)(slot + s) whose factors read u and v at different
+    offsets: one of them is nonzero, so a rotation comes before product j (no sums: only
+    rotations shift). Its source is of depth 0, an ancestor of a product, so it is not the
+    first group's source, which has depth 1: two groups."""
+    parts = quadratic_parts(ref, restrictions, rotations=True)
+    if not restrictions.rotations or not parts:
+        return 0
+    slot = ref.sym.var_slot
+    crossed = any(slot[m[0]][1] != slot[m[-1]][1] for pairs, _ in parts for m, _ in pairs)
+    return 2 if crossed else 1

@@ -7,10 +7,12 @@
 * :func:`lower_bound`: what any kernel for the spec must pay, whatever the sketch: a
   kernel that meets it is optimal outright, and a sketch size whose cheapest possible
   kernel is not cheaper than the best one found need not be searched. With
-  ``in_sketch``, also what every kernel of a sketch without rotations must pay for its
-  ct*ct products (:func:`local_products`, and over the integers
-  :func:`~porcupine.search.bound_terms.real_products`), which prunes that sketch's search
-  only. Terms that read the spec's coefficients live in :mod:`porcupine.search.bound_terms`.
+  ``in_sketch``, also what every kernel of the sketch must pay for its ct*ct products
+  (without rotations :func:`~porcupine.search.bound_terms.local_products`; over the
+  integers :func:`~porcupine.search.bound_terms.real_products`, or a rotation after a
+  product: :func:`~porcupine.search.bound_terms.product_groups`), which prunes that
+  sketch's search only. Terms that read the spec's coefficients live in
+  :mod:`porcupine.search.bound_terms`.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from porcupine.passes.quadratic import fewest_products, symmetric
 from porcupine.search.bound_terms import (
     arcs_needed,
     first_targets,
-    quadratic_parts,
+    local_products,
+    product_groups,
     read_offsets,
     real_products,
     unrotated_binary,
@@ -129,25 +131,6 @@ def rotations_us(offsets: int, row: dict[str, int]) -> int:
         return min(rotation_group_us(k, row) + least(-(-need // (1 + k))) for k in range(1, need))
 
     return least(offsets)
-
-
-def local_products(ref: Reference, restrictions: Restrictions) -> int:
-    """The ct*ct products every kernel of a sketch without rotations and of depth 1 needs
-    for a spec of ciphertext degree 2 (0 when that does not apply).
-
-    Such a kernel computes, at each slot, a sum of products of linear forms in the inputs
-    at that slot (plus an affine part), so it has at least as many products as the spec's
-    quadratic form there needs over Z_t (:mod:`porcupine.passes.quadratic`). Not a bound for every
-    kernel: with rotations and masks one product can hold different products in different
-    slots. Bit inputs (x^2 = x) and plaintext inputs leave the form undetermined: 0."""
-    most = 0
-    for pairs, names in quadratic_parts(ref, restrictions):
-        index = {v: i for i, v in enumerate(names)}
-        unit = [tuple(int(i == j) for j in range(len(names))) for i in range(len(names))]
-        form = [(c, unit[index[m[0]]], unit[index[m[1]]]) for m, c in pairs]
-        matrix = symmetric(len(names), form)
-        most = max(most, len(fewest_products(matrix, range(len(names)))))
-    return most
 
 
 SHAPED_OFFSETS = 64
@@ -281,7 +264,9 @@ def plans(floor: Floor) -> Iterator[Plan]:
                 more = tuple(sorted((*summed, w)))
                 least = max(binary, fan_in((), floor.offsets, floor.sources, more))
                 yield Plan((), more, least)
-        for rotated in shapes(max(-(-floor.needed // product), arcs)):
+        for minimal in shapes(max(-(-floor.needed // product), arcs)):
+            # a kernel with more groups than the shape has a group of one more at least
+            rotated = (1,) * (floor.groups - len(minimal)) + minimal
             least = max(binary, fan_in(rotated, floor.offsets, floor.sources, summed))
             if floor.unrotated and not summed and len(rotated) == 1:
                 plain = max(least, unrotated_binary(rotated[0], floor.unrotated))
@@ -333,6 +318,8 @@ class Floor:
     unrotated: int = 0  # U of bound_terms.unrotated_weight (0: the term does not apply)
     real_products: int = 0  # bound_terms.real_products, for kernels below exact_below
     exact_below: int = 0  # bound_terms.exact_below: sizes below it compute over Z
+    groups: int = 0  # rotation groups every kernel bounded has (bound_terms.product_groups)
+    spread: int = 0  # groups of a kernel with fewer than real_products products (the same)
     reads: tuple[frozenset[int], ...] = ()  # bound_terms.read_offsets (() : not counted)
     slots: int = 0  # the spec's n, which the offsets of ``reads`` are taken mod
 
@@ -380,7 +367,8 @@ def fewest_components(floor: Floor) -> int:
 
 def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = False) -> Floor:
     """The :class:`Floor` of ``ref``'s spec for any kernel (with ``in_sketch``, for the kernels
-    of the sketch ``restrictions`` describe: their products, :func:`local_products`)."""
+    of the sketch ``restrictions`` describe: their products,
+    :func:`~porcupine.search.bound_terms.local_products`)."""
     products = _log2_ceil(ref.ct_degree)
     if in_sketch:
         products = max(products, local_products(ref, restrictions))
@@ -413,6 +401,7 @@ def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = Fals
         unrotated=unrotated_weight(ref),
         real_products=real if real > products else 0,
         exact_below=exact,
+        spread=product_groups(ref, restrictions) if real > products else 0,
         reads=read_offsets(ref),
         slots=ref.spec.n,
     )
@@ -444,14 +433,21 @@ def lower_bound(
     a kernel of at least ``components`` components either has fewer than ``exact_below``
     and that many products, or at least ``exact_below`` components: the lesser of the
     two bounds. (Sizes from ``exact_below`` on are priced at ``exact_below``, so the bound
-    still grows with ``components``, as the search's "no larger size" step needs.)"""
+    still grows with ``components``, as the search's "no larger size" step needs.) In a
+    sketch with rotations, a kernel below ``exact_below`` may instead have fewer products
+    and :attr:`Floor.spread` rotation groups at least
+    (:func:`~porcupine.search.bound_terms.product_groups`): the least of the three."""
     if floor.real_products:
         loose = dataclasses.replace(floor, real_products=0, exact_below=0)
         large = lower_bound(loose, max(components, floor.exact_below), row, goal)
         if components >= floor.exact_below:
             return large
         exact = dataclasses.replace(loose, products=floor.real_products)
-        return min(lower_bound(exact, components, row, goal), large)
+        best = min(lower_bound(exact, components, row, goal), large)
+        if floor.spread:  # or fewer products, and a rotation after one
+            rotating = dataclasses.replace(loose, groups=floor.spread)
+            best = min(best, lower_bound(rotating, components, row, goal))
+        return best
     ops, products = floor.ops or floor.restrictions.ops, floor.products
     relins = 1 if products else 0
     cheapest = min(row[OPS[op].cost] for op in ops if not OPS[op].has_amount)
