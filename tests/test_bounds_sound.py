@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -55,6 +56,33 @@ def _check(program: Program, spec: Spec, ref: Reference) -> None:
             have = objective(program, where, DEFAULT_TABLE, goal)
             bound = lower_bound(floor, 0, row, goal)
             assert have >= bound, (where.name, goal.value, have, bound)
+
+
+def _holds(program: Program, text: str) -> None:
+    """:func:`_check` for ``program`` against the spec ``text`` (its own semantics, so it
+    verifies), unless it computes 0 (no input read: no bound to speak of)."""
+    spec = parse_spec(text)
+    ref = reference(spec)
+    assert verify(program, ref).ok
+    if any(ref.polys.values()):
+        _check(program, spec, ref)
+
+
+def _over_x(name: str, n: int, program: Program) -> str:
+    """The text of the spec over one ct vector x of ``n`` slots that ``program`` computes."""
+    text = f"spec {name}\nparam n = {n}\nslots n\ninput x: ct vector(n)\n"
+    return text + f"output out[k]: vector(n) = {_expr(program, program.result, 0, n)}\n"
+
+
+def _chain(draw: st.DrawFn, body: list[Instr], terms: list[str], stem: str) -> str:
+    """``terms`` added or subtracted in turn (each at random) by instructions appended to
+    ``body``, named ``stem`` and a count: the value they make."""
+    acc = terms[0]
+    for j, t in enumerate(terms[1:]):
+        op = draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC]))
+        body.append(Instr(f"{stem}{j}", op, (acc, t)))
+        acc = f"{stem}{j}"
+    return acc
 
 
 # -- random programs and the specs their semantics are ---------------------------------------
@@ -143,13 +171,7 @@ def programs(draw: st.DrawFn) -> tuple[Program, str]:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(programs())
 def test_no_random_correct_kernel_beats_the_bound(case: tuple[Program, str]) -> None:
-    program, text = case
-    spec = parse_spec(text)
-    ref = reference(spec)
-    assert verify(program, ref).ok  # the spec is the program's own semantics
-    if not any(ref.polys.values()):
-        return  # the program computes 0: no spec input is read, no bound to speak of
-    _check(program, spec, ref)
+    _holds(*case)  # the spec is the program's own semantics
 
 
 # -- one rotation group and constant weights (bound_terms.unrotated_binary) ----------------
@@ -195,22 +217,7 @@ def stencils(draw: st.DrawFn) -> tuple[Program, str]:
         values.append(name)
     params = (Param("x", Kind.CT),)
     program = Program("stencil", params, tuple(consts), tuple(body), values[-1])
-    text = f"spec stencil\nparam n = {n}\nslots n\ninput x: ct vector(n)\n"
-    text += f"output out[k]: vector(n) = {_expr(program, values[-1], 0, n)}\n"
-    return program, text
-
-
-@pytest.mark.slow
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(stencils())
-def test_no_stencil_with_weights_beats_the_bound(case: tuple[Program, str]) -> None:
-    program, text = case
-    spec = parse_spec(text)
-    ref = reference(spec)
-    assert verify(program, ref).ok
-    if not any(ref.polys.values()):
-        return
-    _check(program, spec, ref)
+    return program, _over_x("stencil", n, program)
 
 
 # -- rotation groups in sequence (bound_terms.first_targets) -------------------------------
@@ -232,11 +239,7 @@ def grouped(draw: st.DrawFn) -> tuple[Program, str]:
         for j, amount in enumerate(amounts):
             body.append(Instr(f"r{g}_{j}", Opcode.ROT, (current,), amount))
             terms.append(f"r{g}_{j}")
-        acc = terms[0]
-        for j, t in enumerate(terms[1:]):
-            op = draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC]))
-            body.append(Instr(f"s{g}_{j}", op, (acc, t)))
-            acc = f"s{g}_{j}"
+        acc = _chain(draw, body, terms, f"s{g}_")
         if draw(st.booleans()):  # a doubling, or a value from before added in
             other = draw(st.sampled_from([acc, *values]))
             body.append(Instr(f"d{g}", Opcode.ADD_CC, (acc, other)))
@@ -245,22 +248,7 @@ def grouped(draw: st.DrawFn) -> tuple[Program, str]:
         current = acc
     params = (Param("x", Kind.CT),)
     program = Program("grouped", params, (), tuple(body), current)
-    text = f"spec grouped\nparam n = {n}\nslots n\ninput x: ct vector(n)\n"
-    text += f"output out[k]: vector(n) = {_expr(program, current, 0, n)}\n"
-    return program, text
-
-
-@pytest.mark.slow
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(grouped())
-def test_no_kernel_with_groups_in_sequence_beats_the_bound(case: tuple[Program, str]) -> None:
-    program, text = case
-    spec = parse_spec(text)
-    ref = reference(spec)
-    assert verify(program, ref).ok
-    if not any(ref.polys.values()):
-        return
-    _check(program, spec, ref)
+    return program, _over_x("grouped", n, program)
 
 
 # -- library sums that must span the reads (bound_terms.arcs_needed) -----------------------
@@ -289,22 +277,19 @@ def summed(draw: st.DrawFn) -> tuple[Program, str]:
         values.append(name)
     params = (Param("x", Kind.CT),)
     program = Program("summed", params, (), tuple(body), values[-1])
-    text = f"spec summed\nparam n = {n}\nslots n\ninput x: ct vector(n)\n"
-    text += f"output out[k]: vector(n) = {_expr(program, values[-1], 0, n)}\n"
-    return program, text
+    return program, _over_x("summed", n, program)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kernels", [stencils, grouped, summed], ids=lambda f: f.__name__)
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(summed())
-def test_no_kernel_with_sums_beats_the_bound(case: tuple[Program, str]) -> None:
-    program, text = case
-    spec = parse_spec(text)
-    ref = reference(spec)
-    assert verify(program, ref).ok
-    if not any(ref.polys.values()):
-        return
-    _check(program, spec, ref)
+@given(data=st.data())
+def test_no_kernel_of_these_shapes_beats_the_bound(
+    kernels: Callable[[], st.SearchStrategy[tuple[Program, str]]], data: st.DataObject
+) -> None:
+    """The strategies above, each written for a term: weights around one rotation group
+    (unrotated_weight), groups in sequence (first_targets), sums (arcs_needed)."""
+    _holds(*data.draw(kernels()))
 
 
 @given(
@@ -362,47 +347,13 @@ def quadratics(draw: st.DrawFn) -> tuple[Program, str]:
         a, b = draw(st.sampled_from(linear)), draw(st.sampled_from(linear))
         body.append(Instr(f"p{i}", Opcode.MUL_CC, (a, b)))
         terms.append(f"p{i}")
-    out = terms[0]
-    for i, t in enumerate(terms[1:]):
-        op = draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC]))
-        body.append(Instr(f"s{i}", op, (out, t)))
-        out = f"s{i}"
+    out = _chain(draw, body, terms, "s")
     params = tuple(Param(v, Kind.CT) for v in inputs)
     program = Program("quadratic", params, tuple(consts), tuple(body), out)
     text = "spec quadratic\nparam n = 4\nslots n\n"
     text += "".join(f"input {v}: ct vector(n)\n" for v in inputs)
     text += f"output out[k]: vector(n) = {_expr(program, out, 0, 4)}\n"
     return program, text
-
-
-@pytest.mark.slow
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(quadratics())
-def test_no_kernel_of_a_sketch_without_rotations_beats_its_bound(
-    case: tuple[Program, str],
-) -> None:
-    """The bound over a sketch's kernels (``floor_for(..., in_sketch=True)``), which counts
-    products over the integers below the sizes whose coefficients stay small, is at or
-    below every random kernel that sketch holds, at the kernel's size and at any size."""
-    program, text = case
-    spec = parse_spec(text)
-    ref = reference(spec)
-    assert verify(program, ref).ok
-    restrictions = derive(ref)
-    ops = {i.opcode for i in live_instructions(program)}
-    scales = {abs(c.values[0]) for c in program.consts}
-    if ref.ct_degree != 2 or not ops <= set(restrictions.ops) or restrictions.rotations:
-        return  # not a kernel of the spec's sketch: the bound does not speak of it
-    if not scales <= set(restrictions.constants) or _depth(program) > restrictions.max_depth:
-        return
-    floor = floor_for(ref, restrictions, in_sketch=True)
-    components = len(live_instructions(program))
-    where = ring_for(restrictions, spec.n)
-    row = row_us(DEFAULT_TABLE, where)
-    for goal in Objective:
-        have = objective(program, where, DEFAULT_TABLE, goal)
-        assert have >= lower_bound(floor, components, row, goal), (goal, floor)
-        assert have >= lower_bound(floor, 0, row, goal), (goal, floor)
 
 
 @st.composite
@@ -414,36 +365,34 @@ def rotated_quadratics(draw: st.DrawFn) -> tuple[Program, str]:
     n = 16
     inputs = ["x"] + (["y"] if draw(st.booleans()) else [])
     body: list[Instr] = []
-    linear = list(inputs)
-    for i in range(draw(st.integers(0, 4))):
-        a = draw(st.sampled_from(linear))
-        kind = draw(st.sampled_from(["rot", "rot", "add", "sub"]))
-        if kind == "rot":
-            body.append(Instr(f"l{i}", Opcode.ROT, (a,), draw(st.integers(1, n - 1))))
-        else:
-            op = Opcode.ADD_CC if kind == "add" else Opcode.SUB_CC
-            body.append(Instr(f"l{i}", op, (a, draw(st.sampled_from(linear)))))
-        linear.append(f"l{i}")
+    linear = _rotated(draw, body, list(inputs), "l", n)
     quadratic = []
     for i in range(draw(st.integers(1, 3))):
         a, b = draw(st.sampled_from(linear)), draw(st.sampled_from(linear))
         body.append(Instr(f"p{i}", Opcode.MUL_CC, (a, b)))
         quadratic.append(f"p{i}")
-    for i in range(draw(st.integers(0, 4))):
-        a = draw(st.sampled_from(quadratic))
-        kind = draw(st.sampled_from(["rot", "add", "sub"]))
-        if kind == "rot":
-            body.append(Instr(f"q{i}", Opcode.ROT, (a,), draw(st.integers(1, n - 1))))
-        else:
-            op = Opcode.ADD_CC if kind == "add" else Opcode.SUB_CC
-            body.append(Instr(f"q{i}", op, (a, draw(st.sampled_from(quadratic)))))
-        quadratic.append(f"q{i}")
-    out = quadratic[-1]
+    out = _rotated(draw, body, quadratic, "q", n)[-1]
     program = Program("rq", tuple(Param(v, Kind.CT) for v in inputs), (), tuple(body), out)
     text = f"spec rq\nparam n = {n}\nslots n\n"
     text += "".join(f"input {v}: ct vector(n)\n" for v in inputs)
     text += f"output out[k]: vector(n) = {_expr(program, out, 0, n)}\n"
     return program, text
+
+
+def _rotated(draw: st.DrawFn, body: list[Instr], values: list[str], stem: str, n: int) -> list[str]:
+    """``values`` and up to four more, each a rotation of one of them or their sum or
+    difference, appended to ``body`` (named ``stem`` and a count)."""
+    values = list(values)
+    for i in range(draw(st.integers(0, 4))):
+        a = draw(st.sampled_from(values))
+        kind = draw(st.sampled_from(["rot", "add", "sub"]))
+        if kind == "rot":
+            body.append(Instr(f"{stem}{i}", Opcode.ROT, (a,), draw(st.integers(1, n - 1))))
+        else:
+            op = Opcode.ADD_CC if kind == "add" else Opcode.SUB_CC
+            body.append(Instr(f"{stem}{i}", op, (a, draw(st.sampled_from(values)))))
+        values.append(f"{stem}{i}")
+    return values
 
 
 TRANSLATES = [
@@ -481,27 +430,30 @@ def test_a_product_and_its_translates_need_only_the_groups_counted(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kernels", [quadratics, rotated_quadratics], ids=lambda f: f.__name__)
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rotated_quadratics())
-def test_no_kernel_with_products_and_rotations_beats_its_sketch_bound(
-    case: tuple[Program, str],
+@given(data=st.data())
+def test_no_kernel_of_a_sketch_beats_its_bound(
+    kernels: Callable[[], st.SearchStrategy[tuple[Program, str]]], data: st.DataObject
 ) -> None:
-    """The bound over the kernels of a sketch with rotations, which holds a kernel with
-    fewer products than the terms its spec's form needs to a rotation after one and a
-    rotation before (product_groups), is at or below every random kernel of a sketch that
-    holds it: the spec's own, widened by the kernel's rotations and ops."""
-    program, text = case
+    """The bound over a sketch's kernels (``floor_for(..., in_sketch=True)``), which counts
+    products over the integers below the sizes whose coefficients stay small (real_products)
+    and holds a kernel with fewer to a rotation after a product and one before
+    (product_groups), is at or below every random kernel of a sketch that holds it (the
+    spec's own, widened by the kernel's rotations, ops and constants), at the kernel's size
+    and at any size."""
+    program, text = data.draw(kernels())
     spec = parse_spec(text)
     ref = reference(spec)
     assert verify(program, ref).ok
-    if ref.ct_degree != 2:
-        return  # the products cancelled
-    _within_its_sketch_bound(program, spec, ref)
+    if ref.ct_degree == 2:  # else the products cancelled
+        _within_its_sketch_bound(program, spec, ref)
 
 
 def _within_its_sketch_bound(program: Program, spec: Spec, ref: Reference) -> None:
     """``program`` costs no less than the bound over the kernels of the spec's sketch
-    widened to hold it (its rotations, ops and depth), at its size and at any size."""
+    widened to hold it (its rotations, ops, constants and depth), at its size and at any
+    size."""
     live = live_instructions(program)
     derived = derive(ref)
     amounts = {i.amount for i in live if i.opcode is Opcode.ROT and i.amount is not None}
@@ -511,6 +463,9 @@ def _within_its_sketch_bound(program: Program, spec: Spec, ref: Reference) -> No
         derived,
         ops=tuple(sorted(ops, key=lambda o: o.value)),
         rotations=tuple(sorted(rotations)),
+        constants=tuple(
+            sorted(set(derived.constants) | {abs(c.values[0]) for c in program.consts})
+        ),
         max_depth=max(derived.max_depth, _depth(program)),
     )
     floor = floor_for(ref, restrictions, in_sketch=True)
