@@ -10,6 +10,7 @@ every kernel; where they differ, the gap is what no bound here closes.
 
     python -m eval.bounds_bench                 # the listed specs, 60 s each
     python -m eval.bounds_bench --all -o eval/bounds.md   # and every corpus and layout spec at 10 s
+    python -m eval.bounds_bench smooth5 harris_flat       # only these (printed, not written)
 
 With ``-o`` onto a file holding the markers :data:`START` and :data:`END`, only the text
 between them is replaced (eval/bounds.md keeps its account of the bound around the tables).
@@ -129,7 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="every corpus and layout spec too")
     parser.add_argument("--timeout", type=float, default=60.0, help="for the listed specs")
     parser.add_argument("-o", "--output", type=Path, help="write the table here")
+    parser.add_argument(
+        "names", nargs="*", help="only these specs (corpus or layout names), printed only"
+    )
     args = parser.parse_args(argv)
+    if args.names:
+        return _only(args.names, args.timeout)
     runs: list[Run] = []
     for n in LISTED:
         runs.append(run(KERNELS / "corpus" / f"{n}.spec", args.timeout))
@@ -149,6 +155,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.output is not None:
         args.output.write_text(_spliced(args.output, text))
     print(text)
+    return 0
+
+
+def _only(names: list[str], timeout: float) -> int:
+    """Run the specs ``names`` (the listed ones at ``timeout``, the rest at 10 s) and print
+    their rows; a name that is no corpus or layout spec is a usage error."""
+    runs = []
+    for name in names:
+        paths = [KERNELS / d / f"{name}.spec" for d in ("corpus", "layouts")]
+        path = next((p for p in paths if p.exists()), None)
+        if path is None:
+            print(f"bounds_bench: no corpus or layout spec {name!r}", file=sys.stderr)
+            return 2
+        runs.append(run(path, timeout if name in LISTED else 10.0))
+        print(table([runs[-1]]).splitlines()[-1], flush=True)
+    print(table(runs))
     return 0
 
 

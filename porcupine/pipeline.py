@@ -18,7 +18,7 @@ import time
 from porcupine import steps
 from porcupine.budget import Budget
 from porcupine.context import Context
-from porcupine.core import core
+from porcupine.core import core, direct_kernel
 from porcupine.errors import SynthesisError
 from porcupine.layouts.choices import requested
 from porcupine.layouts.packing import Packing
@@ -83,10 +83,18 @@ def instance(ctx: Context) -> Partial | None:
     spec whose smallest instance has the same formula (:mod:`porcupine.staging.instances`)
     runs the core, the passes and the price there, and the kernel is lifted
     (:mod:`porcupine.staging.scale`) and verified at full size. ``None`` when there is no
-    such instance, or its kernel does not lift: then the core runs at full size."""
+    such instance, or its kernel does not lift: then the core runs at full size.
+
+    The formula written out at full size is verified and kept first, as the core does at
+    its own size: the budget keeps only kernels of the command's spec, so a stop before the
+    lifted kernel is verified had nothing to report (harris_flat at ``--timeout 10``: its
+    instance's stages, passes and the full-size proof did not fit). It costs one proof at
+    full size, as the lifted kernel's does."""
     small = smallest_instance(ctx.spec)
     if small is None:
         return None
+    if ctx.initial is None and (written := direct_kernel(ctx)) is not None:
+        ctx.budget.keep(ctx.spec, written, Source.DIRECT)
     sizes = ", ".join(f"{k}={v}" for k, v in small.params)
     log.info("%s: synthesizing at %s and lifting to %d slots", ctx.spec.name, sizes, ctx.spec.n)
     at_small = ctx.for_spec(small)

@@ -120,6 +120,7 @@ def lifted(ctx: Context, small: Spec, found: SynthesisResult) -> Partial | None:
         )
         return None
     log.info("%s: whole kernel verified (lifted from %s)", spec.name, sizes)
+    ctx.budget.keep(spec, program, Source.LIFTED)  # before the bound and the passes, safe
     scope = f"lifted from the {sizes} instance ({found.optimal_scope})"
     # An elementwise kernel is optimal at every size once it is at one: on inputs that
     # repeat with the small period, any kernel for the big size runs as a kernel for the

@@ -16,6 +16,7 @@ from porcupine.search.bounds import (
     floor_for,
     lower_bound,
     most_offsets,
+    plans,
     rotations_us,
 )
 from porcupine.search.cegis import ring_for
@@ -126,9 +127,11 @@ def test_a_window_sum_needs_as_many_adds_as_doublings() -> None:
 
 
 def test_fan_in_counts_groups_paths_and_a_bypassed_single_group() -> None:
-    # two groups of four reaching 25 offsets: 3 + 3 additions for the groups, and paths
-    # (16 through the groups alone) need one more doubling
-    assert fan_in((4, 4), 25, 1) == 7
+    # two groups of four reaching 25 offsets: 3 + 3 additions for the groups, and every
+    # choice is needed, so the paths part three ways (to the output and to both sources)
+    # before their first rotation: two more, where the count of paths asked one
+    assert fan_in((4, 4), 25, 1) == 8
+    assert fan_in((4, 4), 24, 1) == 7  # a spare choice: the first group is not forced
     # one group of two reaching three offsets: the path without a rotation needs an edge
     assert fan_in((2,), 3, 1) == 2
     # three groups of one rotation reaching eight offsets: doublings only
@@ -137,6 +140,19 @@ def test_fan_in_counts_groups_paths_and_a_bypassed_single_group() -> None:
     assert fan_in((), 1, 4) == 3
     # a sum of four brings four offsets with no addition
     assert fan_in((), 4, 1, (4,)) == 0
+
+
+def test_one_more_group_beside_two_is_a_plan_of_its_own() -> None:
+    # Two groups of 4 for the 5x5 box need 8 additions (every choice is taken, the paths
+    # part three ways first), but with a third group of one rotation the count of paths
+    # asks only 7: that kernel is not dearer than its two groups' plan in additions, so it
+    # is priced apart (with its rotation), and three groups get no such term.
+    assert fan_in((1, 4, 4), 25, 1) == 7
+    assert fan_in((8, 8, 8), 729, 1) == fan_in((8, 8, 8), 729, 1, targets=False)
+    spec = load_spec(KERNELS / "corpus" / "blur5.spec", {"w": 8, "h": 8})
+    ref = reference(spec)
+    shapes = {(p.rotations, p.binary) for p in plans(floor_for(ref, derive(ref)))}
+    assert ((4, 4), 8) in shapes and ((1, 4, 4), 7) in shapes
 
 
 def test_the_floor_over_every_kernel_counts_library_sums() -> None:

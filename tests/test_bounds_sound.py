@@ -11,7 +11,10 @@ any kernel has.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from porcupine.search.bound_terms import inertia
+from porcupine.search.bound_terms import arcs_needed, inertia, product_groups
 from porcupine.search.bounds import fewest_components, floor_for, lower_bound
 from porcupine.search.cegis import ring_for
 from porcupine.search.restrictions import derive
@@ -28,7 +31,8 @@ from quill.cost import DEFAULT_TABLE, Objective, objective, row_us
 from quill.ir import Const, Instr, Param, Program
 from quill.ops import Kind, Opcode
 from quill.params import SETS, ParameterSet
-from quill.parser import load_program
+from quill.parser import load_program, parse_program
+from quill.slots import normalize_amount
 from quill.spec import Spec, load_spec, parse_spec
 from quill.transform import live_instructions
 from quill.verify import Reference, reference, verify
@@ -52,6 +56,33 @@ def _check(program: Program, spec: Spec, ref: Reference) -> None:
             have = objective(program, where, DEFAULT_TABLE, goal)
             bound = lower_bound(floor, 0, row, goal)
             assert have >= bound, (where.name, goal.value, have, bound)
+
+
+def _holds(program: Program, text: str) -> None:
+    """:func:`_check` for ``program`` against the spec ``text`` (its own semantics, so it
+    verifies), unless it computes 0 (no input read: no bound to speak of)."""
+    spec = parse_spec(text)
+    ref = reference(spec)
+    assert verify(program, ref).ok
+    if any(ref.polys.values()):
+        _check(program, spec, ref)
+
+
+def _over_x(name: str, n: int, program: Program) -> str:
+    """The text of the spec over one ct vector x of ``n`` slots that ``program`` computes."""
+    text = f"spec {name}\nparam n = {n}\nslots n\ninput x: ct vector(n)\n"
+    return text + f"output out[k]: vector(n) = {_expr(program, program.result, 0, n)}\n"
+
+
+def _chain(draw: st.DrawFn, body: list[Instr], terms: list[str], stem: str) -> str:
+    """``terms`` added or subtracted in turn (each at random) by instructions appended to
+    ``body``, named ``stem`` and a count: the value they make."""
+    acc = terms[0]
+    for j, t in enumerate(terms[1:]):
+        op = draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC]))
+        body.append(Instr(f"{stem}{j}", op, (acc, t)))
+        acc = f"{stem}{j}"
+    return acc
 
 
 # -- random programs and the specs their semantics are ---------------------------------------
@@ -140,13 +171,7 @@ def programs(draw: st.DrawFn) -> tuple[Program, str]:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(programs())
 def test_no_random_correct_kernel_beats_the_bound(case: tuple[Program, str]) -> None:
-    program, text = case
-    spec = parse_spec(text)
-    ref = reference(spec)
-    assert verify(program, ref).ok  # the spec is the program's own semantics
-    if not any(ref.polys.values()):
-        return  # the program computes 0: no spec input is read, no bound to speak of
-    _check(program, spec, ref)
+    _holds(*case)  # the spec is the program's own semantics
 
 
 # -- one rotation group and constant weights (bound_terms.unrotated_binary) ----------------
@@ -192,22 +217,98 @@ def stencils(draw: st.DrawFn) -> tuple[Program, str]:
         values.append(name)
     params = (Param("x", Kind.CT),)
     program = Program("stencil", params, tuple(consts), tuple(body), values[-1])
-    text = f"spec stencil\nparam n = {n}\nslots n\ninput x: ct vector(n)\n"
-    text += f"output out[k]: vector(n) = {_expr(program, values[-1], 0, n)}\n"
-    return program, text
+    return program, _over_x("stencil", n, program)
+
+
+# -- rotation groups in sequence (bound_terms.first_targets) -------------------------------
+
+
+@st.composite
+def grouped(draw: st.DrawFn) -> tuple[Program, str]:
+    """A random linear kernel over one input x whose rotations form one to three groups in
+    sequence, as a separable stencil has them (rotations of x, summed with x or not, then
+    rotations of that, ...), with additions, subtractions and doublings between: the
+    kernels whose paths part before their first rotation, and the spec their semantics is."""
+    n = draw(st.sampled_from([16, 64]))
+    body: list[Instr] = []
+    values = ["x"]
+    current = "x"
+    for g in range(draw(st.integers(1, 3))):
+        amounts = draw(st.lists(st.integers(1, n - 1), min_size=1, max_size=4, unique=True))
+        terms = [current] if draw(st.booleans()) else []
+        for j, amount in enumerate(amounts):
+            body.append(Instr(f"r{g}_{j}", Opcode.ROT, (current,), amount))
+            terms.append(f"r{g}_{j}")
+        acc = _chain(draw, body, terms, f"s{g}_")
+        if draw(st.booleans()):  # a doubling, or a value from before added in
+            other = draw(st.sampled_from([acc, *values]))
+            body.append(Instr(f"d{g}", Opcode.ADD_CC, (acc, other)))
+            acc = f"d{g}"
+        values += [*terms, acc]
+        current = acc
+    params = (Param("x", Kind.CT),)
+    program = Program("grouped", params, (), tuple(body), current)
+    return program, _over_x("grouped", n, program)
+
+
+# -- library sums that must span the reads (bound_terms.arcs_needed) -----------------------
+
+
+@st.composite
+def summed(draw: st.DrawFn) -> tuple[Program, str]:
+    """A random linear kernel over one input x built around library sums (windows 2 to 8):
+    sums, a few rotations, additions and subtractions, so that sums alone often cannot
+    span what the output reads (the plans the arcs term rules out), and the spec its
+    semantics is."""
+    n = draw(st.sampled_from([8, 16, 32]))
+    body: list[Instr] = []
+    values = ["x"]
+    for i in range(draw(st.integers(1, 7))):
+        name = f"v{i}"
+        kind = draw(st.sampled_from(["sum", "sum", "rot", "add", "sub"]))
+        a = draw(st.sampled_from(values))
+        if kind == "sum":
+            body.append(Instr(name, Opcode.SUM, (a,), draw(st.sampled_from([2, 4, 8]))))
+        elif kind == "rot":
+            body.append(Instr(name, Opcode.ROT, (a,), draw(st.integers(1, n - 1))))
+        else:
+            op = Opcode.ADD_CC if kind == "add" else Opcode.SUB_CC
+            body.append(Instr(name, op, (a, draw(st.sampled_from(values)))))
+        values.append(name)
+    params = (Param("x", Kind.CT),)
+    program = Program("summed", params, (), tuple(body), values[-1])
+    return program, _over_x("summed", n, program)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kernels", [stencils, grouped, summed], ids=lambda f: f.__name__)
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(stencils())
-def test_no_stencil_with_weights_beats_the_bound(case: tuple[Program, str]) -> None:
-    program, text = case
-    spec = parse_spec(text)
-    ref = reference(spec)
-    assert verify(program, ref).ok
-    if not any(ref.polys.values()):
-        return
-    _check(program, spec, ref)
+@given(data=st.data())
+def test_no_kernel_of_these_shapes_beats_the_bound(
+    kernels: Callable[[], st.SearchStrategy[tuple[Program, str]]], data: st.DataObject
+) -> None:
+    """The strategies above, each written for a term: weights around one rotation group
+    (unrotated_weight), groups in sequence (first_targets), sums (arcs_needed)."""
+    _holds(*data.draw(kernels()))
+
+
+@given(
+    st.integers(2, 24).flatmap(
+        lambda n: st.tuples(
+            st.just(n), st.frozensets(st.integers(0, n - 1), max_size=8), st.integers(0, n)
+        )
+    )
+)
+def test_arcs_needed_is_the_least_cover(case: tuple[int, frozenset[int], int]) -> None:
+    """bound_terms.arcs_needed against every choice of arc starts, smallest first."""
+    n, offsets, reach = case
+    arc = [frozenset((a + s) % n for s in range(reach + 1)) for a in range(n)]
+    least = next(
+        k
+        for k in range(len(offsets) + 1)
+        if any(offsets <= frozenset().union(*c) for c in itertools.combinations(arc, k))
+    )
+    assert arcs_needed(offsets, reach, n) == least
 
 
 # -- products over the integers (bound_terms.real_products) ---------------------------------
@@ -246,11 +347,7 @@ def quadratics(draw: st.DrawFn) -> tuple[Program, str]:
         a, b = draw(st.sampled_from(linear)), draw(st.sampled_from(linear))
         body.append(Instr(f"p{i}", Opcode.MUL_CC, (a, b)))
         terms.append(f"p{i}")
-    out = terms[0]
-    for i, t in enumerate(terms[1:]):
-        op = draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC]))
-        body.append(Instr(f"s{i}", op, (out, t)))
-        out = f"s{i}"
+    out = _chain(draw, body, terms, "s")
     params = tuple(Param(v, Kind.CT) for v in inputs)
     program = Program("quadratic", params, tuple(consts), tuple(body), out)
     text = "spec quadratic\nparam n = 4\nslots n\n"
@@ -259,28 +356,120 @@ def quadratics(draw: st.DrawFn) -> tuple[Program, str]:
     return program, text
 
 
+@st.composite
+def rotated_quadratics(draw: st.DrawFn) -> tuple[Program, str]:
+    """A random kernel of ct*ct depth 1 over x (and y) on 16 slots with rotations before
+    its products (linear forms of rotations), products of them, and rotations after
+    (a product, or a sum of products, rotated and added): the kernels whose products
+    serve several terms by their translates (bound_terms.product_groups), and their spec."""
+    n = 16
+    inputs = ["x"] + (["y"] if draw(st.booleans()) else [])
+    body: list[Instr] = []
+    linear = _rotated(draw, body, list(inputs), "l", n)
+    quadratic = []
+    for i in range(draw(st.integers(1, 3))):
+        a, b = draw(st.sampled_from(linear)), draw(st.sampled_from(linear))
+        body.append(Instr(f"p{i}", Opcode.MUL_CC, (a, b)))
+        quadratic.append(f"p{i}")
+    out = _rotated(draw, body, quadratic, "q", n)[-1]
+    program = Program("rq", tuple(Param(v, Kind.CT) for v in inputs), (), tuple(body), out)
+    text = f"spec rq\nparam n = {n}\nslots n\n"
+    text += "".join(f"input {v}: ct vector(n)\n" for v in inputs)
+    text += f"output out[k]: vector(n) = {_expr(program, out, 0, n)}\n"
+    return program, text
+
+
+def _rotated(draw: st.DrawFn, body: list[Instr], values: list[str], stem: str, n: int) -> list[str]:
+    """``values`` and up to four more, each a rotation of one of them or their sum or
+    difference, appended to ``body`` (named ``stem`` and a count)."""
+    values = list(values)
+    for i in range(draw(st.integers(0, 4))):
+        a = draw(st.sampled_from(values))
+        kind = draw(st.sampled_from(["rot", "add", "sub"]))
+        if kind == "rot":
+            body.append(Instr(f"{stem}{i}", Opcode.ROT, (a,), draw(st.integers(1, n - 1))))
+        else:
+            op = Opcode.ADD_CC if kind == "add" else Opcode.SUB_CC
+            body.append(Instr(f"{stem}{i}", op, (a, draw(st.sampled_from(values)))))
+        values.append(f"{stem}{i}")
+    return values
+
+
+TRANSLATES = [
+    # one product and its translate, no rotation before it: one group, where the form
+    # x[k]^2 + x[k+1]^2 has two positive directions
+    (
+        "kernel rq(x: ct) {\n    p = mul(x, x)\n    q = rot(p, 1)\n    y = add(p, q)\n"
+        "    return y\n}\n",
+        "spec rq\nparam n = 16\nslots n\ninput x: ct vector(n)\n"
+        "output out[k]: vector(n) = x[k] * x[k] + x[(k + 1) mod n] * x[(k + 1) mod n]\n",
+        1,
+    ),
+    # a rotation before the product too (its monomials read two slots): two groups
+    (
+        "kernel rq(x: ct) {\n    r = rot(x, 1)\n    u = add(x, r)\n    p = mul(u, u)\n"
+        "    q = rot(p, 2)\n    y = add(p, q)\n    return y\n}\n",
+        "spec rq\nparam n = 16\nslots n\ninput x: ct vector(n)\n"
+        "output out[k]: vector(n) = (x[k] + x[(k + 1) mod n]) * (x[k] + x[(k + 1) mod n])"
+        " + (x[(k + 2) mod n] + x[(k + 3) mod n]) * (x[(k + 2) mod n] + x[(k + 3) mod n])\n",
+        2,
+    ),
+]
+
+
+@pytest.mark.parametrize(("kernel", "text", "groups"), TRANSLATES)
+def test_a_product_and_its_translates_need_only_the_groups_counted(
+    kernel: str, text: str, groups: int
+) -> None:
+    # The least kernels product_groups speaks of: one group more would claim too much.
+    program, spec = parse_program(kernel), parse_spec(text)
+    ref = reference(spec)
+    assert verify(program, ref).ok
+    assert product_groups(ref, derive(ref)) == groups
+    _within_its_sketch_bound(program, spec, ref)
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("kernels", [quadratics, rotated_quadratics], ids=lambda f: f.__name__)
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(quadratics())
-def test_no_kernel_of_a_sketch_without_rotations_beats_its_bound(
-    case: tuple[Program, str],
+@given(data=st.data())
+def test_no_kernel_of_a_sketch_beats_its_bound(
+    kernels: Callable[[], st.SearchStrategy[tuple[Program, str]]], data: st.DataObject
 ) -> None:
     """The bound over a sketch's kernels (``floor_for(..., in_sketch=True)``), which counts
-    products over the integers below the sizes whose coefficients stay small, is at or
-    below every random kernel that sketch holds, at the kernel's size and at any size."""
-    program, text = case
+    products over the integers below the sizes whose coefficients stay small (real_products)
+    and holds a kernel with fewer to a rotation after a product and one before
+    (product_groups), is at or below every random kernel of a sketch that holds it (the
+    spec's own, widened by the kernel's rotations, ops and constants), at the kernel's size
+    and at any size."""
+    program, text = data.draw(kernels())
     spec = parse_spec(text)
     ref = reference(spec)
     assert verify(program, ref).ok
-    restrictions = derive(ref)
-    ops = {i.opcode for i in live_instructions(program)}
-    scales = {abs(c.values[0]) for c in program.consts}
-    if ref.ct_degree != 2 or not ops <= set(restrictions.ops) or restrictions.rotations:
-        return  # not a kernel of the spec's sketch: the bound does not speak of it
-    if not scales <= set(restrictions.constants) or _depth(program) > restrictions.max_depth:
-        return
+    if ref.ct_degree == 2:  # else the products cancelled
+        _within_its_sketch_bound(program, spec, ref)
+
+
+def _within_its_sketch_bound(program: Program, spec: Spec, ref: Reference) -> None:
+    """``program`` costs no less than the bound over the kernels of the spec's sketch
+    widened to hold it (its rotations, ops, constants and depth), at its size and at any
+    size."""
+    live = live_instructions(program)
+    derived = derive(ref)
+    amounts = {i.amount for i in live if i.opcode is Opcode.ROT and i.amount is not None}
+    rotations = {normalize_amount(r, spec.n) for r in amounts} | set(derived.rotations)
+    ops = set(derived.ops) | {i.opcode for i in live if i.opcode is not Opcode.ROT}
+    restrictions = dataclasses.replace(
+        derived,
+        ops=tuple(sorted(ops, key=lambda o: o.value)),
+        rotations=tuple(sorted(rotations)),
+        constants=tuple(
+            sorted(set(derived.constants) | {abs(c.values[0]) for c in program.consts})
+        ),
+        max_depth=max(derived.max_depth, _depth(program)),
+    )
     floor = floor_for(ref, restrictions, in_sketch=True)
-    components = len(live_instructions(program))
+    components = len([i for i in live if i.opcode not in (Opcode.ROT, Opcode.RELIN)])
     where = ring_for(restrictions, spec.n)
     row = row_us(DEFAULT_TABLE, where)
     for goal in Objective:

@@ -164,7 +164,7 @@ def test_a_rewrite_computes_the_same_slots_with_fewer_products(program: Program,
 
 
 def test_the_product_bound_reads_the_spec_quadratic_form() -> None:
-    from porcupine.search.bounds import local_products
+    from porcupine.search.bound_terms import local_products
     from porcupine.search.restrictions import derive
     from quill.verify import reference
 

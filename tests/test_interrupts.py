@@ -14,14 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from porcupine.budget import Budget, Kept
+from porcupine.budget import Budget, Keeper, Kept
 from porcupine.cli.kept import kept_result, watch
+from porcupine.context import Context
 from porcupine.errors import NoiseBudgetError
 from porcupine.layouts.choices import requested
 from porcupine.layouts.spare_slots import packed_products
 from porcupine.options import Options
 from porcupine.passes.fewer_products import fewer_products
 from porcupine.passes.rotation_forms import rearranged_rotations
+from porcupine.pipeline import instance
 from quill.cost import DEFAULT_TABLE, Objective
 from quill.ir import Program
 from quill.parser import load_program, parse_program
@@ -232,3 +234,31 @@ def test_a_kernel_over_the_noise_budget_is_kept_to_say_so() -> None:
     assert budget.keeper.unranked == Kept(program=noisy, source="direct")
     with pytest.raises(NoiseBudgetError):
         kept_result(spec, Options(), budget, "timeout", 1.0)
+
+
+class Recording(Keeper):
+    """A keeper that also lists the sources of the kernels of the watched spec offered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def offer(self, spec: Spec, program: Program, source: str) -> None:
+        if self._spec is spec:
+            self.sources.append(source)
+        super().offer(spec, program, source)
+
+
+@pytest.mark.search
+def test_the_instance_step_keeps_the_formula_written_out_first_and_the_lifted_kernel() -> None:
+    # The keeper ignores kernels of the smaller instance: before the instance is searched,
+    # only the full-size formula written out can be kept (harris_flat at --timeout 10 ended
+    # with none), and the lifted kernel must be kept as soon as it is proven, before the
+    # lower bound and the passes that follow.
+    spec = load_spec(KERNELS / "box_blur.spec", {"w": 8, "h": 8})
+    keeper = Recording()
+    budget = Budget(keeper=keeper)
+    watch(budget, spec, Options())
+    partial = instance(Context(spec=spec, options=Options(), budget=budget))
+    assert partial is not None and partial.source == "lifted"
+    assert keeper.sources == ["direct", "lifted"]

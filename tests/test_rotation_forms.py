@@ -89,6 +89,18 @@ def test_a_separable_stencil_becomes_two_hoisted_passes() -> None:
     assert counts(flat).ct_pt_mults == 0  # the weights 2 and 4 are adds
 
 
+def test_small_weights_are_built_by_doubling_where_that_is_cheaper() -> None:
+    # [1, 4, 6, 4, 1]: four hoisted rotations and seven additions (632 us at the search's
+    # set) against four additions and two multiplies by 4 and 6 (638 us), the kernel the
+    # search and the pass found before.
+    spec = load_spec(KERNELS / "corpus" / "smooth5.spec")
+    recorded = load_program(KERNELS / "corpus" / "results" / "smooth5.quill")
+    flat = _flat(recorded, spec.n)
+    assert flat is not None and verify(flat, spec).ok
+    assert counts(flat).ct_pt_mults == 0 and counts(flat).rotations == 4
+    assert _latency(flat, spec.n) < _latency(recorded, spec.n)
+
+
 def test_values_split_alike_share_their_first_stage() -> None:
     # Two sums of three window sums (at 0, 16, 32) with different weights: each is rank one;
     # together, one first stage serves both (split by 16: the window sum, rotated by 16 and

@@ -30,6 +30,7 @@ from quill.verify import verify
 
 HARRIS = str(KERNELS / "harris.spec")
 ROBERTS = str(KERNELS / "roberts_cross.spec")  # seconds to its passes, each with a rewrite
+HARRIS_FLAT = str(KERNELS / "corpus" / "harris_flat.spec")  # searched at w=4, h=8, lifted
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess, pytest.mark.search]
 
@@ -217,6 +218,16 @@ def test_a_stop_in_the_first_query_of_automatic_stages_prints_the_formula_writte
     spec.write_text(DECOMPOSED)
     out = _synth(str(spec), stop_at="hang@encode")
     _interrupted(out, str(spec))
+    assert "source: direct" in out.stdout
+
+
+def test_a_stop_in_the_small_instance_of_harris_flat_prints_its_formula_written_out() -> None:
+    # harris_flat is searched at w=4, h=8 and lifted; the budget keeps only kernels of the
+    # command's spec, so a stop before the lifted kernel was proven had none to report
+    # (--timeout 10 ended "no verified kernel had been found"). Stopped by force in the
+    # first query of the instance's first step, it prints the full-size formula written out.
+    out = _synth(HARRIS_FLAT, "--timeout", "600", stop_at="hang@encode")
+    _interrupted(out, HARRIS_FLAT)
     assert "source: direct" in out.stdout
 
 

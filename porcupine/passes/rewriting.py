@@ -35,10 +35,11 @@ def rank(
 class Builder:
     """New instructions with fresh names: linear combinations, products and rotations."""
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, *, doublings: bool = False) -> None:
         self.taken = set(program.kinds())
         self.body: list[Instr] = []
         self.consts: dict[int, str] = {}
+        self.doublings = doublings  # combinations by doubling (:meth:`by_doublings`)
 
     def finish(self, program: Program, body: list[Instr], result: str) -> Program:
         """``program`` with ``body`` and ``result``, the constants built here added,
@@ -75,6 +76,8 @@ class Builder:
         7c`` is ``7 (a + b - c)``: a multiply, not three)."""
         signed = [(v, centered(c)) for v, c in terms if c % T]
         assert signed, "a combination of nothing: callers never build a zero value"
+        if self.doublings:
+            return self.by_doublings(signed)
         magnitudes = sorted({abs(c) for _, c in signed})
         grouped = []
         for m in magnitudes:
@@ -84,6 +87,28 @@ class Builder:
             grouped.append((inner, m * sign))
         value, sign = self._signed_sum(grouped)
         return value if sign > 0 else self.op(Opcode.NEG, value)
+
+    def by_doublings(self, signed: list[tuple[str, int]]) -> str:
+        """``sum c * v`` (``c`` centred, nonzero) with additions only, by the bits of the
+        magnitudes from the highest: double what is summed so far, then add or subtract
+        the values whose coefficient has this bit (``v + 4 w + 6 x`` is
+        ``2 (2 (w + x) + x) + v``: five additions where the multiplies by 4 and 6 took two
+        multiplies and two additions, and with no constant, cheaper where an addition is)."""
+        acc: str | None = None
+        sign = 1  # the value is sign * acc
+        for bit in reversed(range(max(abs(c) for _, c in signed).bit_length())):
+            if acc is not None:
+                acc = self.op(Opcode.ADD_CC, acc, acc)
+            for v, c in signed:
+                if not abs(c) >> bit & 1:
+                    continue
+                s = 1 if c > 0 else -1
+                if acc is None:
+                    acc, sign = v, s
+                else:
+                    acc = self.op(Opcode.ADD_CC if s == sign else Opcode.SUB_CC, acc, v)
+        assert acc is not None
+        return acc if sign > 0 else self.op(Opcode.NEG, acc)
 
     def _signed_sum(self, terms: list[tuple[str, int]]) -> tuple[str, int]:
         """``sum c * v`` as ``(value, sign)``: the sum, or its negation when every ``c`` is

@@ -136,11 +136,28 @@ def _rewrites(program: Program, slots: int) -> Iterator[Program]:
         if plan and plan not in seen:
             seen.append(plan)
             yield _rebuilt(program, plan, slots)
+            if _weighted(plan):  # small weights by doubling: no multiply, fewer additions
+                yield _rebuilt(program, plan, slots, doublings=True)
     for r in roots:  # the values over one root only, with a factor they share taken out once
         group = {v: f for v, f in rotating.items() if {name for name, _ in f} == {r}}
         polys = {v: poly_of({k: c for (_, k), c in f.items()}, slots) for v, f in group.items()}
         for factors, quotients in common_factor_plans(polys):
             yield _factored(program, r, factors, quotients, slots)
+
+
+DOUBLED = 64
+"""Coefficients up to this magnitude (and above 2, which is an addition already) are also
+tried built by doubling (:meth:`~porcupine.passes.rewriting.Builder.by_doublings`): a
+[1, 4, 6, 4, 1] smoothing in seven additions around its four hoisted rotations instead of
+four additions and two multiplies, cheaper where a ct*pt multiply costs more than an
+addition. Past it, the doublings cost more than the multiply they save."""
+
+
+def _weighted(plan: dict[str, Plan]) -> bool:
+    """Whether a stage of ``plan`` has a coefficient that doubling may build more cheaply."""
+    return any(
+        2 < abs(centered(c)) <= DOUBLED for p in plan.values() for f in p for c in f.values()
+    )
 
 
 def _rotates(form: Form, root: str) -> bool:
@@ -206,10 +223,13 @@ def _rank_one(grid: dict[int, dict[int, int]]) -> tuple[dict[int, int], dict[int
     return best[1], best[2]
 
 
-def _rebuilt(program: Program, plans: dict[str, Plan], slots: int) -> Program:
+def _rebuilt(
+    program: Program, plans: dict[str, Plan], slots: int, *, doublings: bool = False
+) -> Program:
     """``program`` with each value of ``plans`` recomputed by its plan: per stage, one
-    rotation per term (shared between the values), then the combination."""
-    b = Builder(program)
+    rotation per term (shared between the values), then the combination (by doubling, with
+    ``doublings``)."""
+    b = Builder(program, doublings=doublings)
     rotated: dict[Term, str] = {}
     rename: dict[str, str] = {}
     body: list[Instr] = []

@@ -4,22 +4,30 @@ coefficients, not only which offsets it reads.
 * :func:`unrotated_weight` and :func:`unrotated_binary`: a coefficient like the -4 of a
   Laplacian at the output slot itself, in a kernel with one rotation group and no op that
   scales (no ct*pt or ct*ct multiply), needs additions of its own.
+* :func:`arcs_needed` (with :func:`read_offsets`): a path through library sums shifts its
+  read by at most their windows' total less their count, so a kernel whose sums cannot
+  span the offsets a read needs must rotate (or sum) more.
+* :func:`first_targets`: where every choice of rotations is needed, the paths must part
+  before the first rotation they take, which costs additions.
 * :func:`real_products` (with :func:`porcupine.search.bounds.exact_below`): a kernel of a
   sketch without rotations whose integer coefficients stay small computes the spec over
   the integers, where a positive definite form like x^2 + y^2 + z^2 needs as many
   products as its rank (over Z_t, the 256^2 = -1 trick pairs squares; over the reals
   nothing does).
 
-Each function's docstring holds its proof; tests/test_bounds_sound.py checks both terms
-below random correct programs built to exercise them.
+Each function's docstring holds its proof; tests/test_bounds_sound.py checks every term
+below random correct programs built to exercise it.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
+from math import prod
 
+from porcupine.passes.quadratic import fewest_products, symmetric
 from porcupine.search.restrictions import Restrictions
 from quill.ranges import residue
+from quill.slots import normalize_amount
 from quill.verify import Reference
 
 
@@ -116,41 +124,181 @@ def inertia(matrix: list[list[Fraction]]) -> tuple[int, int]:
     return positive, negative
 
 
-def real_products(ref: Reference, restrictions: Restrictions) -> int:
-    """The ct*ct products every kernel of a sketch without rotations or sums, of depth 1,
-    whose integer coefficients stay below
-    :func:`porcupine.search.bounds.exact_below`'s limit, has for a spec of
-    ciphertext degree 2 (0 when that does not apply): the most, over output slots, of
-    max(p, q) for the inertia (p, q) of the real symmetric matrix of the slot's quadratic
-    part (coefficients centred mod t).
+def local_products(ref: Reference, restrictions: Restrictions) -> int:
+    """The ct*ct products every kernel of a sketch without rotations and of depth 1 needs
+    for a spec of ciphertext degree 2 (0 when that does not apply).
 
-    Proof. Such a kernel computes at each slot an integer polynomial sum_j n_j l_j l'_j +
-    (affine), with l_j, l'_j affine in the inputs at that slot and n_j integers (the sum
-    over the paths from product j to the output of the signs and constants they meet):
-    one term per product j. When its coefficients and the spec's centred ones are below
-    t/2 together (:func:`porcupine.search.bounds.exact_below`), "equal mod t" is equality
-    over the integers, so the spec's quadratic part is sum_j n_j sym(l_j l'_j) over the
-    reals. Each term has at most one positive and one negative eigenvalue (rank 2, and
-    l l' = ((l + l')^2 - (l - l')^2) / 4), and the positive (negative) index of a sum is at
-    most the sum of the indices (Weyl). So the products number at least p and at least
-    q. Bit inputs and plaintext inputs: 0, as for
-    :func:`porcupine.search.bounds.local_products`."""
-    if restrictions.rotations or restrictions.window is not None or restrictions.max_depth > 1:
-        return 0
-    if ref.ct_degree != 2 or ref.sym.ring.bits or ref.ct_vars != set(ref.sym.var_slot):
-        return 0
+    Such a kernel computes, at each slot, a sum of products of linear forms in the inputs
+    at that slot (plus an affine part), so it has at least as many products as the spec's
+    quadratic form there needs over Z_t (:mod:`porcupine.passes.quadratic`). Not a bound for every
+    kernel: with rotations and masks one product can hold different products in different
+    slots. Bit inputs (x^2 = x) and plaintext inputs leave the form undetermined: 0."""
     most = 0
-    for poly in ref.polys.values():
-        pairs = [(m, residue(c)) for m, c in poly.items() if len(m) == 2]
-        names = sorted({v for m, _ in pairs for v in m})
+    for pairs, names in quadratic_parts(ref, restrictions):
+        index = {v: i for i, v in enumerate(names)}
+        unit = [tuple(int(i == j) for j in range(len(names))) for i in range(len(names))]
+        form = [(c, unit[index[m[0]]], unit[index[m[1]]]) for m, c in pairs]
+        matrix = symmetric(len(names), form)
+        most = max(most, len(fewest_products(matrix, range(len(names)))))
+    return most
+
+
+def real_products(ref: Reference, restrictions: Restrictions) -> int:
+    """The ct*ct products every kernel of a sketch without sums, of depth 1, whose integer
+    coefficients stay below :func:`porcupine.search.bounds.exact_below`'s limit, and
+    whose paths from its products to the output take no rotation (in a sketch without
+    rotations, every kernel) has for a spec of ciphertext degree 2 (0 when that does not
+    apply): the most, over output slots, of max(p, q) for the inertia (p, q) of the real
+    symmetric matrix of the slot's quadratic part (coefficients centred mod t). A kernel
+    with fewer products rotates after one (:func:`product_groups`).
+
+    Proof. Such a kernel computes at each output slot an integer polynomial sum over
+    (j, s) of n_js (l_j l'_j)(slot + s) + (affine): l_j, l'_j the factors of product j
+    (affine in the inputs, read at offsets their rotations give), s the shift of a path
+    from product j to the output (the sum of its rotations' amounts), n_js the sum over
+    those paths of the signs and constants they meet: one term per product and shift.
+    When its coefficients and the spec's centred ones are below t/2 together
+    (:func:`porcupine.search.bounds.exact_below`), "equal mod t" is equality over the
+    integers, so the spec's quadratic part is the sum of the terms' symmetric matrices
+    over the reals. Each term has at most one positive and one negative eigenvalue (rank
+    2, and l l' = ((l + l')^2 - (l - l')^2) / 4), and the positive (negative) index of a
+    sum is at most the sum of the indices (Weyl). So the terms number at least p and at
+    least q; with no rotation after a product, each product has one shift (0), so the
+    products do. Bit inputs and plaintext inputs: 0, as for
+    :func:`local_products`."""
+    most = 0
+    for pairs, names in quadratic_parts(ref, restrictions, rotations=True):
         index = {v: i for i, v in enumerate(names)}
         matrix = [[Fraction(0)] * len(names) for _ in names]
         for (u, v), c in pairs:
-            i, j = index[u], index[v]
-            if i == j:
-                matrix[i][i] += c
-            else:
-                matrix[i][j] += Fraction(c, 2)
-                matrix[j][i] += Fraction(c, 2)
+            i, j, half = index[u], index[v], Fraction(residue(c), 2)
+            matrix[i][j] += half  # a square's c lands on the diagonal twice: c
+            matrix[j][i] += half
         most = max(most, *inertia(matrix))
     return most
+
+
+Pairs = list[tuple[tuple[int, ...], int]]
+"""A slot's degree-2 monomials (two variables, equal for a square) and their coefficients."""
+
+
+def quadratic_parts(
+    ref: Reference, restrictions: Restrictions, *, rotations: bool = False
+) -> list[tuple[Pairs, list[int]]]:
+    """Per output slot, its quadratic part and the variables that part reads (sorted), for
+    the product counts of a sketch without sums (and without rotations, unless
+    ``rotations``), of depth 1 (:func:`real_products`,
+    :func:`local_products`); none when those do not apply: such a
+    sketch, a spec of ciphertext degree 2, no bit inputs (x^2 = x) and no plaintext inputs
+    (they leave the form undetermined)."""
+    if (restrictions.rotations and not rotations) or restrictions.window is not None:
+        return []
+    if restrictions.max_depth > 1:
+        return []
+    if ref.ct_degree != 2 or ref.sym.ring.bits or ref.ct_vars != set(ref.sym.var_slot):
+        return []
+    parts: list[tuple[Pairs, list[int]]] = []
+    for poly in ref.polys.values():
+        pairs: Pairs = [(m, c) for m, c in poly.items() if len(m) == 2]
+        parts.append((pairs, sorted({v for m, _ in pairs for v in m})))
+    return parts
+
+
+def read_offsets(ref: Reference) -> tuple[frozenset[int], ...]:
+    """The distinct sets of offsets (mod n, input slot minus output slot) at which one
+    output slot reads one ciphertext input, over the output slots that matter."""
+    var_slot, ct, n = ref.sym.var_slot, ref.ct_vars, ref.spec.n
+    sets: set[frozenset[int]] = set()
+    for slot, poly in ref.polys.items():
+        by_input: dict[str, set[int]] = {}
+        for m in poly:
+            for v in m:
+                if v in ct:
+                    name, s = var_slot[v]
+                    by_input.setdefault(name, set()).add(normalize_amount(s - slot, n) % n)
+        sets.update(frozenset(o) for o in by_input.values())
+    return tuple(sorted(sets, key=sorted))
+
+
+def arcs_needed(offsets: frozenset[int], reach: int, n: int) -> int:
+    """The fewest arcs {a, a + 1, ..., a + ``reach``} of Z_n whose union holds ``offsets``.
+
+    What it bounds: a kernel with library sums of windows w_1, w_2, ... (``reach`` = the sum
+    of w_j - 1) and rotation groups of k_1, k_2, ... amounts offers at most prod (1 + k_i)
+    such arcs to each read. Proof. ``sum(a, w)[i]`` adds ``a[i + s]`` for s = 0 .. w - 1
+    and ``rot(a, r)[i]`` is ``a[i + r]``; other instructions read their operands at the
+    same slot. So along a path from a ciphertext input to the output the slot read moves by
+    the amounts of the rotations the path takes plus one shift s_j in 0 .. w_j - 1 for
+    each sum it passes (a path passes an instruction at most once). A path takes at most
+    one rotation of each group (:func:`porcupine.search.bounds.rotations_us`), so its
+    rotations add up to one of at most prod (1 + k_i) values A (none taken: 0), and its
+    shifts to a value in 0 .. ``reach``. An input read at offset o needs a path that
+    reaches it there (a monomial of the output holds a variable only through a path from
+    it), so the offsets lie in the union of the arcs A + [0, ``reach``]: at most prod
+    (1 + k_i) arcs cover them, and so do no fewer than this count. (Plaintext operands
+    enter at their instruction's own slot, so only ciphertext inputs are counted.)"""
+    if not offsets:
+        return 0
+    if reach + 1 >= n:
+        return 1
+    points = sorted(offsets)
+    best = len(points)
+    for start in points:  # some arc of a least cover starts at a point of the set
+        arcs, end = 1, start + reach
+        for o in sorted((p - start) % n + start for p in points):
+            if o > end:
+                arcs, end = arcs + 1, o + reach
+        best = min(best, arcs)
+    return best
+
+
+def first_targets(shape: tuple[int, ...], offsets: int) -> int:
+    """How many distinct places the paths from one input must reach before taking any
+    rotation, in a kernel without library sums whose rotations form the groups ``shape``
+    and whose output reads that input at ``offsets`` distinct offsets: the output (when
+    some path takes no rotation) and the source of each group that is some path's first.
+    Such a kernel has at least this count less one out-edges beyond its groups' own (E of
+    :func:`porcupine.search.bounds.fan_in`).
+
+    Proof. A path takes at most one rotation of each group, so its choice is a tuple (an
+    amount or none per group), and its offset is the sum of the amounts. Distinct offsets
+    need distinct tuples, so of the prod (1 + k_i) tuples at most m = prod (1 + k_i) -
+    ``offsets`` are taken by no path. If m = 0, some path takes no rotation; and a group
+    of k > m amounts has a tuple with one of its amounts and nothing else taken, whose
+    path reaches the group's source c before any rotation. Now take the kernel's graph
+    (:func:`porcupine.search.bounds.fan_in`) without its rotation edges, K. In K the
+    output has no out-edge, nor has a source c with no out-edge but its rotations; a
+    source with h >= 1 other out-edges has h in K. The nodes K reaches from the input
+    form a DAG whose sinks number at most 1 + the sum of (d - 1) over its nodes of
+    out-degree d >= 1 (a spanning tree from the input has that many leaves at most, and
+    every sink is a leaf). So the targets, each a sink of K or a source with h >= 1,
+    number at most 1 + F_K + #{sources with h >= 1}, where F_K sums d - 1 over the nodes
+    of K of out-degree d >= 1. That is 1 + E: a source's out-edges are its k rotations
+    and its h others, every other node's out-edges are in K, so E = F - sum (k_i - 1) =
+    F_K + #{sources with h >= 1}. (Blur5's 5x5 box in two hoisted groups of 4: the paths
+    reach the output and both sources first, so 6 + 2 additions, not 6 + 1.)"""
+    spare = max(0, prod(1 + k for k in shape) - offsets)
+    return int(spare == 0) + sum(1 for k in shape if k > spare)
+
+
+def product_groups(ref: Reference, restrictions: Restrictions) -> int:
+    """The rotation groups (:func:`porcupine.search.bounds.rotations_us`) every kernel of
+    the sketch that :func:`real_products` speaks of has when it has fewer products than
+    that count: 0 in a sketch without rotations (there is no such kernel), else 2 when
+    the spec's quadratic part reads two slots in one monomial (Roberts' x[i][j] x[i+1][j+1]),
+    else 1.
+
+    Proof. By :func:`real_products`' proof, the (product, shift) terms number at least
+    that count, so with fewer products some product reaches the output along paths of two
+    shifts, and one of them takes a rotation after that product: its group's source is a
+    product or computed from one (ct*ct depth 1). A monomial u v with u and v at different
+    slots is a term of some (l_j l'_j)(slot + s) whose factors read u and v at different
+    offsets: one of them is nonzero, so a rotation comes before product j (no sums: only
+    rotations shift). Its source is of depth 0, an ancestor of a product, so it is not the
+    first group's source, which has depth 1: two groups."""
+    parts = quadratic_parts(ref, restrictions, rotations=True)
+    if not restrictions.rotations or not parts:
+        return 0
+    slot = ref.sym.var_slot
+    crossed = any(slot[m[0]][1] != slot[m[-1]][1] for pairs, _ in parts for m, _ in pairs)
+    return 2 if crossed else 1

@@ -7,10 +7,12 @@
 * :func:`lower_bound`: what any kernel for the spec must pay, whatever the sketch: a
   kernel that meets it is optimal outright, and a sketch size whose cheapest possible
   kernel is not cheaper than the best one found need not be searched. With
-  ``in_sketch``, also what every kernel of a sketch without rotations must pay for its
-  ct*ct products (:func:`local_products`, and over the integers
-  :func:`~porcupine.search.bound_terms.real_products`), which prunes that sketch's search
-  only. Terms that read the spec's coefficients live in :mod:`porcupine.search.bound_terms`.
+  ``in_sketch``, also what every kernel of the sketch must pay for its ct*ct products
+  (without rotations :func:`~porcupine.search.bound_terms.local_products`; over the
+  integers :func:`~porcupine.search.bound_terms.real_products`, or a rotation after a
+  product: :func:`~porcupine.search.bound_terms.product_groups`), which prunes that
+  sketch's search only. Terms that read the spec's coefficients live in
+  :mod:`porcupine.search.bound_terms`.
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from porcupine.passes.quadratic import fewest_products, symmetric
 from porcupine.search.bound_terms import (
+    arcs_needed,
+    first_targets,
+    local_products,
+    product_groups,
+    read_offsets,
     real_products,
     unrotated_binary,
     unrotated_weight,
@@ -127,31 +133,6 @@ def rotations_us(offsets: int, row: dict[str, int]) -> int:
     return least(offsets)
 
 
-def local_products(ref: Reference, restrictions: Restrictions) -> int:
-    """The ct*ct products every kernel of a sketch without rotations and of depth 1 needs
-    for a spec of ciphertext degree 2 (0 when that does not apply).
-
-    Such a kernel computes, at each slot, a sum of products of linear forms in the inputs
-    at that slot (plus an affine part), so it has at least as many products as the spec's
-    quadratic form there needs over Z_t (:mod:`porcupine.passes.quadratic`). Not a bound for every
-    kernel: with rotations and masks one product can hold different products in different
-    slots. Bit inputs (x^2 = x) and plaintext inputs leave the form undetermined: 0."""
-    if restrictions.rotations or restrictions.window is not None or restrictions.max_depth > 1:
-        return 0
-    if ref.ct_degree != 2 or ref.sym.ring.bits or ref.ct_vars != set(ref.sym.var_slot):
-        return 0
-    most = 0
-    for poly in ref.polys.values():
-        pairs = [(m, c) for m, c in poly.items() if len(m) == 2]
-        names = sorted({v for m, _ in pairs for v in m})
-        index = {v: i for i, v in enumerate(names)}
-        unit = [tuple(int(i == j) for j in range(len(names))) for i in range(len(names))]
-        form = [(c, unit[index[m[0]]], unit[index[m[1]]]) for m, c in pairs]
-        matrix = symmetric(len(names), form)
-        most = max(most, len(fewest_products(matrix, range(len(names)))))
-    return most
-
-
 SHAPED_OFFSETS = 64
 """Up to this many offsets the bound prices every grouping of rotations together with the
 additions it forces (:func:`shapes`); past it, rotations and additions are bounded apart."""
@@ -164,8 +145,9 @@ def shapes(needed: int) -> Iterator[tuple[int, ...]]:
     the sum of the amounts it takes, so distinct offsets need distinct choices, and the
     choice of no rotation at all only ever reaches offset 0. Each grouping is minimal in
     that its last group is the smallest that reaches. A larger group or one more group only
-    costs more, in rotations and in the additions :func:`fan_in` counts, so the cheapest
-    kernel's grouping is one of these or dearer than one of these."""
+    costs more, in rotations and in the additions :func:`fan_in` counts (but for one more
+    group beside two, which :func:`plans` prices as well), so the cheapest kernel's
+    grouping is one of these or dearer than one of these."""
 
     def walk(need: int, smallest: int) -> Iterator[tuple[int, ...]]:
         if need <= 1:
@@ -181,7 +163,14 @@ def shapes(needed: int) -> Iterator[tuple[int, ...]]:
     return walk(needed, 1)
 
 
-def fan_in(shape: tuple[int, ...], offsets: int, sources: int, sums: tuple[int, ...] = ()) -> int:
+def fan_in(
+    shape: tuple[int, ...],
+    offsets: int,
+    sources: int,
+    sums: tuple[int, ...] = (),
+    *,
+    targets: bool = True,
+) -> int:
     """The fewest instructions with two ciphertext operands (add, sub, ct*ct multiply) in a
     kernel whose rotations form the groups ``shape``, with library sums of windows ``sums``,
     whose output reads ``offsets`` distinct offsets of one input and ``sources`` ciphertext
@@ -196,13 +185,13 @@ def fan_in(shape: tuple[int, ...], offsets: int, sources: int, sums: tuple[int, 
     F``. The source of a group of k distinct rotation amounts has out-degree >= k, so F >=
     sum (k_i - 1), and the inputs the output reads are all nodes.
 
-    One group alone (and no sum) reaching more offsets than it has amounts needs one more:
-    some path from the input to the output takes none of its rotations (the rotations of a
-    path give its offset, and a path takes at most one of a group). If every path passes
-    the group's source c, that path leaves c by a non-rotation edge: c's out-degree is
-    k + 1. Otherwise a path avoids c, and it parts from a path through c at a node b != c
-    whose out-edges are not rotations (c's are the only ones): b's out-degree is 2 or
-    more.
+    Without sums, with one or two groups (and ``targets``), the first rotations the paths
+    take need more (:func:`~porcupine.search.bound_terms.first_targets`): E >= that count
+    less one (one group reaching one offset more than its amounts: one more). Not with
+    three or more: one more amount in a group could then save more than the addition it
+    costs, and :func:`plans` relies on a larger group never saving additions. One more
+    group can save one (two groups of 4 need 8 for 25 offsets, with a third group of 1
+    the count of paths asks 7): :func:`plans` prices that kernel too.
 
     And paths: the paths from the input to the output number at most the product of the
     out-degrees of the nodes they pass (by induction from the output), a path through a sum
@@ -213,8 +202,8 @@ def fan_in(shape: tuple[int, ...], offsets: int, sources: int, sums: tuple[int, 
     least = sources - 1 + sum(k - 1 for k in shape)
     reached = math.prod(shape) * math.prod(sums)
     beyond = _log2_ceil(-(-offsets // reached))
-    if len(shape) == 1 and not sums and offsets > shape[0]:
-        beyond = max(beyond, 1)
+    if targets and not sums and len(shape) <= 2:
+        beyond = max(beyond, first_targets(shape, offsets) - 1)
     return least + beyond
 
 
@@ -246,6 +235,14 @@ def plans(floor: Floor) -> Iterator[Plan]:
     a two-operand instruction and multiply by w at a sum, so ``2^binary * prod w_j >=
     offsets`` too.
 
+    Sums shift a read by at most their windows' total less their count, R, so the
+    rotations must also offer the arcs of length R + 1 that cover each read's offsets
+    (:func:`~porcupine.search.bound_terms.arcs_needed`): the groupings are those for the
+    greater of the two counts. A multiset of windows taken as the first that offers every
+    choice stands for kernels with more sums too; when its R cannot span the reads, such a
+    kernel has these sums and rotations, or one more sum of some window (a plan per
+    window: each kernel has one of them among its own sums).
+
     A kernel with one rotation group and no sum, for a spec whose output reads its own
     slot's input with weight U (:func:`~porcupine.search.bound_terms.unrotated_weight`),
     either has a multiply (ct*pt or ct*ct: one plan per multiply the floor's ops hold,
@@ -259,7 +256,17 @@ def plans(floor: Floor) -> Iterator[Plan]:
     for summed in _sum_sets(floor.windows, floor.needed):
         product = math.prod(summed)
         binary = max(_log2_ceil(-(-floor.offsets // product)), floor.products)
-        for rotated in shapes(-(-floor.needed // product)):
+        arcs = floor.arcs(sum(w - 1 for w in summed))
+        if product >= floor.needed and arcs > 1:
+            # Sums that offer the choices but cannot span the reads: the kernel has these
+            # sums and rotations (below), or another sum as well.
+            for w in floor.windows:
+                more = tuple(sorted((*summed, w)))
+                least = max(binary, fan_in((), floor.offsets, floor.sources, more))
+                yield Plan((), more, least)
+        for minimal in shapes(max(-(-floor.needed // product), arcs)):
+            # a kernel with more groups than the shape has a group of one more at least
+            rotated = (1,) * (floor.groups - len(minimal)) + minimal
             least = max(binary, fan_in(rotated, floor.offsets, floor.sources, summed))
             if floor.unrotated and not summed and len(rotated) == 1:
                 plain = max(least, unrotated_binary(rotated[0], floor.unrotated))
@@ -268,6 +275,10 @@ def plans(floor: Floor) -> Iterator[Plan]:
                     yield Plan(rotated, summed, least, scale=op)
                 continue
             yield Plan(rotated, summed, least)
+            plain = fan_in(rotated, floor.offsets, floor.sources, summed, targets=False)
+            if len(rotated) == 2 and max(binary, plain) < least:  # one more group, one less
+                more = (1, *rotated)
+                yield Plan(more, summed, max(binary, fan_in(more, floor.offsets, floor.sources)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -307,6 +318,15 @@ class Floor:
     unrotated: int = 0  # U of bound_terms.unrotated_weight (0: the term does not apply)
     real_products: int = 0  # bound_terms.real_products, for kernels below exact_below
     exact_below: int = 0  # bound_terms.exact_below: sizes below it compute over Z
+    groups: int = 0  # rotation groups every kernel bounded has (bound_terms.product_groups)
+    spread: int = 0  # groups of a kernel with fewer than real_products products (the same)
+    reads: tuple[frozenset[int], ...] = ()  # bound_terms.read_offsets (() : not counted)
+    slots: int = 0  # the spec's n, which the offsets of ``reads`` are taken mod
+
+    def arcs(self, reach: int) -> int:
+        """The most arcs of ``reach`` + 1 slots any read needs to cover its offsets
+        (:func:`~porcupine.search.bound_terms.arcs_needed`); 1 when not counted."""
+        return max((arcs_needed(o, reach, self.slots) for o in self.reads), default=1)
 
     def least_components(self, window: int | None) -> int:
         """Instructions other than rotations that every kernel has (with library sums over
@@ -347,7 +367,8 @@ def fewest_components(floor: Floor) -> int:
 
 def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = False) -> Floor:
     """The :class:`Floor` of ``ref``'s spec for any kernel (with ``in_sketch``, for the kernels
-    of the sketch ``restrictions`` describe: their products, :func:`local_products`)."""
+    of the sketch ``restrictions`` describe: their products,
+    :func:`~porcupine.search.bound_terms.local_products`)."""
     products = _log2_ceil(ref.ct_degree)
     if in_sketch:
         products = max(products, local_products(ref, restrictions))
@@ -380,6 +401,9 @@ def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = Fals
         unrotated=unrotated_weight(ref),
         real_products=real if real > products else 0,
         exact_below=exact,
+        spread=product_groups(ref, restrictions) if real > products else 0,
+        reads=read_offsets(ref),
+        slots=ref.spec.n,
     )
 
 
@@ -409,14 +433,21 @@ def lower_bound(
     a kernel of at least ``components`` components either has fewer than ``exact_below``
     and that many products, or at least ``exact_below`` components: the lesser of the
     two bounds. (Sizes from ``exact_below`` on are priced at ``exact_below``, so the bound
-    still grows with ``components``, as the search's "no larger size" step needs.)"""
+    still grows with ``components``, as the search's "no larger size" step needs.) In a
+    sketch with rotations, a kernel below ``exact_below`` may instead have fewer products
+    and :attr:`Floor.spread` rotation groups at least
+    (:func:`~porcupine.search.bound_terms.product_groups`): the least of the three."""
     if floor.real_products:
         loose = dataclasses.replace(floor, real_products=0, exact_below=0)
         large = lower_bound(loose, max(components, floor.exact_below), row, goal)
         if components >= floor.exact_below:
             return large
         exact = dataclasses.replace(loose, products=floor.real_products)
-        return min(lower_bound(exact, components, row, goal), large)
+        best = min(lower_bound(exact, components, row, goal), large)
+        if floor.spread:  # or fewer products, and a rotation after one
+            rotating = dataclasses.replace(loose, groups=floor.spread)
+            best = min(best, lower_bound(rotating, components, row, goal))
+        return best
     ops, products = floor.ops or floor.restrictions.ops, floor.products
     relins = 1 if products else 0
     cheapest = min(row[OPS[op].cost] for op in ops if not OPS[op].has_amount)
