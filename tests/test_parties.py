@@ -6,6 +6,7 @@ batched; every result is checked against the spec's reference on the whole input
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -320,3 +321,32 @@ def test_only_ciphertexts_of_a_context_read_before_skip_its_tables(
     square = cc.Decrypt(secret, cc.EvalMult(ct, ct))
     square.SetLength(3)
     assert square.GetPackedValue() == [9, 25, 49]
+
+
+def _elements(ciphertext: Any) -> list[Any]:
+    """A ciphertext's polynomials, tower by tower: (coefficients, modulus, format)."""
+    from porcupine.backend.rawnoise import _towers
+
+    tree = json.loads(openfhe.Serialize(ciphertext, openfhe.JSON))
+    return [_towers(e) for e in tree["value0"]["ptr_wrapper"]["data"]["v"]]
+
+
+def test_a_ciphertext_read_for_evaluation_keeps_its_polynomials(kernels: dict[str, Path]) -> None:
+    """The server reads a ciphertext into its own context's parameters (wire._local) by adding
+    an exact zero, a throwaway key's encryption of 0 minus itself: the polynomials, and so
+    the value and the noise, are the very ones the client sent, under the client's key tag;
+    the zero is 0 in every tower, whatever key decrypts it."""
+    module: Any = load_module(kernels["gx"])
+    client = module.Client()
+    server = module.Server(client.public_bundle(), workers=1)
+    image = np.random.default_rng(11).integers(-300, 300, size=(8, 8))
+    sent = module.encrypt(client.cc, client.keys, "x", image)
+    data = openfhe.Serialize(sent, openfhe.BINARY)
+    read = module._ciphertext(data, server.key_tag, "ciphertext 0 (x)", server.cc)
+    assert read.GetKeyTag() == sent.GetKeyTag() == server.key_tag
+    assert _elements(read) == _elements(sent)
+    _, zero = module._ZEROS[(id(server.cc), server.key_tag)]
+    assert all(not any(values) for element in _elements(zero) for values, _, _ in element)
+    got = client.decrypt(server.evaluate(client.encrypt(x=image)))
+    want = _whole("gx", {"x": image})
+    assert np.array_equal(np.ma.getdata(got)[want.matters], want.values[want.matters])

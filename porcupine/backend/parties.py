@@ -477,7 +477,8 @@ class Server:
             n: encode_row(self.cc, v) if rows else _packed(self.cc, n, v) for n, v in plain.items()
         }
         for name, data in cts.items():
-            arguments[name] = _ciphertext(data, self.key_tag, f"ciphertext {index} ({name})")
+            what = f"ciphertext {index} ({name})"
+            arguments[name] = _ciphertext(data, self.key_tag, what, self.cc)
         return evaluate(self.cc, **arguments)
 
     def _plaintexts(

@@ -105,8 +105,9 @@ _KNOWN_CONTEXTS: set[bytes] = set()
 _CONTEXT_END = 8192  # the key tag sits about 650 bytes in; look no further than this
 
 
-def _ciphertext(data: bytes, key_tag: str, what: str) -> Any:
-    """A serialized ciphertext, checked to be under the bundle's keys."""
+def _ciphertext(data: bytes, key_tag: str, what: str, cc: Any = None) -> Any:
+    """A serialized ciphertext, checked to be under the bundle's keys; to be evaluated in
+    the context ``cc``, if given (see :func:`_local`)."""
     cut = data.find(key_tag.encode(), 0, _CONTEXT_END)
     known = cut > 0 and data[:cut] in _KNOWN_CONTEXTS
     try:
@@ -126,7 +127,33 @@ def _ciphertext(data: bytes, key_tag: str, what: str) -> Any:
         )
     if cut > 0 and not known:
         _KNOWN_CONTEXTS.add(data[:cut])
-    return ct
+    return ct if cc is None else _local(cc, ct)
+
+
+_ZEROS: dict[tuple[int, str], tuple[Any, Any]] = {}  # (context, key tag): (context, zero)
+
+
+def _local(cc: Any, ciphertext: Any) -> Any:
+    """A deserialized ``ciphertext`` as a ciphertext of the context ``cc``: the same
+    polynomials, so the same value and noise, and its evaluation 1.2-1.4x faster.
+
+    OpenFHE gives a deserialized ciphertext its own copy of the ring's parameters, and every
+    operation on it, or on anything computed from it, then costs about 0.4 ms more at
+    N = 8192 (an addition 0.47 instead of 0.04 ms, a rotation 1.69 instead of 1.27;
+    measured: Harris 83 against 69 ms a ciphertext, a Sobel request 1.37x and a box blur
+    one 1.22x slower). A sum takes its first operand's parameters, so the ciphertext is
+    added to an exact zero made in ``cc``: a throwaway key pair's encryption of 0 minus
+    itself (both polynomials 0 mod Q), carrying the ciphertext's key tag. The throwaway
+    keys decrypt nothing of the client's."""
+    tag = ciphertext.GetKeyTag()
+    held = _ZEROS.get((id(cc), tag))  # the context is kept with its zero: its id stays its own
+    if held is None:
+        own = cc.KeyGen()
+        zero = cc.Encrypt(own.publicKey, cc.MakePackedPlaintext([0] * cc.GetRingDimension()))
+        zero = cc.EvalSub(zero, zero)
+        zero.SetKeyTag(tag)
+        held = _ZEROS[(id(cc), tag)] = (cc, zero)
+    return cc.EvalAdd(held[1], ciphertext)
 
 
 class _Kept:
