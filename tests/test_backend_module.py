@@ -124,7 +124,7 @@ def test_emitted_modules_hold_the_runtime_and_sections_verbatim(
         "__future__", "argparse", "collections", "concurrent", "contextlib", "ctypes",
         "dataclasses", "functools", "hashlib", "importlib", "io", "itertools", "json",
         "linecache", "math", "multiprocessing", "os", "pickle", "signal", "struct", "sys",
-        "tempfile", "time", "typing", "numpy", "openfhe",
+        "tempfile", "threading", "time", "typing", "numpy", "openfhe",
     }  # fmt: skip
     middle = runtime.middle.rsplit("\n", 1)[0].rstrip()  # before the kernel-code marker
     for k in clear.values():

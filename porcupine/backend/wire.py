@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
@@ -102,6 +103,10 @@ def _serialize(obj: Any) -> bytes:
 # context without tables is ever registered. (The prefixes hold until openfhe's
 # ReleaseAllContexts, which nothing here calls.)
 _KNOWN_CONTEXTS: set[bytes] = set()
+# The setting is process-wide and OpenFHE's calls release the GIL: a thread reading a
+# ciphertext of an unknown context while another has the rebuild off would register that
+# context without tables (a Dask worker may run tasks on several threads).
+_READING = threading.Lock()
 _CONTEXT_END = 8192  # the key tag sits about 650 bytes in; look no further than this
 
 
@@ -111,13 +116,14 @@ def _ciphertext(data: bytes, key_tag: str, what: str, cc: Any = None) -> Any:
     cut = data.find(key_tag.encode(), 0, _CONTEXT_END)
     known = cut > 0 and data[:cut] in _KNOWN_CONTEXTS
     try:
-        if known:
-            openfhe.DisablePrecomputeCRTTablesAfterDeserializaton()
-        try:
-            ct = openfhe.DeserializeCiphertextString(data, openfhe.BINARY)
-        finally:
+        with _READING:
             if known:
-                openfhe.EnablePrecomputeCRTTablesAfterDeserializaton()
+                openfhe.DisablePrecomputeCRTTablesAfterDeserializaton()
+            try:
+                ct = openfhe.DeserializeCiphertextString(data, openfhe.BINARY)
+            finally:
+                if known:
+                    openfhe.EnablePrecomputeCRTTablesAfterDeserializaton()
     except Exception as e:  # OpenFHE raises RuntimeError with its own text
         raise KernelDataError(f"{what} is not an OpenFHE ciphertext: {e}") from None
     if ct.GetKeyTag() != key_tag:
