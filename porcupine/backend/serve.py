@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             # Workers start now, importing OpenFHE while this process reads the bundle (a
             # streaming client: while it makes its keys and encrypts); each request decides
             # whether to use them.
-            # Forked: this process has no thread and no OpenFHE object yet (numpy's
+            # Forked: this process has no Python thread and no OpenFHE object yet (numpy's
             # OpenBLAS threads handle a fork), and a fork skips a spawn's imports.
             early = Engine.pool(worker_count(args.workers), fork=True)
         elif args.dask is not None:  # its import is most of joining a cluster: start it now

@@ -8,8 +8,8 @@ call at a time. The server's :class:`Engine` sends them to worker processes inst
   state must not be forked mid-use, nor a process that may hold threads), one process per
   core by default; each worker imports this very module from its source text, loads the
   public bundle once (its initializer) and runs OpenFHE on one thread. The server program
-  forks its workers instead, at its start, before it has a thread or an OpenFHE object;
-  they skip the imports;
+  forks its workers instead, at its start, before it has a Python thread or an OpenFHE
+  object (numpy's OpenBLAS thread handles a fork); they skip the imports;
 * a **Dask cluster** (the ``distributed`` scheduler, imported only when asked for): the same
   tasks through ``Client.get_executor()``, also a ``concurrent.futures.Executor``; a worker
   plugin installs the module and the bundle on each worker once (and on workers that join
@@ -197,8 +197,8 @@ class Engine:
         cannot be sent to workers (it has no source text). Without a bundle the workers start
         at once (import OpenFHE and this module) and load the one :meth:`provide` gives them:
         a server starts its pool before it has read the bundle. ``fork``: the workers are
-        forks of this process, which then must hold no thread and no OpenFHE object (the
-        server program at its start); they skip the imports, about 0.3 s of CPU each."""
+        forks of this process, which then must hold no Python thread and no OpenFHE object
+        (the server program at its start); they skip the imports, about 0.3 s of CPU each."""
         identity = _identity()
         if identity is None:
             return None
@@ -487,9 +487,10 @@ def staged(
         engine = start(None)
     if engine is None:
         yield from map(local, tasks)
-    else:  # a pool's server process is one more worker. Not a cluster's: its client's
-        # event loop needs the GIL that an OpenFHE call holds (a LocalCluster of 2 on
-        # Harris 512x512 was slower with this process helping in 3 of 3 interleaved runs)
+    else:  # a pool's server process is one more worker. Not a cluster's: a LocalCluster
+        # of 2 on Harris 512x512 was slower with this process helping in 3 of 3 interleaved
+        # runs (OpenFHE's calls release the GIL, measured, so not for want of it; its
+        # client's event loop and this process's evaluation share the cores)
         helper = local if engine.kind == "pool" else None
         batch = batch_size(engine, count - index)
         yield from ordered(engine, function, tasks, what, index, helper, batch)
