@@ -41,7 +41,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "throughput"
-CONFIGS = ("1 worker", "2 workers", "Dask 2 workers", "2 workers, streamed")
+# The server program's configurations: in process; 2 threads (the default engine); a pool of
+# 2 worker processes (--processes); a Dask LocalCluster of 2; 2 threads with the request
+# streamed into the server as the client encrypts it (end to end).
+CONFIGS = ("1 worker", "2 threads", "2 processes", "Dask 2 workers", "2 threads, streamed")
+ONE, THREADS, PROCESSES, DASK, STREAMED = CONFIGS
 
 # Runs the server module as its own program and reports its peak memory and its workers'
 # (VmHWM: the peak of the process's own memory; a thread samples the workers' while they live).
@@ -180,9 +184,9 @@ def throughput(name: str, reps: int, address: str, bits: int) -> dict[str, Any]:
     runs: dict[str, list[Any]] = {c: [] for c in CONFIGS}
     for _ in range(reps):
         for config in CONFIGS:
-            where: dict[str, Any] = {"dask": address} if "Dask" in config else {}
-            where = where or {"workers": int(config[0])}
-            where["overlap"] = "streamed" in config
+            where: dict[str, Any] = {"dask": address} if config == DASK else {}
+            where = where or {"workers": int(config[0]), "processes": config == PROCESSES}
+            where["overlap"] = config == STREAMED
             run = run_two_party(module, {"x": image}, **where)
             if not correct(run.output, want):
                 raise SystemExit(f"{name} on {config}: wrong output")
@@ -195,13 +199,14 @@ def throughput(name: str, reps: int, address: str, bits: int) -> dict[str, Any]:
     return {"name": name, "module": module, "image": image.shape, "runs": runs}
 
 
-STEADY = ("1 worker", "2 workers (pool started)", "Dask 2 workers (joined)")
+STEADY = ("1 worker", "2 threads", "2 processes (pool started)", "Dask 2 workers (joined)")
 
 
 def steady(name: str, reps: int, address: str, bits: int) -> dict[str, Any]:
     """Section 1's long-lived server (the Python API): the whole photo's request evaluated
-    again and again by a server in this process on 1 worker, on a pool of 2 it already
-    started, and on the Dask cluster it already joined (the bundle installed); interleaved,
+    again and again by a server in this process on 1 worker, on 2 threads, on a pool of 2
+    processes it already started, and on the Dask cluster it already joined (the bundle
+    installed); interleaved,
     ``reps`` times, every response decrypted and checked. What a serving process sustains,
     without the one-time start of section 1's server program."""
     from distributed import Client
@@ -216,9 +221,10 @@ def steady(name: str, reps: int, address: str, bits: int) -> dict[str, Any]:
     bundle, request = client.public_bundle(), client.encrypt(x=image)
     seconds: dict[str, list[float]] = {c: [] for c in STEADY}
     with Client(address, set_as_default=False) as dask:
-        one, pool, cluster = STEADY
+        one, threads, pool, cluster = STEADY
         servers = {
             one: module.Server(bundle, workers=1),
+            threads: module.Server(bundle, workers=2),
             pool: module.Server(bundle, workers=2, pool_min=1),
             cluster: module.Server(bundle, dask=dask),
         }

@@ -1,6 +1,6 @@
-"""The server on worker processes and on a Dask cluster, for real: the server program
-(``python KERNEL.py serve``) evaluates requests of many tiles on a pool of spawned workers
-or on a real ``distributed.LocalCluster``; the results are decrypted and checked against
+"""The server on threads, worker processes and a Dask cluster, for real: the server program
+(``python KERNEL.py serve``) evaluates requests of many tiles on threads of its own, on a
+pool of worker processes or on a real ``distributed.LocalCluster``; the results are decrypted and checked against
 the spec's reference on the whole input; a worker killed mid-batch, Ctrl-C and a scheduler
 that does not answer end the run with a clear error and no response file."""
 
@@ -11,6 +11,7 @@ import io
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,59 @@ def test_two_workers_give_the_response_of_one(kernels: dict[str, Path], tmp_path
     # Evaluation is deterministic: the same ciphertexts in, in the same order.
     assert responses[0] == responses[1]
     _assert_blur(image, client.decrypt(responses[1]))
+
+
+def test_threads_give_the_response_of_one_thread(kernels: dict[str, Path], tmp_path: Path) -> None:
+    """The server program's default engine: threads of its own process, no pool."""
+    module: Any = load_module(kernels["box_blur"])
+    image = np.random.default_rng(11).integers(0, 256, size=(45, 41))  # 36 ciphertexts
+    client, bundle, request = _files(module, tmp_path, image)
+    responses = []
+    for workers in ("1", "2"):
+        response = tmp_path / f"response{workers}.bin"
+        served = _serve(kernels["box_blur"], bundle, request, response, "--workers", workers)
+        assert served.returncode == 0, served.stderr
+        engine = '"engine": "threads", "workers": 2' if workers == "2" else '"workers": 1'
+        assert engine in served.stdout
+        responses.append(response.read_bytes())
+    assert responses[0] == responses[1]  # deterministic, in order
+    _assert_blur(image, client.decrypt(responses[1]))
+
+
+def test_a_long_lived_server_evaluates_on_several_threads(kernels: dict[str, Path]) -> None:
+    """Every ciphertext but a request's first goes to the threads, which run side by side;
+    the engine is kept for the next request; a bad ciphertext fails only its request."""
+    module: Any = load_module(kernels["box_blur"])
+    client = module.Client()
+    image = np.random.default_rng(12).integers(0, 256, size=(40, 40))
+    request = client.encrypt(x=image)
+    count = module.request_info(io.BytesIO(request))["ciphertexts"]
+    with module.Server(client.public_bundle(), workers=2) as server:
+        alone = module.Server(client.public_bundle(), workers=1).evaluate(request)
+        threads: set[str] = set()
+        fail = [False]
+        evaluate_one = server._evaluate_one
+
+        def noted(task: Any) -> Any:
+            threads.add(threading.current_thread().name)
+            if fail[0] and task[0] == 5:
+                raise ValueError("ciphertext 5 failed")
+            return evaluate_one(task)
+
+        server._evaluate_one = noted
+        for _ in range(2):
+            assert server.evaluate(request) == alone
+        engine = server.engine
+        assert engine.kind == "threads" and engine.submitted == 2 * (count - 1)
+        assert len([t for t in threads if t.startswith("porcupine-server")]) == 2
+        fail[0] = True  # a thread's error fails its request, and closes the engine
+        with pytest.raises(ValueError, match="ciphertext 5 failed"):
+            server.evaluate(request)
+        assert engine.closed
+        fail[0] = False
+        assert server.evaluate(request) == alone  # a new engine serves the next request
+        assert server.engine is not engine and server.engine.kind == "threads"
+    _assert_blur(image, client.decrypt(alone))
 
 
 def test_a_reduction_is_summed_over_two_workers(kernels: dict[str, Path]) -> None:
@@ -273,7 +327,7 @@ def test_a_request_too_small_for_a_pool_stays_in_the_process(kernels: dict[str, 
     module: Any = load_module(kernels["box_blur"])
     client = module.Client()
     image = np.random.default_rng(6).integers(0, 256, size=(12, 12))  # 3 ciphertexts
-    with module.Server(client.public_bundle(), workers=2) as server:
+    with module.Server(client.public_bundle(), workers=2, processes=True) as server:
         request = client.encrypt(x=image)
         assert module.request_info(io.BytesIO(request))["ciphertexts"] <= module.PROBES
         _assert_blur(image, client.decrypt(server.evaluate(request)))

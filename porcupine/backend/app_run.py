@@ -105,12 +105,14 @@ def run_two_party(
     dask: str | None = None,
     overlap: bool | None = None,
     pool_min: int | None = None,
+    processes: bool = False,
 ) -> AppRun:
     """Run the emitted module at ``module_path`` on ``inputs`` (its ciphertext inputs, any
     size; with ``instances``, each shaped ``(count, *its shape)``) with a server process
     given the ``plaintexts`` (its plaintext inputs). Files go to ``workdir`` (default: a
-    temporary folder, removed after). The server evaluates on ``workers`` processes
-    (default: the machine's cores; ``pool_min``: see the module's ``Server``) or on the Dask
+    temporary folder, removed after). The server evaluates on ``workers`` threads, or
+    worker processes with ``processes`` (default: the machine's cores; ``pool_min``: see
+    the module's ``Server``) or on the Dask
     cluster at the scheduler address ``dask``. ``overlap``: stream the request into the
     server as it is encrypted (default: unless ``workers`` is 1). Raises ValueError/TypeError
     for inputs that do not fit the kernel and :class:`ServerFailed` when the server refuses
@@ -120,6 +122,7 @@ def run_two_party(
     where += [] if workers is None else ["--workers", str(workers)]
     where += [] if dask is None else ["--dask", dask]
     where += [] if pool_min is None else ["--pool-min", str(pool_min)]
+    where += ["--processes"] if processes else []
     stream = workers != 1 if overlap is None else overlap
     run = (module, Path(module_path), inputs, plaintexts or {}, instances, stream)
     if workdir is None:

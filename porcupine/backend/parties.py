@@ -38,6 +38,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import openfhe
 
+from porcupine.backend.dispatch import Progress, pool_pays, staged
 from porcupine.backend.instances import (
     INSTANCES_PER_CIPHERTEXT,
     decrypt_row,
@@ -90,15 +91,7 @@ from porcupine.backend.wire import (
     _write_header,
     _write_record,
 )
-from porcupine.backend.workers import (
-    POOL_START_S,
-    PROBES,
-    Engine,
-    Progress,
-    pool_pays,
-    staged,
-    worker_count,
-)
+from porcupine.backend.workers import POOL_START_S, PROBES, Engine, real_openfhe, worker_count
 
 # --- two parties: copied into every emitted module (porcupine.backend.openfhe_emit) ---
 
@@ -304,22 +297,24 @@ class Server:
         dask: Any = None,
         progress: bool = False,
         pool_min: int | None = None,
+        processes: bool = False,
     ) -> None:
         """Load ``bundle`` (bytes, or a binary stream read to the bundle's end) and check it is
         this kernel's: the parameter set the noise analysis proved it safe for, at least its
         security level, its relinearization and rotation keys. Raises KernelDataError or
         KernelContextError (a ValueError) saying what is wrong.
 
-        Requests of several ciphertexts are evaluated on up to ``workers`` processes
-        (default: the machine's cores; 1: in this process), each loading the bundle once,
-        or on the Dask cluster ``dask`` (a scheduler address ``tcp://HOST:PORT`` or a
-        ``distributed.Client``; ConnectionError when it does not answer). A pool starts
-        only when a request pays for its start-up: the first ciphertext is evaluated here
-        and timed, and :func:`pool_pays` weighs the rest against the pool's measured
-        start-up (``pool_min``: instead, a pool for every request of at least that many
-        ciphertexts); the tiles go on here until its workers are ready. The pool is kept
-        for the next requests: a long-lived server pays its start-up once. ``progress``
-        shows tiles done, throughput and time left on stderr (with tqdm, if installed).
+        Requests of several ciphertexts are evaluated on up to ``workers`` threads of this
+        process (default: the machine's cores; 1: this thread alone), with ``processes`` (or
+        ``pool_min``) on worker processes, each loading the bundle once (one that crashes
+        leaves this process standing), or on the Dask cluster ``dask`` (a scheduler address
+        ``tcp://HOST:PORT`` or a ``distributed.Client``; ConnectionError when it does not
+        answer). A pool starts only when a request pays for its start-up: the first
+        ciphertexts are evaluated here and timed, and :func:`pool_pays` weighs the rest
+        against the pool's measured start-up (``pool_min``: instead, a pool for every
+        request of at least that many ciphertexts); the tiles go on here until its workers
+        are ready. Threads or a pool are kept for the next requests. ``progress`` shows
+        tiles done, throughput and time left on stderr (with tqdm, if installed).
         Call :meth:`close` (or use ``with``) to stop the workers."""
         _natural()
         stream = io.BytesIO(bundle) if isinstance(bundle, bytes | bytearray) else bundle
@@ -337,7 +332,7 @@ class Server:
         self.bundle = data  # what workers load
         self._id = hashlib.sha256(self.bundle).hexdigest()[:16]  # once: bundles are MBs
         self.workers, self.dask, self.progress = worker_count(workers), dask, progress
-        self.pool_min = pool_min
+        self.pool_min, self.processes = pool_min, processes or pool_min is not None
         self.engine: Engine | None = None
 
     def __enter__(self) -> Server:
@@ -432,6 +427,11 @@ class Server:
                 self.engine = Engine.dask(self.dask, self._id, self.bundle)
             return self.engine
         if size > 1 and self.engine is not None and self.engine.slots >= size:
+            return self.engine
+        if size > 1 and not self.processes and real_openfhe():
+            self.close()
+            local = lambda task: self._evaluate_one(task[1])  # noqa: E731
+            self.engine = Engine.threads(max(size, self.workers), local)
             return self.engine
         return None
 

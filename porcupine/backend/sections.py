@@ -3,7 +3,8 @@
 Every emitted module is :mod:`porcupine.backend.runtime` plus sections of other real,
 checked modules: :mod:`~porcupine.backend.packed_io` (kernels under a client packing),
 :mod:`~porcupine.backend.tiles` (inputs of any size), :mod:`~porcupine.backend.instances`
-(many instances per ciphertext), :mod:`~porcupine.backend.workers` (worker processes, Dask),
+(many instances per ciphertext), :mod:`~porcupine.backend.workers` (threads, worker processes,
+Dask), :mod:`~porcupine.backend.dispatch` (a request's tasks sent to them),
 :mod:`~porcupine.backend.parties` (client and server) and :mod:`~porcupine.backend.serve`
 (a worker's side, the server program).
 Each keeps its imports (from the runtime, for mypy) above a marker line and its code below
@@ -95,6 +96,7 @@ CODE_BEGIN = "# --- kernel code"
 TILES_BEGIN = "# --- tiles"
 INSTANCES_BEGIN = "# --- instances"
 WORKERS_BEGIN = "# --- workers"
+DISPATCH_BEGIN = "# --- dispatch"
 WIRE_BEGIN = "# --- wire"
 PARTIES_BEGIN = "# --- two parties"
 SERVE_BEGIN = "# --- serve"
@@ -141,6 +143,7 @@ def application_sections() -> tuple[Section, ...]:
         section("tiles.py", TILES_BEGIN),
         section("instances.py", INSTANCES_BEGIN),
         section("workers.py", WORKERS_BEGIN),
+        section("dispatch.py", DISPATCH_BEGIN),
         section("wire.py", WIRE_BEGIN),
         section("parties.py", PARTIES_BEGIN),
         section("serve.py", SERVE_BEGIN),

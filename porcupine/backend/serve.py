@@ -65,11 +65,12 @@ def _request(path: str) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """The server as a program: ``python KERNEL.py serve BUNDLE REQUEST RESPONSE [NAME=FILE.npy
-    ...] [--workers N | --dask tcp://HOST:PORT] [--pool-min K] [--quiet]`` loads the public
-    bundle, evaluates the request file (``-``: standard input, read as it arrives, after
-    the bundle if it is ``-`` too; plaintext inputs from .npy files) on up to N worker
-    processes (default: the machine's cores; they start at once and serve the request
-    when it pays for them) or on a Dask cluster, and writes the response
+    ...] [--workers N | --dask tcp://HOST:PORT] [--processes [--pool-min K]] [--quiet]`` loads
+    the public bundle, evaluates the request file (``-``: standard input, read as it
+    arrives, after the bundle if it is ``-`` too; plaintext inputs from .npy files) on up
+    to N threads (default: the machine's cores), N worker processes (``--processes``; they
+    start at once and serve the request when it pays for them) or a Dask cluster, and
+    writes the response
     file, whole or not at all; it shows progress on stderr unless --quiet and prints its
     seconds as one JSON line. Exit status 2, with the reason and no traceback, for a
     bundle, request or input that does not fit this kernel, or a scheduler that does not
@@ -81,14 +82,21 @@ def main(argv: list[str] | None = None) -> int:
         serve.add_argument(name)
     serve.add_argument("plaintexts", nargs="*", metavar="NAME=FILE.npy")
     where = serve.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, help="worker processes (default: every core)")
+    where.add_argument("--workers", type=int, help="threads or processes (default: every core)")
     where.add_argument("--dask", metavar="tcp://HOST:PORT", help="a Dask scheduler's address")
     serve.add_argument(
         "--pool-min",
         type=int,
         metavar="K",
-        help="start worker processes for requests of at least K ciphertexts (default: when "
-        "the first ciphertext's measured time says the pool pays for its start-up)",
+        help="start worker processes (implies --processes) for requests of at least K "
+        "ciphertexts (default: when the first ciphertexts' measured time says the pool pays "
+        "for its start-up)",
+    )
+    serve.add_argument(
+        "--processes",
+        action="store_true",
+        help="evaluate on worker processes instead of threads of this process (a worker that "
+        "crashes leaves the server standing; slower on 2 cores, see eval/throughput.md)",
     )
     serve.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
@@ -100,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             name, _, path = item.partition("=")
             plaintexts[name] = np.load(path, allow_pickle=False)
         start = time.perf_counter()
-        if args.dask is None and worker_count(args.workers) > 1:
+        processes = args.processes or args.pool_min is not None
+        if processes and args.dask is None and worker_count(args.workers) > 1:
             # Workers start now, importing OpenFHE while this process reads the bundle (a
             # streaming client: while it makes its keys and encrypts); each request decides
             # whether to use them.
@@ -117,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 dask=args.dask,
                 progress=not args.quiet,
                 pool_min=args.pool_min,
+                processes=processes,
             )
         loaded = time.perf_counter()
         if early is not None:

@@ -1,35 +1,28 @@
-"""A server's ciphertexts evaluated on every core, or on a Dask cluster.
+"""Where a server's ciphertexts are evaluated: threads, worker processes, a Dask cluster.
 
 A request of many ciphertexts (tiles of a big image, chunks of a long vector, rows of
-instances) is a batch of independent evaluations, and one Python process runs one OpenFHE
-call at a time. The server's :class:`Engine` sends them to worker processes instead:
+instances) is a batch of independent evaluations. The server's :class:`Engine` runs them:
 
-* a **pool** (:class:`concurrent.futures.ProcessPoolExecutor`, ``spawn`` context: OpenFHE's
-  state must not be forked mid-use, nor a process that may hold threads), one process per
-  core by default; each worker imports this very module from its source text, loads the
-  public bundle once (its initializer) and runs OpenFHE on one thread. The server program
-  forks its workers instead, at its start, before it has a Python thread or an OpenFHE
-  object (numpy's OpenBLAS thread handles a fork); they skip the imports;
+* **threads** of the server's process (the default; ``concurrent.futures.ThreadPoolExecutor``),
+  one per core: OpenFHE's calls release the GIL, so threads evaluate ciphertexts side by
+  side with no start-up, no copy of the keys and no pickling. Measured on 2 cores
+  (512x512 photo, 2 threads against 1, in one process): Sobel 1.68-1.84x, Harris 1.86-1.97x
+  once glibc keeps freed memory for reuse (:func:`_reuse_freed_memory`; 0.97x in 2 of 4
+  runs without), where 2 worker processes gave 1.43x and 1.68x (eval/throughput.md);
+* a **pool** of worker processes (:class:`concurrent.futures.ProcessPoolExecutor`,
+  ``spawn`` context: OpenFHE's state must not be forked mid-use, nor a process that may
+  hold threads), one per core; each worker imports this very module from its source text,
+  loads the public bundle once (its initializer) and runs OpenFHE on one thread. The server
+  program forks its workers instead, at its start, before it has a Python thread or an
+  OpenFHE object (numpy's OpenBLAS thread handles a fork); they skip the imports. A worker
+  that crashes leaves the server standing (:class:`WorkerError`);
 * a **Dask cluster** (the ``distributed`` scheduler, imported only when asked for): the same
   tasks through ``Client.get_executor()``, also a ``concurrent.futures.Executor``; a worker
   plugin installs the module and the bundle on each worker once (and on workers that join
   later), not per task.
 
-Tasks carry the serialized ciphertexts of one tile and return the serialized result;
-:func:`ordered` keeps a few tasks per worker in flight (the request is read as they are
-sent, so memory is bounded by the tiles in flight, not by the data) and yields results in
-order. A worker that dies raises :class:`WorkerError`; Ctrl-C stops the pool at once.
-
-A pool costs its start-up (each worker imports OpenFHE and loads the bundle) and the
-server's own work per task (pickling, pipes): :func:`staged` evaluates a request's first
-ciphertexts in the server's process, timed, starts a pool only when :func:`pool_pays`
-says the rest repays it, and goes on in process until the workers are ready, so that no
-tile waits for them. A long-lived server keeps its pool for the next requests. The server
-program (``python KERNEL.py serve``) starts its pool before it has read the bundle
-(:meth:`Engine.provide` hands it over): the workers import OpenFHE while the client makes
-its keys and encrypts, and a request then weighs what is left of their start-up and the
-dispatch (a pool still starting that does not pay is stopped). While a pool works, the
-server's own process evaluates a tile whenever the result it waits for is not ready.
+Tasks carry the serialized ciphertexts of one tile (a thread's, the task itself) and return
+the result; :mod:`~porcupine.backend.dispatch` sends a request's tasks to an engine.
 
 The imports above the ``workers`` marker are there for ruff and mypy: the code below it is
 copied into every emitted module, before the two parties (which define the worker's side:
@@ -38,13 +31,11 @@ copied into every emitted module, before the two parties (which define the worke
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import contextlib
 import ctypes
 import hashlib
 import importlib
-import itertools
 import linecache
 import multiprocessing
 import os
@@ -52,7 +43,7 @@ import pickle
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 # --- workers: copied into every emitted module (before the two parties) ---
@@ -79,6 +70,32 @@ def _threads_wanted() -> int:
 
 
 set_threads(_threads_wanted())
+
+
+def _reuse_freed_memory() -> None:
+    """Make glibc keep freed memory for reuse (a heap's top up to 1 GB, allocations up to
+    32 MB from the heap) instead of returning it to the system at once and faulting it in
+    again: with two threads evaluating side by side, each return costs both cores (the
+    other core's TLB is flushed) and each fault takes the process's memory lock. Measured,
+    Harris 512x512, 2 threads against 1: 0.97x and 0.98x in 2 of 4 runs with glibc's
+    defaults (the other two 1.82x, 1.89x), 1.86x and 1.97x with these. The process's peak
+    memory is unchanged; what it freed stays mapped for its next request."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (its largest value on 64-bit)
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+
+
+# What a pool costs on the 2-core machine (`python -m eval.throughput` measures both again,
+# section "Threads or processes"): starting two workers until both have imported OpenFHE
+# and loaded the bundle took 0.3-0.5 s on a lightly loaded machine (the 2026-12-07 01:29
+# run; 1.4-1.9 s at a load average of 15-18), and the server process's own CPU per
+# ciphertext it hands to a worker and back (pickling and pipes of about 0.5 MB) 1.0 ms for
+# box blur's ciphertexts to 2.5 ms for Harris' (under that load). The workers' cores also
+# serve that dispatch. Under load both grow; so does the time of the ciphertexts probed.
+POOL_START_S = 0.5
+DISPATCH_S = 0.0013
+PROBES = 3  # ciphertexts evaluated in the server's process before a pool is considered
 
 
 class WorkerError(RuntimeError):
@@ -128,6 +145,13 @@ def worker_count(workers: int | None) -> int:
     return count
 
 
+def real_openfhe() -> bool:
+    """Whether this module runs OpenFHE, not the cleartext backend's stand-in
+    (porcupine.backend.cleartext): its calls release the GIL, so threads evaluate side by
+    side, and workers can load it."""
+    return globals().get("openfhe") is sys.modules.get("openfhe")
+
+
 def _identity() -> tuple[str, str, str] | None:
     """This module's name for workers, its file and its source text, or None when it has
     no source to send (then everything runs in this process). The name is registered here
@@ -137,7 +161,7 @@ def _identity() -> tuple[str, str, str] | None:
     this = sys.modules.get(__name__)
     # A module bound to the cleartext backend (porcupine.backend.cleartext) stays here: its
     # workers would run OpenFHE.
-    if not source or this is None or globals().get("openfhe") is not sys.modules.get("openfhe"):
+    if not source or this is None or not real_openfhe():
         return None
     name = "porcupine_worker_" + hashlib.sha256(source.encode()).hexdigest()[:16]
     sys.modules.setdefault(name, this)
@@ -162,7 +186,8 @@ class Engine:
         self.ready = ready  # True once the workers have started and loaded the bundle
         self.module = module  # the name workers know this module by
         self.slots = slots  # tasks that run at once
-        self.kind = kind  # "pool" or "dask"
+        self.kind = kind  # "threads", "pool" or "dask"
+        self.local: Callable[[Any], Any] | None = None  # what a thread runs on a task
         self.submitted = 0  # tasks sent to the workers
         self.calls = 0  # calls of the workers that carried them (a cluster's carry several)
         self.started = time.perf_counter()  # when its workers began to start
@@ -188,6 +213,24 @@ class Engine:
         """Give a pool started without a bundle (``Engine.pool(size)``) the bundle its
         workers wait for; they load it once."""
         self._provide(bundle_id, bundle)
+
+    @staticmethod
+    def threads(size: int, local: Callable[[Any], Any]) -> Engine:
+        """``size`` threads of this process, each running ``local`` on a task with one
+        OpenMP thread (OpenMP's setting is per thread: a new thread would take every core).
+        The first task of a request should run in the calling thread (see
+        :func:`~porcupine.backend.dispatch.staged`)."""
+        _reuse_freed_memory()
+        executor = concurrent.futures.ThreadPoolExecutor(
+            size, thread_name_prefix="porcupine-server", initializer=set_threads, initargs=(1,)
+        )
+
+        def close(abort: bool) -> None:  # a running OpenFHE call ends on its own: one task
+            executor.shutdown(wait=not abort, cancel_futures=True)
+
+        engine = Engine(executor, "", size, "threads", close)
+        engine.local = local
+        return engine
 
     @staticmethod
     def pool(
@@ -333,198 +376,3 @@ def _dask_plugin(distributed: Any, payload: dict[str, Any], bootstrap: str) -> A
                 module._serve_stop(self.payload["bundle_id"])
 
     return PorcupineServer(payload, bootstrap)
-
-
-def ordered(
-    engine: Engine,
-    function: str,
-    tasks: Iterable[tuple[Any, ...]],
-    what: Callable[[int], str],
-    first: int = 0,
-    local: Callable[[Any], Any] | None = None,
-    batch: int = 1,
-) -> Iterator[Any]:
-    """This module's ``function(*task)`` for each task, on the engine's workers, yielded in
-    order; ``batch`` tasks to one call of a worker, at most three calls per worker in flight
-    (the tasks are made as they are sent: memory stays bounded however long the request).
-    With ``local``, this process takes the next task itself (``local(task)``) whenever the
-    result it waits for is not ready: it would idle otherwise. A worker that dies raises
-    WorkerError naming ``what(index)``; any exception (Ctrl-C too) cancels the rest and
-    stops the engine.
-
-    A call is the builtin eval of calls of the worker's copy of this module, found by name:
-    a Dask scheduler unpickles tasks, and it has no copy of this module to find a function
-    pickled by reference in (nor has a pool worker this process's name for it)."""
-    call = f"[__import__('sys').modules[{engine.module!r}].{function}(*t) for t in batch]"
-    flight: collections.deque[concurrent.futures.Future[list[Any]]] = collections.deque()
-    source = iter(tasks)
-    index, exhausted = first, False  # the request's index of the task whose result is next
-    try:
-        while True:
-            try:
-                pending = sum(not f.done() for f in flight)
-                while not exhausted and pending < 3 * engine.slots:
-                    group = list(itertools.islice(source, batch))
-                    exhausted = len(group) < batch
-                    if group:
-                        flight.append(engine.executor.submit(eval, call, {"batch": group}))
-                        pending += 1
-                        engine.submitted += len(group)
-                        engine.calls += 1
-                if not flight:
-                    return
-                while (
-                    local
-                    and not exhausted
-                    and not flight[0].done()
-                    and len(flight) < 5 * engine.slots
-                ):
-                    task = next(source, None)
-                    if task is None:
-                        exhausted = True
-                    else:  # its result joins the queue in order, done
-                        flight.append(concurrent.futures.Future())
-                        flight[-1].set_result([local(task)])
-                results = _result(engine, flight.popleft())
-            except concurrent.futures.process.BrokenProcessPool as e:
-                raise WorkerError(
-                    f"a worker died while evaluating {what(index)}: {e}; no response was made"
-                ) from None
-            except Exception as e:
-                if type(e).__name__ != "KilledWorker":  # distributed's: retries ran out
-                    raise
-                raise WorkerError(
-                    f"Dask workers died evaluating {what(index)}: {e}; no response was made"
-                ) from None
-            for result in results:
-                index += 1
-                yield result
-    except BaseException:
-        engine.close(abort=True)  # cancels what is in flight (not here: a pool's thread
-        raise  # fails on a future cancelled behind its back, gh-94777's neighbour)
-
-
-# A Dask task costs about 6 ms of scheduling and transfer on top of its work (77 tasks
-# echoing 0.4 MB each: 6.0-6.4 ms a task on a LocalCluster of 2; in batches of 8: 1.4 ms a
-# ciphertext, as much as a pool's task), more than a Sobel tile's evaluation at N = 4096.
-# So a cluster's tasks carry several ciphertexts: enough that each worker still gets
-# about four calls of a request (balance), at most BATCH_MOST (memory in flight).
-BATCH_MOST = 8
-
-
-def batch_size(engine: Engine, count: int) -> int:
-    """Ciphertexts per task for a request of ``count`` on ``engine``: one on a pool (its
-    task costs about as much as a batched one), up to BATCH_MOST on a cluster."""
-    if engine.kind != "dask":
-        return 1
-    return max(1, min(BATCH_MOST, count // (4 * engine.slots)))
-
-
-# What a pool costs on the 2-core machine (`python -m eval.throughput` measures both again,
-# section "Threads or processes"): starting two workers until both have imported OpenFHE
-# and loaded the bundle took 0.3-0.5 s on a lightly loaded machine (the 2026-12-07 01:29
-# run; 1.4-1.9 s at a load average of 15-18), and the server process's own CPU per
-# ciphertext it hands to a worker and back (pickling and pipes of about 0.5 MB) 1.0 ms for
-# box blur's ciphertexts to 2.5 ms for Harris' (under that load). The workers' cores also
-# serve that dispatch. Under load both grow; so does the time of the ciphertexts probed.
-POOL_START_S = 0.5
-DISPATCH_S = 0.0013
-PROBES = 3  # ciphertexts evaluated in the server's process before a pool is considered
-
-
-def pool_pays(
-    remaining: int, per_ciphertext_s: float, workers: int, start_s: float = POOL_START_S
-) -> bool:
-    """Whether ``workers`` processes evaluate ``remaining`` ciphertexts of ``per_ciphertext_s``
-    seconds each sooner than this process alone: on the pool each costs its evaluation plus
-    the dispatch, shared by the workers' cores, after the pool's start-up ``start_s`` (0 for
-    a pool already starting: its cost is spent)."""
-    alone = remaining * per_ciphertext_s
-    pooled = start_s + remaining * (per_ciphertext_s + DISPATCH_S) / workers
-    return workers > 1 and pooled < alone
-
-
-def staged(
-    tasks: Iterator[Any],
-    local: Callable[[Any], Any],
-    engine: Engine | None,
-    start: Callable[[float | None], Engine | None],
-    function: str,
-    what: Callable[[int], str],
-    count: int,
-    probe: bool = True,
-) -> Iterator[Any]:
-    """The results of the ``count`` ``tasks`` in order. On ``engine`` when it is running and
-    ready (a cluster's in batches: :func:`batch_size`).
-    Otherwise, with ``probe``, the first PROBES in this process (``local``), timed, then
-    ``start(seconds per task)`` decides whether a pool pays off (and starts it, or keeps the
-    one still starting: None, the rest here too), and until its workers are ready the tasks
-    go on here, so that nothing waits for their start-up; without ``probe``, ``start(None)``
-    and every task on its workers. They run ``function(*task)``; this process helps them
-    (see :func:`ordered`)."""
-    index = 0
-    if probe and (engine is None or not engine.ready()):
-        seconds = []  # the least of a few: a first call pays one-time costs, and others'
-        for task in itertools.islice(tasks, PROBES):  # processes preempt some
-            begin = time.perf_counter()
-            result = local(task)
-            seconds.append(time.perf_counter() - begin)
-            yield result
-        index = len(seconds)
-        engine = start(min(seconds)) if len(seconds) == PROBES else None
-        try:
-            while engine is not None and not engine.ready():
-                task = next(tasks, None)
-                if task is None:
-                    return
-                yield local(task)
-                index += 1
-        except BaseException:  # Ctrl-C, or the caller gave up: workers still starting too
-            if engine is not None:
-                engine.close(abort=True)
-            raise
-    elif engine is None or not engine.ready():
-        engine = start(None)
-    if engine is None:
-        yield from map(local, tasks)
-    else:  # a pool's server process is one more worker. Not a cluster's: a LocalCluster
-        # of 2 on Harris 512x512 was slower with this process helping in 3 of 3 interleaved
-        # runs (OpenFHE's calls release the GIL, measured, so not for want of it; its
-        # client's event loop and this process's evaluation share the cores)
-        helper = local if engine.kind == "pool" else None
-        batch = batch_size(engine, count - index)
-        yield from ordered(engine, function, tasks, what, index, helper, batch)
-
-
-def _result(engine: Engine, future: concurrent.futures.Future[Any]) -> Any:
-    """The future's result, or BrokenProcessPool as soon as a worker has ended: Python
-    3.10's pool waits forever for a result that a worker ended half written."""
-    while True:
-        try:
-            return future.result(timeout=0.25)
-        except concurrent.futures.TimeoutError:
-            if not engine.alive():
-                raise concurrent.futures.process.BrokenProcessPool("a worker ended") from None
-
-
-class Progress:
-    """Tiles done, throughput and time left on stderr (tqdm's bar), when asked for and
-    tqdm is installed; otherwise nothing."""
-
-    def __init__(self, total: int, enabled: bool, unit: str = "tile") -> None:
-        self.bar: Any = None
-        self.start = time.perf_counter()
-        if enabled:
-            with contextlib.suppress(ImportError):  # tqdm is optional: no bar then
-                tqdm = importlib.import_module("tqdm").tqdm
-                self.bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True)
-
-    def update(self) -> None:
-        """One more done."""
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def close(self) -> None:
-        """Finish the bar."""
-        if self.bar is not None:
-            self.bar.close()
