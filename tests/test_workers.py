@@ -1,8 +1,9 @@
 """The server on threads, worker processes and a Dask cluster, for real: the server program
 (``python KERNEL.py serve``) evaluates requests of many tiles on threads of its own, on a
-pool of worker processes or on a real ``distributed.LocalCluster``; the results are decrypted and checked against
-the spec's reference on the whole input; a worker killed mid-batch, Ctrl-C and a scheduler
-that does not answer end the run with a clear error and no response file."""
+pool of worker processes or on a real ``distributed.LocalCluster``; the results are
+decrypted and checked against the spec's reference on the whole input; a worker killed
+mid-batch, Ctrl-C and a scheduler that does not answer end the run with a clear error and
+no response file."""
 
 from __future__ import annotations
 
