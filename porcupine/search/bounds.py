@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from porcupine.search.bound_terms import (
     arcs_needed,
     first_targets,
+    grown_shapes,
     local_products,
     product_groups,
     read_offsets,
     real_products,
+    sumset_covers,
     unrotated_binary,
     unrotated_weight,
 )
@@ -132,6 +134,10 @@ def rotations_us(offsets: int, row: dict[str, int]) -> int:
 
     return least(offsets)
 
+
+SUMSET_SPARE = 2
+"""Groupings with at most this many choices beyond the offsets are checked for amounts that
+reach them (:func:`_covering`); with more, the check costs more and rarely rules one out."""
 
 SHAPED_OFFSETS = 64
 """Up to this many offsets the bound prices every grouping of rotations together with the
@@ -274,11 +280,28 @@ def plans(floor: Floor) -> Iterator[Plan]:
                 for op in scaling:
                     yield Plan(rotated, summed, least, scale=op)
                 continue
-            yield Plan(rotated, summed, least)
+            yield from _covering(floor, Plan(rotated, summed, least), binary)
             plain = fan_in(rotated, floor.offsets, floor.sources, summed, targets=False)
             if len(rotated) == 2 and max(binary, plain) < least:  # one more group, one less
                 more = (1, *rotated)
-                yield Plan(more, summed, max(binary, fan_in(more, floor.offsets, floor.sources)))
+                least = max(binary, fan_in(more, floor.offsets, floor.sources))
+                yield from _covering(floor, Plan(more, summed, least), binary)
+
+
+def _covering(floor: Floor, plan: Plan, binary: int) -> Iterator[Plan]:
+    """``plan``, or when no amounts of its groups reach the largest read's offsets
+    (:func:`~porcupine.search.bound_terms.sumset_covers`; no sums), the groupings one step
+    above it (:func:`~porcupine.search.bound_terms.grown_shapes`: every kernel the plan
+    stood for holds one), priced by the plain :func:`fan_in`, which only grows with them."""
+    reads = max(floor.reads, key=len, default=frozenset())
+    spare = math.prod(1 + k for k in plan.rotations) - len(reads)
+    checked = not plan.sums and len(plan.rotations) > 1 and spare <= SUMSET_SPARE
+    if not checked or sumset_covers(reads, plan.rotations, floor.slots):
+        yield plan
+        return
+    for grown in grown_shapes(plan.rotations):
+        plain = fan_in(grown, floor.offsets, floor.sources, targets=False)
+        yield Plan(grown, (), max(binary, plain))
 
 
 @functools.lru_cache(maxsize=64)
