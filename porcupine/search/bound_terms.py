@@ -315,15 +315,22 @@ SUMSET_STEPS = 600_000
 """How many steps :func:`sumset_covers` takes before it gives up (and claims nothing)."""
 
 
-@cache
 def sumset_covers(
     offsets: frozenset[int], shape: tuple[int, ...], n: int, steps: int = SUMSET_STEPS
 ) -> bool:
+    """:func:`sumset_cover`, False only when it proves no amounts reach ``offsets``."""
+    return sumset_cover(offsets, shape, n, steps) is not False
+
+
+@cache
+def sumset_cover(
+    offsets: frozenset[int], shape: tuple[int, ...], n: int, steps: int = SUMSET_STEPS
+) -> bool | None:
     """Whether some amounts A_i of Z_n, |A_i| <= k_i for the groups ``shape``, have a
-    sumset ({0} + A_1) + ({0} + A_2) + ... that holds ``offsets`` (mod n); True too when the
-    search runs out of ``steps`` (then nothing is claimed). False proves that no kernel
+    sumset ({0} + A_1) + ({0} + A_2) + ... that holds ``offsets`` (mod n). False proves that no kernel
     whose rotations form exactly the groups ``shape`` (k_i distinct amounts on one source
     each) and that has no library sum reads those offsets of one input at one output slot.
+    None when the search runs out of ``steps``: nothing is claimed.
 
     Proof that False is a proof. A path from the input to the output passes at most one
     rotation of each group (:func:`porcupine.search.bounds.rotations_us`), and no other
@@ -439,7 +446,7 @@ def sumset_covers(
     try:
         return walk(0, [], 1, 1, [])
     except _Spent:
-        return True
+        return None
 
 
 def grown_shapes(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
