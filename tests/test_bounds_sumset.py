@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from porcupine.search.bound_terms import grown_shapes, sumset_cover
+from porcupine.search.bounds import SUMSET_SPARE
 from quill.ir import Instr, Param, Program
 from quill.ops import Kind, Opcode
 from tests.test_bounds_sound import _chain, _holds, _over_x
@@ -78,11 +79,16 @@ def test_sumset_cover_agrees_with_brute_force(
 )
 def test_sumset_cover_finds_every_sumset(case: tuple) -> None:  # type: ignore[type-arg]
     """Offsets inside the sumset of some amounts (all of it, or it less one or two) are
-    found reachable, on rings too large for brute force."""
+    found reachable, on rings too large for brute force, within its steps where the bound
+    asks (at most SUMSET_SPARE choices to spare)."""
     n, shape, groups, rng = case
     sums = sorted(_sumset([list(g) for g in groups], n))
     offsets = frozenset(rng.sample(sums, max(1, len(sums) - rng.randint(0, 2))))
-    assert sumset_cover(offsets, shape, n) is True
+    found = sumset_cover(offsets, shape, n)
+    if math.prod(1 + k for k in shape) - len(offsets) <= SUMSET_SPARE:  # where it is asked
+        assert found is True
+    else:  # it may give up (None) with more to spare, but never deny
+        assert found is not False
 
 
 @pytest.mark.slow
