@@ -67,8 +67,9 @@ def test_sumset_cover_agrees_with_brute_force(
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.tuples(st.sampled_from([16, 64, 256]), st.sampled_from([*SHAPES, (2, 2, 2), (1, 2, 3)]))
-    .flatmap(
+    st.tuples(
+        st.sampled_from([16, 64, 256]), st.sampled_from([*SHAPES, (2, 2, 2), (1, 2, 3)])
+    ).flatmap(
         lambda c: st.tuples(
             st.just(c[0]),
             st.just(c[1]),

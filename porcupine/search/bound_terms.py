@@ -327,9 +327,10 @@ def sumset_cover(
     offsets: frozenset[int], shape: tuple[int, ...], n: int, steps: int = SUMSET_STEPS
 ) -> bool | None:
     """Whether some amounts A_i of Z_n, |A_i| <= k_i for the groups ``shape``, have a
-    sumset ({0} + A_1) + ({0} + A_2) + ... that holds ``offsets`` (mod n). False proves that no kernel
-    whose rotations form exactly the groups ``shape`` (k_i distinct amounts on one source
-    each) and that has no library sum reads those offsets of one input at one output slot.
+    sumset ({0} + A_1) + ({0} + A_2) + ... that holds ``offsets`` (mod n). False proves
+    that no kernel whose rotations form exactly the groups ``shape`` (k_i distinct amounts
+    on one source each) and that has no library sum reads those offsets of one input at
+    one output slot.
     None when the search runs out of ``steps``: nothing is claimed.
 
     Proof that False is a proof. A path from the input to the output passes at most one
