@@ -17,8 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from porcupine.search.bound_terms import grown_shapes, sumset_cover
-from porcupine.search.bounds import SUMSET_SPARE
+from porcupine.search.bound_terms import SUMSET_SPARE, grown_shapes, sumset_cover
 from quill.ir import Instr, Param, Program
 from quill.ops import Kind, Opcode
 from tests.test_bounds_sound import _chain, _holds, _over_x

@@ -308,18 +308,30 @@ def product_groups(ref: Reference, restrictions: Restrictions) -> int:
 
 
 class _Spent(Exception):
-    """The step budget of :func:`sumset_covers` ran out: no claim is made."""
+    """The step budget of :func:`sumset_cover` ran out: no claim is made."""
 
 
 SUMSET_STEPS = 600_000
-"""How many steps :func:`sumset_covers` takes before it gives up (and claims nothing)."""
+"""How many steps :func:`sumset_cover` takes before it gives up (and claims nothing)."""
 
 
-def sumset_covers(
-    offsets: frozenset[int], shape: tuple[int, ...], n: int, steps: int = SUMSET_STEPS
-) -> bool:
-    """:func:`sumset_cover`, False only when it proves no amounts reach ``offsets``."""
-    return sumset_cover(offsets, shape, n, steps) is not False
+SUMSET_SPARE = 2
+"""Groupings with at most this many choices beyond the offsets are checked for amounts that
+reach them (:func:`out_of_reach`); with more, the check costs more and rarely rules one out."""
+
+
+def out_of_reach(reads: tuple[frozenset[int], ...], shape: tuple[int, ...], n: int) -> bool:
+    """Whether :func:`sumset_cover` proves that no amounts of two or more groups ``shape``
+    reach the largest of ``reads`` (:func:`read_offsets`), asked only with at most
+    :data:`SUMSET_SPARE` choices to spare. Then no kernel without library sums whose
+    groups are exactly ``shape`` exists; one whose groups hold ``shape``'s (each matched
+    to one at least as large) holds one of :func:`grown_shapes`, and the plain
+    :func:`porcupine.search.bounds.fan_in` (without first_targets) only grows with the
+    groups (one amount more: one more out-edge, and the paths' doublings needed fall by
+    one at most; one more group of one: the same count), so pricing those is sound."""
+    offsets = max(reads, key=len, default=frozenset())
+    spare = prod(1 + k for k in shape) - len(offsets)
+    return len(shape) > 1 and spare <= SUMSET_SPARE and sumset_cover(offsets, shape, n) is False
 
 
 @cache

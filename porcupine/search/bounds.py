@@ -28,10 +28,10 @@ from porcupine.search.bound_terms import (
     first_targets,
     grown_shapes,
     local_products,
+    out_of_reach,
     product_groups,
     read_offsets,
     real_products,
-    sumset_covers,
     unrotated_binary,
     unrotated_weight,
 )
@@ -134,10 +134,6 @@ def rotations_us(offsets: int, row: dict[str, int]) -> int:
 
     return least(offsets)
 
-
-SUMSET_SPARE = 2
-"""Groupings with at most this many choices beyond the offsets are checked for amounts that
-reach them (:func:`_covering`); with more, the check costs more and rarely rules one out."""
 
 SHAPED_OFFSETS = 64
 """Up to this many offsets the bound prices every grouping of rotations together with the
@@ -284,24 +280,17 @@ def plans(floor: Floor) -> Iterator[Plan]:
             plain = fan_in(rotated, floor.offsets, floor.sources, summed, targets=False)
             if len(rotated) == 2 and max(binary, plain) < least:  # one more group, one less
                 more = (1, *rotated)
-                least = max(binary, fan_in(more, floor.offsets, floor.sources))
-                yield from _covering(floor, Plan(more, summed, least), binary)
+                more_least = max(binary, fan_in(more, floor.offsets, floor.sources))
+                yield from _covering(floor, Plan(more, summed, more_least), binary)
 
 
-def _covering(floor: Floor, plan: Plan, binary: int) -> Iterator[Plan]:
-    """``plan``, or when no amounts of its groups reach the largest read's offsets
-    (:func:`~porcupine.search.bound_terms.sumset_covers`; no sums), the groupings one step
-    above it (:func:`~porcupine.search.bound_terms.grown_shapes`: every kernel the plan
-    stood for holds one), priced by the plain :func:`fan_in`, which only grows with them."""
-    reads = max(floor.reads, key=len, default=frozenset())
-    spare = math.prod(1 + k for k in plan.rotations) - len(reads)
-    checked = not plan.sums and len(plan.rotations) > 1 and spare <= SUMSET_SPARE
-    if not checked or sumset_covers(reads, plan.rotations, floor.slots):
-        yield plan
-        return
-    for grown in grown_shapes(plan.rotations):
-        plain = fan_in(grown, floor.offsets, floor.sources, targets=False)
-        yield Plan(grown, (), max(binary, plain))
+def _covering(floor: Floor, plan: Plan, binary: int) -> list[Plan]:
+    """``plan``, or if bound_terms.out_of_reach, bound_terms.grown_shapes by plain fan_in."""
+    if plan.sums or not out_of_reach(floor.reads, plan.rotations, floor.slots):
+        return [plan]
+    grown = grown_shapes(plan.rotations)
+    plain = [(g, fan_in(g, floor.offsets, floor.sources, targets=False)) for g in grown]
+    return [Plan(g, (), max(binary, least)) for g, least in plain]
 
 
 @functools.lru_cache(maxsize=64)
