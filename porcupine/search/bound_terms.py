@@ -311,7 +311,7 @@ class _Spent(Exception):
     """The step budget of :func:`sumset_cover` ran out: no claim is made."""
 
 
-SUMSET_STEPS = 600_000
+SUMSET_STEPS = 500_000
 """How many steps :func:`sumset_cover` takes before it gives up (and claims nothing)."""
 
 
@@ -365,7 +365,8 @@ def sumset_cover(
     R - {0} and a count of outsiders (each costs one waste to come), then the outsiders
     one by one: an outsider x of group i whose tuples x + t with the head's other groups
     (t among their T sums) held no offset would waste all T of them, so when that exceeds
-    the budget left x is one of R - T, else every x of Z_n is tried. The last group is
+    the budget left x is one of R - T; else x could be any of Z_n, and the search gives up
+    (None: no claim) rather than try them all. The last group is
     chosen by cover: the least offset r not yet in the sumset is the sum of a tuple that
     takes one of the last group's amounts not yet chosen (the rest of the tuple lies in
     the head, all chosen), so that amount is r - h for some sum h of the head: every
@@ -426,10 +427,9 @@ def sumset_cover(
         i, rest = pending[0], pending[1:]
         mask, tuples = sumset(groups)
         others, many = sumset([g for j, g in enumerate(groups) if j != i])
-        if waste(mask, tuples) + len(rest) + many > spare:
-            candidates = {(r - t) % n for r in _members(reads) for t in _members(others)}
-        else:
-            candidates = set(range(n))
+        if waste(mask, tuples) + len(rest) + many <= spare:
+            raise _Spent  # x could be any of Z_n: too many to try; claim nothing
+        candidates = {(r - t) % n for r in _members(reads) for t in _members(others)}
         for x in sorted(candidates - set(inside)):
             step()
             grown = [list(g) for g in groups]
