@@ -21,7 +21,10 @@ below random correct programs built to exercise it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from fractions import Fraction
+from functools import cache
+from itertools import combinations
 from math import prod
 
 from porcupine.passes.quadratic import fewest_products, symmetric
@@ -302,3 +305,186 @@ def product_groups(ref: Reference, restrictions: Restrictions) -> int:
     slot = ref.sym.var_slot
     crossed = any(slot[m[0]][1] != slot[m[-1]][1] for pairs, _ in parts for m, _ in pairs)
     return 2 if crossed else 1
+
+
+class _Spent(Exception):
+    """The step budget of :func:`sumset_cover` ran out: no claim is made."""
+
+
+SUMSET_STEPS = 500_000
+"""How many steps :func:`sumset_cover` takes before it gives up (and claims nothing)."""
+
+
+SUMSET_SPARE = 2
+"""Groupings with at most this many choices beyond the offsets are checked for amounts that
+reach them (:func:`out_of_reach`); with more, the check costs more and rarely rules one out."""
+
+
+def out_of_reach(reads: tuple[frozenset[int], ...], shape: tuple[int, ...], n: int) -> bool:
+    """Whether :func:`sumset_cover` proves that no amounts of two or more groups ``shape``
+    reach the largest of ``reads`` (:func:`read_offsets`), asked only with at most
+    :data:`SUMSET_SPARE` choices to spare. Then no kernel without library sums whose
+    groups are exactly ``shape`` exists; one whose groups hold ``shape``'s (each matched
+    to one at least as large) holds one of :func:`grown_shapes`, and the plain
+    :func:`porcupine.search.bounds.fan_in` (without first_targets) only grows with the
+    groups (one amount more: one more out-edge, and the paths' doublings needed fall by
+    one at most; one more group of one: the same count), so pricing those is sound."""
+    offsets = max(reads, key=len, default=frozenset())
+    spare = prod(1 + k for k in shape) - len(offsets)
+    return len(shape) > 1 and spare <= SUMSET_SPARE and sumset_cover(offsets, shape, n) is False
+
+
+@cache
+def sumset_cover(
+    offsets: frozenset[int], shape: tuple[int, ...], n: int, steps: int = SUMSET_STEPS
+) -> bool | None:
+    """Whether some amounts A_i of Z_n, |A_i| <= k_i for the groups ``shape``, have a
+    sumset ({0} + A_1) + ({0} + A_2) + ... that holds ``offsets`` (mod n). False proves
+    that no kernel whose rotations form exactly the groups ``shape`` (k_i distinct amounts
+    on one source each) and that has no library sum reads those offsets of one input at
+    one output slot.
+    None when the search runs out of ``steps``: nothing is claimed.
+
+    Proof that False is a proof. A path from the input to the output passes at most one
+    rotation of each group (:func:`porcupine.search.bounds.rotations_us`), and no other
+    instruction shifts slots (no sums), so the slot it reads is the output's plus the sum
+    of the amounts it takes, one of ({0} + A_1) + ... (0: the group's rotation not taken).
+    A variable the output's polynomial holds is reached by a path (whatever cancels
+    elsewhere, a monomial comes from some path: none comes from nothing), so every
+    offset the output reads lies in the sumset. Cancellations, ct*pt multiplies by any
+    plaintext, masks and products only remove or scale paths; they add none.
+
+    Why the search below is exhaustive. Pad each group to exactly k_i amounts with 0s (the
+    sumset is unchanged), and count the prod (1 + k_i) tuples of choices: at least |R| of
+    them (R the offsets) have distinct sums in R, so at most W = prod (1 + k_i) - |R| are
+    *wasted* (a sum outside R, or one an earlier tuple has). Tuples over some of the
+    amounts (the rest taken as 0: not chosen) are tuples of the whole, so their waste
+    never exceeds W: a branch is cut when it does. Each amount is either an *insider*
+    (in R, not 0) or an *outsider* (0 or outside R: its own tuple, alone, is wasted).
+    The groups but the largest (the last) take their insiders as sorted combinations of
+    R - {0} and a count of outsiders (each costs one waste to come), then the outsiders
+    one by one: an outsider x of group i whose tuples x + t with the head's other groups
+    (t among their T sums) held no offset would waste all T of them, so when that exceeds
+    the budget left x is one of R - T; else x could be any of Z_n, and the search gives up
+    (None: no claim) rather than try them all. The last group is
+    chosen by cover: the least offset r not yet in the sumset is the sum of a tuple that
+    takes one of the last group's amounts not yet chosen (the rest of the tuple lies in
+    the head, all chosen), so that amount is r - h for some sum h of the head: every
+    candidate is tried. Two head groups of one size and one count of outsiders may be
+    swapped in any solution, so their insiders are taken in order."""
+    everything = (1 << n) - 1
+    reads = sum(1 << (o % n) for o in set(offsets))
+    count = reads.bit_count()
+    spare = prod(1 + k for k in shape) - count
+    if spare < 0:
+        return False
+    order = sorted(shape)
+    head, last = order[:-1], order[-1]
+    inside = [o for o in range(1, n) if reads >> o & 1]
+    spent = [0]
+
+    def rot(mask: int, by: int) -> int:  # the set {s + by mod n}
+        by %= n
+        return ((mask << by) | (mask >> (n - by))) & everything if by else mask
+
+    def waste(mask: int, tuples: int) -> int:
+        return tuples - (mask & reads).bit_count()
+
+    def sumset(groups: list[list[int]]) -> tuple[int, int]:
+        mask, tuples = 1, 1
+        for g in groups:
+            mask = _united(mask, g, rot)
+            tuples *= 1 + len(g)
+        return mask, tuples
+
+    def step() -> None:
+        spent[0] += 1
+        if spent[0] > steps:
+            raise _Spent
+
+    def finish(base: int, tuples: int) -> bool:
+        sums = _members(base)
+
+        def cover(mask: int, chosen: int) -> bool:
+            step()
+            missing = reads & ~mask
+            if not missing:
+                return True
+            if chosen == last:
+                return False
+            r = (missing & -missing).bit_length() - 1  # the least offset not covered
+            for x in sorted({(r - h) % n for h in sums}):
+                more = mask | rot(base, x)
+                if waste(more, tuples * (chosen + 2)) <= spare and cover(more, chosen + 1):
+                    return True
+            return False
+
+        return cover(base, 0)
+
+    def outsiders(groups: list[list[int]], pending: list[int]) -> bool:
+        if not pending:
+            return finish(*sumset(groups))
+        i, rest = pending[0], pending[1:]
+        mask, tuples = sumset(groups)
+        others, many = sumset([g for j, g in enumerate(groups) if j != i])
+        if waste(mask, tuples) + len(rest) + many <= spare:
+            raise _Spent  # x could be any of Z_n: too many to try; claim nothing
+        candidates = {(r - t) % n for r in _members(reads) for t in _members(others)}
+        for x in sorted(candidates - set(inside)):
+            step()
+            grown = [list(g) for g in groups]
+            grown[i].append(x)
+            if waste(*sumset(grown)) + len(rest) <= spare and outsiders(grown, rest):
+                return True
+        return False
+
+    def walk(i: int, groups: list[list[int]], mask: int, tuples: int, outs: list[int]) -> bool:
+        if i == len(head):
+            return outsiders(groups, [j for j, o in enumerate(outs) for _ in range(o)])
+        for o in range(head[i] + 1):
+            if sum(outs) + o > spare:
+                break
+            for combo in combinations(inside, head[i] - o):
+                if i and head[i - 1] == head[i] and (outs[-1], groups[-1]) > (o, list(combo)):
+                    continue  # the swapped pair is tried instead
+                step()
+                grown = _united(mask, combo, rot)
+                more = tuples * (1 + len(combo))
+                if waste(grown, more) + sum(outs) + o > spare:
+                    continue
+                if walk(i + 1, [*groups, list(combo)], grown, more, [*outs, o]):
+                    return True
+        return False
+
+    try:
+        return walk(0, [], 1, 1, [])
+    except _Spent:
+        return None
+
+
+def grown_shapes(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The groupings one step above ``shape`` (sorted): one group one amount larger, or one
+    more group of one. A kernel whose groups hold ``shape``'s (each group of ``shape``
+    matched to one of its own at least as large) but are not exactly ``shape`` holds one of
+    these: it has a group no group of ``shape`` is matched to (one more group of one at
+    least), or a matched group larger than its match."""
+    grown = {tuple(sorted((*shape[:i], k + 1, *shape[i + 1 :]))) for i, k in enumerate(shape)}
+    return sorted(grown | {tuple(sorted((1, *shape)))})
+
+
+def _members(mask: int) -> list[int]:
+    """The set bits of ``mask``: the set it stands for."""
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
+
+
+def _united(mask: int, amounts: Iterable[int], rot: Callable[[int, int], int]) -> int:
+    """``mask`` united with its rotations by ``amounts``: the sumset with {0} + amounts."""
+    out = mask
+    for a in amounts:
+        out |= rot(mask, a)
+    return out

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from porcupine.search.bound_terms import (
     arcs_needed,
     first_targets,
+    grown_shapes,
     local_products,
+    out_of_reach,
     product_groups,
     read_offsets,
     real_products,
@@ -274,11 +276,21 @@ def plans(floor: Floor) -> Iterator[Plan]:
                 for op in scaling:
                     yield Plan(rotated, summed, least, scale=op)
                 continue
-            yield Plan(rotated, summed, least)
+            yield from _covering(floor, Plan(rotated, summed, least), binary)
             plain = fan_in(rotated, floor.offsets, floor.sources, summed, targets=False)
             if len(rotated) == 2 and max(binary, plain) < least:  # one more group, one less
                 more = (1, *rotated)
-                yield Plan(more, summed, max(binary, fan_in(more, floor.offsets, floor.sources)))
+                more_least = max(binary, fan_in(more, floor.offsets, floor.sources))
+                yield from _covering(floor, Plan(more, summed, more_least), binary)
+
+
+def _covering(floor: Floor, plan: Plan, binary: int) -> list[Plan]:
+    """``plan``, or if bound_terms.out_of_reach, bound_terms.grown_shapes by plain fan_in."""
+    if plan.sums or not out_of_reach(floor.reads, plan.rotations, floor.slots):
+        return [plan]
+    grown = grown_shapes(plan.rotations)
+    plain = [(g, fan_in(g, floor.offsets, floor.sources, targets=False)) for g in grown]
+    return [Plan(g, (), max(binary, least)) for g, least in plain]
 
 
 @functools.lru_cache(maxsize=64)
