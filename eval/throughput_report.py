@@ -36,7 +36,7 @@ def _verdict(rows: list[dict[str, Any]]) -> str:
     """Which of threads and processes won, row by row, and what the defaults are."""
     wins = sum(r["per_ct_s"][WAYS[2]] < r["per_ct_s"][WAYS[1]] for r in rows)
     return (
-        f"Two worker processes were faster than two threads on {wins} of {len(rows)} kernel "
+        f"Two worker processes were faster than two OpenMP threads on {wins} of {len(rows)} kernel "
         "and ring pairs in this run. The defaults: one OpenMP thread per process (the emitted "
         "module sets it at import unless OMP_NUM_THREADS says otherwise) and one server "
         "thread per core in the server's process (`--workers`; worker processes with "
@@ -78,7 +78,7 @@ def report(
     load_start, load_end = args.load
     free = ", ".join(f"{p:.2f}x" for p in args.parallel)
     out = [
-        "# Server throughput: worker processes and Dask",
+        "# Server throughput: threads, worker processes and Dask",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} by `python -m eval.throughput --reps "
         f"{args.reps} --big {args.big}` on {os.cpu_count()} cores shared with other work "
@@ -86,7 +86,7 @@ def report(
         "Client here, server a second process (`python K.py serve`), OpenFHE on one thread "
         "per process; medians of the repetitions, configurations interleaved. Server: the "
         "server process from start to exit (bundle load, workers started, every tile; the "
-        "request read from a file written before; with workers, the server starts them "
+        "request read from a file written before; with worker processes, the server starts them "
         "before it reads the bundle); evaluate: its evaluation alone. Streamed: the server "
         "starts first, and the client streams the bundle into it as soon as its keys are "
         "made and then the request as it encrypts (the default of `run_two_party` with "
@@ -121,8 +121,9 @@ def report(
     out += [
         "",
         "A long-lived server (the Python API, `Server(bundle, ...)` kept between requests): "
-        "the same whole-photo request evaluated again and again on 1 worker, on a pool of 2 "
-        "it started before, and on the Dask cluster it joined before (bundle installed); "
+        "the same whole-photo request evaluated again and again on 1 worker, on 2 threads, "
+        "on a pool of 2 processes it started before, and on the Dask cluster it joined before "
+        "(bundle installed); "
         "interleaved, medians, every response decrypted and checked. This is the throughput "
         "a serving process sustains; the server program above pays its start once per run.",
         "",

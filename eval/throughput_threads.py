@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-WAYS = ("1 process, 1 thread", "1 process, 2 threads", "2 worker processes, 1 thread")
+WAYS = ("1 process, 1 thread", "1 process, 2 OpenMP threads", "2 worker processes, 1 thread")
 
 
 def _request(module: Any, count: int) -> tuple[Any, bytes, bytes]:
@@ -127,7 +127,7 @@ def report(rows: list[dict[str, Any]], starts: list[dict[str, Any]]) -> list[str
     out = [
         "| kernel | N | ciphertexts | "
         + " | ".join(f"{w} ms/ct" for w in WAYS)
-        + " | 2 threads / 1 | 2 workers / 1 |",
+        + " | 2 OpenMP threads / 1 | 2 workers / 1 |",
         "| --- | ---: | ---: | " + " | ".join("---:" for _ in WAYS) + " | ---: | ---: |",
     ]
     for r in rows:
