@@ -9,7 +9,7 @@ A pool of processes costs its start-up (each worker imports OpenFHE and loads th
 and the server's own work per task (pickling, pipes): :func:`staged` evaluates a request's
 first ciphertexts in the server's process, timed, starts a pool only when :func:`pool_pays`
 says the rest repays it, and goes on in process until the workers are ready, so that no
-tile waits for them. Threads (the default engine) cost neither: a request's first
+tile waits for them. Threads (the default engine) cost neither: an engine's first
 ciphertext is evaluated in the calling thread (it fills OpenFHE's lazily made tables before
 two threads could race to make them), the rest on the threads.
 
@@ -147,9 +147,9 @@ def staged(
     count: int,
     probe: bool = True,
 ) -> Iterator[Any]:
-    """The results of the ``count`` ``tasks`` in order. On a threads ``engine``, the first
-    here and the rest on its threads. On another ``engine`` when it is running and ready (a
-    cluster's in batches: :func:`batch_size`).
+    """The results of the ``count`` ``tasks`` in order. On a threads ``engine``, its first
+    task ever here and the rest on its threads. On another ``engine`` when it is running
+    and ready (a cluster's in batches: :func:`batch_size`).
     Otherwise, with ``probe``, the first PROBES in this process (``local``), timed, then
     ``start(seconds per task)`` decides whether a pool pays off (and starts it, or keeps the
     one still starting: None, the rest here too), and until its workers are ready the tasks
@@ -158,12 +158,14 @@ def staged(
     (see :func:`ordered`)."""
     index = 0
     if engine is not None and engine.kind == "threads":
-        # The first in this thread: it makes what OpenFHE makes lazily (encodings' tables,
-        # the kernel's constants, the zero a ciphertext is read into) before two threads
-        # could race to make them.
-        for task in itertools.islice(tasks, 1):
+        # An engine's first task in this thread: it makes what OpenFHE makes lazily, once
+        # per process (encodings' tables, the kernel's constants, the zero a ciphertext is
+        # read into), before two threads could race to make them.
+        first = 0
+        for task in itertools.islice(tasks, 0 if engine.submitted else 1):
             yield local(task)
-        yield from ordered(engine, function, tasks, what, 1, None, 1)
+            first = 1
+        yield from ordered(engine, function, tasks, what, first, None, 1)
         return
     if probe and (engine is None or not engine.ready()):
         seconds = []  # the least of a few: a first call pays one-time costs, and others'
