@@ -8,7 +8,8 @@ from typing import Any
 
 from eval.cluster_scaling import TileCost, predict, table
 from eval.throughput import CONFIGS, DASK, ONE, PROCESSES, STEADY, STREAMED, THREADS, median
-from eval.throughput_threads import WAYS
+from eval.throughput_threads import ONE as ONE_WAY
+from eval.throughput_threads import OPENMP, POOL, SERVER_THREADS
 from eval.throughput_threads import report as threads_report
 
 
@@ -29,15 +30,21 @@ def ratios(r: dict[str, Any]) -> dict[str, float]:
 def steady(rows: list[dict[str, Any]], kernel: str) -> float:
     """A started pool's 2 processes over 1 (the first ring of ``kernel``)."""
     row = next(r for r in rows if r["kernel"] == kernel)
-    return float(row["per_ct_s"][WAYS[0]] / row["per_ct_s"][WAYS[2]])
+    return float(row["per_ct_s"][ONE_WAY] / row["per_ct_s"][POOL])
 
 
 def _verdict(rows: list[dict[str, Any]]) -> str:
     """Which of threads and processes won, row by row, and what the defaults are."""
-    wins = sum(r["per_ct_s"][WAYS[2]] < r["per_ct_s"][WAYS[1]] for r in rows)
+
+    def wins(way: str, other: str) -> int:
+        return sum(r["per_ct_s"][way] < r["per_ct_s"][other] for r in rows)
+
+    pairs = f"of {len(rows)} kernel and ring pairs"
     return (
-        f"Two worker processes were faster than two OpenMP threads on {wins} of {len(rows)} kernel "
-        "and ring pairs in this run. The defaults: one OpenMP thread per process (the emitted "
+        f"Two worker processes were faster than two OpenMP threads on {wins(POOL, OPENMP)} "
+        f"{pairs} in this run, two server threads on {wins(SERVER_THREADS, OPENMP)}; server "
+        f"threads were faster than worker processes on {wins(SERVER_THREADS, POOL)}. "
+        "The defaults: one OpenMP thread per process (the emitted "
         "module sets it at import unless OMP_NUM_THREADS says otherwise) and one server "
         "thread per core in the server's process (`--workers`; worker processes with "
         "`--processes`: section 1 measures both). OpenMP's threads inside each call also slowed a "
@@ -153,7 +160,8 @@ def report(
         "## Threads or processes",
         "",
         "Per ciphertext of a request (median, interleaved): one server process on one "
-        "OpenMP thread, the same on two OpenMP threads inside each OpenFHE call, and two "
+        "OpenMP thread, the same on two OpenMP threads inside each OpenFHE call, two threads "
+        "of the server's process of one OpenMP thread each (the default engine), and two "
         "worker processes of one thread (a pool already started; the server's process also "
         "evaluates a tile whenever the result it waits for is not ready, its default). Each "
         "kernel at the ring "

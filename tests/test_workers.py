@@ -263,6 +263,21 @@ def test_ctrl_c_stops_the_workers(kernels: dict[str, Path], tmp_path: Path) -> N
     assert all(gone)
 
 
+def test_ctrl_c_stops_a_server_on_threads(kernels: dict[str, Path], tmp_path: Path) -> None:
+    # The default engine: the server's own threads, no worker process. A thread finishes
+    # the ciphertext it is on; the rest of the batch is dropped and nothing is written.
+    server, workers = _mid_batch(kernels["box_blur"], tmp_path, "--workers", "2")
+    try:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    finally:
+        _end(server, workers)
+    assert server.returncode == 130, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "response.bin").exists()
+    assert not (tmp_path / "response.bin.part").exists()
+
+
 def test_ctrl_c_stops_a_run_on_a_dask_cluster(kernels: dict[str, Path], tmp_path: Path) -> None:
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
