@@ -335,11 +335,12 @@ def tiling_of(name: str) -> Tiling:
 
 
 def emitted_imports() -> set[str]:
-    """What every emitted module imports: the runtime's imports and its application
-    sections' (:func:`porcupine.backend.sections.application_sections`)."""
-    from porcupine.backend import runtime
-    from porcupine.backend.sections import application_sections
+    """What every emitted module imports: the runtime's imports (not Porcupine's: the
+    sections it imports from are copied in) and its application sections'
+    (:func:`porcupine.backend.sections.application_sections`)."""
+    from porcupine.backend.sections import RuntimeText, application_sections
 
-    return imports_of(Path(runtime.__file__).read_text()) | {
+    runtime = RuntimeText.load().imports
+    return imports_of("\n".join(runtime)) | {
         name for s in application_sections() for name in imports_of("\n".join(s.imports))
     }

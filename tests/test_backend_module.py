@@ -33,10 +33,12 @@ from porcupine.backend import runtime as runtime_module
 from porcupine.backend.kernel_module import MEMBERS
 from porcupine.backend.planning import context_settings
 from porcupine.backend.sections import (
+    CODE_BEGIN,
     CONSTANTS_BEGIN,
     CONSTANTS_END,
     RuntimeText,
     application_sections,
+    assemble,
 )
 from quill.cost import DEFAULT_TABLE
 from quill.params import by_name
@@ -134,8 +136,20 @@ def test_emitted_modules_hold_the_runtime_and_sections_verbatim(
         assert imports_of(text) == imports
 
 
-def test_the_runtime_alone_is_a_working_kernel() -> None:
-    module = load_module(RUNTIME, cleartext_backend=True)
+def test_the_runtime_alone_is_a_working_kernel(tmp_path: Path) -> None:
+    # Its placeholder constants and code, assembled as an emitted module is (the runtime
+    # and the sections it reads, copied in), so that the cleartext backend binds them all.
+    lines = RUNTIME.read_text().splitlines()
+
+    def at(marker: str) -> int:
+        (index,) = (i for i, line in enumerate(lines) if line.startswith(marker))
+        return index
+
+    constants = "\n".join(lines[at(CONSTANTS_BEGIN) + 1 : at(CONSTANTS_END)])
+    code = "\n".join(lines[at(CODE_BEGIN) + 1 :])
+    path = tmp_path / "runtime_kernel.py"
+    path.write_text(assemble('"""y = x + x"""', constants, RuntimeText.load().middle, code))
+    module = load_module(path, cleartext_backend=True)
     cc = module.new_context()
     keys = module.generate_keys(cc)
     x = np.arange(8) * 9000

@@ -3,15 +3,15 @@
 :mod:`porcupine.backend.openfhe_emit` copies this file's source text into each emitted
 module: the kernel's docstring replaces this one, the kernel's constants replace the block
 between the ``kernel constants`` markers, and the kernel's code replaces everything after the
-``kernel code`` marker; the rest is copied verbatim. So this module stays standalone (the
-standard library, numpy and openfhe only), and its placeholder constants and code form a
-working kernel of their own: ``y = x + x`` on 8 slots.
+``kernel code`` marker; the rest is copied verbatim, and the sections it imports from
+(:mod:`porcupine.backend.sections`) follow it. So an emitted module stays standalone (the
+standard library, numpy and openfhe only), and this module's placeholder constants and code
+form a working kernel of their own: ``y = x + x`` on 8 slots.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +19,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import openfhe
+
+from porcupine.backend.context_facts import (
+    _ADVANCED_SHE_BIT,
+    _find,
+    _known,
+    _remember,
+    _serialized,
+)
+from porcupine.backend.context_facts import classic_bits as classic_bits
+from porcupine.backend.context_facts import fixed_settings as fixed_settings
 
 Slots = npt.NDArray[np.int64]
 
@@ -138,72 +148,6 @@ def make_context(
     """The context and keys this kernel needs: ``cc, keys = make_context()``."""
     cc = new_context(security)
     return cc, generate_keys(cc)
-
-
-# OpenFHE's SecurityLevel names by value, the value its serialization stores.
-_LEVELS: dict[int, str] = {
-    int(level): name for name, level in openfhe.SecurityLevel.__members__.items()
-}
-_ADVANCED_SHE_BIT = 16  # openfhe.ADVANCEDSHE in the serialized "enabled" feature mask
-
-
-def classic_bits(level: str) -> int:
-    """The classic security of a SecurityLevel name, in bits: none for HEStd_NotSet, and a
-    quantum level's classic security is at least its number."""
-    return 0 if level == "HEStd_NotSet" else int(level.split("_")[1])
-
-
-def _find(tree: object, key: str) -> object:
-    """The first value stored under ``key`` anywhere in a JSON tree."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if key in node:
-                return node[key]
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    raise KeyError(key)
-
-
-def _serialized(cc: openfhe.CryptoContext) -> object:
-    """``cc``'s settings as OpenFHE serializes them (about a millisecond; no keys)."""
-    return json.loads(openfhe.Serialize(cc, openfhe.JSON))
-
-
-# Facts about contexts that never change, by context object: OpenFHE contexts of equal
-# parameters compare and hash equal whatever their features, so no functools cache here.
-# Each entry keeps its context alive, so its id is not reused while it is cached.
-_KNOWN: dict[tuple[int, str], tuple[openfhe.CryptoContext, object]] = {}
-
-
-def _remember(cc: openfhe.CryptoContext, what: str, value: object) -> None:
-    if len(_KNOWN) >= 16:
-        del _KNOWN[next(iter(_KNOWN))]
-    _KNOWN[id(cc), what] = (cc, value)
-
-
-def _known(cc: openfhe.CryptoContext, what: str) -> object:
-    entry = _KNOWN.get((id(cc), what))
-    return entry[1] if entry is not None and entry[0] is cc else None
-
-
-def fixed_settings(cc: openfhe.CryptoContext) -> tuple[str, str]:
-    """The SecurityLevel and MultiplicationTechnique names ``cc`` was built with.
-
-    OpenFHE has no getter for them; its serialization stores them as ``slv`` and ``muls``.
-    Remembered per context: they never change.
-    """
-    known = _known(cc, "settings")
-    if isinstance(known, tuple):
-        return known
-    tree = _serialized(cc)
-    techniques = {int(v): k for k, v in openfhe.MultiplicationTechnique.__members__.items()}
-    level = _LEVELS[int(str(_find(tree, "slv")))]
-    settings = level, techniques.get(int(str(_find(tree, "muls"))), "unknown")
-    _remember(cc, "settings", settings)
-    return settings
 
 
 def check_advanced_she(cc: openfhe.CryptoContext) -> None:

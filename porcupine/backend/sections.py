@@ -1,10 +1,12 @@
 """The source sections an emitted module is assembled from, and their one import block.
 
 Every emitted module is :mod:`porcupine.backend.runtime` plus sections of other real,
-checked modules: :mod:`~porcupine.backend.packed_io` (kernels under a client packing),
-:mod:`~porcupine.backend.tiles` (inputs of any size), :mod:`~porcupine.backend.instances`
-(many instances per ciphertext), :mod:`~porcupine.backend.workers` (threads, worker processes,
-Dask), :mod:`~porcupine.backend.dispatch` (a request's tasks sent to them),
+checked modules: :mod:`~porcupine.backend.context_facts` (what a context was built with,
+read for the runtime's checks), :mod:`~porcupine.backend.packed_io` (kernels under a
+client packing), :mod:`~porcupine.backend.tiles` (inputs of any size),
+:mod:`~porcupine.backend.instances` (many instances per ciphertext),
+:mod:`~porcupine.backend.workers` (threads, worker processes, Dask),
+:mod:`~porcupine.backend.dispatch` (a request's tasks sent to them),
 :mod:`~porcupine.backend.parties` (client and server) and :mod:`~porcupine.backend.serve`
 (a worker's side, the server program).
 Each keeps its imports (from the runtime, for mypy) above a marker line and its code below
@@ -93,6 +95,7 @@ def _group(module: str) -> int:
 CONSTANTS_BEGIN = "# --- kernel constants"
 CONSTANTS_END = "# --- end of kernel constants ---"
 CODE_BEGIN = "# --- kernel code"
+CONTEXT_FACTS_BEGIN = "# --- context facts"
 TILES_BEGIN = "# --- tiles"
 INSTANCES_BEGIN = "# --- instances"
 WORKERS_BEGIN = "# --- workers"
@@ -117,7 +120,8 @@ class RuntimeText:
         source = importlib.resources.files(__package__).joinpath("runtime.py").read_text()
         body = ast.parse(source).body
         assert isinstance(body[0], ast.Expr), "the runtime starts with its docstring"
-        imports = [node for node in body if isinstance(node, ast.Import | ast.ImportFrom)]
+        every = [node for node in body if isinstance(node, ast.Import | ast.ImportFrom)]
+        imports = [node for node in every if not _ours(node)]  # the sections are copied in
         lines = source.splitlines()
 
         def marker(prefix: str) -> int:
@@ -125,7 +129,7 @@ class RuntimeText:
             return index
 
         begin, end, code = marker(CONSTANTS_BEGIN), marker(CONSTANTS_END), marker(CODE_BEGIN)
-        last = imports[-1].end_lineno
+        last = every[-1].end_lineno
         assert last is not None
         return RuntimeText(
             tuple(ast.get_source_segment(source, node) or "" for node in imports),
@@ -135,11 +139,12 @@ class RuntimeText:
 
 
 def application_sections() -> tuple[Section, ...]:
-    """The sections every emitted module has after the runtime: data of any size, many
-    instances per ciphertext, worker processes and clusters, the bytes the parties
-    exchange, the two parties, and the server's worker side and program (in that order:
-    each uses the ones before it)."""
+    """The sections every emitted module has after the runtime: the context facts the
+    runtime's checks read, data of any size, many instances per ciphertext, worker
+    processes and clusters, the bytes the parties exchange, the two parties, and the
+    server's worker side and program (in that order: each uses the ones before it)."""
     return (
+        section("context_facts.py", CONTEXT_FACTS_BEGIN),
         section("tiles.py", TILES_BEGIN),
         section("instances.py", INSTANCES_BEGIN),
         section("workers.py", WORKERS_BEGIN),
