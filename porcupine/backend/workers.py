@@ -8,9 +8,9 @@ instances) is a batch of independent evaluations. The server's :class:`Engine` r
   side with no start-up, no copy of the keys and no pickling. Measured on 2 cores
   (512x512 photo, 2 threads against 1, in one process): Sobel 1.68-1.84x, Harris 1.86-1.97x
   once glibc keeps freed memory for reuse (:func:`_reuse_freed_memory`; 0.97x in 2 of 4
-  runs without). eval/throughput.md, a long-lived server on a noisier machine: threads
-  1.61x (Sobel) and 1.70x (Harris), processes 1.35x and 1.87x; the server program from
-  start to exit, threads 1.42x and 1.54x, processes 1.02x and 1.25x;
+  runs without). eval/throughput.md, a long-lived server on a noisy machine: threads
+  1.68x (Sobel) and 1.85x (Harris), processes 1.54x and 1.85x; the server program from
+  start to exit, threads 1.36x and 1.32x, processes 1.17x and 1.18x;
 * a **pool** of worker processes (:class:`concurrent.futures.ProcessPoolExecutor`,
   ``spawn`` context: OpenFHE's state must not be forked mid-use, nor a process that may
   hold threads), one per core; each worker imports this very module from its source text,
