@@ -389,6 +389,24 @@ def test_the_request_streams_into_the_server_as_it_is_encrypted(
     _assert_blur(image, run.output)
 
 
+def test_a_request_cut_short_fails_on_threads_with_a_clear_error(
+    kernels: dict[str, Path], tmp_path: Path
+) -> None:
+    # A fresh server process on its threads: the error of a record read mid-batch names
+    # what is wrong (Python's concurrent.futures.process, which the error handling names,
+    # is not imported by the package until a pool is made).
+    module: Any = load_module(kernels["box_blur"])
+    image = np.random.default_rng(9).integers(0, 256, size=(60, 60))
+    _, bundle, request = _files(module, tmp_path, image)
+    data = request.read_bytes()
+    request.write_bytes(data[: len(data) * 2 // 3])
+    response = tmp_path / "response.bin"
+    served = _serve(kernels["box_blur"], bundle, request, response, "--workers", "2")
+    assert served.returncode == 2, served.stderr
+    assert "ends early" in served.stderr and "Traceback" not in served.stderr
+    assert not response.exists() and not Path(f"{response}.part").exists()
+
+
 def test_inputs_that_do_not_fit_fail_on_the_client_and_stop_the_server(
     kernels: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import concurrent.futures.process  # not imported by the package until a pool is made
 import contextlib
 import importlib
 import itertools
