@@ -10,7 +10,8 @@ measured: :class:`AppRun`.
 With worker processes (``workers`` other than 1) the two sides overlap: the server starts
 first and the client streams the bundle and then the request into it as it makes them
 (``serve - - RESPONSE``), so the server imports OpenFHE and starts its workers while the
-client makes its keys, and loads the bundle and evaluates tiles while the client is still
+client makes its keys and starts encrypting (a thread writes to the server, a few dozen
+ciphertexts ahead), and loads the bundle and evaluates tiles while the client is still
 encrypting; the client decrypts the response as the server writes it. With one worker they
 run one after the other, as one-core figures (eval/apps) are measured.
 """
@@ -21,9 +22,11 @@ import contextlib
 import io
 import json
 import os
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -231,7 +234,7 @@ class _Sent(io.RawIOBase):
 
     def __init__(self) -> None:
         self.bytes, self.head, self.done, self.bundle = 0, bytearray(), 0.0, 0
-        self.out: IO[bytes] | None = None
+        self.out: _Pipe | None = None
 
     def writable(self) -> bool:
         return True
@@ -241,7 +244,7 @@ class _Sent(io.RawIOBase):
         if len(self.head) < _HEAD:
             self.head += view[: _HEAD - len(self.head)]
         assert self.out is not None
-        self.out.write(view)
+        self.out.write(bytes(view))  # a copy: the caller may reuse its buffer
         self.bytes += len(view)
         return len(view)
 
@@ -251,6 +254,41 @@ class _Sent(io.RawIOBase):
 
 
 _HEAD = 1 << 16  # a request's magic line and JSON header fit
+
+
+class _Pipe:
+    """The server's standard input, written from a thread: the server reads nothing until
+    it has imported OpenFHE, so this process makes its keys and encrypts meanwhile, up to
+    ``depth`` writes ahead (a few dozen ciphertexts: memory stays bounded). A write after
+    the server stopped reading raises BrokenPipeError, as writing to the pipe would."""
+
+    def __init__(self, out: IO[bytes], depth: int = 64) -> None:
+        self.out, self.error = out, cast("OSError | None", None)
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self.thread = threading.Thread(target=self._send, name="porcupine-send", daemon=True)
+        self.thread.start()
+
+    def _send(self) -> None:
+        while (data := self.queue.get()) is not None:
+            if self.error is None:  # after an error, only drain: the writer sees it
+                try:
+                    self.out.write(data)
+                    if self.queue.empty():
+                        self.out.flush()
+                except OSError as e:  # BrokenPipeError: the server stopped reading
+                    self.error = e
+
+    def write(self, data: bytes) -> None:
+        if self.error is not None:
+            raise BrokenPipeError("the server stopped reading") from self.error
+        self.queue.put(data)
+
+    def close(self) -> None:
+        """Wait until everything queued is written (or the server is gone), then close."""
+        self.queue.put(None)
+        self.thread.join()
+        with contextlib.suppress(OSError):
+            self.out.close()
 
 
 def _overlapped(
@@ -278,23 +316,20 @@ def _overlapped(
             command, stdin=subprocess.PIPE, stdout=out, stderr=err, env=_server_env()
         )
         assert server.stdin is not None
-        sent.out = server.stdin
+        sent.out = pipe = _Pipe(server.stdin)
         failed: BaseException | None = None
         try:
-            keyed = keys(sent)
-            sent.flush()
-            server.stdin.flush()  # the server loads the bundle while this process encrypts
+            keyed = keys(sent)  # the server loads the bundle while this process encrypts
             sent.restart()
             encrypt(sent)
         except BrokenPipeError:
             pass  # the server stopped reading: its status and message say why
         except BaseException as e:
             failed = e
-        sent.done = time.perf_counter()
-        with contextlib.suppress(BrokenPipeError):
-            server.stdin.close()
         if isinstance(failed, KeyboardInterrupt | SystemExit):
             server.kill()  # it got the same Ctrl-C; do not wait on it
+        pipe.close()  # the rest of the request sent: the server sees its end
+        sent.done = time.perf_counter()
         tail = _Tail(response, server)
         if failed is None:
             try:
