@@ -384,6 +384,7 @@ def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = Fals
         spread=product_groups(ref, restrictions) if real > products else 0,
         reads=read_offsets(ref),
         slots=ref.spec.n,
+        # rotated_paths prices kernels without a multiply: no plaintext to pin (uniform)
         stencil=stencil_of(ref, uniform=True),
     )
 
