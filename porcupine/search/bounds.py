@@ -12,7 +12,8 @@
   integers :func:`~porcupine.search.bound_terms.real_products`, or a rotation after a
   product: :func:`~porcupine.search.bound_terms.product_groups`), which prunes that
   sketch's search only. Terms that read the spec's coefficients live in
-  :mod:`porcupine.search.bound_terms`.
+  :mod:`porcupine.search.bound_terms`, and in :mod:`porcupine.search.stencil_circuits`
+  (a stencil's weights through one rotation group).
 """
 
 from __future__ import annotations
@@ -35,59 +36,14 @@ from porcupine.search.bound_terms import (
     unrotated_binary,
     unrotated_weight,
 )
+from porcupine.search.coefficients import coefficient_bound as coefficient_bound
+from porcupine.search.coefficients import exact_below as exact_below
 from porcupine.search.restrictions import Restrictions
-from quill.algebra import NormRing
+from porcupine.search.stencil_circuits import Stencil, rotated_paths, stencil_of
 from quill.cost import Measures, Objective, op_us, rank, rotation_group_us, sum_switches
-from quill.ops import OPS, Opcode, apply_scalar
+from quill.ops import OPS, Opcode
 from quill.ranges import residue
-from quill.slots import T
 from quill.verify import Reference
-
-
-def coefficient_bound(restrictions: Restrictions, components: int) -> int:
-    """An upper bound on the L1 norm of the integer polynomial any program of the sketch
-    computes, by evaluating the op table's semantics on norms (:class:`NormRing`). Inputs
-    have norm 1 and constants their magnitude; the ct*ct depth bound is respected by
-    tracking the bound per depth."""
-    ring = NormRing()
-    depth = restrictions.max_depth
-    c = max((abs(k) for k in restrictions.constants), default=1)
-    best = [c] * (depth + 1)  # best[d]: the largest norm of a value of depth <= d
-    for _ in range(components):
-        new = list(best)
-        for d in range(depth + 1):
-            for op in restrictions.ops:
-                info = OPS[op]
-                if info.reads is not None and restrictions.window is not None:
-                    # a sum over the window adds that many copies
-                    new[d] = max(new[d], best[d] * restrictions.window)
-                    continue
-                if info.has_amount:
-                    continue
-                if info.ct_ct_mult:
-                    if d == 0:
-                        continue
-                    args = [best[d - 1], best[d - 1]]
-                elif info.plaintext_operand:
-                    args = [best[d], c]
-                else:
-                    args = [best[d]] * info.arity
-                new[d] = max(new[d], apply_scalar(ring, op, args))
-        best = [max(new[: d + 1]) for d in range(depth + 1)]
-    return best[depth]
-
-
-def exact_below(restrictions: Restrictions, spec_norm: int, cap: int) -> int:
-    """The least component count L (at most ``cap``) whose kernels in the sketch may have
-    integer coefficients that, with the spec's (L1 norm ``spec_norm``), reach t: below
-    it, every kernel of the sketch computes the spec's centred polynomial over the integers
-    (:func:`coefficient_bound` bounds each coefficient by the L1
-    norm, and two integers congruent mod t that are together below t in magnitude are
-    equal). The bound is nondecreasing in L, so every size from L on is beyond it."""
-    for size in range(1, cap + 1):
-        if coefficient_bound(restrictions, size) + spec_norm >= T:
-            return size
-    return cap
 
 
 def spec_norm(ref: Reference) -> int:
@@ -249,7 +205,12 @@ def plans(floor: Floor) -> Iterator[Plan]:
     slot's input with weight U (:func:`~porcupine.search.bound_terms.unrotated_weight`),
     either has a multiply (ct*pt or ct*ct: one plan per multiply the floor's ops hold,
     priced with it) or the additions :func:`~porcupine.search.bound_terms.unrotated_binary`
-    counts (the plan without)."""
+    counts (the plan without). Where its one group must hold every offset but 0 of the
+    largest read (:attr:`Floor.stencil`), the plan without a multiply stands for kernels
+    with exactly that group, and also needs
+    :func:`~porcupine.search.stencil_circuits.rotated_paths`; one with a larger group is
+    priced by the plain :func:`fan_in` of a group one larger (it only grows with the
+    group)."""
     scaling = [
         op
         for op in floor.ops or floor.restrictions.ops
@@ -272,6 +233,12 @@ def plans(floor: Floor) -> Iterator[Plan]:
             least = max(binary, fan_in(rotated, floor.offsets, floor.sources, summed))
             if floor.unrotated and not summed and len(rotated) == 1:
                 plain = max(least, unrotated_binary(rotated[0], floor.unrotated))
+                if floor.stencil is not None and len(floor.stencil.offsets) == rotated[0] + 1:
+                    # exactly the reads' amounts (rotated_paths), or a larger group
+                    plain = max(plain, rotated_paths(floor.stencil))
+                    grown = (rotated[0] + 1,)
+                    wider = fan_in(grown, floor.offsets, floor.sources, targets=False)
+                    yield Plan(grown, summed, max(binary, wider))
                 yield Plan(rotated, summed, plain)
                 for op in scaling:
                     yield Plan(rotated, summed, least, scale=op)
@@ -334,6 +301,7 @@ class Floor:
     spread: int = 0  # groups of a kernel with fewer than real_products products (the same)
     reads: tuple[frozenset[int], ...] = ()  # bound_terms.read_offsets (() : not counted)
     slots: int = 0  # the spec's n, which the offsets of ``reads`` are taken mod
+    stencil: Stencil | None = None  # stencil_circuits.stencil_of (None: not counted)
 
     def arcs(self, reach: int) -> int:
         """The most arcs of ``reach`` + 1 slots any read needs to cover its offsets
@@ -416,6 +384,8 @@ def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = Fals
         spread=product_groups(ref, restrictions) if real > products else 0,
         reads=read_offsets(ref),
         slots=ref.spec.n,
+        # rotated_paths prices kernels without a multiply: no plaintext to pin (uniform)
+        stencil=stencil_of(ref, uniform=True),
     )
 
 
