@@ -291,6 +291,28 @@ def test_a_step_out_of_its_share_takes_its_formula_as_written() -> None:
         step_kernel(ctx, nothing, cancelled)
 
 
+@pytest.mark.search
+def test_a_step_whose_formula_written_out_meets_its_sketch_bound_is_not_searched() -> None:
+    # conv2d's automatic steps are each one product (and a rotation), or the sum of the
+    # four: each formula written out costs what every kernel of its sketch must, so each
+    # step's search ends before any query (issue 24: the axis sketch cannot reach
+    # x[i+1][j+1] in one rotation; searching it took the step's whole share, and then
+    # conv2d's staged kernel had a rotation too many and its whole formula was searched).
+    from porcupine.budget import Budget
+    from porcupine.context import Context
+    from porcupine.core import multi_step
+    from porcupine.staging.decompose import decompose
+
+    staged = decompose(load_spec(KERNELS / "corpus" / "conv2d.spec"))
+    assert staged is not None and len(staged.stages) == 4
+    partial = multi_step(Context(spec=staged, options=Options(), budget=Budget.seconds(60)))
+    assert partial.candidates == 0  # no query was solved
+    assert all(s.optimal for s in partial.stages)
+    assert [counts(s.program).rotations for s in partial.stages] == [0, 1, 1, 1, 0]
+    assert verify(partial.program, staged).ok
+    assert counts(partial.program).rotations == 3
+
+
 @pytest.mark.slow
 @pytest.mark.search
 def test_a_lifted_reduction_over_the_key_bound_is_synthesized_at_its_size() -> None:
