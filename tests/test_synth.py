@@ -313,6 +313,41 @@ def test_a_step_whose_formula_written_out_meets_its_sketch_bound_is_not_searched
     assert counts(partial.program).rotations == 3
 
 
+def test_the_instance_keeps_time_for_the_lifted_kernels_proof(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The full-size proof of the formula written out is timed, and the instance's work
+    # (stages, search, passes) ends that much before the command's budget, so the lifted
+    # kernel's proof, about as dear, fits (harris_flat at --timeout 10: it did not).
+    import time
+
+    from porcupine import pipeline
+    from porcupine.budget import Budget
+    from porcupine.context import Context
+    from porcupine.core import direct_kernel
+
+    real = direct_kernel
+
+    def slow(ctx: Context) -> object:  # a proof at full size that takes a second
+        program = real(ctx)
+        time.sleep(1.0)
+        return program
+
+    deadlines: list[float | None] = []
+
+    def core(ctx: Context) -> object:
+        deadlines.append(ctx.budget.deadline)
+        raise SynthesisError("the instance's work, stopped here")
+
+    monkeypatch.setattr(pipeline, "direct_kernel", slow)
+    monkeypatch.setattr(pipeline, "core", core)
+    spec = load_spec(KERNELS / "corpus" / "blur3.spec")  # lifted from its 4x4 instance
+    ctx = Context(spec=spec, options=Options(), budget=Budget.seconds(30))
+    assert pipeline.instance(ctx) is None
+    assert ctx.budget.deadline is not None and deadlines[0] is not None
+    assert deadlines[0] <= ctx.budget.deadline - 1.0
+
+
 @pytest.mark.slow
 @pytest.mark.search
 def test_a_lifted_reduction_over_the_key_bound_is_synthesized_at_its_size() -> None:
