@@ -47,6 +47,15 @@ class Context:
         budget = budget or self.budget
         return replace(self, spec=spec, initial=None, budget=budget, start=time.monotonic())
 
+    def for_staged(self, staged: Spec) -> Context:
+        """A context for ``staged``, this spec with stages of its own whose polynomials are
+        this spec's (:func:`porcupine.staging.decompose.decompose` checks them equal): its
+        whole kernel is proven against this spec's reference, which is then evaluated once
+        (Harris at its 4x8 instance: one evaluation and one proof fewer, 0.4 s)."""
+        other = self.for_spec(staged)
+        other.__dict__["reference"] = self.reference
+        return other
+
     def with_budget(self, budget: Budget) -> Context:
         """This context under ``budget``, started now (its reference, once evaluated, is
         kept)."""

@@ -49,7 +49,7 @@ def core(ctx: Context) -> Partial:
     if written is not None:
         ctx.budget.keep(spec, written, Source.DIRECT)
     try:
-        staged = decompose(spec)
+        staged = decompose(spec, ctx.reference)
         if staged is not None:
             return _decomposed(ctx, staged, written)
         return _searched(ctx, written)
@@ -182,6 +182,27 @@ def nothing_found(ctx: Context, found: SearchResult, budget: Budget) -> Synthesi
     return SynthesisError(f"{name}: {why}")
 
 
+def _least(step: Context) -> Program | None:
+    """The step's formula written out (:func:`direct_kernel`) when it costs what every
+    kernel of the step's sketch must: its search, bounded by it, then ends at once. Only
+    then: a search bounded by a kernel it did not find walks every size (it stops a size
+    past the first that held a kernel it found), where unbounded it finds one and stops.
+
+    Without it, conv2d's step ``f11 * x[i+1][j+1]`` (one rotation and a product) was
+    searched in the axis sketch first, which reaches offset 5 only with two rotations, for
+    the step's whole share (3.1 s of ``--timeout 10``). If that search found its
+    two-rotation kernel in time, the staged kernel was dearer than the formula written
+    out, and the whole formula was searched to the timeout (9 s, not proven); if it did
+    not, the step took its formula written out and conv2d ended in about 4 s: which one
+    depended on the machine's speed (a loaded machine gave the faster end)."""
+    written = direct_kernel(step)
+    if written is None or not meets_lower_bound(
+        written, step.reference, step.options, in_sketch=True
+    ):
+        return None
+    return written
+
+
 def multi_step(ctx: Context) -> Partial:
     """Synthesize each stage over the stages it reads, in dependency order, then the output
     over the stages; inline and simplify, and verify the whole against ``ctx.spec``."""
@@ -199,7 +220,7 @@ def multi_step(ctx: Context) -> Partial:
         step = ctx.for_spec(steps[name])
         log.info("step %s: %d slots matter", name, len(step.spec.output_slots()))
         share = budget.share(STEP_SHARE / (len(order) - k))
-        found = search(step.spec, share, options, ref=step.reference)
+        found = search(step.spec, share, options, ref=step.reference, fallback=_least(step))
         kernel = step_kernel(step, found, budget)
         optimal = found.optimal and found.best is not None
         stages.append(StageResult(name=name, program=kernel, optimal=optimal))
@@ -252,9 +273,7 @@ def _decomposed(ctx: Context, staged: Spec, written: Program | None) -> Partial:
     log.info(
         "%s: synthesizing through automatic stages %s", spec.name, [s.name for s in staged.stages]
     )
-    partial = multi_step(ctx.for_spec(staged))
-    if not ctx.proves(partial.program):  # the stages are checked equal; this guards it
-        raise SynthesisError(f"{spec.name}: the staged kernel does not compute the spec")
+    partial = multi_step(ctx.for_staged(staged))  # its kernel proven equal to ``spec``
     ctx.budget.keep(spec, partial.program, Source.SYNTHESIZED)
     log.info(
         "%s: whole kernel verified (staged, %d instructions)", spec.name, len(partial.program.body)

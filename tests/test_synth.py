@@ -291,6 +291,63 @@ def test_a_step_out_of_its_share_takes_its_formula_as_written() -> None:
         step_kernel(ctx, nothing, cancelled)
 
 
+@pytest.mark.search
+def test_a_step_whose_formula_written_out_meets_its_sketch_bound_is_not_searched() -> None:
+    # conv2d's automatic steps are each one product (and a rotation), or the sum of the
+    # four: each formula written out costs what every kernel of its sketch must, so each
+    # step's search ends before any query (issue 24: the axis sketch cannot reach
+    # x[i+1][j+1] in one rotation; searching it took the step's whole share, and then
+    # conv2d's staged kernel had a rotation too many and its whole formula was searched).
+    from porcupine.budget import Budget
+    from porcupine.context import Context
+    from porcupine.core import multi_step
+    from porcupine.staging.decompose import decompose
+
+    staged = decompose(load_spec(KERNELS / "corpus" / "conv2d.spec"))
+    assert staged is not None and len(staged.stages) == 4
+    partial = multi_step(Context(spec=staged, options=Options(), budget=Budget.seconds(60)))
+    assert partial.candidates == 0  # no query was solved
+    assert all(s.optimal for s in partial.stages)
+    assert [counts(s.program).rotations for s in partial.stages] == [0, 1, 1, 1, 0]
+    assert verify(partial.program, staged).ok
+    assert counts(partial.program).rotations == 3
+
+
+def test_the_instance_keeps_time_for_the_lifted_kernels_proof(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The full-size proof of the formula written out is timed, and the instance's work
+    # (stages, search, passes) ends that much before the command's budget, so the lifted
+    # kernel's proof, about as dear, fits (harris_flat at --timeout 10: it did not).
+    import time
+
+    from porcupine import pipeline
+    from porcupine.budget import Budget
+    from porcupine.context import Context
+    from porcupine.core import direct_kernel
+
+    real = direct_kernel
+
+    def slow(ctx: Context) -> object:  # a proof at full size that takes a second
+        program = real(ctx)
+        time.sleep(1.0)
+        return program
+
+    deadlines: list[float | None] = []
+
+    def core(ctx: Context) -> object:
+        deadlines.append(ctx.budget.deadline)
+        raise SynthesisError("the instance's work, stopped here")
+
+    monkeypatch.setattr(pipeline, "direct_kernel", slow)
+    monkeypatch.setattr(pipeline, "core", core)
+    spec = load_spec(KERNELS / "corpus" / "blur3.spec")  # lifted from its 4x4 instance
+    ctx = Context(spec=spec, options=Options(), budget=Budget.seconds(30))
+    assert pipeline.instance(ctx) is None
+    assert ctx.budget.deadline is not None and deadlines[0] is not None
+    assert deadlines[0] <= ctx.budget.deadline - 1.0
+
+
 @pytest.mark.slow
 @pytest.mark.search
 def test_a_lifted_reduction_over_the_key_bound_is_synthesized_at_its_size() -> None:

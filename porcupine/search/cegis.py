@@ -238,16 +238,21 @@ def search(
     )
 
 
-def meets_lower_bound(program: Program, ref: Reference, options: Options) -> bool:
+def meets_lower_bound(
+    program: Program, ref: Reference, options: Options, *, in_sketch: bool = False
+) -> bool:
     """Whether ``program`` (a verified kernel for ``ref``'s spec) costs what any kernel for
     the spec must (:func:`porcupine.search.bounds.lower_bound`): then it is optimal outright,
-    whatever the sketch, as a lifted kernel can be without a search at its own size."""
+    whatever the sketch, as a lifted kernel can be without a search at its own size. With
+    ``in_sketch``, what any kernel of the spec's sketch must (the bound the search prunes
+    with): then :func:`search` given it ends at once."""
     spec = ref.spec
     restrictions = derive(ref)
     ring = ring_for(restrictions, spec.n, options.table)
     row = row_us(options.table, ring)
     # Components 0: the floor over every kernel, whatever its size (least_components).
-    least = lower_bound(floor_for(ref, restrictions), 0, row, options.goal)
+    floor = floor_for(ref, restrictions, in_sketch=in_sketch)
+    least = lower_bound(floor, 0, row, options.goal)
     return objective(program, ring, options.table, options.goal) <= least
 
 

@@ -52,7 +52,7 @@ from quill.spec_eval import (
     leaves,
 )
 from quill.spec_resolve import instantiate
-from quill.verify import reference
+from quill.verify import Reference, reference
 
 log = logging.getLogger("porcupine.staging.decompose")
 
@@ -86,9 +86,10 @@ class _Layout:
         return position[0] * self.shape[1] + position[1] if len(self.shape) == 2 else position[0]
 
 
-def decompose(spec: Spec) -> Spec | None:
+def decompose(spec: Spec, ref: Reference | None = None) -> Spec | None:
     """``spec`` with automatic stages, or ``None`` when it has stages already, no ct*ct
-    product of a compound factor, or a shape this does not cover."""
+    product of a compound factor, or a shape this does not cover. ``ref``: ``spec``'s
+    reference when the caller has it (the staged spec is checked against it)."""
     if spec.stages:
         return None
     scalar = spec.output.layout.kind == "scalar"
@@ -122,7 +123,7 @@ def decompose(spec: Spec) -> Spec | None:
     except QuillError as e:
         log.info("no automatic stages: %s", e)
         return None
-    if reference(staged).polys != reference(spec).polys:
+    if reference(staged).polys != (reference(spec) if ref is None else ref).polys:
         log.info("no automatic stages: the staged formula is not the flat one everywhere")
         return None
     log.info("automatic stages: %s", ", ".join(s.name for s in stages))
