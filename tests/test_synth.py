@@ -183,23 +183,31 @@ def test_the_passes_are_records_and_the_cli_writes_them_out() -> None:
 
 @pytest.mark.search
 def test_a_sketch_too_small_leaves_the_formula_as_written() -> None:
-    spec = parse_spec(
-        """
-        spec needs_three
-        param n = 8
-        slots n
-        input x: ct vector(n)
-        output y[k]: vector(n) = x[k] + 2 * x[k + 1] + x[k + 2] where k < 4
-        hint components 1
-        """
-    )
+    def spec_of(weight: int) -> Spec:
+        return parse_spec(
+            f"""
+            spec needs_three
+            param n = 8
+            slots n
+            input x: ct vector(n)
+            output y[k]: vector(n) = x[k] + {weight} * x[k + 1] + x[k + 2] where k < 4
+            hint components 1
+            """
+        )
+
     # The formula written out is the answer, and the result says what the search covered.
-    # (Its weight 2 keeps it above the lower bound: x[k] + ... + x[k + 3] written out, three
-    # hoisted rotations and three additions, meets it, and is proven optimal in the sketch.)
+    # (Its weight 3 keeps it above the lower bound. With weight 2 the formula written out,
+    # two hoisted rotations and three additions, is proven optimal in the sketch: without
+    # a multiply a kernel of one rotation group needs them (rotated paths), and with one
+    # it costs more.)
+    spec = spec_of(3)
     result = synthesize(spec, timeout=60)
     assert result.source is Source.DIRECT and not result.optimal
     assert verify(result.program, spec).ok
     assert result.optimal_scope.startswith("nothing with at most 1 components")
+    two = synthesize(spec_of(2), timeout=60)
+    assert two.source is Source.DIRECT and two.optimal
+    assert two.optimal_scope.startswith("no cheaper kernel of any size in the sketch")
 
 
 @pytest.mark.search
