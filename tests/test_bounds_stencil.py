@@ -100,8 +100,11 @@ def scalar_programs(draw: st.DrawFn) -> Case:
     for _ in range(draw(st.integers(0, 3))):
         step()
     out = values[-1]
-    for v in made:
-        if v != out and (draw(st.booleans()) or not any(out[i] for i in range(width))):
+    for v in made:  # add those the output does not read yet, and some that it does
+        unread = any(
+            (v[i] or v[width + i]) and not (out[i] or out[width + i]) for i in range(width)
+        )
+        if v != out and (unread or draw(st.booleans()) or not any(out[:width])):
             sign = draw(st.sampled_from([1, -1]))
             out = tuple(p + sign * q for p, q in zip(out, v, strict=True))
             adds += 1
