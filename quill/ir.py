@@ -49,6 +49,20 @@ class Program:
     body: tuple[Instr, ...]
     result: str
 
+    def __hash__(self) -> int:
+        # Programs key the pricing caches (functools.lru_cache), which hash them at every
+        # lookup: a whole program's instructions each time. A program never changes, so
+        # its hash is computed once (and left out of pickles: hashes differ by process).
+        try:
+            return self.__dict__["_hash"]  # type: ignore[no-any-return]
+        except KeyError:
+            value = hash((self.name, self.params, self.consts, self.body, self.result))
+            object.__setattr__(self, "_hash", value)
+            return value
+
+    def __getstate__(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
     def kinds(self) -> dict[str, Kind]:
         """The kind of every value the program names."""
         kinds = {p.name: p.kind for p in self.params}
