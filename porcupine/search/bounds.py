@@ -12,8 +12,9 @@
   integers :func:`~porcupine.search.bound_terms.real_products`, or a rotation after a
   product: :func:`~porcupine.search.bound_terms.product_groups`), which prunes that
   sketch's search only. Terms that read the spec's coefficients live in
-  :mod:`porcupine.search.bound_terms`, and in :mod:`porcupine.search.stencil_circuits`
-  (a stencil's weights through one rotation group).
+  :mod:`porcupine.search.bound_terms`, in :mod:`porcupine.search.stencil_circuits` (a
+  stencil's weights through one rotation group) and :mod:`porcupine.search.stencil_paths`
+  (through two).
 """
 
 from __future__ import annotations
