@@ -3,7 +3,8 @@
 A kernel whose rotations are exactly two groups offering one tuple per offset of its read,
 with no multiply, has at least crossed_paths two-operand instructions: checked against
 random correct kernels of that kind (separable ones among them, which meet it), directly
-and through the bound. Kept apart from tests/test_bounds_stencil.py; it uses
+and through the bound, and against the exhaustive check of the scalar model (no program
+with fewer). Kept apart from tests/test_bounds_stencil.py; it uses
 tests/test_bounds_sound.py's helpers as that module does.
 """
 
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from porcupine.search.stencil_circuits import Stencil, stencil_groups, stencil_of
+from porcupine.search.stencil_circuits import Stencil, stencil_circuit, stencil_groups, stencil_of
 from porcupine.search.stencil_paths import crossed_paths
 from quill.ir import Const, Instr, Param, Program
 from quill.ops import Kind, Opcode
@@ -112,7 +113,7 @@ def _stencil(program: Program) -> Stencil | None:
 
 @pytest.mark.slow
 @settings(
-    max_examples=200,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
@@ -174,3 +175,24 @@ def test_a_multiply_can_save_two_additions() -> None:
     four = Stencil(stencil.offsets, (4,) * 9, N)
     assert crossed_paths(four, (2, 2)) == 6  # ... 4 x blur3 without a multiply
     _holds(program, _over_x("four", N, program))
+
+
+@pytest.mark.slow
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(two_groups())
+def test_no_program_of_the_scalar_model_beats_crossed_paths(
+    case: tuple[Program, str, tuple[int, int]],
+) -> None:
+    """The exhaustive check (values up to sign: negations free, so it counts two-operand
+    instructions) finds no program with fewer than crossed_paths: the term is below the
+    best kernel, not only below random ones."""
+    program, _, shape = case
+    stencil = _stencil(program)
+    assume(stencil is not None and len(stencil.offsets) == (1 + shape[0]) * (1 + shape[1]))
+    assert stencil is not None
+    amounts = {(i.amount or 0) % N for i in program.body if i.opcode is Opcode.ROT}
+    chosen = [c for c in stencil_groups(stencil, shape) or [] if set().union(*c) == amounts]
+    assume(chosen)
+    fewer = crossed_paths(stencil, shape) - 1
+    assume(fewer >= 0)
+    assert stencil_circuit(stencil, chosen[0], fewer, False, 20_000) is not True
