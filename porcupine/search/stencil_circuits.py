@@ -142,7 +142,7 @@ def stencil_circuit(
     steps: int = STENCIL_STEPS,
 ) -> bool | None:
     """Whether a program of the scalar model (:class:`Stencil`) with at most ``adds``
-    additions, subtractions and negations, at most one multiply by pi if ``multiply``
+    additions and subtractions (negations free), at most one multiply by pi if ``multiply``
     (else none), and one rotation step per group of ``groups`` (amounts) computes the
     stencil's weights for some pi in Z_t. False proves that no kernel whose rotations form
     exactly those groups does (with :func:`stencil_groups`' amounts, when the scalar
@@ -353,7 +353,7 @@ def stencil_adds(
     tries: int = 3,
     steps: int = STENCIL_STEPS,
 ) -> int:
-    """The fewest additions (with negations) a kernel of the scalar model whose groups
+    """The fewest additions (negations free) a kernel of the scalar model whose groups
     take one of ``choices`` needs, at least ``least`` (known otherwise): counts from
     ``least`` on are tried while :func:`stencil_circuit` denies them for every choice,
     ``tries`` at most (no choice at all: no such kernel, ``least + tries`` stands)."""
