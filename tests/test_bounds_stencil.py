@@ -150,7 +150,7 @@ def test_smooth5_needs_seven_additions_without_a_multiply() -> None:
 
 @pytest.mark.slow
 def test_smooth5_has_no_kernel_with_four_additions_and_a_multiply() -> None:
-    """The exhaustive check (about 35 s): the bound's cheapest plan for smooth5 (one group
+    """The exhaustive check (5 to 13 s here): the bound's cheapest plan for smooth5 (one group
     of four, four additions and a multiply by any plaintext, 611 us) holds no kernel."""
     stencil = stencil_of(reference(load_spec(KERNELS / "corpus" / "smooth5.spec")))
     assert stencil is not None and stencil.one

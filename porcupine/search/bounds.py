@@ -12,8 +12,9 @@
   integers :func:`~porcupine.search.bound_terms.real_products`, or a rotation after a
   product: :func:`~porcupine.search.bound_terms.product_groups`), which prunes that
   sketch's search only. Terms that read the spec's coefficients live in
-  :mod:`porcupine.search.bound_terms`, and in :mod:`porcupine.search.stencil_circuits`
-  (a stencil's weights through one rotation group).
+  :mod:`porcupine.search.bound_terms`, in :mod:`porcupine.search.stencil_circuits` (a
+  stencil's weights through one rotation group) and :mod:`porcupine.search.stencil_paths`
+  (through two).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from porcupine.search.coefficients import coefficient_bound as coefficient_bound
 from porcupine.search.coefficients import exact_below as exact_below
 from porcupine.search.restrictions import Restrictions
 from porcupine.search.stencil_circuits import Stencil, rotated_paths, stencil_of
+from porcupine.search.stencil_paths import NO_KERNEL, crossed_paths
 from quill.cost import Measures, Objective, op_us, rank, rotation_group_us, sum_switches
 from quill.ops import OPS, Opcode
 from quill.ranges import residue
@@ -210,7 +212,10 @@ def plans(floor: Floor) -> Iterator[Plan]:
     with exactly that group, and also needs
     :func:`~porcupine.search.stencil_circuits.rotated_paths`; one with a larger group is
     priced by the plain :func:`fan_in` of a group one larger (it only grows with the
-    group)."""
+    group). Likewise with two groups that must offer exactly the stencil's tuples: the
+    plan without a multiply stands for kernels with exactly those groups and needs
+    :func:`~porcupine.search.stencil_paths.crossed_paths`; kernels with larger groups hold
+    one of :func:`~porcupine.search.bound_terms.grown_shapes` (plain :func:`fan_in`)."""
     scaling = [
         op
         for op in floor.ops or floor.restrictions.ops
@@ -243,12 +248,34 @@ def plans(floor: Floor) -> Iterator[Plan]:
                 for op in scaling:
                     yield Plan(rotated, summed, least, scale=op)
                 continue
-            yield from _covering(floor, Plan(rotated, summed, least), binary)
+            if not summed and (crossed := _crossed(floor, rotated)) > least:
+                # exactly these two groups and no multiply (crossed_paths), a multiply, or
+                # groups one step larger (grown_shapes), priced by the plain fan_in
+                yield Plan(rotated, (), max(least, crossed))
+                for op in scaling:
+                    yield Plan(rotated, (), least, scale=op)
+                for g in grown_shapes(rotated):
+                    wider = fan_in(g, floor.offsets, floor.sources, targets=False)
+                    yield Plan(g, (), max(binary, wider))
+            else:
+                yield from _covering(floor, Plan(rotated, summed, least), binary)
             plain = fan_in(rotated, floor.offsets, floor.sources, summed, targets=False)
             if len(rotated) == 2 and max(binary, plain) < least:  # one more group, one less
                 more = (1, *rotated)
                 more_least = max(binary, fan_in(more, floor.offsets, floor.sources))
                 yield from _covering(floor, Plan(more, summed, more_least), binary)
+
+
+def _crossed(floor: Floor, rotated: tuple[int, ...]) -> int:
+    """:func:`~porcupine.search.stencil_paths.crossed_paths` for two groups ``rotated``
+    that must offer exactly the stencil's tuples, when the amounts can reach its read
+    (else 0: :func:`_covering` prices the plan)."""
+    if floor.stencil is None or len(rotated) != 2:
+        return 0
+    if out_of_reach(floor.reads, rotated, floor.slots):
+        return 0
+    count = crossed_paths(floor.stencil, (rotated[0], rotated[1]))
+    return 0 if count >= NO_KERNEL else count
 
 
 def _covering(floor: Floor, plan: Plan, binary: int) -> list[Plan]:

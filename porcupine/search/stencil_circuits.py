@@ -11,8 +11,9 @@
   kernel is reduced, at one output slot, to a straight-line program over Z[pi] (exact
   when the spec has an interior: :class:`Stencil`), and every program of a few
   instructions is tried. Too slow for the bound (smooth5's four additions and a
-  multiply: exhausted in about 35 s; five: no answer in 3 million states, 15 min), so it
-  is a check run by hand and by the tests, not a term.
+  multiply: exhausted in about 5 to 13 s, values up to sign and mirror images one state;
+  gaussian3's two groups, four additions and a multiply: 90 s), so it is a check run by
+  hand and by the tests, not a term.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def stencil_circuit(
     steps: int = STENCIL_STEPS,
 ) -> bool | None:
     """Whether a program of the scalar model (:class:`Stencil`) with at most ``adds``
-    additions, subtractions and negations, at most one multiply by pi if ``multiply``
+    additions and subtractions (negations free), at most one multiply by pi if ``multiply``
     (else none), and one rotation step per group of ``groups`` (amounts) computes the
     stencil's weights for some pi in Z_t. False proves that no kernel whose rotations form
     exactly those groups does (with :func:`stencil_groups`' amounts, when the scalar
@@ -161,7 +162,15 @@ def stencil_circuit(
     state whose values not yet used cannot all be used in the additions left (an addition
     uses at most two and makes one; a rotation step of k makes k and uses one). States
     reached twice (the same values, used or not, and the same budget) are tried once:
-    what can follow does not depend on the order that made them."""
+    what can follow does not depend on the order that made them.
+
+    Values are taken up to sign (:func:`_signless`), with no negation and one difference
+    per pair: dropping a program's negations and reading each value as +-itself gives a
+    program of these steps with no more additions (a sum or difference of +-a and +-b is
+    +-(a + b) or +-(a - b); the multiply and the rotations commute with the sign), whose
+    output is +-the weights, which is what is tested. Where mirroring (x_o to x_{-o},
+    :func:`_mirror`) keeps R, its weights and the groups, a state and its mirror image are
+    one: each program from one is mirrored by one from the other."""
     offsets, n = stencil.offsets, stencil.n
     width = len(offsets)
     index = {o: i for i, o in enumerate(offsets)}
@@ -169,6 +178,7 @@ def stencil_circuit(
     target = tuple(w % T for w in stencil.weights)
     zero: Value = (0,) * (2 * width)
     seen: set[tuple[object, ...]] = set()
+    mirror = _mirror(stencil, groups)
     spent = [0]
 
     def solves(v: Value) -> bool:
@@ -203,6 +213,9 @@ def stencil_circuit(
 
     def walk(values: list[Value], used: list[bool], left: int, mul: bool, todo: int) -> bool:
         key = (tuple(sorted(zip(values, used, strict=True))), left, mul, todo)
+        if mirror is not None:  # a state and its mirror image fail alike: one key
+            flipped = [_signless(tuple(v[k] for k in mirror)) for v in values]
+            key = min(key, (tuple(sorted(zip(flipped, used, strict=True))), left, mul, todo))
         if key in seen:
             return False
         seen.add(key)
@@ -213,12 +226,13 @@ def stencil_circuit(
             return False
 
         def grow(v: Value, uses: tuple[int, ...], cost: int, *, m: bool = mul) -> bool:
+            v = _signless(v)
             if v == zero or v in values:
                 return False
             now = [u or i in uses for i, u in enumerate(used)] + [False]
             if now.count(False) - 1 + later(todo) > left - cost:
                 return False
-            if solves(v):
+            if solves(v) or solves(tuple(-c for c in v)):
                 return True
             return walk([*values, v], now, left - cost, m, todo)
 
@@ -228,6 +242,7 @@ def stencil_circuit(
                 continue
             for i, c in enumerate(values):  # the rotation step of group g, from c
                 made = [_moved(c, move, width) for move in moves[g]]
+                made = [None if v is None else _signless(v) for v in made]
                 fresh = [v for v in made if v is not None and v not in values]
                 if None in made:
                     continue
@@ -245,16 +260,11 @@ def stencil_circuit(
             return False
         for i in range(count):
             a = values[i]
-            if grow(tuple(-c for c in a), (i,), 1):
-                return True
             for j in range(i, count):
                 b = values[j]
                 if grow(tuple(p + q for p, q in zip(a, b, strict=True)), (i, j), 1):
                     return True
-                if j != i and (
-                    grow(tuple(p - q for p, q in zip(a, b, strict=True)), (i, j), 1)
-                    or grow(tuple(q - p for p, q in zip(a, b, strict=True)), (i, j), 1)
-                ):
+                if j != i and grow(tuple(p - q for p, q in zip(a, b, strict=True)), (i, j), 1):
                     return True
         return False
 
@@ -263,6 +273,30 @@ def stencil_circuit(
         return walk([x], [False], adds, multiply, (1 << len(groups)) - 1)
     except _Spent:
         return None
+
+
+def _mirror(stencil: Stencil, groups: tuple[tuple[int, ...], ...]) -> tuple[int, ...] | None:
+    """The permutation of a :data:`Value`'s coefficients that moves each symbol x_o to
+    x_{-o}, when that maps R onto itself with its weights and each group's amounts onto
+    themselves (else None): then a program's mirror image (every rotation by a made one by
+    -a) computes the same weights with the same groups and counts."""
+    n, offsets = stencil.n, stencil.offsets
+    index = {o: i for i, o in enumerate(offsets)}
+    image = [index.get(-o % n) for o in offsets]
+    if any(
+        j is None or stencil.weights[j] != w for j, w in zip(image, stencil.weights, strict=True)
+    ):
+        return None
+    if any({-a % n for a in g} != set(g) for g in groups):
+        return None
+    half = [j for j in image if j is not None]
+    return (*half, *(j + len(offsets) for j in half))
+
+
+def _signless(v: Value) -> Value:
+    """``v`` or ``-v``, whichever has its first nonzero coefficient positive: the search
+    takes values up to sign (:func:`stencil_circuit`)."""
+    return tuple(-c for c in v) if next((c for c in v if c), 0) < 0 else v
 
 
 def _moved(v: Value, move: tuple[int, ...], width: int) -> Value | None:
@@ -319,7 +353,7 @@ def stencil_adds(
     tries: int = 3,
     steps: int = STENCIL_STEPS,
 ) -> int:
-    """The fewest additions (with negations) a kernel of the scalar model whose groups
+    """The fewest additions (negations free) a kernel of the scalar model whose groups
     take one of ``choices`` needs, at least ``least`` (known otherwise): counts from
     ``least`` on are tried while :func:`stencil_circuit` denies them for every choice,
     ``tries`` at most (no choice at all: no such kernel, ``least + tries`` stands)."""
