@@ -230,3 +230,64 @@ def test_rotated_paths_is_below_every_kernel_it_speaks_of(case: tuple[Program, s
     live = live_instructions(program)
     binary = sum(1 for i in live if i.opcode in (Opcode.ADD_CC, Opcode.SUB_CC))
     assert binary >= rotated_paths(stencil), (binary, stencil)
+
+
+@st.composite
+def symmetric_programs(draw: st.DrawFn) -> Case:
+    """A random program of the scalar model whose every value is symmetric (x_o and x_-o
+    alike): one group of amounts +-a (and +-b), the pairs r_a + r_-a summed first, then
+    additions, differences and doublings of symmetric values and at most one multiply by
+    pi; so its stencil and groups are their own mirror images, where stencil_circuit takes
+    a state and its mirror image as one."""
+    pairs = draw(st.lists(st.sampled_from([1, 2, 3]), min_size=1, max_size=2, unique=True))
+    group = tuple(a % N for p in pairs for a in (p, -p))
+    offsets = (0, *sorted(group))
+    width = len(offsets)
+    index = {o: i for i, o in enumerate(offsets)}
+
+    def unit(o: int) -> Model:
+        return tuple(int(i == index[o]) for i in range(width)) + (0,) * width
+
+    def plus(a: Model, b: Model, sign: int = 1) -> Model:
+        return tuple(p + sign * q for p, q in zip(a, b, strict=True))
+
+    values: list[Model] = [unit(0)]
+    adds = 0
+    for p in pairs:  # every rotation reaches the output through its pair
+        values.append(plus(unit(p % N), unit(-p % N)))
+        adds += 1
+    multiplied = False
+    for _ in range(draw(st.integers(0, 3))):
+        a, b = draw(st.sampled_from(values)), draw(st.sampled_from(values))
+        kind = draw(st.sampled_from(["add", "sub", "mul"]))
+        if kind == "mul" and not multiplied and not any(a[width:]):
+            values.append((0,) * width + a[:width])
+            multiplied = True
+            continue
+        values.append(plus(a, b, -1 if kind == "sub" and a != b else 1))  # a - a is 0
+        adds += 1
+    out = values[-1]
+    for v in values[:-1]:
+        if draw(st.booleans()):
+            out = plus(out, v, draw(st.sampled_from([1, -1])))
+            adds += 1
+    for v in values[: 1 + len(pairs)]:  # x and each pair must reach the output
+        if not any(out[i] or out[width + i] for i in range(width) if v[i]):
+            out = plus(out, v)
+            adds += 1
+    pi = draw(st.integers(0, T - 1))
+    weights = tuple((out[i] + out[width + i] * pi) % T for i in range(width))
+    assume(all(weights))
+    centred = tuple(w - T if w > T // 2 else w for w in weights)
+    return Stencil(offsets, centred, N), (group,), adds, multiplied
+
+
+@pytest.mark.slow
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(symmetric_programs())
+def test_stencil_circuit_never_denies_a_symmetric_program(case: Case) -> None:
+    """What a random symmetric program computes is never denied at its additions (None:
+    the search gave up, no claim): the check's mirror images, which the other property
+    rarely meets, lose no program."""
+    stencil, groups, adds, multiplied = case
+    assert stencil_circuit(stencil, groups, adds, multiplied, STEPS) is not False
