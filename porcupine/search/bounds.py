@@ -24,6 +24,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from porcupine.search.bilinear import bilinear_products
 from porcupine.search.bound_terms import (
     arcs_needed,
     first_targets,
@@ -351,7 +352,9 @@ def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = Fals
     :func:`~porcupine.search.bound_terms.local_products`)."""
     products = _log2_ceil(ref.ct_degree)
     if in_sketch:
-        products = max(products, local_products(ref, restrictions))
+        products = max(
+            products, local_products(ref, restrictions), bilinear_products(ref, restrictions)
+        )
     ct = ref.ct_vars  # a property that builds the set: once
     plaintext = any(v not in ct for poly in ref.polys.values() for m in poly for v in m)
     # The ciphertext inputs read at one output slot (the most at any slot): each is a
