@@ -201,3 +201,17 @@ def test_rank_is_taken_mod_t() -> None:
     assert rank_mod_t([[1, 0], [0, 65537]]) == 1
     assert rank_mod_t([[1, 2, 3], [0, 1, 4], [5, 6, 0]]) == 3
     assert rank_mod_t([]) == 0
+
+
+def test_slots_known_to_be_zero_leave_it_unclaimed() -> None:
+    """An input that covers 12 of 16 slots is 0 in the rest: a kernel's identity there is
+    not asked for, so nothing is claimed (the same spec over every slot: 3)."""
+    counts = []
+    for size in ("n", "12"):
+        text = f"spec c\nparam n = 16\nslots n\ninput x: ct vector({size})\n"
+        text += "".join(f"input h{j}: ct vector(n)\n" for j in range(3))
+        text += "output y[k]: vector(n) = h0[k] * x[k] + h1[k] * x[k + 1] + h2[k] * x[k + 2]\n"
+        text += "    where k < 9\n"
+        ref = reference(parse_spec(text))
+        counts.append(bilinear_products(ref, derive(ref)))
+    assert counts == [3, 0]

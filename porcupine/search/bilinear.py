@@ -36,12 +36,19 @@ def bilinear_products(ref: Reference, restrictions: Restrictions) -> int:
     nothing or does not apply: it speaks of kernels of ct*ct depth at most 1 whose
     constants are splats (a sketch's), for a spec of ciphertext degree 2 without bit
     inputs (x^2 = x) or plaintext inputs (a plaintext is not a translation-invariant
-    operand)."""
+    operand), whose inputs are variables in every slot (the proof reads the kernel's
+    polynomial identity in every input slot; a slot known to be 0 leaves what a kernel
+    does there free)."""
     if restrictions.max_depth > 1 or ref.ct_degree != 2 or ref.sym.ring.bits:
         return 0
     if ref.ct_vars != set(ref.sym.var_slot):
         return 0
     n, var_slot = ref.spec.n, ref.sym.var_slot
+    covered: dict[str, set[int]] = {}
+    for name, s in var_slot.values():
+        covered.setdefault(name, set()).add(s % n)
+    if any(len(slots) != n for slots in covered.values()):
+        return 0  # slots known to be 0 (a layout, pad zero): not every read is a variable
     most = 0
     for slot, poly in ref.polys.items():
         part: dict[tuple[Read, Read], int] = {}
