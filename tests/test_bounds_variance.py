@@ -20,20 +20,20 @@ from quill.verify import reference, verify
 
 CORPUS = Path(__file__).parent.parent / "kernels" / "corpus"
 
-# alpha = 7 a - 2 (a[k+1] + a[k+2] + a[k+3]) - a[k+4], and sum_k alpha[k] a[k] is
-# 7 sum a^2 - 2 sum_{i<j} a_i a_j = 8 sum a^2 - (sum a)^2 (pairs at distance 4 counted once)
+# alpha = 7 a - a[k+4] - 2 (a[k+1] + a[k+5] + a[k+2]), and sum_k alpha[k] a[k] is
+# 7 sum a^2 - 2 sum_{i<j} a_i a_j = 8 sum a^2 - (sum a)^2: a pair at distance d in 1..3 is
+# read once at offset d or 8 - d (5 = -3), one at distance 4 once per pair at offset 4
 ROTATED = """kernel variance(a: ct) {
     k8 = const(8)
-    r1 = rot(a, 1)
     r4 = rot(a, 4)
-    u = add(a, r1)
-    u2 = rot(u, 2)
-    v = add(u, u2)
-    v2 = add(v, v)
-    t1 = sub(v2, a)
-    t2 = add(t1, r4)
+    r2 = rot(a, 2)
+    u = add(a, r4)
+    u1 = rot(u, 1)
+    w = add(u1, r2)
+    w2 = add(w, w)
+    t = add(w2, u)
     a8 = mul(a, k8)
-    f = sub(a8, t2)
+    f = sub(a8, t)
     p = mul(f, a)
     y = sum(p, 8)
     return y
