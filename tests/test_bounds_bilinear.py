@@ -62,16 +62,19 @@ class _Builder:
 
 def _form(draw: st.DrawFn, b: _Builder, sources: list[str], n: int) -> str:
     """A random translation-invariant linear form of ``sources``: one of them, maybe
-    rotated, or more made with rotations, additions, subtractions, splat multiplies."""
+    rotated, or more made with rotations, library sums, additions, subtractions and
+    splat multiplies."""
     value = draw(st.sampled_from(sources))
     if draw(st.booleans()):
         value = b.add(Opcode.ROT, (value,), draw(st.integers(1, n - 1)))
     values = [*sources, value]
     for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
         a = draw(st.sampled_from(values))
-        kind = draw(st.sampled_from(["rot", "add", "sub", "scale"]))
+        kind = draw(st.sampled_from(["rot", "add", "sub", "scale", "sum"]))
         if kind == "rot":
             value = b.add(Opcode.ROT, (a,), draw(st.integers(1, n - 1)))
+        elif kind == "sum":
+            value = b.add(Opcode.SUM, (a,), draw(st.sampled_from([2, 4])))
         elif kind == "scale":
             value = b.add(Opcode.MUL_CP, (a, b.splat(draw(st.sampled_from([-2, -1, 2, 3])))))
         else:
