@@ -69,7 +69,9 @@ def isotropic_products(part: Quadratic, n: int) -> int:
     What it bounds: a kernel of ct*ct depth at most 1 built from add/sub, negation, ct*ct
     multiplies, rotations, library sums, and ct*pt ops whose plaintexts are splat
     constants (every kernel of a sketch), computing (mod t) an output whose quadratic part
-    at slot o is ``part``, has at least 3 ct*ct multiplies.
+    at slot o is ``part``, has at least 3 ct*ct multiplies. (Equal as functions of inputs
+    that are variables in every slot, over F_t, and of degree 2 < t, the kernel's
+    polynomial at slot o and the spec's are equal as polynomials, degree by degree.)
 
     Proof. t = 65537 is prime and does not divide n, so F_t has an extension E holding a
     primitive n-th root of unity zeta. Every op but the multiplies is F_t-linear (or
@@ -93,7 +95,9 @@ def isotropic_products(part: Quadratic, n: int) -> int:
     M_{S,S} = 0 and by Sylvester's rank inequality rank U_{S,c}(a) + rank U_{S,c}(c - a)
     <= 2 |P_c| for every a. N is nowhere 0 (:func:`_isotropic`: one entry is a monomial),
     so the columns of N(a, c - a), in U_{S,c}(a)'s span, make P_c nonempty and
-    rank U_{S,c}(a) >= 1 for every a. Now suppose at most 2 products (those never in any
+    rank U_{S,c}(a) >= 1 for every a. (Sylvester: rank XY >= rank X + rank Y - the inner
+    size, with X = U_{S,c}(a) and Y = D_c U_{S,c}(c - a)^T, of rank U_{S,c}(c - a).)
+    Now suppose at most 2 products (those never in any
     P_c add nothing to M and are dropped from U). If some P_c holds two, U_{S,c} = U_S,
     so 3 + 3 <= rho(a) + rho(c - a) <= 4: false. Else each P_c is one product p, and
     rank U_{S,p}(a) + rank U_{S,p}(c - a) <= 2 with both >= 1 gives rank U_{S,p}(a) = 1
