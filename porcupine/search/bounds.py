@@ -10,8 +10,10 @@
   ``in_sketch``, also what every kernel of the sketch must pay for its ct*ct products
   (without rotations :func:`~porcupine.search.bound_terms.local_products`; over the
   integers :func:`~porcupine.search.bound_terms.real_products`, or a rotation after a
-  product: :func:`~porcupine.search.bound_terms.product_groups`), which prunes that
-  sketch's search only. Terms that read the spec's coefficients live in
+  product: :func:`~porcupine.search.bound_terms.product_groups`; with rotations too, mod t,
+  for a spec bilinear between some inputs and the rest:
+  :func:`~porcupine.search.bilinear.bilinear_products`), which prunes that sketch's
+  search only. Terms that read the spec's coefficients live in
   :mod:`porcupine.search.bound_terms`, and in :mod:`porcupine.search.stencil_circuits`
   (a stencil's weights through one rotation group).
 """
