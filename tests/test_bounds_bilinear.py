@@ -188,15 +188,16 @@ def test_conv1d_needs_its_three_products(n: int) -> None:
 
 
 def test_the_count_reads_no_pair_within_the_group() -> None:
-    """h0 h1 x-like parts: with a pair inside every split, or a split with an input at two
-    offsets, or no single monomial across, nothing is claimed."""
+    """With a pair inside every split, or a split with an input at two offsets, nothing is
+    claimed; cross entries of two monomials each are counted as well (rank 3)."""
     across = {(("h0", 0), ("x", 0)): 1, (("h1", 0), ("x", 1)): 1, (("h2", 0), ("x", 2)): 1}
     assert isotropic_products(across, 16) == 3
     assert isotropic_products({**across, (("h0", 0), ("h1", 0)): 1}, 16) == 0
     assert isotropic_products({**across, (("h0", 3), ("x", 0)): 1}, 16) == 0
-    doubled = {k: v for k, v in across.items()} | {(("h0", 0), ("x", 5)): 2}
-    doubled |= {(("h1", 0), ("x", 6)): 2, (("h2", 0), ("x", 7)): 2}
-    assert isotropic_products(doubled, 16) == 0  # no entry across is one monomial
+    doubled = {**across, (("h0", 0), ("x", 5)): 2, (("h1", 0), ("x", 6)): 2}
+    doubled |= {(("h2", 0), ("x", 7)): 2}
+    assert isotropic_products(doubled, 16) == 3  # x + 2 rot(x, 5) in place of x
+    assert isotropic_products({k: v for k, v in across.items() if k[0][0] != "h2"}, 16) == 0
 
 
 def test_rank_is_taken_mod_t() -> None:

@@ -92,16 +92,15 @@ def isotropic_products(part: Quadratic, n: int) -> int:
     not S}. Slices: on c = a + b, let P_c be the products with C_p(zeta^c) != 0 and D_c the
     invertible block diagonal of C_p(zeta^c) [[0, 1], [1, 0]] over them; then M(a, c - a)
     = U_c(a) D_c U_c(c - a)^T (U_c: P_c's columns). S reads no S in ``part``, so
-    M_{S,S} = 0 and by Sylvester's rank inequality rank U_{S,c}(a) + rank U_{S,c}(c - a)
-    <= 2 |P_c| for every a. N is nowhere 0 (:func:`_isotropic`: one entry is a monomial),
-    so the columns of N(a, c - a), in U_{S,c}(a)'s span, make P_c nonempty and
-    rank U_{S,c}(a) >= 1 for every a. (Sylvester: rank XY >= rank X + rank Y - the inner
-    size, with X = U_{S,c}(a) and Y = D_c U_{S,c}(c - a)^T, of rank U_{S,c}(c - a).)
-    Now suppose at most 2 products (those never in any
-    P_c add nothing to M and are dropped from U). If some P_c holds two, U_{S,c} = U_S,
-    so 3 + 3 <= rho(a) + rho(c - a) <= 4: false. Else each P_c is one product p, and
-    rank U_{S,p}(a) + rank U_{S,p}(c - a) <= 2 with both >= 1 gives rank U_{S,p}(a) = 1
-    for every a; each product is some P_c's, so rank U_S(a) <= 2 < 3 <= rho(a): false.
+    M_{S,S} = 0 and by Sylvester's rank inequality (rank XY >= rank X + rank Y - the inner
+    size, with X = U_{S,c}(a) and Y = D_c U_{S,c}(c - a)^T, of rank U_{S,c}(c - a))
+    rank U_{S,c}(a) + rank U_{S,c}(c - a) <= 2 |P_c| for every a. Drop the products in no
+    P_c (they add nothing to M) and suppose at most 2 are left. With r_p(a) = rank
+    U_{S,p}(a) <= 2, rho(a) >= 3 needs two products, and r_1(a) + r_2(a) >= 3, so r_1(a),
+    r_2(a) >= 1, at every a. A slice with both gives rho(a) + rho(c - a) <= 4: false.
+    So a slice c with product 1 has it alone: r_1(a) + r_1(c - a) <= 2 with both >= 1,
+    so r_1(a) = 1 and r_2(a) >= 2 at every a; and a slice with product 2 (it is in some
+    P_c) gives r_2(a) + r_2(c' - a) <= 2: false. So 3 products at least.
 
     The rank rho(a) >= 3 is read over F_t: when each input of S is read at one offset
     i_u only, N_{u,v}(zeta^a, z2) = zeta^(a i_u) g_{u,v}(z2), and the block row's rank over
@@ -121,11 +120,10 @@ def isotropic_products(part: Quadratic, n: int) -> int:
 
 
 def _isotropic(part: Quadratic, group: frozenset[str]) -> bool:
-    """Whether ``part`` reads no pair within ``group`` (S), some pair across is a single
-    monomial (N nowhere 0), each input of S is read at one offset only, and the cross
-    coefficients have rank at least 3 over F_t (:func:`isotropic_products`)."""
+    """Whether ``part`` reads no pair within ``group`` (S), each input of S is read at one
+    offset only, and the cross coefficients have rank at least 3 over F_t
+    (:func:`isotropic_products`)."""
     across: dict[Read, dict[Read, int]] = {}
-    cells: dict[tuple[str, str], int] = {}
     for (u, v), c in part.items():
         if c % T == 0:
             continue
@@ -134,10 +132,7 @@ def _isotropic(part: Quadratic, group: frozenset[str]) -> bool:
         if u[0] in group or v[0] in group:
             inner, outer = (u, v) if u[0] in group else (v, u)
             across.setdefault(inner, {})[outer] = c % T
-            cells[inner[0], outer[0]] = cells.get((inner[0], outer[0]), 0) + 1
     if len({r[0] for r in across}) != len(across):  # an input of S at two offsets
-        return False
-    if 1 not in cells.values():
         return False
     columns = sorted({o for row in across.values() for o in row})
     matrix = [[row.get(o, 0) for o in columns] for row in across.values()]
