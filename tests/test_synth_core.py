@@ -5,7 +5,7 @@
 * the solver's constraints accept every correct kernel: each published and hand-written
   kernel, fixed into the holes, satisfies the exact, support and degree models at every
   output slot that matters (so pruning by them is sound);
-* :func:`porcupine.search.bounds.coefficient_bound` bounds the integer coefficients of random
+* :func:`porcupine.search.coefficients.coefficient_bound` bounds the integer coefficients of random
   programs of the sketch (the narrow relaxation is a proof only under that bound).
 """
 
@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from porcupine.budget import Budget
-from porcupine.search.bounds import coefficient_bound
 from porcupine.search.cegis import ring_for
+from porcupine.search.coefficients import coefficient_bound
 from porcupine.search.encode import SketchEncoding
 from porcupine.search.refine import ExactSlots
 from porcupine.search.restrictions import Restrictions, derive

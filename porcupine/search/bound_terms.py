@@ -9,7 +9,7 @@ coefficients, not only which offsets it reads.
   span the offsets a read needs must rotate (or sum) more.
 * :func:`first_targets`: where every choice of rotations is needed, the paths must part
   before the first rotation they take, which costs additions.
-* :func:`real_products` (with :func:`porcupine.search.bounds.exact_below`): a kernel of a
+* :func:`real_products` (with :func:`porcupine.search.coefficients.exact_below`): a kernel of a
   sketch without rotations whose integer coefficients stay small computes the spec over
   the integers, where a positive definite form like x^2 + y^2 + z^2 needs as many
   products as its rank (over Z_t, the 256^2 = -1 trick pairs squares; over the reals
@@ -148,7 +148,7 @@ def local_products(ref: Reference, restrictions: Restrictions) -> int:
 
 def real_products(ref: Reference, restrictions: Restrictions) -> int:
     """The ct*ct products every kernel of a sketch without sums, of depth 1, whose integer
-    coefficients stay below :func:`porcupine.search.bounds.exact_below`'s limit, and
+    coefficients stay below :func:`porcupine.search.coefficients.exact_below`'s limit, and
     whose paths from its products to the output take no rotation (in a sketch without
     rotations, every kernel) has for a spec of ciphertext degree 2 (0 when that does not
     apply): the most, over output slots, of max(p, q) for the inertia (p, q) of the real
@@ -161,7 +161,7 @@ def real_products(ref: Reference, restrictions: Restrictions) -> int:
     from product j to the output (the sum of its rotations' amounts), n_js the sum over
     those paths of the signs and constants they meet: one term per product and shift.
     When its coefficients and the spec's centred ones are below t/2 together
-    (:func:`porcupine.search.bounds.exact_below`), "equal mod t" is equality over the
+    (:func:`porcupine.search.coefficients.exact_below`), "equal mod t" is equality over the
     integers, so the spec's quadratic part is the sum of the terms' symmetric matrices
     over the reals. Each term has at most one positive and one negative eigenvalue (rank
     2, and l l' = ((l + l')^2 - (l - l')^2) / 4), and the positive (negative) index of a

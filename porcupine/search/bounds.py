@@ -1,17 +1,16 @@
 """Bounds the search's claims rest on.
 
-* :func:`coefficient_bound`: how large an integer coefficient a program of the sketch can
-  build. The search solves in narrow arithmetic (mod 2^w); a correct program over Z_T
-  satisfies those constraints too as long as its integer coefficients and the spec's stay
-  below T, so an UNSAT answer is a proof exactly when this bound is small enough.
+* :mod:`porcupine.search.coefficients`: when a narrow search's UNSAT answer is a proof.
 * :func:`lower_bound`: what any kernel for the spec must pay, whatever the sketch: a
   kernel that meets it is optimal outright, and a sketch size whose cheapest possible
   kernel is not cheaper than the best one found need not be searched. With
   ``in_sketch``, also what every kernel of the sketch must pay for its ct*ct products
   (without rotations :func:`~porcupine.search.bound_terms.local_products`; over the
   integers :func:`~porcupine.search.bound_terms.real_products`, or a rotation after a
-  product: :func:`~porcupine.search.bound_terms.product_groups`), which prunes that
-  sketch's search only. Terms that read the spec's coefficients live in
+  product: :func:`~porcupine.search.bound_terms.product_groups`; with rotations too, mod t,
+  for a spec bilinear between some inputs and the rest:
+  :func:`~porcupine.search.bilinear.bilinear_products`), which prunes that sketch's
+  search only. Terms that read the spec's coefficients live in
   :mod:`porcupine.search.bound_terms`, in :mod:`porcupine.search.stencil_circuits` (a
   stencil's weights through one rotation group) and :mod:`porcupine.search.stencil_paths`
   (through two).
@@ -25,6 +24,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from porcupine.search.bilinear import bilinear_products
 from porcupine.search.bound_terms import (
     arcs_needed,
     first_targets,
@@ -37,20 +37,13 @@ from porcupine.search.bound_terms import (
     unrotated_binary,
     unrotated_weight,
 )
-from porcupine.search.coefficients import coefficient_bound as coefficient_bound
-from porcupine.search.coefficients import exact_below as exact_below
+from porcupine.search.coefficients import exact_below, spec_norm
 from porcupine.search.restrictions import Restrictions
 from porcupine.search.stencil_circuits import Stencil, rotated_paths, stencil_of
 from porcupine.search.stencil_paths import NO_KERNEL, crossed_paths
 from quill.cost import Measures, Objective, op_us, rank, rotation_group_us, sum_switches
 from quill.ops import OPS, Opcode
-from quill.ranges import residue
 from quill.verify import Reference
-
-
-def spec_norm(ref: Reference) -> int:
-    """The largest L1 norm (centred integer coefficients) of the spec's slot polynomials."""
-    return max((sum(abs(residue(c)) for c in p.values()) for p in ref.polys.values()), default=0)
 
 
 def most_offsets(ref: Reference) -> int:
@@ -378,7 +371,9 @@ def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = Fals
     :func:`~porcupine.search.bound_terms.local_products`)."""
     products = _log2_ceil(ref.ct_degree)
     if in_sketch:
-        products = max(products, local_products(ref, restrictions))
+        products = max(
+            products, local_products(ref, restrictions), bilinear_products(ref, restrictions)
+        )
     ct = ref.ct_vars  # a property that builds the set: once
     plaintext = any(v not in ct for poly in ref.polys.values() for m in poly for v in m)
     # The ciphertext inputs read at one output slot (the most at any slot): each is a

@@ -18,8 +18,8 @@ bound of every size ends its own size at once.
 When is UNSAT a proof? The constraints are a relaxation: arithmetic mod 2^width stands for
 arithmetic mod T. A program correct over Z_T satisfies them as long as its integer
 coefficients and the spec's cannot reach T (then "equal mod T" means "equal over the
-integers"): :func:`~porcupine.search.bounds.coefficient_bound` checks that, and only then does the
-result say ``optimal``.
+integers"): :func:`~porcupine.search.coefficients.coefficient_bound` checks that, and only
+then does the result say ``optimal``.
 """
 
 from __future__ import annotations
@@ -34,14 +34,8 @@ import z3
 from porcupine.budget import Budget, OutOfBudget
 from porcupine.options import Engine, Options
 from porcupine.outcomes import Stop
-from porcupine.search.bounds import (
-    Floor,
-    coefficient_bound,
-    fewest_components,
-    floor_for,
-    lower_bound,
-    spec_norm,
-)
+from porcupine.search.bounds import Floor, fewest_components, floor_for, lower_bound
+from porcupine.search.coefficients import coefficient_bound, spec_norm
 from porcupine.search.encode import SketchEncoding
 from porcupine.search.refine import ExactSlots, NarrowExamples, Refiner
 from porcupine.search.restrictions import Restrictions, axis_rotations, derive

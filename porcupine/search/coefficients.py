@@ -1,13 +1,20 @@
 """How large the integer coefficients of a sketch's programs can grow, which decides when
 the search's narrow arithmetic is a proof and when its kernels compute over the integers
-(moved out of :mod:`porcupine.search.bounds`, which re-exports both, to keep it short)."""
+(apart from :mod:`porcupine.search.bounds`, to keep it short)."""
 
 from __future__ import annotations
 
 from porcupine.search.restrictions import Restrictions
 from quill.algebra import NormRing
 from quill.ops import OPS, apply_scalar
+from quill.ranges import residue
 from quill.slots import T
+from quill.verify import Reference
+
+
+def spec_norm(ref: Reference) -> int:
+    """The largest L1 norm (centred integer coefficients) of the spec's slot polynomials."""
+    return max((sum(abs(residue(c)) for c in p.values()) for p in ref.polys.values()), default=0)
 
 
 def coefficient_bound(restrictions: Restrictions, components: int) -> int:
