@@ -67,8 +67,18 @@ def _form(draw: st.DrawFn, b: _Builder, sources: list[str], n: int) -> str:
     value = draw(st.sampled_from(sources))
     if draw(st.booleans()):
         value = b.add(Opcode.ROT, (value,), draw(st.integers(1, n - 1)))
-    values = [*sources, value]
-    for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
+    steps = draw(st.sampled_from([0, 0, 1, 2]))
+    return _steps(draw, b, [*sources, value], n, steps, [-2, -1, 2, 3])
+
+
+def _steps(
+    draw: st.DrawFn, b: _Builder, values: list[str], n: int, steps: int, scales: list[int]
+) -> str:
+    """``steps`` random translation-invariant linear steps from the last of ``values``
+    (rotations, library sums, splat multiplies, additions and subtractions of any of
+    them); the last value made."""
+    value = values[-1]
+    for _ in range(steps):
         a = draw(st.sampled_from(values))
         kind = draw(st.sampled_from(["rot", "add", "sub", "scale", "sum"]))
         if kind == "rot":
@@ -76,7 +86,7 @@ def _form(draw: st.DrawFn, b: _Builder, sources: list[str], n: int) -> str:
         elif kind == "sum":
             value = b.add(Opcode.SUM, (a,), draw(st.sampled_from([2, 4])))
         elif kind == "scale":
-            value = b.add(Opcode.MUL_CP, (a, b.splat(draw(st.sampled_from([-2, -1, 2, 3])))))
+            value = b.add(Opcode.MUL_CP, (a, b.splat(draw(st.sampled_from(scales)))))
         else:
             op = Opcode.ADD_CC if kind == "add" else Opcode.SUB_CC
             value = b.add(op, (value, a))
@@ -118,20 +128,8 @@ def bilinear_kernels(draw: st.DrawFn) -> tuple[Program, int]:
     out = quadratic[0]
     for q in quadratic[1:]:
         out = b.add(draw(st.sampled_from([Opcode.ADD_CC, Opcode.SUB_CC])), (out, q))
-    values = [*quadratic, out]
-    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2, 4]))):  # after the products: translates
-        a = draw(st.sampled_from(values))
-        kind = draw(st.sampled_from(["rot", "add", "sub", "scale", "sum"]))
-        if kind == "rot":
-            out = b.add(Opcode.ROT, (a,), draw(st.integers(1, n - 1)))
-        elif kind == "sum":
-            out = b.add(Opcode.SUM, (a,), draw(st.sampled_from([2, 4])))
-        elif kind == "scale":
-            out = b.add(Opcode.MUL_CP, (a, b.splat(draw(st.sampled_from([-1, 2])))))
-        else:
-            op = Opcode.ADD_CC if kind == "add" else Opcode.SUB_CC
-            out = b.add(op, (out, a))
-        values.append(out)
+    steps = draw(st.sampled_from([0, 0, 0, 1, 2, 4]))  # after the products: translates
+    out = _steps(draw, b, [*quadratic, out], n, steps, [-1, 2])
     params = tuple(Param(v, Kind.CT) for v in ["x", *hs])
     return Program("bilinear", params, tuple(b.consts), tuple(b.body), out), n
 
