@@ -247,9 +247,7 @@ def plans(floor: Floor) -> Iterator[Plan]:
                 yield Plan(rotated, (), max(least, crossed))
                 for op in scaling:
                     yield Plan(rotated, (), least, scale=op)
-                for g in grown_shapes(rotated):
-                    wider = fan_in(g, floor.offsets, floor.sources, targets=False)
-                    yield Plan(g, (), max(binary, wider))
+                yield from _grown(floor, rotated, binary)
             else:
                 yield from _covering(floor, Plan(rotated, summed, least), binary)
             plain = fan_in(rotated, floor.offsets, floor.sources, summed, targets=False)
@@ -275,8 +273,15 @@ def _covering(floor: Floor, plan: Plan, binary: int) -> list[Plan]:
     """``plan``, or if bound_terms.out_of_reach, bound_terms.grown_shapes by plain fan_in."""
     if plan.sums or not out_of_reach(floor.reads, plan.rotations, floor.slots):
         return [plan]
-    grown = grown_shapes(plan.rotations)
-    plain = [(g, fan_in(g, floor.offsets, floor.sources, targets=False)) for g in grown]
+    return _grown(floor, plan.rotations, binary)
+
+
+def _grown(floor: Floor, rotated: tuple[int, ...], binary: int) -> list[Plan]:
+    """The groupings one step above ``rotated`` (bound_terms.grown_shapes), each priced by
+    the plain fan_in, which only grows with the groups."""
+    plain = [
+        (g, fan_in(g, floor.offsets, floor.sources, targets=False)) for g in grown_shapes(rotated)
+    ]
     return [Plan(g, (), max(binary, least)) for g, least in plain]
 
 
