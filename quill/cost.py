@@ -230,7 +230,7 @@ def measures(program: Program, where: Pricing, table: CostTable = DEFAULT_TABLE)
     """The :class:`Measures` of ``program`` on a parameter set."""
     row = row_us(table, where)
     shape = _shape(program)
-    latency = sum(op_us(opcode, amount, row) for opcode, amount in shape.ops)
+    latency = sum(count * op_us(opcode, amount, row) for (opcode, amount), count in shape.ops)
     latency += sum(rotation_group_us(c, row) for c in shape.rotation_groups)
     return Measures(shape.key_switches, shape.instructions, latency, shape.keys)
 
@@ -240,7 +240,7 @@ class _Shape:
     """What pricing a program needs that no parameter set changes (computed once per
     program: the parameter choice prices a program on every set)."""
 
-    ops: tuple[tuple[Opcode, int | None], ...]  # live instructions but rotations
+    ops: tuple[tuple[tuple[Opcode, int | None], int], ...]  # live non-rotations, counted
     rotation_groups: tuple[int, ...]  # distinct rotations of each rotated ciphertext
     key_switches: int
     instructions: int
@@ -256,7 +256,7 @@ def _shape(program: Program) -> _Shape:
     sums = [sum_switches(i.amount) for i in live if i.opcode.sums and i.amount]
     others = sum(1 for i in live if not i.opcode.rotates) - relins - len(sums)
     return _Shape(
-        ops=tuple((i.opcode, i.amount) for i in live if not i.opcode.rotates),
+        ops=tuple(Counter((i.opcode, i.amount) for i in live if not i.opcode.rotates).items()),
         rotation_groups=tuple(Counter(src for src, _ in rotations).values()),
         key_switches=len(rotations) + relins + sum(sums),
         instructions=others + len(rotations) + 2 * sum(sums),

@@ -34,6 +34,7 @@ capacity; :func:`parameters` picks the cheapest accepted set by the cost model.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -91,7 +92,7 @@ constant into all N slots: packed into one row only, 16 grew the noise by 11 bit
 def lse(bits: Sequence[float]) -> float:
     """log2 of the sum of 2^b: the bound on a sum of noises of ``bits`` bits each."""
     top = max(bits)
-    return top + math.log2(sum(2.0 ** (b - top) for b in bits))
+    return top + math.log2(sum([2.0 ** (b - top) for b in bits]))  # a list: the hot path
 
 
 def _window_sum(c: NoiseConstants, a: float, k: int) -> float:
@@ -142,36 +143,77 @@ def _rule(ins: Instr, uniform: dict[str, int]) -> tuple[str, int | None]:
     return info.noise, ins.amount
 
 
-def noise_bits(program: Program, param_set: ParameterSet) -> dict[str, float]:
-    """Predicted noise, in bits, of every ciphertext ``program`` computes on ``param_set``
-    (relinearized as the backend emits it, :func:`quill.relin.place_relinearizations`)."""
-    program = place_relinearizations(program)
-    kinds = program.kinds()
-    c = param_set.noise
-    uniform = uniform_constants(program)
-    noise = {p.name: c.fresh for p in program.params if p.kind is Kind.CT}
-    for ins in program.body:
+@dataclass(frozen=True)
+class _Schedule:
+    """What predicting a program's noise needs that no parameter set changes, read once per
+    program (the parameter choice predicts it on every set): its ciphertext values in
+    order, the inputs first, and for each result its :data:`GROWTH` rule, operands and
+    amount."""
+
+    names: tuple[str, ...]
+    inputs: int  # the first ``inputs`` names are fresh encryptions
+    steps: tuple[tuple[Growth, tuple[int, ...], int | None], ...]  # one per later name
+    live: tuple[int, ...]  # the values the emitted result depends on
+
+
+@functools.lru_cache(maxsize=1024)
+def _schedule(program: Program) -> _Schedule:
+    """The :class:`_Schedule` of ``program`` relinearized as the backend emits it
+    (:func:`quill.relin.place_relinearizations`)."""
+    lowered = place_relinearizations(program)
+    kinds = lowered.kinds()
+    uniform = uniform_constants(lowered)
+    names = [p.name for p in lowered.params if p.kind is Kind.CT]
+    inputs = len(names)
+    index = {name: i for i, name in enumerate(names)}
+    steps = []
+    for ins in lowered.body:
         if kinds[ins.dest] is not Kind.CT:
             continue
-        operands = [noise[a] for a in ins.args if kinds[a] is Kind.CT]
+        operands = tuple(index[a] for a in ins.args if kinds[a] is Kind.CT)
         rule, amount = _rule(ins, uniform)
-        noise[ins.dest] = GROWTH[rule](c, operands, amount)
+        steps.append((GROWTH[rule], operands, amount))
+        index[ins.dest] = len(names)
+        names.append(ins.dest)
+    live = live_values(lowered)
+    kept = tuple(i for i, name in enumerate(names) if name in live)
+    return _Schedule(tuple(names), inputs, tuple(steps), kept)
+
+
+def _predicted(schedule: _Schedule, c: NoiseConstants) -> list[float]:
+    """The noise of every value of ``schedule``, in its order, on a set's constants."""
+    noise = [c.fresh] * schedule.inputs
+    for growth, operands, amount in schedule.steps:
+        noise.append(growth(c, [noise[i] for i in operands], amount))
     return noise
 
 
+def noise_bits(program: Program, param_set: ParameterSet) -> dict[str, float]:
+    """Predicted noise, in bits, of every ciphertext ``program`` computes on ``param_set``
+    (relinearized as the backend emits it, :func:`quill.relin.place_relinearizations`)."""
+    schedule = _schedule(program)
+    return dict(zip(schedule.names, _predicted(schedule, param_set.noise), strict=True))
+
+
+@functools.lru_cache(maxsize=4096)
 def _peak(program: Program, param_set: ParameterSet) -> float:
     """The predicted noise of the noisiest value the emitted program computes."""
-    lowered = place_relinearizations(program)
-    live = live_values(lowered)
-    noise = noise_bits(lowered, param_set)
-    return max((bits for name, bits in noise.items() if name in live), default=0.0)
+    schedule = _schedule(program)
+    noise = _predicted(schedule, param_set.noise)
+    return max((noise[i] for i in schedule.live), default=0.0)
 
 
 def slots_needed(program: Program, slots: int) -> int:
     """Slots a row must hold: the kernel's, and every EvalSum window (OpenFHE sums within
     a row)."""
-    windows = [i.amount for i in program.body if i.opcode.sums and i.amount]
-    return max([slots, *windows])
+    return max(slots, _widest_window(program))
+
+
+@functools.lru_cache(maxsize=1024)
+def _widest_window(program: Program) -> int:
+    """The largest EvalSum window of ``program`` (0 without one), read once per program (the
+    parameter choice asks on every set)."""
+    return max((i.amount for i in program.body if i.opcode.sums and i.amount), default=0)
 
 
 def accepts(param_set: ParameterSet, program: Program, slots: int = 1) -> bool:
