@@ -176,7 +176,8 @@ def _schedule(program: Program) -> _Schedule:
         index[ins.dest] = len(names)
         names.append(ins.dest)
     live = live_values(lowered)
-    kept = tuple(i for i, name in enumerate(names) if name in live)
+    last = {name: i for i, name in enumerate(names)}  # a name defined twice: its last value
+    kept = tuple(i for name, i in last.items() if name in live)
     return _Schedule(tuple(names), inputs, tuple(steps), kept)
 
 
