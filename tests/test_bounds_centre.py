@@ -225,6 +225,20 @@ SIX = """kernel gx(x: ct) {
 """
 
 
+OUTSIDE = """kernel gx(x: ct) {
+    r2 = rot(x, 2)
+    c2 = sub(x, r2)
+    a = rot(c2, -5)
+    b = rot(c2, -1)
+    c = rot(c2, 3)
+    t = add(a, b)
+    u = add(b, c)
+    y = add(t, u)
+    return y
+}
+"""
+
+
 def test_gx_and_gy_end_in_the_wide_sketch() -> None:
     """Gx and gy (4x4, centre weighing 0) in their wide sketch ({+-1, +-3, +-4, +-5}): two
     groups of two need four additions without a multiply (the kernel's count), a group of
@@ -254,6 +268,14 @@ def test_gx_and_gy_end_in_the_wide_sketch() -> None:
             assert verify(six, ref).ok and _binary(six) == rotated_paths(stencil) == 6
             have = objective(six, where, DEFAULT_TABLE, goal)
             assert have[0] == 776 and lower_bound(floor, 5, row, goal) <= have
+            # (1, 3) with an amount outside the sketch (2): 782 us, a kernel of no sketch
+            # size here, at or above the bound over every kernel
+            outside = parse_program(OUTSIDE)
+            assert verify(outside, ref).ok
+            have = objective(outside, where, DEFAULT_TABLE, goal)
+            assert (
+                have[0] == 782 and lower_bound(floor_for(ref, restrictions), 0, row, goal) <= have
+            )
 
 
 def test_rotations_whose_paths_cancel_are_counted() -> None:

@@ -13,7 +13,8 @@
   search only. Terms that read the spec's coefficients live in
   :mod:`porcupine.search.bound_terms`, in :mod:`porcupine.search.stencil_circuits` (a
   stencil's weights through one rotation group) and :mod:`porcupine.search.stencil_paths`
-  (through two).
+  (through two); :mod:`porcupine.search.sketch_reach` says which groupings a sketch's own
+  amounts can make reach a read.
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@ Sobel's gx and gy), for the lower bound over a sketch's kernels
 :func:`~porcupine.search.bound_terms.sumset_cover` asks whether any amounts of Z_n reach a
 read; a sketch's kernels rotate only by its own amounts. Gx (reads +-1, +-3, +-5 of a 4x4
 image) in the sketch of amounts {+-1, +-3, +-4, +-5}: a group of one and a group of three
-reach it with 2 of Z_16 (2 and {-5, -1, 3}), with none of the sketch's.
+reach it with amounts of Z_16 (2, and {-5, -1, 3}), with none of the sketch's.
+
+Also here (moved from :mod:`porcupine.search.bounds`, which keeps them in its namespace):
+:func:`most_offsets` and :func:`tuples_needed`, the counts of a read the plans start from.
 """
 
 from __future__ import annotations
