@@ -13,7 +13,8 @@
   search only. Terms that read the spec's coefficients live in
   :mod:`porcupine.search.bound_terms`, in :mod:`porcupine.search.stencil_circuits` (a
   stencil's weights through one rotation group) and :mod:`porcupine.search.stencil_paths`
-  (through two).
+  (through two); :mod:`porcupine.search.sketch_reach` says which groupings a sketch's own
+  amounts can make reach a read.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from porcupine.search.bound_terms import (
     first_targets,
     grown_shapes,
     local_products,
-    out_of_reach,
     product_groups,
     read_offsets,
     real_products,
@@ -39,26 +39,17 @@ from porcupine.search.bound_terms import (
 )
 from porcupine.search.coefficients import exact_below, spec_norm
 from porcupine.search.restrictions import Restrictions
+from porcupine.search.sketch_reach import (
+    beyond_sketch,
+    most_offsets,
+    sketch_amounts,
+    tuples_needed,
+)
 from porcupine.search.stencil_circuits import Stencil, rotated_paths, stencil_of
 from porcupine.search.stencil_paths import NO_KERNEL, crossed_paths
 from quill.cost import Measures, Objective, op_us, rank, rotation_group_us, sum_switches
 from quill.ops import OPS, Opcode
 from quill.verify import Reference
-
-
-def most_offsets(ref: Reference) -> int:
-    """The most distinct offsets from which one input reaches one output slot."""
-    return max((len(o) for slot in ref.polys for o in ref.offsets(slot).values()), default=1)
-
-
-def tuples_needed(ref: Reference) -> int:
-    """The most rotation choices one input's reads at one output slot need: its distinct
-    offsets, plus one when offset 0 is not among them (the path that takes no rotation
-    reaches offset 0, so it cannot serve a read elsewhere; :func:`shapes`)."""
-    return max(
-        (len(o) + (0 not in o) for slot in ref.polys for o in ref.offsets(slot).values()),
-        default=1,
-    )
 
 
 def _log2_ceil(n: int) -> int:
@@ -263,15 +254,16 @@ def _crossed(floor: Floor, rotated: tuple[int, ...]) -> int:
     (else 0: :func:`_covering` prices the plan)."""
     if floor.stencil is None or len(rotated) != 2:
         return 0
-    if out_of_reach(floor.reads, rotated, floor.slots):
+    if beyond_sketch(floor.reads, rotated, floor.amounts, floor.slots):
         return 0
-    count = crossed_paths(floor.stencil, (rotated[0], rotated[1]))
+    count = crossed_paths(floor.stencil, (rotated[0], rotated[1]), floor.amounts)
     return 0 if count >= NO_KERNEL else count
 
 
 def _covering(floor: Floor, plan: Plan, binary: int) -> list[Plan]:
-    """``plan``, or if bound_terms.out_of_reach, bound_terms.grown_shapes by plain fan_in."""
-    if plan.sums or not out_of_reach(floor.reads, plan.rotations, floor.slots):
+    """``plan``, or if out of reach (bound_terms.out_of_reach, or with the sketch's amounts:
+    sketch_reach.beyond_sketch), bound_terms.grown_shapes by plain fan_in."""
+    if plan.sums or not beyond_sketch(floor.reads, plan.rotations, floor.amounts, floor.slots):
         return [plan]
     return _grown(floor, plan.rotations, binary)
 
@@ -327,6 +319,7 @@ class Floor:
     reads: tuple[frozenset[int], ...] = ()  # bound_terms.read_offsets (() : not counted)
     slots: int = 0  # the spec's n, which the offsets of ``reads`` are taken mod
     stencil: Stencil | None = None  # stencil_circuits.stencil_of (None: not counted)
+    amounts: tuple[int, ...] | None = None  # a sketch's rotation amounts (None: any)
 
     def arcs(self, reach: int) -> int:
         """The most arcs of ``reach`` + 1 slots any read needs to cover its offsets
@@ -413,6 +406,7 @@ def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = Fals
         slots=ref.spec.n,
         # rotated_paths prices kernels without a multiply: no plaintext to pin (uniform)
         stencil=stencil_of(ref, uniform=True),
+        amounts=sketch_amounts(restrictions.rotations, ref.spec.n) if in_sketch else None,
     )
 
 
@@ -421,11 +415,13 @@ EXACT_SIZES = 64
 
 
 def lower_bound(
-    floor: Floor, components: int, row: dict[str, int], goal: Objective
+    floor: Floor, components: int, row: dict[str, int], goal: Objective, *, exact: bool = False
 ) -> tuple[int, ...]:
-    """A :func:`quill.cost.rank` no kernel with ``components`` components can beat; with
-    ``components`` 0, no kernel at all (every kernel has at least
-    :func:`fewest_components`).
+    """A :func:`quill.cost.rank` no kernel with ``components`` components or more can beat;
+    with ``components`` 0, no kernel at all (every kernel has at least
+    :func:`fewest_components`). With ``exact``, none with exactly ``components`` (a sketch
+    size the search may then skip, not the sizes above it): the plans whose kernels have
+    more (:meth:`Plan.components`, a least count for each) are left out, when some remain.
 
     An input slot at offset o from the output slot reaches it along a path whose rotation
     amounts and sum shifts add up to o, so the kernel's rotation groups and sums must offer
@@ -448,14 +444,15 @@ def lower_bound(
     (:func:`~porcupine.search.bound_terms.product_groups`): the least of the three."""
     if floor.real_products:
         loose = dataclasses.replace(floor, real_products=0, exact_below=0)
-        large = lower_bound(loose, max(components, floor.exact_below), row, goal)
+        high = max(components, floor.exact_below)
+        large = lower_bound(loose, high, row, goal, exact=exact and high == components)
         if components >= floor.exact_below:
             return large
-        exact = dataclasses.replace(loose, products=floor.real_products)
-        best = min(lower_bound(exact, components, row, goal), large)
+        real = dataclasses.replace(loose, products=floor.real_products)
+        best = min(lower_bound(real, components, row, goal, exact=exact), large)
         if floor.spread:  # or fewer products, and a rotation after one
             rotating = dataclasses.replace(loose, groups=floor.spread)
-            best = min(best, lower_bound(rotating, components, row, goal))
+            best = min(best, lower_bound(rotating, components, row, goal, exact=exact))
         return best
     ops, products = floor.ops or floor.restrictions.ops, floor.products
     relins = 1 if products else 0
@@ -473,6 +470,8 @@ def lower_bound(
         return 0 if p.scale is None else row[OPS[p.scale].cost] - cheapest
 
     if floor.needed <= SHAPED_OFFSETS:
+        every = _plans(floor)
+        fits = [p for p in every if p.components() + entry <= components] if exact else []
         return min(
             priced(
                 max(components, p.components() + entry),
@@ -482,7 +481,7 @@ def lower_bound(
                 + sum(op_us(Opcode.SUM, w, row) - cheapest for w in p.sums)
                 + scaled(p),
             )
-            for p in _plans(floor)
+            for p in fits or every
         )
     count = max(components, floor.least_components(None))
     rotations = _log2_ceil(floor.offsets)

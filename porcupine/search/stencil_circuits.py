@@ -36,8 +36,9 @@ symbols x_o, o in R, the constant parts first, then the parts times pi."""
 @dataclass(frozen=True)
 class Stencil:
     """The largest read R of a :func:`~porcupine.search.bound_terms.single_input` spec
-    without constant terms (0 among its offsets), and for which kernels the scalar model
-    is exact at some output slot.
+    without constant terms (0 first among its offsets; weighing 0 when the read does not
+    hold it, for :func:`stencil_of` with ``uniform`` only), and for which kernels the
+    scalar model is exact at some output slot.
 
     The scalar model. Take a kernel with no library sum, at most one ct*pt multiply m (by
     a plaintext p), the rest additions, subtractions and negations, and rotation groups
@@ -96,16 +97,20 @@ def _read(ref: Reference, slot: int) -> dict[int, int]:
 def stencil_of(ref: Reference, uniform: bool = False) -> Stencil | None:
     """The spec's :class:`Stencil`, if it has one and the scalar model holds for some
     kernels; with ``uniform``, for kernels whose plaintexts are all splat constants (a
-    sketch's: :attr:`~porcupine.search.restrictions.Restrictions.constants`)."""
+    sketch's: :attr:`~porcupine.search.restrictions.Restrictions.constants`), or none (the
+    path terms, which ask no pinning). With ``uniform`` the read need not hold offset 0: its
+    weight there is then 0 (Sobel's gx, whose centre column weighs 0). Without, it must:
+    conditions (a) and (b) of the scalar model read the slots at offsets other than 0,
+    and were proven for a centre that is read; a zero centre is not claimed there."""
     if not single_input(ref) or not ref.polys:
         return None
     n = ref.spec.n
     reads = {slot: _read(ref, slot) for slot in ref.polys}
     largest = max(reads.values(), key=len)
-    if 0 not in largest or len(largest) < 2 or any(not r for r in reads.values()):
+    if (0 not in largest and not uniform) or len(largest) < 2 or any(not r for r in reads.values()):
         return None
     offsets = (0, *sorted(set(largest) - {0}))
-    weights = tuple(largest[o] for o in offsets)
+    weights = tuple(largest.get(o, 0) for o in offsets)  # a centre not read weighs 0
     if uniform:
         return Stencil(offsets, weights, n)
     matching = {slot for slot, r in reads.items() if r == largest}
@@ -390,7 +395,12 @@ def rotated_paths(stencil: Stencil) -> int:
     instruction, that instruction costs one more: k - 1 + 1 + F with F >= ceil(log2(|w_0|
     + 1)), no fewer. If by a two-operand one, both operands come from x (the rotations
     follow c), so x has at least 2 paths to c, as many as zeta mod 2 (odd when g is), and
-    |w_0| to the output: F >= ceil(log2(|w_0| + m)); and F >= ceil(log2(|w_a| / g))."""
+    |w_0| to the output: F >= ceil(log2(|w_0| + m)); and F >= ceil(log2(|w_a| / g)).
+    With w_0 = 0 (a centre not read, :func:`stencil_of` with ``uniform``) c may also be x
+    itself and a sink (x's only out-edges the rotations): S = x and the k rotations, Z = x
+    and the output, so binary = k - 1 + F, and rot(x, a) has |w_a| paths to the output
+    (zeta = 1): F >= ceil(log2(max_a |w_a|)). (Gx's six amounts: 5 + 1 = 6, where the
+    other cases count 7.) The cases above hold with w_0 = 0 as they stand."""
     k = len(stencil.offsets) - 1
     w0, rotated = abs(stencil.weights[0]), [abs(w) for w in stencil.weights[1:]]
     g = gcd(*rotated)
@@ -398,6 +408,8 @@ def rotated_paths(stencil: Stencil) -> int:
     through = k + _log2_ceil(max(w0, most))
     sink = k - 1 + max(_log2_ceil(w0 + (3 if g % 2 else 2)), _log2_ceil(most))
     count = min(through, sink)
+    if w0 == 0:  # c = x may be a sink: its paths are the rotations' (zeta = 1)
+        count = min(count, k - 1 + _log2_ceil(max(rotated)))
     return count if (1 << (2 * count)) + max(w0, *rotated) < T else 0
 
 

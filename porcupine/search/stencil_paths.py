@@ -12,10 +12,14 @@ six additions, where :func:`~porcupine.search.bounds.fan_in` counts four.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import product
+from itertools import combinations, product
+from math import comb
 
 from porcupine.search.stencil_circuits import Stencil, stencil_groups
 from quill.slots import T
+
+SPARE_PAIRS = 20_000
+"""Past this many pairs of amount sets :func:`spare_groups` is not tried (no claim)."""
 
 NO_KERNEL = 1 << 20
 """What :func:`crossed_paths` returns when no amounts of the shape reach the read: no kernel
@@ -48,7 +52,9 @@ def _factorizations(
     """Every way the magnitudes of ``weight[(a, b)]`` (a in 0 + ``first``, b in 0 +
     ``second``) factor as :class:`_Counts` ask: |W(a, b)| = zeta sigma_a tau_b, |W(0, b)| =
     sigma_0 tau_b, |W(a, 0)| = zeta rho_a, |W(0, 0)| = omega (a, b nonzero); zeta = 1 when
-    c1 is x (``at_x``)."""
+    c1 is x (``at_x``). A column b whose weights are all 0 has tau_b = 0 (else sigma_0
+    and every sigma_a are 0, and so every W(a, b') with a, b' nonzero, which
+    :func:`crossed_paths` asks not to be); every other tau_b divides the column's gcd."""
     out: list[_Counts] = []
     rotated = [abs(weight[(a, b)]) for a in first for b in (0, *second)]
     common = 0
@@ -60,11 +66,11 @@ def _factorizations(
             g = abs(weight[(0, b)])
             for a in first:
                 g = _gcd(g, abs(weight[(a, b)]) // zeta)
-            per_b.append(_divisors(g))
+            per_b.append(_divisors(g) or [0])
         for tau in product(*per_b):
-            sigma0 = {abs(weight[(0, b)]) // t for b, t in zip(second, tau, strict=True)}
+            sigma0 = {abs(weight[(0, b)]) // t for b, t in zip(second, tau, strict=True) if t}
             sigma = [
-                {abs(weight[(a, b)]) // (zeta * t) for b, t in zip(second, tau, strict=True)}
+                {abs(weight[(a, b)]) // (zeta * t) for b, t in zip(second, tau, strict=True) if t}
                 for a in first
             ]
             if len(sigma0) != 1 or any(len(s) != 1 for s in sigma):
@@ -91,12 +97,16 @@ def _gcd(a: int, b: int) -> int:
 def _least_excess(counts: _Counts, at_x: bool, c1_sink: bool, c2_sink: bool) -> int:
     """The least F (:func:`crossed_paths`) a graph with these sinks can have and still offer
     the paths ``counts`` ask."""
+
+    def joined(out: int, to_c2: int) -> int:  # paths to the output and to c2
+        return out + to_c2 if c2_sink else max(out, to_c2)
+
     rot = max(
-        max((r + (s if c2_sink else 0) for r, s in zip(counts.rho, counts.sigma, strict=True))),
+        max(joined(r, s) for r, s in zip(counts.rho, counts.sigma, strict=True)),
         max(counts.tau),
     )
     to_c1 = counts.zeta if c1_sink and not at_x else 0
-    rest = counts.omega + (counts.sigma0 if c2_sink else 0)
+    rest = joined(counts.omega, counts.sigma0)
     excess = 0
     while True:
         for inside in range(excess + 1):
@@ -107,13 +117,48 @@ def _least_excess(counts: _Counts, at_x: bool, c1_sink: bool, c2_sink: bool) -> 
         excess += 1
 
 
-def crossed_paths(stencil: Stencil, shape: tuple[int, int]) -> int:
+def spare_groups(
+    stencil: Stencil, shape: tuple[int, int], amounts: tuple[int, ...]
+) -> list[tuple[tuple[int, ...], ...]] | None:
+    """Every pair of amount sets of sizes ``shape`` drawn from ``amounts`` (a sketch's, mod
+    n) whose tuples of choices reach every offset R weighs nonzero: the amounts of any
+    kernel of the sketch with exactly those groups (no library sum) that computes the
+    stencil, when the groups offer more tuples than R has offsets (:func:`stencil_groups`
+    asks exactly as many). None (no claim) when such a pair has two tuples at one offset
+    (the weights then do not say each tuple's), or none of its tuples of two rotations
+    reads a nonzero weight (nothing then orders the groups), or past :data:`SPARE_PAIRS`."""
+    n = stencil.n
+    pool = sorted({a % n for a in amounts} - {0})
+    if comb(len(pool), shape[0]) * comb(len(pool), shape[1]) > SPARE_PAIRS:
+        return None
+    weights = dict(zip(stencil.offsets, stencil.weights, strict=True))
+    needed = {o for o, w in weights.items() if w}
+    out: list[tuple[tuple[int, ...], ...]] = []
+    for first in combinations(pool, shape[0]):
+        for second in combinations(pool, shape[1]):
+            if shape[0] == shape[1] and second < first:
+                continue  # equal sizes in one order: crossed_paths tries both
+            sums = [(a + b) % n for a in (0, *first) for b in (0, *second)]
+            if not needed <= set(sums):
+                continue
+            if len(set(sums)) < len(sums):
+                return None
+            if not any(weights.get((a + b) % n) for a in first for b in second):
+                return None
+            out.append((first, second))
+    return out
+
+
+def crossed_paths(
+    stencil: Stencil, shape: tuple[int, int], amounts: tuple[int, ...] | None = None
+) -> int:
     """The fewest two-operand instructions (additions, subtractions) of a kernel for the
     stencil's spec whose rotations are exactly two groups of ``shape`` sizes, offering one
     tuple of choices per offset of R (:func:`~porcupine.search.stencil_circuits.stencil_groups`),
     with no library sum and no multiply (ct*pt or ct*ct); 0 when not counted (the counts
     could wrap mod t, or the groups offer other than |R| tuples); :data:`NO_KERNEL` when no
-    amounts reach R.
+    amounts reach R. With ``amounts`` (a sketch's), groups offering more tuples than R has
+    offsets are counted too, over :func:`spare_groups`.
 
     Proof. Without multiplies the coefficients are signed path counts (any matching slot
     will do). Every tuple of choices is needed, its offset its own, and W(a, b) != 0 for
@@ -124,19 +169,28 @@ def crossed_paths(stencil: Stencil, shape: tuple[int, int]) -> int:
     rot2(b) -> out, so over Z W(a, b) = zeta sigma_a tau_b, W(0, b) = sigma_0 tau_b,
     W(a, 0) = zeta rho_a, W(0, 0) = omega, the signed D-path counts :class:`_Counts`
     names (c1 = x: zeta = 1); their magnitudes are one of :func:`_factorizations`.
+    With :func:`spare_groups`' tuples beyond R's, each tuple still has its own offset, so
+    W(a, b) is the weight at a + b, 0 off R, and all of this stands with zero entries; so
+    it does for a centre not read (W(0, 0) = 0,
+    :func:`~porcupine.search.stencil_circuits.stencil_of`).
 
-    D's sources S are x and the k1 + k2 rotations; its sinks Z the output, and c1 (c1 !=
-    x) and c2 when their only out-edges are rotations (x is no sink: omega = |W(0, 0)| >
-    0). Counting D's edges by heads and tails, two-operand instructions = |S| - |Z| + F,
+    D's sources S are x and the k1 + k2 rotations; its sinks Z the output, and c1 and c2
+    when their only out-edges are rotations (c2 != x: it follows a rotation; x, never a
+    source of a group but c1, is a sink only as c1, and then reaches nothing in D: omega =
+    sigma_0 = 0, so only where W(0, 0) and every W(0, b) are 0). Counting D's edges by
+    heads and tails, two-operand instructions = |S| - |Z| + F,
     F the sum of (d - 1) over D's nodes of out-degree d >= 1. A node v has at most
     2^(the F of the nodes it reaches) paths to the sinks (their out-degrees' product, d <=
     2^(d-1)); the paths to distinct sinks are distinct, each at least its signed count.
     Let A be c1 and its D-ancestors, E_A their part of F. No rotation reaches A (c1
-    precedes it), so every rotation has at most 2^(F - E_A) paths: at least rho_a (+
-    sigma_a when c2 is a sink) from rot1(a), tau_b from rot2(b). The paths from x leave A
-    by at most 2^E_A prefixes (the same product over A), zeta of them ending at c1 when it
-    is a sink, and each other prefix ends at a node outside A, which reaches nothing in A:
-    at most 2^(F - E_A) paths each, omega (+ sigma_0 when c2 is a sink) in all. The least
+    precedes it), so every rotation has at most 2^(F - E_A) paths: at least rho_a +
+    sigma_a from rot1(a) when c2 is a sink (the paths to two sinks), else max(rho_a,
+    sigma_a) (c2 then has a D-out-edge, and its D-paths end at the output: it reaches
+    nothing in A, so not c1; so each D-path to c2 extends to one to the output), tau_b
+    from rot2(b). The paths from x leave A by at most 2^E_A prefixes (the same product
+    over A), zeta of them ending at c1 when it is a sink, and each other prefix ends at a
+    node outside A, which reaches nothing in A: at most 2^(F - E_A) paths each, omega +
+    sigma_0 in all when c2 is a sink, else max(omega, sigma_0), likewise. The least
     F that allows this (:func:`_least_excess`), over both orders of the groups, every
     choice of amounts, factorization and set of sinks, bounds the count.
 
@@ -144,23 +198,23 @@ def crossed_paths(stencil: Stencil, shape: tuple[int, int]) -> int:
     most 2^F, so each product at most 2^(3F): with 2^(3F) + |w| < t the congruences mod t
     are equalities."""
     choices = stencil_groups(stencil, shape)
+    if choices is None and amounts is not None:
+        choices = spare_groups(stencil, shape, amounts)
     if choices is None:
         return 0
-    index = {o: i for i, o in enumerate(stencil.offsets)}
+    weights = dict(zip(stencil.offsets, stencil.weights, strict=True))
     n, sources = stencil.n, 1 + sum(shape)
     best = NO_KERNEL
     for chosen in choices:
         for first, second in (chosen, chosen[::-1]):
             weight = {
-                (a, b): stencil.weights[index[(a + b) % n]]
-                for a in (0, *first)
-                for b in (0, *second)
+                (a, b): weights.get((a + b) % n, 0) for a in (0, *first) for b in (0, *second)
             }
             for at_x, c1_sink, c2_sink in product((True, False), repeat=3):
-                if at_x and c1_sink:
-                    continue  # x is no sink
                 sinks = 1 + c1_sink + c2_sink
                 for counts in _factorizations(weight, first, second, at_x):
+                    if at_x and c1_sink and (counts.omega or counts.sigma0):
+                        continue  # x a sink reaches nothing in D
                     excess = _least_excess(counts, at_x, c1_sink, c2_sink)
                     best = min(best, sources - sinks + excess)
     if best == NO_KERNEL:
