@@ -304,19 +304,21 @@ def splat_adds(
     constants: tuple[int, ...],
     least: int,
     tries: int = SPLAT_TRIES,
-    steps: int = SPLAT_STEPS,
+    steps: int | None = None,
 ) -> int:
     """The fewest additions and subtractions, at least ``least`` (known otherwise), of a
     kernel whose rotations are exactly groups of sizes ``shape`` offering R's tuples (any
     amounts :func:`~porcupine.search.stencil_circuits.stencil_groups` offers: every such
     kernel's are among them), with no library sum, no ct*ct multiply and at most one ct*pt
     multiply, by a splat constant among ``constants``: counts from ``least`` on while
-    :func:`splat_circuit` denies them for every choice and constant, ``tries`` at most.
+    :func:`splat_circuit` denies them for every choice and constant, ``tries`` at most,
+    each search given ``steps`` states (:data:`SPLAT_STEPS` if None).
     ``least`` when the groups offer other than |R| tuples (not counted); no choice at all:
     no such kernel, ``least + tries`` stands."""
     choices = stencil_groups(stencil, shape)
     if choices is None or not constants:
         return least
+    steps = SPLAT_STEPS if steps is None else steps
     for adds in range(least, least + tries):
         for groups in choices:
             if any(splat_circuit(stencil, groups, adds, k, steps) is not False for k in constants):
