@@ -237,3 +237,16 @@ def test_the_in_sketch_bounds_meet_the_kernels() -> None:
         anywhere = lower_bound(floor_for(ref, sketch), 0, row, Objective.LATENCY)
         assert inside == (kernel,)
         assert anywhere < inside
+
+
+def test_the_cuts_keep_the_least_programs() -> None:
+    """Least programs that sit on each cut's edge (a multiply by 1 is of no use to them):
+    2 (x + r1) + r2 ends with a value of two paths (F = 1; doubling x before the rotations
+    would double r2 too), 4 x + r1 needs its doublings to the last, and neither is found
+    with an addition fewer."""
+    double = Stencil((0, 1, 2), (2, 2, 1), 8)
+    assert splat_circuit(double, ((1, 2),), 3, 1) is True
+    assert splat_circuit(double, ((1, 2),), 2, 1) is False
+    doublings = Stencil((0, 1), (4, 1), 8)
+    assert splat_circuit(doublings, ((1,),), 3, 1) is True
+    assert splat_circuit(doublings, ((1,),), 2, 1) is False
