@@ -78,8 +78,13 @@ def _searched(ctx: Context, direct: Program | None) -> Partial:
     shape = None if rewritten is None else counts(rewritten.program)
     if rewritten is not None and shape is not None and shape.rotations and not shape.ct_ct_mults:
         # ... unless the cheapest arrangement of a linear kernel is provably the best kernel
+        # (of the sketch at least: then the search, bounded by it, ends at once)
         moved = rewrite(ctx, rewritten.program)
-        if moved.passes and meets_lower_bound(moved.program, ctx.reference, options):
+        ref = ctx.reference
+        if moved.passes and (
+            meets_lower_bound(moved.program, ref, options)
+            or meets_lower_bound(moved.program, ref, options, in_sketch=True)
+        ):
             rewritten = Rewritten(program=moved.program, passes=rewritten.passes + moved.passes)
     fallback = None if rewritten is None else rewritten.program
     if fallback is not None:

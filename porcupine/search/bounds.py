@@ -12,9 +12,10 @@
   :func:`~porcupine.search.bilinear.bilinear_products`), which prunes that sketch's
   search only. Terms that read the spec's coefficients live in
   :mod:`porcupine.search.bound_terms`, in :mod:`porcupine.search.stencil_circuits` (a
-  stencil's weights through one rotation group) and :mod:`porcupine.search.stencil_paths`
-  (through two); :mod:`porcupine.search.sketch_reach` says which groupings a sketch's own
-  amounts can make reach a read.
+  stencil's weights through one rotation group), :mod:`porcupine.search.stencil_paths`
+  (through two) and :mod:`porcupine.search.splat_circuits` (and a multiply by a splat);
+  :mod:`porcupine.search.sketch_reach` says which groupings a sketch's own amounts can
+  make reach a read.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 from porcupine.search.bilinear import bilinear_products
 from porcupine.search.bound_terms import (
+    _log2_ceil,
     arcs_needed,
     first_targets,
     grown_shapes,
@@ -45,6 +47,7 @@ from porcupine.search.sketch_reach import (
     sketch_amounts,
     tuples_needed,
 )
+from porcupine.search.splat_circuits import scaled_counts
 from porcupine.search.stencil_circuits import Stencil, rotated_paths, stencil_of
 from porcupine.search.stencil_paths import NO_KERNEL, crossed_paths
 from quill.cost import Measures, Objective, op_us, rank, rotation_group_us, sum_switches
@@ -52,8 +55,6 @@ from quill.ops import OPS, Opcode
 from quill.verify import Reference
 
 
-def _log2_ceil(n: int) -> int:
-    return math.ceil(math.log2(n)) if n > 1 else 0
 
 
 def rotations_us(offsets: int, row: dict[str, int]) -> int:
@@ -160,11 +161,12 @@ class Plan:
     sums: tuple[int, ...]  # windows of the library sums
     binary: int  # two-operand instructions at least (fan_in, and the doublings it needs)
     scale: Opcode | None = None  # a multiply the kernel must have (unrotated_binary)
+    scales: int = 1  # how many of them, at least
 
     def components(self) -> int:
         """The fewest components (instructions other than rotations) of the plan's kernels:
-        its two-operand instructions and sums, and a ct*pt multiply (one operand)."""
-        unary = 1 if self.scale is not None and not OPS[self.scale].ct_ct_mult else 0
+        its two-operand instructions and sums, and its ct*pt multiplies (one operand)."""
+        unary = self.scales if self.scale is not None and not OPS[self.scale].ct_ct_mult else 0
         return self.binary + len(self.sums) + unary
 
 
@@ -229,15 +231,17 @@ def plans(floor: Floor) -> Iterator[Plan]:
                     wider = fan_in(grown, floor.offsets, floor.sources, targets=False)
                     yield Plan(grown, summed, max(binary, wider))
                 yield Plan(rotated, summed, plain)
-                for op in scaling:
-                    yield Plan(rotated, summed, least, scale=op)
+                for op in scaling:  # splat_circuits.scaled_counts: one multiply or two
+                    for b, many in scaled_counts(floor, rotated, op, least, plain - 1):
+                        yield Plan(rotated, summed, b, scale=op, scales=many)
                 continue
             if not summed and (crossed := _crossed(floor, rotated)) > least:
                 # exactly these two groups and no multiply (crossed_paths), a multiply, or
                 # groups one step larger (grown_shapes), priced by the plain fan_in
                 yield Plan(rotated, (), max(least, crossed))
                 for op in scaling:
-                    yield Plan(rotated, (), least, scale=op)
+                    for b, many in scaled_counts(floor, rotated, op, least, crossed - 1):
+                        yield Plan(rotated, (), b, scale=op, scales=many)
                 yield from _grown(floor, rotated, binary)
             else:
                 yield from _covering(floor, Plan(rotated, summed, least), binary)
@@ -320,6 +324,7 @@ class Floor:
     slots: int = 0  # the spec's n, which the offsets of ``reads`` are taken mod
     stencil: Stencil | None = None  # stencil_circuits.stencil_of (None: not counted)
     amounts: tuple[int, ...] | None = None  # a sketch's rotation amounts (None: any)
+    splat: tuple[int, ...] | None = None  # the only plaintexts: these splats (a sketch's)
 
     def arcs(self, reach: int) -> int:
         """The most arcs of ``reach`` + 1 slots any read needs to cover its offsets
@@ -407,6 +412,7 @@ def floor_for(ref: Reference, restrictions: Restrictions, in_sketch: bool = Fals
         # rotated_paths prices kernels without a multiply: no plaintext to pin (uniform)
         stencil=stencil_of(ref, uniform=True),
         amounts=sketch_amounts(restrictions.rotations, ref.spec.n) if in_sketch else None,
+        splat=restrictions.constants if in_sketch and not plaintext else None,
     )
 
 
@@ -467,7 +473,7 @@ def lower_bound(
         return rank(Measures(switches + relins, count + moved, latency, keys), goal)
 
     def scaled(p: Plan) -> int:  # the multiply a plan must have, beyond the cheapest op
-        return 0 if p.scale is None else row[OPS[p.scale].cost] - cheapest
+        return 0 if p.scale is None else p.scales * (row[OPS[p.scale].cost] - cheapest)
 
     if floor.needed <= SHAPED_OFFSETS:
         every = _plans(floor)

@@ -165,11 +165,15 @@ def search(
         engine.value,
         options.width,
     )
-    fewest = fewest_components(floor)
+    # Pricing the bound the first time runs its exhaustive terms (stencils, splats: up to
+    # seconds, with no budget checks): not for a search stopped before it starts.
+    fewest = limit + 1 if budget.over else fewest_components(floor)
     sound = True
     complete = True  # every size searched was exhausted
     beyond = False  # a lower bound showed that no larger size can do better
     for size in range(1, limit + 1):
+        if budget.over:
+            break
         if st.first_size is not None and size > st.first_size + options.extra_components:
             break
         if st.best is not None and lower_bound(floor, size, row, options.goal) >= st.best.rank:
