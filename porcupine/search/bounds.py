@@ -10,12 +10,10 @@
   product: :func:`~porcupine.search.bound_terms.product_groups`; with rotations too, mod t,
   for a spec bilinear between some inputs and the rest:
   :func:`~porcupine.search.bilinear.bilinear_products`), which prunes that sketch's
-  search only. Terms that read the spec's coefficients live in
-  :mod:`porcupine.search.bound_terms`, in :mod:`porcupine.search.stencil_circuits` (a
-  stencil's weights through one rotation group), :mod:`porcupine.search.stencil_paths`
-  (through two) and :mod:`porcupine.search.splat_circuits` (and a multiply by a splat);
-  :mod:`porcupine.search.sketch_reach` says which groupings a sketch's own amounts can
-  make reach a read.
+  search only. Terms that read the spec's coefficients: :mod:`~porcupine.search.bound_terms`,
+  :mod:`~porcupine.search.stencil_circuits` (one rotation group), :mod:`~porcupine.search.
+  stencil_paths` (two), :mod:`~porcupine.search.splat_circuits` (and a splat multiply);
+  :mod:`~porcupine.search.sketch_reach`: what a sketch's own amounts can reach.
 """
 
 from __future__ import annotations
