@@ -53,8 +53,6 @@ from quill.ops import OPS, Opcode
 from quill.verify import Reference
 
 
-
-
 def rotations_us(offsets: int, row: dict[str, int]) -> int:
     """The least latency of the rotations any kernel needs to bring ``offsets`` distinct
     offsets of one input to an output slot.
