@@ -294,6 +294,7 @@ def _decomposed(ctx: Context, staged: Spec, written: Program | None) -> Partial:
     # bound can then rule out every size at once (energy3, point_distance).
     base, refactored = seed, rewrite(ctx, seed, rotations=False)
     seed = refactored.program
+    ctx.budget.keep(spec, seed, Source.SYNTHESIZED)  # verified by the pass: safe from a forced stop
     log.info("%s: searching the whole formula below the staged kernel", spec.name)
     found = search(spec, budget.within(WHOLE_SECONDS), options, seed, ref=ctx.reference)
     if found.stopped is Stop.TIMEOUT and not budget.expired:
