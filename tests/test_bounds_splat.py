@@ -30,6 +30,7 @@ from quill.slots import T
 from quill.spec import load_spec, parse_spec
 from quill.verify import reference
 from tests.test_bounds_sound import KERNELS, _over_x
+from tests.test_bounds_stencil import draw_groups
 
 Vector = tuple[int, ...]
 N = 64
@@ -43,19 +44,8 @@ def splat_programs(draw: st.DrawFn) -> Case:
     within 3 of 0, then multiples of 8: every tuple of choices at its own offset mod 64),
     additions, differences, doublings, negations and at most one multiply by kappa; its
     stencil (its output's weights, all nonzero), groups, additions and kappa."""
-    small = [1, 2, 3, N - 1, N - 2, N - 3]
     kappa = draw(st.sampled_from([2, 3, 4, 5, 6, -2, -4, 9]))
-    if draw(st.booleans()):
-        groups = [draw(st.lists(st.sampled_from(small), min_size=1, max_size=4, unique=True))]
-    else:
-        eights = [8, 16, N - 8, N - 16]
-        groups = [draw(st.lists(st.sampled_from(small), min_size=1, max_size=2, unique=True))]
-        groups.append(draw(st.lists(st.sampled_from(eights), min_size=1, max_size=2, unique=True)))
-    sums = [0]
-    for g in groups:
-        sums = [(s + a) % N for s in sums for a in (0, *g)]
-    offsets = (0, *sorted(set(sums) - {0}))
-    assert len(offsets) == len(sums)
+    groups, offsets = draw_groups(draw)
     width = len(offsets)
     index = {o: i for i, o in enumerate(offsets)}
     values: list[Vector] = [(1,) + (0,) * (width - 1)]

@@ -38,13 +38,10 @@ Case = tuple[Stencil, tuple[tuple[int, ...], ...], int, bool]
 STEPS = 20_000  # the search's budget here: it may give up (None), never deny
 
 
-@st.composite
-def scalar_programs(draw: st.DrawFn) -> Case:
-    """A random program of the scalar model: one group of 1 to 4 amounts, or two groups
-    (amounts within 3 of 0, then multiples of 8, so that every tuple of choices has its own
-    offset mod 64), additions, differences, doublings, negations and at most one multiply
-    by pi anywhere; its stencil (its output's weights at a random pi, all of them nonzero),
-    its groups, its additions and whether it multiplies."""
+def draw_groups(draw: st.DrawFn) -> tuple[list[list[int]], tuple[int, ...]]:
+    """One group of 1 to 4 amounts within 3 of 0, or two groups (such amounts, then
+    multiples of 8), so that every tuple of choices has its own offset mod N; and the
+    offsets the tuples reach, 0 first."""
     small = [1, 2, 3, N - 1, N - 2, N - 3]
     if draw(st.booleans()):
         groups = [draw(st.lists(st.sampled_from(small), min_size=1, max_size=4, unique=True))]
@@ -57,6 +54,17 @@ def scalar_programs(draw: st.DrawFn) -> Case:
         sums = [(s + a) % N for s in sums for a in (0, *g)]
     offsets = (0, *sorted(set(sums) - {0}))
     assert len(offsets) == len(sums)  # every tuple at its own offset
+    return groups, offsets
+
+
+@st.composite
+def scalar_programs(draw: st.DrawFn) -> Case:
+    """A random program of the scalar model: one group of 1 to 4 amounts, or two groups
+    (amounts within 3 of 0, then multiples of 8, so that every tuple of choices has its own
+    offset mod 64), additions, differences, doublings, negations and at most one multiply
+    by pi anywhere; its stencil (its output's weights at a random pi, all of them nonzero),
+    its groups, its additions and whether it multiplies."""
+    groups, offsets = draw_groups(draw)
     width = len(offsets)
     index = {o: i for i, o in enumerate(offsets)}
     values: list[Model] = [(1,) + (0,) * (2 * width - 1)]
