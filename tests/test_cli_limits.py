@@ -294,3 +294,30 @@ def test_a_timeout_shorter_than_the_start_up_is_a_timeout_not_an_interruption() 
     # phase begins (it was reported as "interrupted", exit 130).
     out = porcupine("synth", "kernels/box_blur.spec", "--timeout", "0.01", timeout=120)
     assert_clean(out, 1, "--timeout 0.01 s reached while reading the spec")
+
+
+class _Finalized:
+    """An object whose finalizer raises, as Z3's ``AstRef.__del__`` does when the alarm's
+    :class:`~porcupine.cli.guard.Stopped` lands in it."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __del__(self) -> None:
+        raise self.error
+
+
+def test_a_stop_inside_a_finalizer_reaches_no_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fuzz bench once saw "Exception ignored in: <function AstRef.__del__ ...>" and a
+    # traceback on stderr (the default hook) after a forced stop at the deadline.
+    from porcupine.cli.guard import Guard, Stopped
+
+    seen: list[BaseException | None] = []
+    hook = seen.append  # stands for the default hook, which prints a traceback
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: hook(u.exc_value))
+    before = sys.unraisablehook
+    with Guard(None, None):
+        _Finalized(Stopped("timeout"))  # dropped at once: its __del__ raises
+        _Finalized(ValueError("a real bug"))
+    assert [type(e) for e in seen] == [ValueError]  # the stop is dropped, the bug is not
+    assert sys.unraisablehook is before  # restored

@@ -28,6 +28,7 @@ import os
 import resource
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -202,6 +203,14 @@ class Guard:
     def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
         self._stop("interrupted" if self.budget.cancelled else "timeout")
 
+    def _on_unraisable(self, unraisable: Any) -> None:
+        """A :class:`Stopped` raised inside a finalizer (Z3's ``AstRef.__del__``) is lost by
+        design (the repeating alarm raises it again where it reaches the command): not a
+        traceback on the user's terminal. Anything else goes to the hook as before."""
+        if isinstance(unraisable.exc_value, Stopped):
+            return
+        self._saved["unraisable"](unraisable)
+
     def _stop(self, reason: str) -> None:
         # Remembered: code between here and the CLI may turn the exception into another
         # (ctypes does, when it lands while Z3's arguments are converted).
@@ -241,6 +250,8 @@ class Guard:
         )
         self._saved["sigint"] = signal.signal(signal.SIGINT, self._on_sigint)
         self._saved["sigalrm"] = signal.signal(signal.SIGALRM, self._on_alarm)
+        self._saved["unraisable"] = sys.unraisablehook
+        sys.unraisablehook = self._on_unraisable
         self._watcher = threading.Thread(target=self._watch, args=(wake,), daemon=True)
         self._watcher.start()
         self._wake_r = wake
@@ -257,6 +268,7 @@ class Guard:
             signal.setitimer(signal.ITIMER_REAL, 0.0)
             signal.signal(signal.SIGALRM, self._saved["sigalrm"])
             signal.signal(signal.SIGINT, self._saved["sigint"])
+            sys.unraisablehook = self._saved["unraisable"]
             signal.set_wakeup_fd(self._saved["wakeup"])
             self._wake_w.close()
             self._watcher.join()
